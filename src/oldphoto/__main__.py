@@ -1,0 +1,3 @@
+from oldphoto.cli.app import main
+
+main()

@@ -1,0 +1,51 @@
+"""The `oldphoto` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from oldphoto import __version__
+from oldphoto.cli import degrade, evaluate, models, restore, train
+from oldphoto.cli.common import setup_logging
+from oldphoto.runtime import default_threads
+
+app = typer.Typer(
+    name="oldphoto",
+    help="Bring damaged old photographs back to life.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oldphoto {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Bring damaged old photographs back to life."""
+    setup_logging(verbose)
+    import torch
+
+    torch.set_num_threads(default_threads())
+
+
+app.command("restore", no_args_is_help=True)(restore.restore)
+app.command("degrade", no_args_is_help=True)(degrade.degrade)
+app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
+app.add_typer(models.app, name="models")
+app.add_typer(train.app, name="train")
+
+
+def main() -> None:
+    app()

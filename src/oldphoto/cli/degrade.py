@@ -1,0 +1,12 @@
+"""`oldphoto degrade` (filled in by its own issue)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from oldphoto.cli.common import fail
+
+
+def degrade(args: Annotated[list[str] | None, __import__("typer").Argument(help="Not available yet.")] = None) -> None:
+    """Not available in this build yet."""
+    raise fail("'oldphoto degrade' is not available in this build yet")

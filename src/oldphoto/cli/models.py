@@ -1,0 +1,69 @@
+"""`oldphoto models list|verify`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors
+from oldphoto.errors import OldPhotoError
+from oldphoto.registry import all_specs, get_spec
+from oldphoto.weights import locate_weights, parameter_count, verify_weights
+
+app = typer.Typer(help="List and verify the registered models.", no_args_is_help=True)
+
+
+def _status(spec) -> tuple[str, str]:
+    if not spec.shipped:
+        return "missing", "not trained yet"
+    try:
+        path = locate_weights(spec)
+    except OldPhotoError:
+        return "missing", "file not found"
+    return "present", f"{path.stat().st_size / 1e6:.1f} MB"
+
+
+@app.command("list")
+def list_models() -> None:
+    """Show every registered model: task, parameters, file size, sha256 and whether its weights are present."""
+    table = Table(title="oldphoto models")
+    for column in ("name", "task", "parameters", "size", "sha256", "status"):
+        table.add_column(column)
+    for spec in all_specs():
+        status, size = _status(spec)
+        params = parameter_count(spec)
+        table.add_row(
+            spec.name,
+            spec.task,
+            f"{params:,}" if params is not None else "-",
+            size,
+            (spec.sha256 or "-")[:16],
+            f"[green]{status}[/]" if status == "present" else f"[yellow]{status}[/]",
+        )
+    console.print(table)
+
+
+@app.command("verify")
+def verify(
+    names: Annotated[list[str] | None, typer.Argument(help="Models to verify (default: every shipped model).")] = None,
+) -> None:
+    """Check the sha256 of shipped weights and that they load with strict=True."""
+    from oldphoto.weights import load_network
+
+    with library_errors():
+        specs = [get_spec(name) for name in names] if names else [s for s in all_specs() if s.shipped]
+    failures = 0
+    for spec in specs:
+        try:
+            path = verify_weights(spec)
+            load_network(spec)
+            console.print(f"[green]ok[/]      {spec.name}  {path}")
+        except OldPhotoError as error:
+            failures += 1
+            error_console.print(f"[red]FAILED[/]  {spec.name}: {error}", highlight=False)
+    if not specs:
+        console.print("no shipped models to verify")
+    if failures:
+        raise typer.Exit(EXIT_FAILURES)

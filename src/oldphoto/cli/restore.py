@@ -1,0 +1,249 @@
+"""`oldphoto restore INPUT... -o OUT`."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from oldphoto.batch import Job, discover_inputs, plan_jobs
+from oldphoto.cli.common import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    console,
+    error_console,
+    fail,
+    library_errors,
+    progress_bar,
+)
+from oldphoto.errors import OldPhotoError
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_photo, save_rgb, write_photo
+from oldphoto.restore.pipeline import Restorer, RestoreOptions, RestoreResult, check_stages
+from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
+
+
+class OutputExt(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    tif = "tif"
+    webp = "webp"
+
+
+OUTPUT = "Output"
+STAGES = "Stages"
+PERFORMANCE = "Performance"
+
+
+def comparison_sheet(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
+    """Side-by-side before | after, (H, 2W + gap, 3) float32, shrunk to at most ``max_width`` wide."""
+    import cv2
+
+    from oldphoto.imageio import to_rgb
+
+    gap = np.ones((before.shape[0], max(4, before.shape[1] // 100), 3), np.float32)
+    sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
+    if sheet.shape[1] > max_width:
+        scale = max_width / sheet.shape[1]
+        size = (max_width, max(1, round(sheet.shape[0] * scale)))
+        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def restore(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.", rich_help_panel=OUTPUT)],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")
+    ] = False,
+    ext: Annotated[
+        OutputExt | None,
+        typer.Option(help="Output format (default: same as each input).", rich_help_panel=OUTPUT),
+    ] = None,
+    suffix: Annotated[str, typer.Option(help="Appended to each output's stem.", rich_help_panel=OUTPUT)] = "",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never replaced).", rich_help_panel=OUTPUT)
+    ] = False,
+    save_mask: Annotated[
+        bool, typer.Option("--save-mask", help="Also write the scratch mask as <stem>_mask.png.", rich_help_panel=OUTPUT)
+    ] = False,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Also write a before|after sheet <stem>_compare.jpg.", rich_help_panel=OUTPUT)
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a per-image JSON report to this file.", rich_help_panel=OUTPUT)
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and write nothing.", rich_help_panel=OUTPUT)
+    ] = False,
+    with_scratch: Annotated[
+        bool, typer.Option("--with-scratch/--no-scratch", help="Detect and repair scratches.", rich_help_panel=STAGES)
+    ] = True,
+    global_restoration: Annotated[
+        bool,
+        typer.Option(
+            "--global/--no-global",
+            help="Global restoration network. With --no-global, detected scratches are filled by classical inpainting.",
+            rich_help_panel=STAGES,
+        ),
+    ] = True,
+    faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)] = True,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto = CUDA, then MPS, then CPU).", rich_help_panel=PERFORMANCE)
+    ] = "auto",
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Half precision (CUDA/MPS only).", rich_help_panel=PERFORMANCE)
+    ] = False,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels.", rich_help_panel=PERFORMANCE)] = DEFAULT_TILE,
+    tile_overlap: Annotated[
+        int, typer.Option(help="Overlap between tiles in pixels.", rich_help_panel=PERFORMANCE)
+    ] = DEFAULT_TILE_OVERLAP,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: all cores).", rich_help_panel=PERFORMANCE)
+    ] = None,
+    max_pixels: Annotated[
+        int,
+        typer.Option(help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
+    ] = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Restore old photos: detect scratches, restore globally, refine faces."""
+    options = RestoreOptions(scratches=with_scratch, global_restoration=global_restoration, faces=faces)
+    found, problems = discover_inputs(inputs, recursive=recursive)
+    for problem in problems:
+        error_console.print(f"[red]error:[/] {problem}", highlight=False)
+    if not found:
+        raise fail("no input images found")
+    jobs = plan_jobs(
+        found,
+        output,
+        ext=ext.value if ext else None,
+        suffix=suffix,
+        overwrite=overwrite,
+        side_files=save_mask or compare,
+    )
+
+    if dry_run:
+        with library_errors():
+            check_stages(options)
+            runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
+        _print_plan(jobs, options, runtime.describe())
+        raise typer.Exit(EXIT_FAILURES if problems else 0)
+
+    with library_errors():
+        runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
+        restorer = Restorer(runtime, options)
+
+    records: list[dict[str, Any]] = []
+    failures = len(problems)
+    interrupted = False
+    try:
+        with progress_bar() as progress:
+            files_task = progress.add_task("photos", total=len(jobs))
+            tiles_task = progress.add_task("tiles", total=None, visible=False)
+            for job in jobs:
+                progress.update(files_task, description=f"[cyan]{job.source.name}")
+                if job.skip_reason:
+                    records.append(_record(job, "skipped", error=job.skip_reason))
+                    progress.advance(files_task)
+                    continue
+
+                def on_tile(done: int, total: int) -> None:
+                    progress.update(tiles_task, completed=done, total=total, visible=total > 1)
+
+                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels)
+                record["device"] = str(runtime.device)
+                records.append(record)
+                if record["status"] == "failed":
+                    failures += 1
+                    error_console.print(f"[red]failed:[/] {record['error']}", highlight=False)
+                progress.update(tiles_task, visible=False)
+                progress.advance(files_task)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if report is not None:
+            _write_report(report, records, restorer)
+
+    _print_summary(records)
+    if interrupted:
+        error_console.print("[yellow]interrupted[/]: finished files are complete; no partial file was left behind")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _record(job: Job, status: str, **fields: Any) -> dict[str, Any]:
+    return {"input": str(job.source), "output": str(job.output), "status": status, **fields}
+
+
+def _restore_one(
+    job: Job, restorer: Restorer, on_tile, save_mask: bool, compare: bool, max_pixels: int
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        photo = read_photo(job.source, max_pixels=max_pixels or None)
+        result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile)
+        write_photo(job.output, photo.with_pixels(result.pixels))
+        if save_mask and result.mask is not None:
+            save_rgb(job.mask_path, result.mask[:, :, None])
+        if compare:
+            save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
+    except OldPhotoError as error:
+        return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
+    return _record(
+        job,
+        "restored",
+        width=photo.width,
+        height=photo.height,
+        seconds=round(time.perf_counter() - started, 3),
+        scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
+        faces_found=result.faces_found,
+        tiles=result.tiles,
+        stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
+        models=restorer.model_records(),
+    )
+
+
+def _write_report(path: Path, records: list[dict[str, Any]], restorer: Restorer) -> None:
+    payload = {
+        "runtime": restorer.runtime.describe(),
+        "stages": restorer.plan(),
+        "images": records,
+    }
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str) -> None:
+    console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
+    stages = [name for name, on in (("scratches", options.scratches), ("global", options.global_restoration), ("faces", options.faces)) if on]
+    console.print(f"stages: {', '.join(stages)}")
+    table = Table()
+    table.add_column("input", overflow="fold")
+    table.add_column("output", overflow="fold")
+    table.add_column("action", overflow="fold")
+    for job in jobs:
+        table.add_row(str(job.source), str(job.output), job.skip_reason or "restore")
+    console.print(table)
+
+
+def _print_summary(records: list[dict[str, Any]]) -> None:
+    table = Table(title="restore summary")
+    for column in ("input", "status", "size", "seconds", "scratch %", "note"):
+        table.add_column(column)
+    for record in records:
+        size = f"{record['width']}x{record['height']}" if "width" in record else ""
+        coverage = record.get("scratch_coverage")
+        table.add_row(
+            Path(record["input"]).name,
+            {"restored": "[green]restored[/]", "failed": "[red]failed[/]"}.get(record["status"], record["status"]),
+            size,
+            f"{record['seconds']:.2f}" if "seconds" in record else "",
+            f"{100 * coverage:.2f}" if coverage is not None else "",
+            record.get("error", ""),
+        )
+    console.print(table)

@@ -1,0 +1,139 @@
+"""The reviewed model registry: model name -> :class:`ModelSpec`.
+
+Each entry carries its data contract (what the network expects) and the exact weights file with
+its sha256, in the manner of timm's pretrained configs. Entries with ``sha256=None`` are planned
+models whose trained weights have not shipped yet: ``oldphoto models list`` shows them as missing
+and the restore stage that needs them refuses to run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.errors import UnknownModelError
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a network expects of its input tensor."""
+
+    channels: int
+    """1 = grayscale (luma), 3 = RGB."""
+    value_range: tuple[float, float] = (0.0, 1.0)
+    size_multiple: int = 1
+    """Networks pad internally to this; tiling aligns tile offsets to it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    """Which stage uses it: scratch, vae-old, vae-clean, mapping, face."""
+    arch: str | None
+    """``module:Class`` of the network under ``oldphoto.archs``; None while the architecture is planned."""
+    config: Any
+    """The frozen config dataclass the network is built from."""
+    weights_file: str
+    sha256: str | None
+    """sha256 of the shipped safetensors file; None = not trained/shipped yet."""
+    contract: InputContract
+    description: str
+    settings: Mapping[str, float] = field(default_factory=dict)
+    """Inference settings chosen on validation data (e.g. the scratch threshold)."""
+
+    @property
+    def shipped(self) -> bool:
+        return self.sha256 is not None
+
+    def build(self) -> nn.Module:
+        """A randomly initialised network of this spec's architecture and config."""
+        if self.arch is None:
+            raise UnknownModelError(f"model {self.name!r} has no architecture in this release yet")
+        module_name, class_name = self.arch.split(":")
+        network_class = getattr(importlib.import_module(f"oldphoto.archs.{module_name}"), class_name)
+        return network_class(self.config)
+
+
+def _entries(*specs: ModelSpec) -> Mapping[str, ModelSpec]:
+    return MappingProxyType({spec.name: spec for spec in specs})
+
+
+SCRATCH_MODEL = "scratch-unet"
+VAE_OLD_MODEL = "vae-old"
+VAE_CLEAN_MODEL = "vae-clean"
+MAPPING_MODEL = "mapping"
+FACE_MODEL = "face-refine"
+
+REGISTRY: Mapping[str, ModelSpec] = _entries(
+    ModelSpec(
+        name=SCRATCH_MODEL,
+        task="scratch",
+        arch="scratch_unet:ScratchUNet",
+        config=ScratchUNetConfig(channels=(16, 24, 32, 48, 64), space_to_depth=2),
+        weights_file="scratch-unet.safetensors",
+        sha256=None,
+        contract=InputContract(channels=1, size_multiple=32),
+        description="U-Net with blur-pool downsampling on native-resolution luma; one logit per pixel",
+        settings={"threshold": 0.5, "dilation": 1},
+    ),
+    ModelSpec(
+        name=VAE_OLD_MODEL,
+        task="vae-old",
+        arch=None,
+        config=None,
+        weights_file="vae-old.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3, size_multiple=4),
+        description="VAE_A: shared latent space of real old and synthetic degraded photos",
+    ),
+    ModelSpec(
+        name=VAE_CLEAN_MODEL,
+        task="vae-clean",
+        arch=None,
+        config=None,
+        weights_file="vae-clean.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3, size_multiple=4),
+        description="VAE_B: latent space of clean photos",
+    ),
+    ModelSpec(
+        name=MAPPING_MODEL,
+        task="mapping",
+        arch=None,
+        config=None,
+        weights_file="mapping.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3, size_multiple=4),
+        description="Latent mapping A->B with a partial non-local block",
+    ),
+    ModelSpec(
+        name=FACE_MODEL,
+        task="face",
+        arch=None,
+        config=None,
+        weights_file="face-refine.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3, size_multiple=16),
+        description="Face refinement on aligned 256px crops",
+    ),
+)
+
+
+def all_specs() -> list[ModelSpec]:
+    return list(REGISTRY.values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model; an unknown name lists the valid ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(sorted(REGISTRY))
+        raise UnknownModelError(f"unknown model {name!r}; registered models: {valid}") from None

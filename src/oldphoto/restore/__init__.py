@@ -1,0 +1,1 @@
+"""`oldphoto restore`: pure stage functions composed by :class:`~oldphoto.restore.pipeline.Restorer`."""

@@ -1,0 +1,164 @@
+"""The restore pipeline: detect scratches -> global restoration (with the mask) -> face refinement.
+
+Everything stays in memory; stages are pure functions of arrays. Stages whose trained weights are not
+available refuse to run up front (see :meth:`Restorer.__init__`) instead of passing the input through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from oldphoto.errors import StageUnavailableError
+from oldphoto.imageio import to_luminance, to_rgb
+from oldphoto.registry import (
+    FACE_MODEL,
+    MAPPING_MODEL,
+    SCRATCH_MODEL,
+    VAE_CLEAN_MODEL,
+    VAE_OLD_MODEL,
+    ModelSpec,
+    get_spec,
+)
+from oldphoto.restore.classical import inpaint_telea
+from oldphoto.restore.scratches import detect_scratches
+from oldphoto.runtime import Runtime
+from oldphoto.weights import load_network
+
+log = logging.getLogger(__name__)
+
+GLOBAL_MODELS = (VAE_OLD_MODEL, VAE_CLEAN_MODEL, MAPPING_MODEL)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    scratches: bool = True
+    """Detect structured damage and repair it."""
+    global_restoration: bool = True
+    """Run the triplet-domain global restoration network."""
+    faces: bool = True
+    """Refine faces after global restoration."""
+
+
+@dataclass
+class RestoreResult:
+    """Output of :meth:`Restorer.restore`.
+
+    Attributes:
+        pixels: (H, W, C) float32 in [0, 1], same size and channel count as the input.
+        mask: (H, W) float32 0/1 scratch mask, or None when scratch detection was off.
+    """
+
+    pixels: np.ndarray
+    mask: np.ndarray | None
+    tiles: int = 0
+    faces_found: int | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def scratch_coverage(self) -> float | None:
+        return None if self.mask is None else float(self.mask.mean())
+
+
+def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
+    """Stage name -> the registered models it needs, for the stages ``options`` turns on."""
+    stages: dict[str, tuple[str, ...]] = {}
+    if options.scratches:
+        stages["scratches"] = (SCRATCH_MODEL,)
+    if options.global_restoration:
+        stages["global"] = GLOBAL_MODELS
+    if options.faces:
+        stages["faces"] = (FACE_MODEL,)
+    return stages
+
+
+STAGE_FLAGS = {"scratches": "--no-scratch", "global": "--no-global", "faces": "--no-faces"}
+
+
+def check_stages(options: RestoreOptions) -> None:
+    """Raise :class:`StageUnavailableError` naming every requested stage whose weights are not shipped."""
+    missing = []
+    for stage, names in required_models(options).items():
+        unshipped = [name for name in names if not get_spec(name).shipped]
+        if unshipped:
+            missing.append(f"{stage} (needs {', '.join(unshipped)}; skip it with {STAGE_FLAGS[stage]})")
+    if not options.scratches and not options.global_restoration:
+        raise StageUnavailableError(
+            "nothing to restore: both scratch repair and global restoration are off; enable at least one"
+        )
+    if missing:
+        raise StageUnavailableError(
+            "these restoration stages have no trained weights in this release: "
+            + "; ".join(missing)
+            + ". Run 'oldphoto models list' to see what is installed."
+        )
+
+
+class Restorer:
+    """Loads the networks for the requested stages once, then restores photos one by one."""
+
+    def __init__(self, runtime: Runtime, options: RestoreOptions = RestoreOptions()) -> None:
+        check_stages(options)
+        self.runtime = runtime
+        self.options = options
+        self.specs: dict[str, ModelSpec] = {
+            name: get_spec(name) for names in required_models(options).values() for name in names
+        }
+        self.networks = {name: load_network(spec) for name, spec in self.specs.items()}
+
+    def plan(self) -> list[str]:
+        """Human-readable list of the stages that will run."""
+        steps = []
+        if self.options.scratches:
+            steps.append(f"detect scratches ({SCRATCH_MODEL})")
+        if self.options.global_restoration:
+            steps.append(f"global restoration ({', '.join(GLOBAL_MODELS)})")
+        elif self.options.scratches:
+            steps.append("fill scratches by classical inpainting (Telea); no global restoration")
+        if self.options.faces:
+            steps.append(f"refine faces ({FACE_MODEL})")
+        return steps
+
+    def model_records(self) -> list[dict[str, str]]:
+        return [{"name": spec.name, "sha256": spec.sha256 or ""} for spec in self.specs.values()]
+
+    def restore(self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> RestoreResult:
+        """Restore one photo: (H, W, 1|3) float32 in [0, 1] -> :class:`RestoreResult` of the same shape."""
+        grayscale = pixels.shape[2] == 1
+        rgb = to_rgb(pixels)
+        result = RestoreResult(pixels=rgb, mask=None)
+        tiles = 0
+
+        def count_tiles(done: int, total: int) -> None:
+            nonlocal tiles
+            tiles += 1
+            if on_tile is not None:
+                on_tile(done, total)
+
+        if self.options.scratches:
+            spec = self.specs[SCRATCH_MODEL]
+            started = time.perf_counter()
+            result.mask = detect_scratches(
+                rgb,
+                self.networks[SCRATCH_MODEL],
+                self.runtime,
+                size_multiple=spec.contract.size_multiple,
+                threshold=float(spec.settings["threshold"]),
+                dilation=int(spec.settings.get("dilation", 0)),
+                on_tile=count_tiles,
+            )
+            result.stage_seconds["scratches"] = time.perf_counter() - started
+        if self.options.global_restoration:
+            # check_stages() refuses to build a Restorer while the global models are unshipped.
+            raise StageUnavailableError("global restoration is not part of this release")
+        if result.mask is not None:
+            started = time.perf_counter()
+            rgb = inpaint_telea(rgb, result.mask)
+            result.stage_seconds["inpaint"] = time.perf_counter() - started
+        result.pixels = to_luminance(rgb) if grayscale else rgb
+        result.tiles = tiles
+        return result

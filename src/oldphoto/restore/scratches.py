@@ -1,0 +1,69 @@
+"""Stage 1: find structured damage (scratches, cracks, dust, hairs, tears)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from oldphoto.imageio import to_luminance
+from oldphoto.runtime import Runtime
+from oldphoto.tiling import tile_apply
+
+
+def scratch_probability(
+    pixels: np.ndarray,
+    network: nn.Module,
+    runtime: Runtime,
+    size_multiple: int,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Per-pixel damage probability.
+
+    Args:
+        pixels: (H, W, 1|3) float32 in [0, 1].
+        network: maps (1, 1, h, w) luma in [0, 1] to (1, 1, h, w) logits.
+
+    Returns:
+        (H, W) float32 probabilities in [0, 1].
+    """
+    luma = torch.from_numpy(np.ascontiguousarray(to_luminance(pixels)[:, :, 0]))[None, None]
+    network = network.to(device=runtime.device, dtype=runtime.dtype)
+    probability = tile_apply(
+        lambda tile: torch.sigmoid(network(tile)),
+        luma,
+        tile=runtime.tile,
+        overlap=runtime.tile_overlap,
+        device=runtime.device,
+        dtype=runtime.dtype,
+        multiple_of=size_multiple,
+        on_tile=on_tile,
+    )
+    return probability[0, 0].numpy()
+
+
+def threshold_mask(probability: np.ndarray, threshold: float, dilation: int = 0) -> np.ndarray:
+    """Binary (H, W) float32 mask of 0/1: probability above ``threshold``, grown by ``dilation`` pixels."""
+    mask = (probability > threshold).astype(np.uint8)
+    if dilation > 0:
+        size = 2 * dilation + 1
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return mask.astype(np.float32)
+
+
+def detect_scratches(
+    pixels: np.ndarray,
+    network: nn.Module,
+    runtime: Runtime,
+    *,
+    size_multiple: int,
+    threshold: float,
+    dilation: int = 0,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
+    probability = scratch_probability(pixels, network, runtime, size_multiple, on_tile)
+    return threshold_mask(probability, threshold, dilation)

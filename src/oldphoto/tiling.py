@@ -1,0 +1,156 @@
+"""Overlapped tiling with feathered blending for fully-convolutional stages.
+
+Only the current tile is moved to the accelerator; the full-size output accumulates on the CPU in
+float32, so memory on the device is bounded by the tile size, not the image size. On an out-of-memory
+error the failing tile is processed again as smaller tiles (half the size each time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger(__name__)
+
+TileFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the out-of-memory errors of CUDA, MPS and the CPU allocator."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    message = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+
+
+def tile_starts(length: int, tile: int, overlap: int, multiple_of: int = 1) -> list[int]:
+    """Start offsets along one axis. Starts are multiples of ``multiple_of`` so that downsampling
+    grids of every tile line up with the grid of the whole image; the last tile reaches the end."""
+    if length <= tile:
+        return [0]
+    stride = max(multiple_of, (tile - overlap) // multiple_of * multiple_of)
+    starts = list(range(0, length - tile, stride))
+    last = (length - tile) // multiple_of * multiple_of
+    if last > starts[-1]:
+        starts.append(last)
+    return starts
+
+
+def _tile_end(start: int, starts: list[int], tile: int, length: int) -> int:
+    return length if start == starts[-1] else start + tile
+
+
+def _ramp(start: int, end: int, length: int, overlap: int) -> torch.Tensor:
+    """1-D feather weights of one tile.
+
+    At an inner edge the outer quarter of the overlap gets (almost) no weight, since a network's
+    padding corrupts the pixels nearest a tile edge; the weight then rises linearly over the middle
+    half of the overlap, where the neighbouring tile is fading out. Image borders keep weight 1.
+    """
+    size = end - start
+    weights = torch.ones(size)
+    if overlap <= 0:
+        return weights
+    distance = torch.arange(size, dtype=torch.float32) + 0.5
+    ramp = ((distance - overlap / 4) / (overlap / 2)).clamp(1e-6, 1.0)
+    if start > 0:
+        weights = torch.minimum(weights, ramp)
+    if end < length:
+        weights = torch.minimum(weights, ramp.flip(0))
+    return weights
+
+
+def tile_apply(
+    fn: TileFn,
+    image: torch.Tensor,
+    *,
+    tile: int,
+    overlap: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    multiple_of: int = 1,
+    out_channels: int | None = None,
+    min_tile: int = 64,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Apply a same-size image-to-image function tile by tile.
+
+    Args:
+        fn: maps (1, C, h, w) on ``device``/``dtype`` to (1, C_out, h, w).
+        image: (1, C, H, W) float32 on the CPU.
+        tile: tile edge in pixels (rounded down to ``multiple_of``).
+        overlap: overlap between neighbouring tiles, blended with linear feathering.
+        multiple_of: tile starts and sizes are aligned to this (the network's downsampling factor).
+        out_channels: C_out if it differs from C.
+        min_tile: smallest tile tried after repeated out-of-memory errors.
+        on_tile: called as ``on_tile(done, total)`` after each tile.
+
+    Returns:
+        (1, C_out, H, W) float32 on the CPU.
+    """
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise ValueError(f"tile_apply expects a (1, C, H, W) tensor, got {tuple(image.shape)}")
+    _, channels, height, width = image.shape
+    tile = max(multiple_of, tile // multiple_of * multiple_of)
+    overlap = min(overlap, tile // 4)
+    ys = tile_starts(height, tile, overlap, multiple_of)
+    xs = tile_starts(width, tile, overlap, multiple_of)
+    total = len(ys) * len(xs)
+    output = torch.zeros(1, out_channels or channels, height, width)
+    weight_sum = torch.zeros(1, 1, height, width)
+    done = 0
+    for y0 in ys:
+        y1 = _tile_end(y0, ys, tile, height)
+        wy = _ramp(y0, y1, height, overlap)
+        for x0 in xs:
+            x1 = _tile_end(x0, xs, tile, width)
+            crop = image[:, :, y0:y1, x0:x1]
+            result = _run_tile(fn, crop, tile, overlap, device, dtype, multiple_of, out_channels, min_tile)
+            weight = wy[:, None] * _ramp(x0, x1, width, overlap)[None, :]
+            output[:, :, y0:y1, x0:x1] += result * weight
+            weight_sum[:, :, y0:y1, x0:x1] += weight
+            done += 1
+            if on_tile is not None:
+                on_tile(done, total)
+    return output / weight_sum
+
+
+def _run_tile(
+    fn: TileFn,
+    crop: torch.Tensor,
+    tile: int,
+    overlap: int,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    multiple_of: int,
+    out_channels: int | None,
+    min_tile: int,
+) -> torch.Tensor:
+    try:
+        with torch.inference_mode():
+            result = fn(crop.to(device=device, dtype=dtype))
+        if result.shape[-2:] != crop.shape[-2:]:
+            raise ValueError(f"tile function changed the size {tuple(crop.shape[-2:])} -> {tuple(result.shape[-2:])}")
+        return result.to(device="cpu", dtype=torch.float32)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        smaller = tile // 2
+        if smaller < min_tile or max(crop.shape[-2:]) <= smaller:
+            raise
+        log.warning("out of memory on a %dpx tile; retrying it as %dpx tiles", tile, smaller)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return tile_apply(
+            fn,
+            crop,
+            tile=smaller,
+            overlap=overlap,
+            device=device,
+            dtype=dtype,
+            multiple_of=multiple_of,
+            out_channels=out_channels,
+            min_tile=min_tile,
+        )

@@ -1,0 +1,108 @@
+"""Locate -> verify sha256 -> load safetensors -> strict ``load_state_dict``.
+
+Lookup order: ``$OLDPHOTO_WEIGHTS_DIR``, the ``weights/`` folder shipped with the package, then the
+user data folder (``platformdirs.user_data_dir("oldphoto")/weights``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from safetensors.torch import load_file
+from torch import nn
+
+from oldphoto.errors import WeightsIntegrityError, WeightsNotFoundError
+from oldphoto.registry import ModelSpec
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "OLDPHOTO_WEIGHTS_DIR"
+
+
+def packaged_weights_dir() -> Path:
+    """``oldphoto/weights`` inside an installed wheel, or ``weights/`` at the root of a source checkout."""
+    installed = Path(__file__).resolve().parent / "weights"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def user_weights_dir() -> Path:
+    return Path(platformdirs.user_data_dir("oldphoto")) / "weights"
+
+
+def search_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get(WEIGHTS_ENV):
+        dirs.append(Path(os.environ[WEIGHTS_ENV]).expanduser())
+    dirs += [packaged_weights_dir(), user_weights_dir()]
+    return dirs
+
+
+def locate_weights(spec: ModelSpec) -> Path:
+    """The first existing copy of the spec's weights file, in lookup order."""
+    if not spec.shipped:
+        raise WeightsNotFoundError(
+            f"model {spec.name!r} has no trained weights in this release ({spec.weights_file} is not shipped yet)"
+        )
+    dirs = search_dirs()
+    for folder in dirs:
+        candidate = folder / spec.weights_file
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(d) for d in dirs)
+    raise WeightsNotFoundError(
+        f"weights file {spec.weights_file} for model {spec.name!r} not found (searched: {searched}); "
+        f"reinstall oldphoto or put the file in ${WEIGHTS_ENV}"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=32)
+def _verified(path: Path, size: int, mtime_ns: int, expected: str) -> bool:
+    return file_sha256(path) == expected
+
+
+def verify_weights(spec: ModelSpec) -> Path:
+    """Locate the spec's weights and check their sha256. Returns the verified path."""
+    path = locate_weights(spec)
+    stat = path.stat()
+    if not _verified(path, stat.st_size, stat.st_mtime_ns, spec.sha256):
+        raise WeightsIntegrityError(
+            f"{path}: sha256 does not match the registry entry of {spec.name!r} (file damaged or replaced); "
+            "reinstall oldphoto or remove the file so the next location is used"
+        )
+    return path
+
+
+def load_network(spec: ModelSpec) -> nn.Module:
+    """Build the spec's network and load its verified weights (``strict=True``). Returns it in eval mode on CPU."""
+    path = verify_weights(spec)
+    network = spec.build()
+    try:
+        state = load_file(str(path))
+        network.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise WeightsIntegrityError(
+            f"{path}: tensors do not fit model {spec.name!r} ({error}); the file belongs to another version"
+        ) from None
+    log.debug("loaded %s from %s", spec.name, path)
+    return network.eval()
+
+
+def parameter_count(spec: ModelSpec) -> int | None:
+    if spec.arch is None:
+        return None
+    return sum(p.numel() for p in spec.build().parameters())

@@ -1,0 +1,61 @@
+"""Shared fixtures: small synthetic images and random-weight models registered as if shipped."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from oldphoto import registry
+from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.weights import WEIGHTS_ENV, file_sha256
+
+# Rich wraps console output at the terminal width; make CliRunner output one line per message.
+os.environ["COLUMNS"] = "240"
+
+TINY_SCRATCH_CONFIG = ScratchUNetConfig(channels=(4, 8, 8), space_to_depth=2)
+
+
+def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A photo-like (H, W, C) float32 image in [0, 1]: smooth gradients plus mild texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = [
+        0.5 + 0.3 * np.sin(x / (7 + 3 * c) + c) * np.cos(y / (11 + 2 * c))
+        for c in range(channels)
+    ]
+    image = np.stack(base, axis=2) + 0.03 * rng.standard_normal((height, width, channels)).astype(np.float32)
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def install_random_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0):
+    """Save random weights for ``name`` (with ``config``) into ``weights_dir`` and register them as shipped."""
+    spec = registry.get_spec(name)
+    spec = dataclasses.replace(spec, config=config, sha256="0" * 64)
+    torch.manual_seed(seed)
+    network = spec.build()
+    path = weights_dir / spec.weights_file
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))
+    spec = dataclasses.replace(spec, sha256=file_sha256(path))
+    entries = dict(registry.REGISTRY)
+    entries[name] = spec
+    monkeypatch.setattr(registry, "REGISTRY", entries)
+    monkeypatch.setenv(WEIGHTS_ENV, str(weights_dir))
+    return spec
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def random_scratch_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
+    return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_MODEL, TINY_SCRATCH_CONFIG)

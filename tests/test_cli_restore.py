@@ -1,0 +1,140 @@
+"""Tier 3: the `oldphoto restore` and `models` commands through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from oldphoto.cli.app import app
+
+from .conftest import smooth_image
+
+runner = CliRunner()
+STAGES = ["--no-global", "--no-faces"]  # the only stages with (random) weights in these tests
+
+
+def make_photo(path: Path, size=(48, 64), gray=False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = smooth_image(*size, channels=1 if gray else 3, seed=len(str(path)))
+    array = (pixels[:, :, 0] if gray else pixels) * 255
+    Image.fromarray(array.astype(np.uint8)).save(path)
+    return path
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def album(tmp_path: Path) -> Path:
+    folder = tmp_path / "album"
+    make_photo(folder / "a.jpg")
+    make_photo(folder / "b.png", gray=True)
+    make_photo(folder / "sub" / "c.png")
+    return folder
+
+
+def test_folder_and_recursive_keep_relative_paths(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    result = invoke("restore", str(album), "-o", str(out), "--recursive", *STAGES)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.jpg", "b.png", "sub/c.png"]
+    with Image.open(out / "b.png") as image:
+        assert image.mode == "L" and image.size == (64, 48)
+
+
+def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    result = invoke("restore", str(album / "*.png"), "-o", str(out), "--ext", "jpg", "--suffix", "_fixed", *STAGES)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["b_fixed.jpg"]
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    make_photo(out / "a.jpg", size=(10, 10))
+    before = (out / "a.jpg").read_bytes()
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES).exit_code == 0
+    assert (out / "a.jpg").read_bytes() == before
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES).exit_code == 0
+    assert (out / "a.jpg").read_bytes() != before
+
+
+def test_inputs_are_never_overwritten(album, random_scratch_model):
+    before = {p: p.read_bytes() for p in album.iterdir() if p.is_file()}
+    result = invoke("restore", str(album), "-o", str(album), "--overwrite", *STAGES)
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert "overwrite an input" in " ".join(result.output.split())
+
+
+def test_bad_file_is_reported_and_batch_goes_on(album, tmp_path, random_scratch_model):
+    (album / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "out"
+    report = tmp_path / "report.json"
+    result = invoke("restore", str(album), "-o", str(out), "--report", str(report), *STAGES)
+    assert result.exit_code == 1
+    assert "broken.jpg" in result.output
+    assert not (out / "broken.jpg").exists()
+    assert (out / "a.jpg").exists() and (out / "b.png").exists()
+    images = {Path(r["input"]).name: r for r in json.loads(report.read_text())["images"]}
+    assert images["broken.jpg"]["status"] == "failed"
+    good = images["a.jpg"]
+    assert good["status"] == "restored" and (good["width"], good["height"]) == (64, 48)
+    assert good["tiles"] >= 1 and 0 <= good["scratch_coverage"] <= 1 and good["device"] == "cpu"
+    assert good["models"][0]["sha256"] == random_scratch_model.sha256
+
+
+def test_missing_input_gives_non_zero_exit(tmp_path, random_scratch_model):
+    result = invoke("restore", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 2
+    assert "no such file" in result.output
+
+
+def test_save_mask_and_compare(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--compare", *STAGES)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "a_mask.png") as mask:
+        assert mask.size == (64, 48) and set(np.unique(np.asarray(mask))) <= {0, 255}
+    assert (out / "a_compare.jpg").exists()
+
+
+def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    result = invoke("restore", str(album), "-o", str(out), "--dry-run", *STAGES)
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    assert "a.jpg" in result.output
+
+
+def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model):
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "global" in text and "--no-global" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_fp16_on_cpu_is_a_clear_error(album, tmp_path, random_scratch_model):
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--device", "cpu", "--fp16", *STAGES)
+    assert result.exit_code == 2
+    assert "--fp16" in result.output
+
+
+def test_models_list_and_verify(random_scratch_model):
+    listing = invoke("models", "list")
+    assert listing.exit_code == 0
+    assert "scratch-unet" in listing.output and "present" in listing.output and "missing" in listing.output
+    verified = invoke("models", "verify", "scratch-unet")
+    assert verified.exit_code == 0, verified.output
+
+
+def test_version():
+    from oldphoto import __version__
+
+    assert invoke("--version").output.strip() == f"oldphoto {__version__}"

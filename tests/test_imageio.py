@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from oldphoto.errors import ImageReadError, ImageTooLargeError, ImageWriteError
+from oldphoto.imageio import apply_orientation, read_photo, write_photo
+
+from .conftest import smooth_image
+
+
+def srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def opened(path: Path) -> Image.Image:
+    """Open, fully load and close an image file (Pillow keeps the handle open otherwise)."""
+    with Image.open(path) as image:
+        image.load()
+        image.getexif()
+        return image
+
+
+def save_pil(path: Path, array: np.ndarray, **options) -> Path:
+    Image.fromarray(array).save(path, **options)
+    return path
+
+
+def test_rgb_png_round_trip_is_exact(tmp_path):
+    array = (smooth_image(40, 50) * 255).round().astype(np.uint8)
+    source = save_pil(tmp_path / "in.png", array)
+    photo = read_photo(source)
+    assert photo.pixels.shape == (40, 50, 3) and photo.bit_depth == 8 and not photo.is_grayscale
+    write_photo(tmp_path / "out.png", photo)
+    assert np.array_equal(np.asarray(opened(tmp_path / "out.png")), array)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_rgb_stays_16bit(tmp_path, suffix):
+    array = (smooth_image(30, 20) * 65535).round().astype(np.uint16)
+    source = tmp_path / f"in{suffix}"
+    cv2.imwrite(str(source), array[:, :, ::-1])
+    photo = read_photo(source)
+    assert photo.bit_depth == 16
+    assert np.allclose(photo.pixels, array / 65535.0, atol=1e-6)
+    write_photo(tmp_path / f"out{suffix}", photo)
+    back = cv2.imread(str(tmp_path / f"out{suffix}"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16
+    assert np.array_equal(back[:, :, ::-1], array)
+
+
+def test_16bit_grayscale_png(tmp_path):
+    array = (smooth_image(16, 24, channels=1)[:, :, 0] * 65535).astype(np.uint16)
+    source = tmp_path / "gray16.png"
+    cv2.imwrite(str(source), array)
+    photo = read_photo(source)
+    assert photo.is_grayscale and photo.bit_depth == 16
+    write_photo(tmp_path / "out.png", photo)
+    back = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.ndim == 2 and np.array_equal(back, array)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".bmp", ".tif"])
+def test_grayscale_in_grayscale_out(tmp_path, suffix):
+    array = (smooth_image(32, 32, channels=1)[:, :, 0] * 255).astype(np.uint8)
+    source = save_pil(tmp_path / f"in{suffix}", array)
+    photo = read_photo(source)
+    assert photo.is_grayscale
+    write_photo(tmp_path / f"out{suffix}", photo)
+    out = np.asarray(opened(tmp_path / f"out{suffix}"))
+    # WebP has no gray mode: a gray image is stored as equal channels (lossy chroma: within one level).
+    assert out.ndim == 2 or int((out.max(axis=2).astype(int) - out.min(axis=2)).max()) <= 1
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
+def test_alpha_passes_through_untouched(tmp_path, suffix):
+    rgb = (smooth_image(20, 30) * 255).astype(np.uint8)
+    alpha = np.random.default_rng(1).integers(0, 256, (20, 30), dtype=np.uint8)
+    source = save_pil(tmp_path / f"in{suffix}", np.dstack([rgb, alpha]), **({"lossless": True} if suffix == ".webp" else {}))
+    photo = read_photo(source)
+    assert photo.alpha is not None and np.array_equal(photo.alpha, alpha)
+    write_photo(tmp_path / f"out{suffix}", photo.with_pixels(1 - photo.pixels))
+    out = opened(tmp_path / f"out{suffix}")
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[:, :, 3], alpha)
+
+
+def test_16bit_alpha_round_trip(tmp_path):
+    array = (np.random.default_rng(2).random((10, 12, 4)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), array)
+    photo = read_photo(tmp_path / "in.png")
+    write_photo(tmp_path / "out.png", photo)
+    assert np.array_equal(cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED), array)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    array = (smooth_image(20, 36) * 255).astype(np.uint8)
+    array[:4, :6] = [255, 0, 0]  # a marker that shows any flip or rotation
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    source = tmp_path / "oriented.png"
+    image.save(source, exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(opened(source)).convert("RGB"))
+    photo = read_photo(source)
+    assert np.array_equal((photo.pixels * 255).round().astype(np.uint8), expected)
+    write_photo(tmp_path / "out.jpg", photo)
+    assert opened(tmp_path / "out.jpg").getexif().get(0x0112) == 1
+
+
+def test_apply_orientation_on_extra_axes():
+    array = np.arange(6).reshape(2, 3)
+    assert apply_orientation(array, 6).shape == (3, 2)
+    assert np.array_equal(apply_orientation(array, 1), array)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_icc_and_exif_preserved(tmp_path, suffix):
+    array = (smooth_image(24, 24) * 255).astype(np.uint8)
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x010F] = "Kodak"  # Make
+    source = tmp_path / f"in{suffix}"
+    image.save(source, icc_profile=srgb_icc(), exif=exif.tobytes())
+    write_photo(tmp_path / f"out{suffix}", read_photo(source))
+    out = opened(tmp_path / f"out{suffix}")
+    assert out.info.get("icc_profile") == srgb_icc()
+    assert out.getexif().get(0x010F) == "Kodak"
+
+
+def test_icc_preserved_in_16bit_png(tmp_path):
+    array = (smooth_image(8, 8) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), array)
+    photo = read_photo(tmp_path / "in.png")
+    from dataclasses import replace
+
+    write_photo(tmp_path / "out.png", replace(photo, icc_profile=srgb_icc()))
+    assert opened(tmp_path / "out.png").info.get("icc_profile") == srgb_icc()
+    assert cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_bad_files_raise_one_clear_error(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    good = io.BytesIO()
+    Image.fromarray((smooth_image(64, 64) * 255).astype(np.uint8)).save(good, "JPEG")
+    (tmp_path / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 3])
+    for name, words in [("empty.jpg", "empty"), ("text.png", "not an image"), ("truncated.jpg", "truncated"), ("missing.png", "no such file")]:
+        with pytest.raises(ImageReadError, match=words) as caught:
+            read_photo(tmp_path / name)
+        assert name in str(caught.value)
+
+
+def test_decompression_bomb_guard(tmp_path):
+    source = save_pil(tmp_path / "big.png", np.zeros((100, 100), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="--max-pixels"):
+        read_photo(source, max_pixels=5000)
+    assert read_photo(source, max_pixels=None).pixels.shape == (100, 100, 1)
+
+
+def test_write_is_atomic_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    photo = read_photo(save_pil(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    target = tmp_path / "out" / "result.png"
+
+    def broken_replace(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("oldphoto.imageio.os.replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_photo(target, photo)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_unsupported_output_extension(tmp_path):
+    photo = read_photo(save_pil(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    with pytest.raises(ImageWriteError, match="unsupported output extension"):
+        write_photo(tmp_path / "out.gif", photo)

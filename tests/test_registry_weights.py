@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from oldphoto import registry
+from oldphoto.errors import UnknownModelError, WeightsIntegrityError, WeightsNotFoundError
+from oldphoto.weights import WEIGHTS_ENV, load_network, locate_weights, verify_weights
+
+
+def test_unknown_model_lists_valid_names():
+    with pytest.raises(UnknownModelError) as caught:
+        registry.get_spec("no-such-model")
+    for name in registry.REGISTRY:
+        assert name in str(caught.value)
+
+
+def test_every_entry_carries_a_contract():
+    for spec in registry.all_specs():
+        assert spec.contract.channels in (1, 3)
+        assert spec.weights_file.endswith(".safetensors")
+        if spec.arch is not None:
+            assert spec.build().size_multiple == spec.contract.size_multiple or spec.contract.size_multiple % 2 == 0
+
+
+def test_unshipped_model_says_so():
+    spec = registry.get_spec(registry.VAE_OLD_MODEL)
+    if spec.shipped:
+        pytest.skip("vae-old is shipped")
+    with pytest.raises(WeightsNotFoundError, match="no trained weights"):
+        locate_weights(spec)
+
+
+def test_random_model_loads_strictly(random_scratch_model):
+    network = load_network(random_scratch_model)
+    assert not network.training
+
+
+def test_missing_file_names_file_and_fix(random_scratch_model, weights_dir):
+    (weights_dir / random_scratch_model.weights_file).unlink()
+    with pytest.raises(WeightsNotFoundError) as caught:
+        locate_weights(random_scratch_model)
+    assert random_scratch_model.weights_file in str(caught.value)
+    assert WEIGHTS_ENV in str(caught.value)
+
+
+def test_tampered_file_is_rejected(random_scratch_model, weights_dir):
+    path = weights_dir / random_scratch_model.weights_file
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="sha256"):
+        verify_weights(random_scratch_model)
+
+
+def test_wrong_tensors_fail_strict_load(random_scratch_model, weights_dir, monkeypatch):
+    path = weights_dir / random_scratch_model.weights_file
+    save_file({"unexpected": torch.zeros(3)}, str(path))
+    from oldphoto.weights import file_sha256
+
+    spec = dataclasses.replace(random_scratch_model, sha256=file_sha256(path))
+    with pytest.raises(WeightsIntegrityError, match="do not fit"):
+        load_network(spec)
+
+
+def test_env_dir_comes_first(random_scratch_model, weights_dir):
+    assert locate_weights(random_scratch_model).parent == weights_dir
