@@ -34,6 +34,8 @@ def setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=error_console, show_time=False, show_path=False)],
         force=True,
     )
+    # Our debug output, not Pillow's chunk-by-chunk decoder trace.
+    logging.getLogger("PIL").setLevel(logging.INFO)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -1,0 +1,90 @@
+"""Apply a preset to one clean photo: the single entry point used by `degrade`, training and `evaluate`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from oldphoto.degrade.presets import OpSpec, Preset
+from oldphoto.degrade.structured import STRUCTURED_OPS, Canvas, DamageStamps
+from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS, grayscale
+
+
+@dataclass
+class DegradedSample:
+    """A synthetic training/evaluation pair.
+
+    Attributes:
+        clean: (H, W, 3) float32 in [0, 1], the target (grayscale if the print was made black-and-white).
+        degraded: (H, W, 3) float32 in [0, 1], the damaged photo.
+        mask: (H, W) float32 of 0/1, the structured damage.
+        ops: every op applied, in order, with the parameters drawn.
+    """
+
+    clean: np.ndarray
+    degraded: np.ndarray
+    mask: np.ndarray
+    ops: list[dict[str, Any]]
+
+
+def _apply_unstructured(image: np.ndarray, specs: list[OpSpec], group: str, rng: np.random.Generator, log: list) -> np.ndarray:
+    for spec in specs:
+        if rng.random() < spec.probability:
+            image, params = UNSTRUCTURED_OPS[spec.name](image, rng, **spec.kwargs())
+            log.append({"group": group, "op": spec.name, **params})
+    return image
+
+
+def _apply_structured(canvas: Canvas, preset: Preset, rng: np.random.Generator, stamps: DamageStamps | None, log: list) -> None:
+    # Without stamps the stamp op could not draw anything, so it must not count towards min_structured.
+    available = [spec for spec in preset.structured if spec.name != "stamps" or (stamps is not None and len(stamps))]
+    chosen = [spec for spec in available if rng.random() < spec.probability]
+    missing = preset.min_structured - len(chosen)
+    if missing > 0 and available:
+        extra = rng.choice(len(available), size=min(missing, len(available)), replace=False)
+        chosen += [available[int(i)] for i in extra if available[int(i)] not in chosen]
+    for spec in chosen:
+        params = STRUCTURED_OPS[spec.name](canvas, rng, stamps, **spec.kwargs())
+        log.append({"group": "structured", "op": spec.name, **params})
+
+
+def degrade_image(
+    clean: np.ndarray,
+    preset: Preset,
+    rng: np.random.Generator,
+    stamps: DamageStamps | None = None,
+) -> DegradedSample:
+    """Damage a clean photo. Same inputs and generator state -> same output.
+
+    Args:
+        clean: (H, W, 3) float32 RGB in [0, 1].
+        preset: the recipe.
+        rng: the only source of randomness.
+        stamps: real damage stamps for the ``stamps`` op (skipped and logged when None).
+    """
+    if clean.ndim != 3 or clean.shape[2] != 3:
+        raise ValueError(f"degrade_image expects (H, W, 3) RGB, got {clean.shape}")
+    ops: list[dict[str, Any]] = []
+    target = np.ascontiguousarray(clean, dtype=np.float32)
+    if rng.random() < preset.grayscale_probability:
+        target, _ = grayscale(target, rng)
+        ops.append({"group": "print", "op": "grayscale"})
+    image = _apply_unstructured(target.copy(), list(preset.aging), "aging", rng, ops)
+
+    scan = list(preset.scan)
+    if preset.shuffle_scan:
+        scan = [scan[int(i)] for i in rng.permutation(len(scan))]
+
+    if preset.structured_after_scan:
+        image = _apply_unstructured(image, scan, "scan", rng, ops)
+        canvas = Canvas.of(image)
+        _apply_structured(canvas, preset, rng, stamps, ops)
+        image = canvas.image
+    else:
+        canvas = Canvas.of(image)
+        _apply_structured(canvas, preset, rng, stamps, ops)
+        image = _apply_unstructured(canvas.image, scan, "scan", rng, ops)
+    degraded = np.clip(image, 0.0, 1.0).astype(np.float32)
+    return DegradedSample(clean=target, degraded=degraded, mask=canvas.mask(preset.mask_threshold), ops=ops)

@@ -1,0 +1,204 @@
+"""Degradation presets: frozen recipes of which damage ops run, how likely, and with what ranges.
+
+A preset has three groups, applied in this order (unless ``structured_after_scan``):
+
+1. ``aging``: what time does to a print (fading, yellowing, colour casts, uneven exposure, texture);
+2. ``structured``: physical damage drawn with its mask (scratches, cracks, dust, hairs, creases, tears,
+   stains, real damage stamps);
+3. ``scan``: what copying and scanning add (blur, noise, grain, low resolution, JPEG), in random order
+   when ``shuffle_scan``.
+
+Presets load from TOML (``--config``): ``base = "default"`` plus any top-level field, and a
+``[[aging]]``/``[[structured]]``/``[[scan]]`` array replaces that whole group.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from oldphoto.degrade.structured import STRUCTURED_OPS
+from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS
+from oldphoto.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One damage op: its name, the chance it is applied, and its parameter ranges."""
+
+    name: str
+    probability: float = 1.0
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        return {key: tuple(value) if isinstance(value, list) else value for key, value in self.params}
+
+
+def op(name: str, probability: float = 1.0, **params: Any) -> OpSpec:
+    return OpSpec(name, probability, tuple(sorted(params.items())))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    aging: tuple[OpSpec, ...] = ()
+    structured: tuple[OpSpec, ...] = ()
+    scan: tuple[OpSpec, ...] = ()
+    shuffle_scan: bool = True
+    structured_after_scan: bool = False
+    grayscale_probability: float = 0.0
+    """Chance that the photo is a black-and-white print; the clean target becomes grayscale too."""
+    min_structured: int = 0
+    """At least this many structured ops are applied (drawn at random if too few fired)."""
+    mask_threshold: float = 0.3
+    """A pixel is masked where some damage reached more than this opacity."""
+
+    def validate(self) -> Preset:
+        for group, registry in (("aging", UNSTRUCTURED_OPS), ("structured", STRUCTURED_OPS), ("scan", UNSTRUCTURED_OPS)):
+            for spec in getattr(self, group):
+                if spec.name not in registry:
+                    valid = ", ".join(sorted(registry))
+                    raise ConfigError(f"preset {self.name!r}: unknown {group} op {spec.name!r}; valid: {valid}")
+                if not 0.0 <= spec.probability <= 1.0:
+                    raise ConfigError(f"preset {self.name!r}: probability of {spec.name} must be in [0, 1]")
+        if not 0.0 <= self.grayscale_probability <= 1.0:
+            raise ConfigError(f"preset {self.name!r}: grayscale_probability must be in [0, 1]")
+        return self
+
+
+BOPBTL = Preset(
+    name="bopbtl",
+    # Wan et al. 2020, Sec. 3.1 / the reference data loader: each op with p = 0.7, in random order.
+    scan=(
+        op("gaussian_blur", 0.7, kernel_sizes=(3, 5, 7), sigma=(1.0, 5.0)),
+        op("noise", 0.7, kinds=("gaussian", "speckle", "salt_and_pepper"), sigma=(5 / 255, 50 / 255)),
+        op("downscale", 0.7, scale=(0.5, 1.0), up=("nearest", "bilinear")),
+        op("jpeg", 0.7, quality=(40, 100)),
+    ),
+    # The scratch mask is painted in after the unstructured degradation, as holes of paper white.
+    structured=(op("scratches", 1.0, count=(1, 4), width=(1.0, 4.0), opacity=(0.9, 1.0), bright_probability=1.0, bright=(0.95, 1.0)),),
+    structured_after_scan=True,
+    grayscale_probability=0.1,
+)
+
+DEFAULT = Preset(
+    name="default",
+    aging=(
+        op("fade", 0.5),
+        op("yellowing", 0.35),
+        op("color_cast", 0.3),
+        op("uneven_exposure", 0.3),
+        op("vignetting", 0.25),
+        op("paper_texture", 0.3),
+        op("halftone", 0.05),
+    ),
+    structured=(
+        op("scratches", 0.6),
+        op("stamps", 0.5),
+        op("dust", 0.5),
+        op("cracks", 0.15),
+        op("hairs", 0.2),
+        op("creases", 0.1),
+        op("torn_edges", 0.08),
+        op("stains", 0.12),
+    ),
+    scan=(
+        op("gaussian_blur", 0.25, kernel_sizes=(3, 5), sigma=(0.5, 2.0)),
+        op("defocus_blur", 0.1, radius=(1.0, 2.5)),
+        op("motion_blur", 0.05, length=(3.0, 8.0)),
+        op("gaussian_noise", 0.3, sigma=(3 / 255, 30 / 255)),
+        op("poisson_noise", 0.1),
+        op("speckle_noise", 0.05, sigma=(3 / 255, 25 / 255)),
+        op("salt_and_pepper", 0.03, amount=(0.0005, 0.005)),
+        op("film_grain", 0.35),
+        op("downscale", 0.35, scale=(0.4, 1.0)),
+        op("jpeg", 0.5, quality=(40, 95)),
+    ),
+    grayscale_probability=0.3,
+    min_structured=1,
+)
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (DEFAULT, BOPBTL)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}") from None
+
+
+def _ops_from_toml(entries: list[dict[str, Any]], source: Path) -> tuple[OpSpec, ...]:
+    specs = []
+    for entry in entries:
+        if "name" not in entry:
+            raise ConfigError(f"{source}: every op table needs a name")
+        params = entry.get("params", {})
+        specs.append(op(entry["name"], float(entry.get("probability", 1.0)), **params))
+    return tuple(specs)
+
+
+def load_preset_file(path: str | Path) -> Preset:
+    """A preset from TOML: ``base`` (a preset name, default "default") with fields and op groups overridden."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: preset file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    base = get_preset(str(data.pop("base", "default")))
+    changes: dict[str, Any] = {"name": str(data.pop("name", path.stem))}
+    names = {f.name for f in fields(Preset)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{path}: unknown preset field {key!r}; valid: {', '.join(sorted(names))}")
+        changes[key] = _ops_from_toml(value, path) if key in ("aging", "structured", "scan") else value
+    return replace(base, **changes).validate()
+
+
+def override(
+    preset: Preset,
+    *,
+    structured: bool = True,
+    unstructured: bool = True,
+    grayscale_probability: float | None = None,
+) -> Preset:
+    """The command-line overrides: switch whole groups off, set the grayscale chance."""
+    changes: dict[str, Any] = {}
+    if not structured:
+        changes.update(structured=(), min_structured=0)
+    if not unstructured:
+        changes.update(aging=(), scan=())
+    if grayscale_probability is not None:
+        changes["grayscale_probability"] = grayscale_probability
+    return replace(preset, **changes).validate() if changes else preset
+
+
+def preset_summary(preset: Preset) -> dict[str, Any]:
+    """JSON-ready description for manifests."""
+
+    def group(specs: tuple[OpSpec, ...]) -> list[dict[str, Any]]:
+        return [{"name": s.name, "probability": s.probability, "params": s.kwargs()} for s in specs]
+
+    return {
+        "name": preset.name,
+        "aging": group(preset.aging),
+        "structured": group(preset.structured),
+        "scan": group(preset.scan),
+        "shuffle_scan": preset.shuffle_scan,
+        "structured_after_scan": preset.structured_after_scan,
+        "grayscale_probability": preset.grayscale_probability,
+        "min_structured": preset.min_structured,
+        "mask_threshold": preset.mask_threshold,
+    }
+
+
+__all__ = ["BOPBTL", "DEFAULT", "PRESETS", "OpSpec", "Preset", "get_preset", "load_preset_file", "op", "override", "preset_summary"]
