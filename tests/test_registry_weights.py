@@ -39,8 +39,11 @@ def test_random_model_loads_strictly(random_scratch_model):
     assert not network.training
 
 
-def test_missing_file_names_file_and_fix(random_scratch_model, weights_dir):
+def test_missing_file_names_file_and_fix(random_scratch_model, weights_dir, tmp_path, monkeypatch):
     (weights_dir / random_scratch_model.weights_file).unlink()
+    # Hide the other lookup locations, which may hold shipped weights of the same name.
+    monkeypatch.setattr("oldphoto.weights.packaged_weights_dir", lambda: tmp_path / "no-packaged")
+    monkeypatch.setattr("oldphoto.weights.user_weights_dir", lambda: tmp_path / "no-user")
     with pytest.raises(WeightsNotFoundError) as caught:
         locate_weights(random_scratch_model)
     assert random_scratch_model.weights_file in str(caught.value)

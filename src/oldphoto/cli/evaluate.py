@@ -1,12 +1,142 @@
-"""`oldphoto evaluate` (filled in by its own issue)."""
+"""`oldphoto evaluate`: compare methods on paired test sets, or make contact sheets of real photos."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from pathlib import Path
 from typing import Annotated
 
-from oldphoto.cli.common import fail
+import numpy as np
+import typer
+from rich.table import Table
+
+from oldphoto.cli.common import EXIT_FAILURES, console, error_console, fail, library_errors, progress_bar
+from oldphoto.cli.restore import comparison_sheet
+from oldphoto.errors import OldPhotoError
+from oldphoto.evaluation.runner import Pair, build_method, find_pairs, score_image, summarize
+from oldphoto.imageio import atomic_write_bytes, save_rgb
+from oldphoto.runtime import make_runtime
+
+DEFAULT_METHODS = ["identity", "classical"]
 
 
-def evaluate(args: Annotated[list[str] | None, __import__("typer").Argument(help="Not available yet.")] = None) -> None:
-    """Not available in this build yet."""
-    raise fail("'oldphoto evaluate' is not available in this build yet")
+def evaluate(
+    dataset: Annotated[
+        Path | None, typer.Argument(help="A `oldphoto degrade` output folder (clean/, degraded/, mask/).")
+    ] = None,
+    degraded: Annotated[Path | None, typer.Option(help="Folder of degraded images (instead of DATASET).")] = None,
+    clean: Annotated[Path | None, typer.Option(help="Folder of clean images, matched by stem.")] = None,
+    mask: Annotated[Path | None, typer.Option(help="Folder of true damage masks, matched by stem.")] = None,
+    real: Annotated[
+        Path | None, typer.Option(help="Folder of real photos without ground truth: write contact sheets only.")
+    ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option("--method", "-m", help="identity, classical, tophat, restore, or a model name (repeatable)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
+    save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+) -> None:
+    """Score restoration methods (PSNR, SSIM, mask precision/recall/F1/IoU, s/MP, peak memory)."""
+    methods = method or DEFAULT_METHODS
+    with library_errors():
+        runtime = make_runtime(device, threads=threads)
+        if real is not None:
+            pairs = find_pairs(real)
+            if save is None:
+                raise fail("--real needs --save DIR for the contact sheets")
+        elif dataset is not None:
+            pairs = find_pairs(dataset, clean, mask)
+        elif degraded is not None and clean is not None:
+            pairs = find_pairs(degraded, clean, mask)
+        else:
+            raise fail("give a DATASET folder, --degraded DIR --clean DIR, or --real DIR")
+        built = {name: build_method(name, runtime) for name in methods}
+    pairs = pairs[:limit] if limit else pairs
+    if not pairs:
+        raise fail("no image pairs found")
+
+    failures = 0
+    scores = {name: [] for name in methods}
+    with progress_bar() as progress:
+        task = progress.add_task("evaluating", total=len(pairs) * len(methods))
+        for pair in pairs:
+            panels: list[np.ndarray] = []
+            for name, run in built.items():
+                progress.update(task, description=f"{name}: {pair.stem}")
+                try:
+                    score, degraded_image, restored, predicted = score_image(name, run, pair)
+                except OldPhotoError as error:
+                    failures += 1
+                    error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {error}", highlight=False)
+                    progress.advance(task)
+                    continue
+                scores[name].append(score)
+                if save is not None:
+                    _save_outputs(save, name, pair, restored, predicted, panels, degraded_image)
+                progress.advance(task)
+            if save is not None and panels:
+                save_rgb(save / "sheets" / f"{pair.stem}.jpg", np.concatenate(panels, axis=1))
+
+    summaries = [summarize(name, scores[name]) for name in methods]
+    _print_table(summaries)
+    if csv_path is not None:
+        _write_csv(csv_path, summaries)
+    if json_path is not None:
+        payload = {"pairs": len(pairs), "methods": [s.as_dict() for s in summaries]}
+        atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
+    if failures:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels: list, degraded_image) -> None:
+    save_rgb(save / name / f"{pair.stem}.png", restored)
+    if predicted is not None:
+        save_rgb(save / name / f"{pair.stem}_mask.png", predicted[:, :, None])
+    if not panels:
+        panels.append(degraded_image)
+    panels.append(restored)
+    if predicted is not None:
+        panels.append(np.repeat(predicted[:, :, None], 3, axis=2))
+
+
+def _print_table(summaries) -> None:
+    table = Table(title="evaluation")
+    for column in ("method", "images", "PSNR dB", "SSIM", "precision", "recall", "F1", "IoU", "s/MP", "peak MB"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+
+    def fmt(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for s in summaries:
+        m = s.mask
+        table.add_row(
+            s.method,
+            str(s.images),
+            fmt(s.psnr, 2),
+            fmt(s.ssim, 4),
+            fmt(m.precision if m else None),
+            fmt(m.recall if m else None),
+            fmt(m.f1 if m else None),
+            fmt(m.iou if m else None),
+            fmt(s.seconds_per_mp, 3),
+            fmt(s.peak_mb, 0),
+        )
+    console.print(table)
+
+
+def _write_csv(path: Path, summaries) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "stem", "megapixels", "seconds", "peak_mb", "psnr", "ssim", "tp", "fp", "fn"])
+    for summary in summaries:
+        for s in summary.scores:
+            counts = (s.mask.tp, s.mask.fp, s.mask.fn) if s.mask else ("", "", "")
+            writer.writerow([s.method, s.stem, f"{s.megapixels:.4f}", f"{s.seconds:.4f}", f"{s.peak_mb:.1f}", s.psnr, s.ssim, *counts])
+    atomic_write_bytes(path, buffer.getvalue().encode())

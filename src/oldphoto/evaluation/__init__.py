@@ -1,0 +1,1 @@
+"""`oldphoto evaluate`: metrics, the methods compared, and the runner."""

@@ -1,0 +1,226 @@
+"""Run restoration methods over paired (degraded, clean[, mask]) images and score them.
+
+A method maps a (H, W, 3) float32 RGB image in [0, 1] to ``(restored, predicted_mask_or_None)``.
+Methods: ``identity`` (the damaged input as-is), ``classical`` (OpenCV only: non-local means,
+top-hat/black-hat scratch mask, Telea inpainting), ``tophat`` (the classical scratch mask alone, filled by
+Telea), ``restore`` (the full pipeline) and any registered model usable as a stage (``scratch-unet``:
+its mask, filled by Telea).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from oldphoto.errors import DataError, OldPhotoError
+from oldphoto.evaluation.metrics import MaskCounts, psnr, ssim
+from oldphoto.imageio import is_image_path, load_rgb, to_luminance
+from oldphoto.registry import SCRATCH_MODEL
+from oldphoto.restore.classical import classical_restore, inpaint_telea, tophat_scratch_mask
+from oldphoto.runtime import Runtime
+
+Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+@dataclass(frozen=True)
+class Pair:
+    stem: str
+    degraded: Path
+    clean: Path | None
+    mask: Path | None
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)}
+
+
+def find_pairs(degraded: Path, clean: Path | None = None, mask: Path | None = None) -> list[Pair]:
+    """Match files by stem. ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/)."""
+    if clean is None and (degraded / "degraded").is_dir():
+        root = degraded
+        degraded, clean = root / "degraded", root / "clean"
+        mask = mask or (root / "mask" if (root / "mask").is_dir() else None)
+    if not degraded.is_dir():
+        raise DataError(f"{degraded}: not a folder of degraded images")
+    degraded_files = _by_stem(degraded)
+    clean_files = _by_stem(clean) if clean else {}
+    mask_files = _by_stem(mask) if mask else {}
+    if clean and not set(degraded_files) & set(clean_files):
+        raise DataError(f"no file stems in {degraded} match any in {clean}")
+    return [
+        Pair(stem, path, clean_files.get(stem), mask_files.get(stem))
+        for stem, path in degraded_files.items()
+        if not clean or stem in clean_files
+    ]
+
+
+def identity(image: np.ndarray) -> tuple[np.ndarray, None]:
+    return image, None
+
+
+def classical(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return classical_restore(image)
+
+
+def tophat(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mask = tophat_scratch_mask(image)
+    return inpaint_telea(image, mask), mask
+
+
+def build_method(name: str, runtime: Runtime) -> Method:
+    """A method by name; loading a model happens once, here."""
+    if name == "identity":
+        return identity
+    if name == "classical":
+        return classical
+    if name == "tophat":
+        return tophat
+    if name == "restore":
+        from oldphoto.restore.pipeline import Restorer, RestoreOptions
+
+        restorer = Restorer(runtime, RestoreOptions())
+
+        def full(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            result = restorer.restore(image)
+            return result.pixels, result.mask
+
+        return full
+    if name == SCRATCH_MODEL:
+        from oldphoto.registry import get_spec
+        from oldphoto.restore.scratches import detect_scratches
+        from oldphoto.weights import load_network
+
+        spec = get_spec(name)
+        network = load_network(spec)
+
+        def scratch_stage(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            mask = detect_scratches(
+                image,
+                network,
+                runtime,
+                size_multiple=spec.contract.size_multiple,
+                threshold=float(spec.settings["threshold"]),
+                dilation=int(spec.settings.get("dilation", 0)),
+            )
+            return inpaint_telea(image, mask), mask
+
+        return scratch_stage
+    from oldphoto.registry import get_spec
+
+    get_spec(name)  # raises the list of valid names for unknown ones
+    raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
+
+
+class PeakMemory:
+    """Peak resident memory above the starting level while the block runs (sampled every 5 ms)."""
+
+    def __init__(self) -> None:
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as handle:
+                return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:  # not Linux
+            return 0
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak_bytes = max(self.peak_bytes, self._rss() - self._base)
+
+    def __enter__(self) -> PeakMemory:
+        self._base = self._rss()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._rss() - self._base)
+
+
+@dataclass
+class ImageScore:
+    method: str
+    stem: str
+    megapixels: float
+    seconds: float
+    peak_mb: float
+    psnr: float | None = None
+    ssim: float | None = None
+    mask: MaskCounts | None = None
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    images: int = 0
+    psnr: float | None = None
+    ssim: float | None = None
+    seconds_per_mp: float = 0.0
+    peak_mb: float = 0.0
+    mask: MaskCounts | None = None
+    scores: list[ImageScore] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        out = {
+            "method": self.method,
+            "images": self.images,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "seconds_per_mp": self.seconds_per_mp,
+            "peak_mb": self.peak_mb,
+        }
+        if self.mask is not None:
+            out.update(precision=self.mask.precision, recall=self.mask.recall, f1=self.mask.f1, iou=self.mask.iou)
+        return out
+
+
+def score_image(method_name: str, method: Method, pair: Pair) -> tuple[ImageScore, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Run one method on one pair. Returns the score, the input, the output and the predicted mask."""
+    degraded = load_rgb(pair.degraded)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        restored, predicted = method(degraded)
+        seconds = time.perf_counter() - started
+    restored = np.repeat(restored, 3, axis=2) if restored.shape[2] == 1 else restored
+    score = ImageScore(method_name, pair.stem, degraded.shape[0] * degraded.shape[1] / 1e6, seconds, memory.peak_bytes / 1e6)
+    if pair.clean is not None:
+        clean = load_rgb(pair.clean)
+        if clean.shape != restored.shape:
+            raise DataError(f"{pair.stem}: clean {clean.shape[:2]} and degraded {restored.shape[:2]} sizes differ")
+        score.psnr = psnr(clean, restored)
+        score.ssim = ssim(clean, restored)
+    if pair.mask is not None and predicted is not None:
+        truth = to_luminance(load_rgb(pair.mask))[:, :, 0]
+        score.mask = MaskCounts.of(predicted, truth)
+    return score, degraded, restored, predicted
+
+
+def summarize(method: str, scores: list[ImageScore]) -> MethodSummary:
+    summary = MethodSummary(method, images=len(scores), scores=scores)
+    if not scores:
+        return summary
+    psnrs = [s.psnr for s in scores if s.psnr is not None]
+    if psnrs:
+        # Mean over images; an exact reconstruction (inf dB) is capped at 100 dB so one image cannot dominate.
+        summary.psnr = float(np.mean([min(p, 100.0) for p in psnrs]))
+        summary.ssim = float(np.mean([s.ssim for s in scores if s.ssim is not None]))
+    summary.seconds_per_mp = sum(s.seconds for s in scores) / max(1e-9, sum(s.megapixels for s in scores))
+    summary.peak_mb = max(s.peak_mb for s in scores)
+    masks = [s.mask for s in scores if s.mask is not None]
+    if masks:
+        total = masks[0]
+        for counts in masks[1:]:
+            total = total + counts
+        summary.mask = total
+    return summary

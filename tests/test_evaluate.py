@@ -1,0 +1,88 @@
+"""`oldphoto evaluate` on tiny sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio
+from typer.testing import CliRunner
+
+from oldphoto.cli.app import app
+from oldphoto.evaluation.runner import find_pairs, score_image, summarize
+from oldphoto.imageio import load_rgb, save_rgb
+
+from .conftest import smooth_image
+
+
+@pytest.fixture
+def tiny_set(tmp_path: Path) -> Path:
+    root = tmp_path / "set"
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        clean = smooth_image(40, 56, seed=i)
+        damaged = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1)
+        mask = np.zeros((40, 56, 1), np.float32)
+        mask[10:12, 5:50] = 1
+        damaged[10:12, 5:50] = 1.0
+        save_rgb(root / "clean" / f"p{i}.png", clean)
+        save_rgb(root / "degraded" / f"p{i}.png", damaged)
+        save_rgb(root / "mask" / f"p{i}.png", mask)
+    return root
+
+
+def test_clean_output_scores_max(tiny_set):
+    pairs = find_pairs(tiny_set)
+    perfect = {p.stem: load_rgb(p.clean) for p in pairs}
+
+    def oracle_for(pair):
+        return lambda image: (perfect[pair.stem], None)
+
+    scores = [score_image("oracle", oracle_for(p), p)[0] for p in pairs]
+    assert all(math.isinf(s.psnr) for s in scores)
+    assert all(s.ssim == pytest.approx(1.0) for s in scores)
+
+
+def test_identity_scores_what_the_metric_library_says(tiny_set, tmp_path):
+    out = tmp_path / "summary.json"
+    per_image = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "classical", "--json", str(out), "--csv", str(per_image), "--save", str(tmp_path / "saved")])
+    assert result.exit_code == 0, result.output
+    summary = {m["method"]: m for m in json.loads(out.read_text())["methods"]}
+    expected = np.mean([
+        peak_signal_noise_ratio(load_rgb(tiny_set / "clean" / f"p{i}.png"), load_rgb(tiny_set / "degraded" / f"p{i}.png"), data_range=1.0)
+        for i in range(2)
+    ])
+    assert summary["identity"]["psnr"] == pytest.approx(expected, abs=1e-6)
+    assert "f1" in summary["classical"] and 0 <= summary["classical"]["f1"] <= 1
+    with per_image.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert (tmp_path / "saved" / "sheets" / "p0.jpg").exists()
+
+
+def test_scratch_stage_by_model_name(tiny_set, random_scratch_model, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "scratch-unet", "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    method = json.loads((tmp_path / "s.json").read_text())["methods"][0]
+    assert method["method"] == "scratch-unet" and "iou" in method
+
+
+def test_unknown_method_lists_valid_models(tiny_set):
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "magic"])
+    assert result.exit_code == 2
+    assert "scratch-unet" in result.output
+
+
+def test_real_folder_writes_contact_sheets(tiny_set, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(tiny_set / "degraded"), "-m", "tophat", "--save", str(tmp_path / "sheets")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "sheets" / "sheets").iterdir()) == ["p0.jpg", "p1.jpg"]
+
+
+def test_summary_of_nothing():
+    assert summarize("identity", []).images == 0
