@@ -177,6 +177,17 @@ def test_write_is_atomic_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
     assert list(target.parent.iterdir()) == []
 
 
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    photo = read_photo(save_pil(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    write_photo(tmp_path / "out.png", photo)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o666 & ~umask
+
+
 def test_unsupported_output_extension(tmp_path):
     photo = read_photo(save_pil(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
     with pytest.raises(ImageWriteError, match="unsupported output extension"):

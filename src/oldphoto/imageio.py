@@ -319,12 +319,20 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: int = 95) -> bytes:
     return buffer.getvalue()
 
 
+def _file_mode() -> int:
+    """Permissions of a new file under the current umask (mkstemp would make it private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
