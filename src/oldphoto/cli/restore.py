@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from enum import Enum
 from pathlib import Path
@@ -26,6 +27,9 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_photo, save_rgb, write_photo
 from oldphoto.restore.pipeline import Restorer, RestoreOptions, RestoreResult, check_stages
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
+
+
+log = logging.getLogger(__name__)
 
 
 class OutputExt(str, Enum):
@@ -195,6 +199,10 @@ def _restore_one(
             save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
     except OldPhotoError as error:
         return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
+    except Exception as error:  # noqa: BLE001 - one bad photo must not stop a batch of hundreds
+        log.debug("unexpected error on %s", job.source, exc_info=True)
+        message = f"{job.source}: unexpected {type(error).__name__}: {error} (run with -v for the traceback)"
+        return _record(job, "failed", error=message, seconds=round(time.perf_counter() - started, 3))
     return _record(
         job,
         "restored",

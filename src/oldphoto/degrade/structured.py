@@ -227,25 +227,50 @@ def creases(canvas, rng, stamps, count=(1, 2), width=(1.5, 5.0), opacity=(0.4, 0
     return {"count": n}
 
 
-def torn_edges(canvas, rng, stamps, count=(1, 2), size=(0.05, 0.2), paper_probability=0.6):
+def _torn_corner(rng, height, width, extent):
+    corner = int(rng.integers(4))
+    cx = 0 if corner in (0, 3) else width - 1
+    cy = 0 if corner in (0, 1) else height - 1
+    sx = 1 if cx == 0 else -1
+    sy = 1 if cy == 0 else -1
+    angles = np.linspace(0, np.pi / 2, 12)
+    radii = extent * rng.uniform(0.5, 1.3, 12)
+    return [(cx, cy)] + [(cx + sx * r * np.cos(a), cy + sy * r * np.sin(a)) for a, r in zip(angles, radii)]
+
+
+def _torn_edge(rng, height, width, extent):
+    """A bite out of one side: a jagged outline from the edge inwards and back."""
+    side = int(rng.integers(4))
+    length = height if side in (1, 3) else width
+    start = rng.uniform(0, length * 0.8)
+    span = rng.uniform(1.0, 3.0) * extent
+    t = np.linspace(0, 1, 14)
+    along = start + span * t
+    depth = extent * np.sin(np.pi * t) * rng.uniform(0.4, 1.0, 14)
+    if side == 0:
+        return [(a, d) for a, d in zip(along, depth)]
+    if side == 2:
+        return [(a, height - 1 - d) for a, d in zip(along, depth)]
+    if side == 3:
+        return [(d, a) for a, d in zip(along, depth)]
+    return [(width - 1 - d, a) for a, d in zip(along, depth)]
+
+
+def torn_edges(canvas, rng, stamps, count=(1, 2), size=(0.05, 0.2), paper_probability=0.6, corner_probability=0.6):
     """Torn-off corners and missing pieces of the edge, showing paper (light) or background (dark)."""
     n = int(rng.integers(count[0], count[1] + 1))
     height, width = canvas.height, canvas.width
+    kinds = []
     for _ in range(n):
         extent = _uniform(rng, size) * min(height, width)
-        corner = int(rng.integers(4))
-        cx = 0 if corner in (0, 3) else width - 1
-        cy = 0 if corner in (0, 1) else height - 1
-        angles = np.linspace(0, np.pi / 2, 12)
-        radii = extent * rng.uniform(0.5, 1.3, 12)
-        sx = 1 if cx == 0 else -1
-        sy = 1 if cy == 0 else -1
-        outline = [(cx, cy)] + [(cx + sx * r * np.cos(a), cy + sy * r * np.sin(a)) for a, r in zip(angles, radii)]
+        corner = bool(rng.random() < corner_probability)
+        outline = (_torn_corner if corner else _torn_edge)(rng, height, width, extent)
         patch = np.zeros((height, width), np.uint8)
         cv2.fillPoly(patch, [np.rint(np.array(outline) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
         color = _uniform(rng, (0.85, 1.0)) if rng.random() < paper_probability else _uniform(rng, (0.0, 0.15))
         canvas.blend(0, 0, patch.astype(np.float32) / 255.0, color)
-    return {"count": n}
+        kinds.append("corner" if corner else "edge")
+    return {"count": n, "kinds": kinds}
 
 
 def stains(canvas, rng, stamps, count=(1, 2), size=(0.1, 0.4), opacity=(0.15, 0.5)):
