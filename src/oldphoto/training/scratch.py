@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 from oldphoto.archs.scratch_unet import ScratchUNet
 from oldphoto.degrade import DamageStamps, get_preset
+from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import CropPool, damaged_batch, list_images
@@ -83,16 +84,9 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: f
     return bce + dice.mean()
 
 
-def mask_scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
-    """Pixel precision, recall, F1 and IoU of boolean masks (empty-vs-empty counts as perfect)."""
-    tp = float(np.logical_and(predicted, truth).sum())
-    fp = float(np.logical_and(predicted, ~truth).sum())
-    fn = float(np.logical_and(~predicted, truth).sum())
-    precision = tp / (tp + fp) if tp + fp else 1.0 if fn == 0 else 0.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
-    return precision, recall, f1, iou
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) Rec. 601 luma, as the restore stage feeds the network."""
+    return (rgb * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
 
 
 def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None) -> tuple[torch.Tensor, np.ndarray]:
@@ -100,8 +94,7 @@ def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None)
     pool = CropPool(list_images(config.val), crop=config.val_crop)
     rng = np.random.default_rng(10_000 + config.seed)
     _, degraded, mask = damaged_batch(pool, get_preset(config.preset), stamps, rng, config.val_samples)
-    gray = (degraded * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
-    return gray, mask[:, 0].numpy() > 0.5
+    return luma(degraded), mask[:, 0].numpy() > 0.5
 
 
 @torch.inference_mode()
@@ -111,9 +104,9 @@ def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> Val
     network.train()
     best = None
     for threshold in THRESHOLDS:
-        precision, recall, f1, iou = mask_scores(probability > threshold, truth)
-        if best is None or f1 > best.f1:
-            best = ValidationResult(f1, precision, recall, iou, float(threshold))
+        counts = MaskCounts.of(probability > threshold, truth)
+        if best is None or counts.f1 > best.f1:
+            best = ValidationResult(counts.f1, counts.precision, counts.recall, counts.iou, float(threshold))
     return best
 
 
@@ -155,8 +148,7 @@ def train_scratch(
     network.train()
     while state.step < config.steps:
         _, degraded, mask = damaged_batch(pool, preset, stamps, rng, config.batch_size)
-        gray = (degraded * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
-        loss = dice_bce_loss(network(gray), mask)
+        loss = dice_bce_loss(network(luma(degraded)), mask)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(state.step, config)
         optimizer.zero_grad(set_to_none=True)
