@@ -138,3 +138,17 @@ def test_version():
     from oldphoto import __version__
 
     assert invoke("--version").output.strip() == f"oldphoto {__version__}"
+
+
+def test_caveats_of_models_in_use_are_shown(album, tmp_path, random_scratch_model, monkeypatch):
+    import dataclasses
+
+    from oldphoto import registry
+
+    entries = dict(registry.REGISTRY)
+    entries["scratch-unet"] = dataclasses.replace(random_scratch_model, caveat="not ready for real scans")
+    monkeypatch.setattr(registry, "REGISTRY", entries)
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 0
+    assert "not ready for real scans" in result.output
+    assert "preliminary" in invoke("models", "list").output

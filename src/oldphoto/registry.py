@@ -47,6 +47,8 @@ class ModelSpec:
     description: str
     settings: Mapping[str, float] = field(default_factory=dict)
     """Inference settings chosen on validation data (e.g. the scratch threshold)."""
+    caveat: str | None = None
+    """Why shipped weights are not yet fit for general use (shown by `models list` and `restore`), or None."""
 
     @property
     def shipped(self) -> bool:
@@ -83,6 +85,10 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         description="U-Net with blur-pool downsampling on native-resolution luma; one logit per pixel",
         # Threshold: best F1 on the validation crops (kodak24) during training; see weights/README.md.
         settings={"threshold": 0.35, "dilation": 1},
+        caveat=(
+            "preliminary weights (F1 0.17 on held-out synthetic damage): on real scans they also mark bright "
+            "areas such as faces and white clothing, which inpainting then smears; check with --save-mask"
+        ),
     ),
     ModelSpec(
         name=VAE_OLD_MODEL,

@@ -25,6 +25,12 @@ def _status(spec) -> tuple[str, str]:
     return "present", f"{path.stat().st_size / 1e6:.1f} MB"
 
 
+def _status_text(status: str, caveat: str | None) -> str:
+    if status != "present":
+        return f"[yellow]{status}[/]"
+    return "[yellow]present (preliminary)[/]" if caveat else "[green]present[/]"
+
+
 @app.command("list")
 def list_models() -> None:
     """Show every registered model: task, parameters, file size, sha256 and whether its weights are present."""
@@ -40,9 +46,12 @@ def list_models() -> None:
             f"{params:,}" if params is not None else "-",
             size,
             (spec.sha256 or "-")[:16],
-            f"[green]{status}[/]" if status == "present" else f"[yellow]{status}[/]",
+            _status_text(status, spec.caveat),
         )
     console.print(table)
+    for spec in all_specs():
+        if spec.caveat and spec.shipped:
+            console.print(f"[yellow]note:[/] {spec.name}: {spec.caveat}", highlight=False)
 
 
 @app.command("verify")

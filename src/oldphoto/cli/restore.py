@@ -141,6 +141,8 @@ def restore(
     with library_errors():
         runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
         restorer = Restorer(runtime, options)
+    for caveat in restorer.caveats():
+        error_console.print(f"[yellow]note:[/] {caveat}", highlight=False)
 
     records: list[dict[str, Any]] = []
     failures = len(problems)

@@ -110,6 +110,10 @@ class Restorer:
         }
         self.networks = {name: load_network(spec) for name, spec in self.specs.items()}
 
+    def caveats(self) -> list[str]:
+        """Warnings about models in use that are not yet fit for general use."""
+        return [f"{spec.name}: {spec.caveat}" for spec in self.specs.values() if spec.caveat]
+
     def plan(self) -> list[str]:
         """Human-readable list of the stages that will run."""
         steps = []
