@@ -23,7 +23,7 @@ def test_every_entry_carries_a_contract():
         assert spec.contract.channels in (1, 3)
         assert spec.weights_file.endswith(".safetensors")
         if spec.arch is not None:
-            assert spec.build().size_multiple == spec.contract.size_multiple or spec.contract.size_multiple % 2 == 0
+            assert spec.build().size_multiple == spec.contract.size_multiple
 
 
 def test_unshipped_model_says_so():

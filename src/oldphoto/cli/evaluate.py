@@ -13,7 +13,6 @@ import typer
 from rich.table import Table
 
 from oldphoto.cli.common import EXIT_FAILURES, console, error_console, fail, library_errors, progress_bar
-from oldphoto.cli.restore import comparison_sheet
 from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import Pair, build_method, find_pairs, score_image, summarize
 from oldphoto.imageio import atomic_write_bytes, save_rgb

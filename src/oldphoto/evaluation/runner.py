@@ -21,7 +21,7 @@ import numpy as np
 from oldphoto.errors import DataError, OldPhotoError
 from oldphoto.evaluation.metrics import MaskCounts, psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, to_luminance
-from oldphoto.registry import SCRATCH_MODEL
+from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.classical import classical_restore, inpaint_telea, tophat_scratch_mask
 from oldphoto.runtime import Runtime
 
@@ -92,7 +92,6 @@ def build_method(name: str, runtime: Runtime) -> Method:
 
         return full
     if name == SCRATCH_MODEL:
-        from oldphoto.registry import get_spec
         from oldphoto.restore.scratches import detect_scratches
         from oldphoto.weights import load_network
 
@@ -111,8 +110,6 @@ def build_method(name: str, runtime: Runtime) -> Method:
             return inpaint_telea(image, mask), mask
 
         return scratch_stage
-    from oldphoto.registry import get_spec
-
     get_spec(name)  # raises the list of valid names for unknown ones
     raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
 
