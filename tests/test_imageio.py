@@ -14,8 +14,12 @@ from oldphoto.imageio import apply_orientation, read_photo, write_photo
 from .conftest import smooth_image
 
 
+# Built once: a new profile carries its creation time, so two calls a second apart differ.
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
 def srgb_icc() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return SRGB_ICC
 
 
 def opened(path: Path) -> Image.Image:
