@@ -81,35 +81,19 @@ def build_method(name: str, runtime: Runtime) -> Method:
         return classical
     if name == "tophat":
         return tophat
-    if name == "restore":
+    if name in ("restore", SCRATCH_MODEL):
         from oldphoto.restore.pipeline import Restorer, RestoreOptions
 
-        restorer = Restorer(runtime, RestoreOptions())
+        # A stage model is scored through the same pipeline `restore` runs, with only that stage on
+        # (scratch-unet: its mask, filled by Telea inpainting, as `restore --no-global --no-faces`).
+        options = RestoreOptions() if name == "restore" else RestoreOptions(global_restoration=False, faces=False)
+        restorer = Restorer(runtime, options)
 
-        def full(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        def run_pipeline(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             result = restorer.restore(image)
             return result.pixels, result.mask
 
-        return full
-    if name == SCRATCH_MODEL:
-        from oldphoto.restore.scratches import detect_scratches
-        from oldphoto.weights import load_network
-
-        spec = get_spec(name)
-        network = load_network(spec)
-
-        def scratch_stage(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            mask = detect_scratches(
-                image,
-                network,
-                runtime,
-                size_multiple=spec.contract.size_multiple,
-                threshold=float(spec.settings["threshold"]),
-                dilation=int(spec.settings.get("dilation", 0)),
-            )
-            return inpaint_telea(image, mask), mask
-
-        return scratch_stage
+        return run_pipeline
     get_spec(name)  # raises the list of valid names for unknown ones
     raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from oldphoto.archs.scratch_unet import ScratchUNet
 from oldphoto.degrade import DamageStamps, get_preset
@@ -111,10 +111,8 @@ def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> Val
 
 
 def export_weights(network: ScratchUNet, path: Path, metadata: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in network.state_dict().items()}, str(temporary))
-    temporary.replace(path)
+    tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    atomic_write_bytes(path, save(tensors))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2) + "\n").encode())
 
 
