@@ -12,7 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from oldphoto import registry
+from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.archs.vae import VAEConfig
 from oldphoto.weights import WEIGHTS_ENV, file_sha256
 
 # Rich wraps console output at the terminal width; make CliRunner output one line per message.
@@ -59,3 +61,17 @@ def weights_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def random_scratch_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
     return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_MODEL, TINY_SCRATCH_CONFIG)
+
+
+TINY_VAE_CONFIG = VAEConfig(channels=(4, 8, 8), latent_channels=8, blocks=1)
+TINY_MAPPING_CONFIG = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
+
+
+@pytest.fixture
+def random_global_models(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
+    """Tiny random VAE_A, VAE_B and mapping registered as shipped."""
+    return [
+        install_random_model(monkeypatch, weights_dir, registry.VAE_OLD_MODEL, TINY_VAE_CONFIG, seed=1),
+        install_random_model(monkeypatch, weights_dir, registry.VAE_CLEAN_MODEL, TINY_VAE_CONFIG, seed=2),
+        install_random_model(monkeypatch, weights_dir, registry.MAPPING_MODEL, TINY_MAPPING_CONFIG, seed=3),
+    ]

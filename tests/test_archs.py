@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from oldphoto.archs.discriminator import LatentDiscriminator, LatentDiscriminatorConfig
+from oldphoto.archs.mapping import LatentMapping, MappingConfig, PartialNonLocal
+from oldphoto.archs.restore_unet import RestoreUNet, RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNet, ScratchUNetConfig
+from oldphoto.archs.vae import VAE, VAEConfig, kl_divergence, sample_latent
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 91), (5, 7)])
@@ -23,3 +27,99 @@ def test_scratch_unet_gradients_reach_every_parameter():
     for name, parameter in network.named_parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, name
+
+
+TINY_VAE = VAEConfig(channels=(4, 8, 8), latent_channels=8, blocks=1)
+TINY_MAPPING = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
+
+
+def assert_every_parameter_learns(network: torch.nn.Module, loss: torch.Tensor) -> None:
+    loss.backward()
+    for name, parameter in network.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("shape", [(32, 48), (37, 91)])
+def test_vae_latent_is_a_quarter_and_reconstruction_keeps_size(shape):
+    vae = VAE(TINY_VAE)
+    mean, log_variance = vae.encode(torch.rand(2, 3, 32, 48))
+    assert mean.shape == log_variance.shape == (2, 8, 8, 12)
+    out = vae(torch.rand(2, 3, *shape))
+    assert out.shape == (2, 3, *shape) and torch.isfinite(out).all()
+
+
+def test_vae_gradients_reach_every_parameter():
+    vae = VAE(TINY_VAE)
+    images = torch.rand(2, 3, 32, 32)
+    mean, log_variance = vae.encode(images)
+    reconstruction = vae.decode(sample_latent(mean, log_variance))
+    assert_every_parameter_learns(vae, (reconstruction - images).abs().mean() + kl_divergence(mean, log_variance))
+
+
+def test_kl_divergence_is_zero_only_for_the_prior():
+    zeros = torch.zeros(1, 4, 2, 2)
+    assert kl_divergence(zeros, zeros).item() == pytest.approx(0.0)
+    assert kl_divergence(zeros + 1, zeros).item() == pytest.approx(0.5)
+
+
+def test_mapping_shapes_and_gradients_with_damage():
+    mapping = LatentMapping(TINY_MAPPING)
+    damage = torch.zeros(2, 1, 12, 10)
+    damage[:, :, 3:6, :] = 1
+    out = mapping(torch.randn(2, 8, 12, 10), damage)
+    assert out.shape == (2, 8, 12, 10) and torch.isfinite(out).all()
+    assert_every_parameter_learns(mapping, out.square().mean())
+
+
+def test_mapping_without_damage_is_the_local_branch():
+    mapping = LatentMapping(TINY_MAPPING).eval()
+    latent = torch.randn(1, 8, 12, 10)
+    undamaged = mapping(latent, torch.zeros(1, 1, 12, 10))
+    x = mapping.shared(mapping.act(mapping.inp(torch.cat([latent, torch.zeros(1, 1, 12, 10)], 1))))
+    assert torch.allclose(undamaged, mapping.out(mapping.local_branch(x)))
+
+
+@pytest.mark.parametrize("key_grid", [32, 4])
+def test_partial_non_local_never_draws_from_damaged_positions(key_grid):
+    block = PartialNonLocal(8, 4, key_grid=key_grid, query_chunk=7).eval()
+    features = torch.randn(1, 8, 16, 12)
+    damage = torch.zeros(1, 1, 16, 12)
+    damage[:, :, 4:9, 2:7] = 1
+    changed = features.clone()
+    changed[:, :, 4:9, 2:7] += 5 * torch.randn(1, 8, 5, 5)
+    before = block(features, damage) - features
+    after = block(changed, damage) - changed
+    intact = (damage == 0).expand_as(before)
+    # Queries at intact positions are unchanged and every key/value they see is intact: same result.
+    assert torch.allclose(before[intact], after[intact], atol=1e-5)
+    # Inside the hole the queries changed, so the attended values do too: the test is not vacuous.
+    assert not torch.allclose(before[~intact], after[~intact], atol=1e-3)
+
+
+def test_partial_non_local_chunking_and_pooling_bound_memory_not_results():
+    features = torch.randn(1, 8, 24, 20)
+    damage = (torch.rand(1, 1, 24, 20) > 0.8).float()
+    exact = PartialNonLocal(8, 4, key_grid=64, query_chunk=10_000).eval()
+    chunked = PartialNonLocal(8, 4, key_grid=64, query_chunk=33).eval()
+    chunked.load_state_dict(exact.state_dict())
+    assert torch.allclose(exact(features, damage), chunked(features, damage), atol=1e-5)
+    pooled = PartialNonLocal(8, 4, key_grid=6, query_chunk=33).eval()
+    pooled.load_state_dict(exact.state_dict())
+    keys, values, intact = pooled._pooled(features, 1 - damage)
+    assert keys.shape == (1, 36, 4) and values.shape == (1, 36, 8) and intact.shape == (1, 36)
+    assert torch.isfinite(pooled(features, damage)).all()
+
+
+def test_ablation_unet_keeps_size_and_learns():
+    network = RestoreUNet(RestoreUNetConfig(channels=(4, 8, 16), bottleneck_blocks=1))
+    out = network(torch.rand(2, 3, 37, 29), torch.zeros(2, 1, 37, 29))
+    assert out.shape == (2, 3, 37, 29) and torch.isfinite(out).all()
+    assert_every_parameter_learns(network, out.square().mean())
+
+
+def test_latent_discriminator_scores_patches():
+    discriminator = LatentDiscriminator(LatentDiscriminatorConfig(latent_channels=8, width=8))
+    scores = discriminator(torch.randn(2, 8, 16, 16))
+    assert scores.shape == (2, 1, 4, 4)
+    assert_every_parameter_learns(discriminator, scores.mean())

@@ -13,7 +13,6 @@ from oldphoto.imageio import apply_orientation, read_photo, write_photo
 
 from .conftest import smooth_image
 
-
 # Built once: a new profile carries its creation time, so two calls a second apart differ.
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

@@ -8,7 +8,7 @@ import pytest
 
 from oldphoto.evaluation.metrics import MaskCounts, psnr
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.pipeline import Restorer, RestoreOptions
+from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.restore.scratches import scratch_probability
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_network

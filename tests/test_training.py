@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from oldphoto.imageio import save_rgb
+from oldphoto.errors import DataError
+from oldphoto.registry import get_spec
+from oldphoto.training.restoration import GlobalTrainConfig, train_global
 from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
+from oldphoto.weights import load_network_from
 
 from .conftest import smooth_image
 
@@ -43,7 +48,66 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     # Same schedule length as the straight run: resume the 2-step checkpoint towards 4 steps.
     resumed = train_scratch(interrupted, resume=True)
     assert resumed.step == 4
-    a = torch.load(straight.checkpoint, weights_only=False)["network"]
-    b = torch.load(interrupted.checkpoint, weights_only=False)["network"]
+    a = torch.load(straight.checkpoint, weights_only=False)["modules"]["network"]
+    b = torch.load(interrupted.checkpoint, weights_only=False)["modules"]["network"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_file(straight.out)  # best weights exported
+
+
+def global_config(tmp_path, model: str, steps: int, name: str | None = None, **changes) -> GlobalTrainConfig:
+    for folder, count in (("data", 3), ("val", 1), ("real", 3)):
+        for i in range(count):
+            path = tmp_path / folder / f"{i}.png"
+            if not path.exists():
+                save_rgb(path, smooth_image(48, 64, seed=10 * len(folder) + i))
+    run = tmp_path / (name or model)
+    return GlobalTrainConfig(
+        model=model,
+        data=(str(tmp_path / "data"),),
+        val=(str(tmp_path / "val"),),
+        real=(str(tmp_path / "real"),),
+        out=str(run / f"{model}.safetensors"),
+        checkpoint=str(run / "checkpoint.pt"),
+        steps=steps,
+        batch_size=2,
+        crop=32,
+        validate_every=2,
+        val_samples=2,
+        val_crop=32,
+        **changes,
+    )
+
+
+def test_global_recipes_train_in_order_and_export_loadable_weights(tmp_path):
+    for model in ("vae-clean", "vae-old", "restore-unet"):
+        state = train_global(global_config(tmp_path, model, steps=2))
+        assert state.step == 2 and np.isfinite(state.best["score"])
+        spec = get_spec(model)
+        load_network_from(spec, tmp_path / model / f"{model}.safetensors")
+    mapping = global_config(
+        tmp_path,
+        "mapping",
+        steps=2,
+        vae_old=str(tmp_path / "vae-old" / "vae-old.safetensors"),
+        vae_clean=str(tmp_path / "vae-clean" / "vae-clean.safetensors"),
+    )
+    state = train_global(mapping)
+    assert state.step == 2 and {"psnr", "ssim"} <= set(state.best)
+    load_network_from(get_spec("mapping"), mapping.out)
+
+
+def test_vae_old_resumes_exactly(tmp_path):
+    straight = global_config(tmp_path, "vae-old", steps=4, name="straight")
+    train_global(straight)
+    interrupted = global_config(tmp_path, "vae-old", steps=4, name="resumed")
+    train_global(dataclasses.replace(interrupted, steps=2))
+    train_global(interrupted, resume=True)
+    a = torch.load(straight.checkpoint, weights_only=False)["modules"]
+    b = torch.load(interrupted.checkpoint, weights_only=False)["modules"]
+    for module in ("vae", "discriminator"):
+        assert all(torch.allclose(a[module][k], b[module][k], atol=1e-6) for k in a[module]), module
+
+
+def test_vae_old_needs_real_photos(tmp_path):
+    with pytest.raises(DataError, match="--real"):
+        train_global(dataclasses.replace(global_config(tmp_path, "vae-old", steps=1), real=()))

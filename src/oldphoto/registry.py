@@ -16,7 +16,10 @@ from typing import Any
 
 from torch import nn
 
+from oldphoto.archs.mapping import MappingConfig
+from oldphoto.archs.restore_unet import RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.archs.vae import VAEConfig
 from oldphoto.errors import UnknownModelError
 
 
@@ -25,7 +28,7 @@ class InputContract:
     """What a network expects of its input tensor."""
 
     channels: int
-    """1 = grayscale (luma), 3 = RGB."""
+    """1 = grayscale (luma), 3 = RGB; latent networks: the latent channels."""
     value_range: tuple[float, float] = (0.0, 1.0)
     size_multiple: int = 1
     """Networks pad internally to this; tiling aligns tile offsets to it."""
@@ -72,6 +75,7 @@ VAE_OLD_MODEL = "vae-old"
 VAE_CLEAN_MODEL = "vae-clean"
 MAPPING_MODEL = "mapping"
 FACE_MODEL = "face-refine"
+ABLATION_MODEL = "restore-unet"
 
 REGISTRY: Mapping[str, ModelSpec] = _entries(
     ModelSpec(
@@ -93,8 +97,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
     ModelSpec(
         name=VAE_OLD_MODEL,
         task="vae-old",
-        arch=None,
-        config=None,
+        arch="vae:VAE",
+        config=VAEConfig(),
         weights_file="vae-old.safetensors",
         sha256=None,
         contract=InputContract(channels=3, size_multiple=4),
@@ -103,8 +107,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
     ModelSpec(
         name=VAE_CLEAN_MODEL,
         task="vae-clean",
-        arch=None,
-        config=None,
+        arch="vae:VAE",
+        config=VAEConfig(),
         weights_file="vae-clean.safetensors",
         sha256=None,
         contract=InputContract(channels=3, size_multiple=4),
@@ -113,12 +117,23 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
     ModelSpec(
         name=MAPPING_MODEL,
         task="mapping",
-        arch=None,
-        config=None,
+        arch="mapping:LatentMapping",
+        config=MappingConfig(),
         weights_file="mapping.safetensors",
         sha256=None,
-        contract=InputContract(channels=3, size_multiple=4),
+        # Works on VAE_A latents (a quarter of the image resolution), plus the damage mask on the same grid.
+        contract=InputContract(channels=MappingConfig().latent_channels, value_range=(-float("inf"), float("inf"))),
         description="Latent mapping A->B with a partial non-local block",
+    ),
+    ModelSpec(
+        name=ABLATION_MODEL,
+        task="ablation",
+        arch="restore_unet:RestoreUNet",
+        config=RestoreUNetConfig(),
+        weights_file="restore-unet.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3, size_multiple=8),
+        description="Ablation only (not used by restore): direct image-to-image residual U-Net for global restoration",
     ),
     ModelSpec(
         name=FACE_MODEL,

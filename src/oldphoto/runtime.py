@@ -12,7 +12,8 @@ from oldphoto.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 1024
+"""Large enough that overlaps cost little (the global stage overlaps tiles by 64 px); memory stays bounded by it."""
 DEFAULT_TILE_OVERLAP = 32
 
 

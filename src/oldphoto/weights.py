@@ -87,9 +87,7 @@ def verify_weights(spec: ModelSpec) -> Path:
     return path
 
 
-def load_network(spec: ModelSpec) -> nn.Module:
-    """Build the spec's network and load its verified weights (``strict=True``). Returns it in eval mode on CPU."""
-    path = verify_weights(spec)
+def _load_into(spec: ModelSpec, path: Path) -> nn.Module:
     network = spec.build()
     try:
         state = load_file(str(path))
@@ -100,6 +98,22 @@ def load_network(spec: ModelSpec) -> nn.Module:
         ) from None
     log.debug("loaded %s from %s", spec.name, path)
     return network.eval()
+
+
+def load_network(spec: ModelSpec) -> nn.Module:
+    """Build the spec's network and load its verified weights (``strict=True``). Returns it in eval mode on CPU."""
+    return _load_into(spec, verify_weights(spec))
+
+
+def load_network_from(spec: ModelSpec, path: str | Path | None) -> nn.Module:
+    """Like :func:`load_network`, but from an explicit file when ``path`` is given (a freshly trained model
+    that has no registry hash yet; it must still fit the architecture exactly)."""
+    if path is None:
+        return load_network(spec)
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} for model {spec.name!r} not found")
+    return _load_into(spec, path)
 
 
 def parameter_count(spec: ModelSpec) -> int | None:

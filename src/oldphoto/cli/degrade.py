@@ -11,8 +11,21 @@ import numpy as np
 import typer
 
 from oldphoto.batch import discover_inputs
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, fail, library_errors, progress_bar
-from oldphoto.degrade import DamageStamps, degrade_image, get_preset, load_preset_file, override
+from oldphoto.cli.common import (
+    EXIT_FAILURES,
+    console,
+    error_console,
+    fail,
+    library_errors,
+    progress_bar,
+)
+from oldphoto.degrade import (
+    DamageStamps,
+    degrade_image,
+    get_preset,
+    load_preset_file,
+    override,
+)
 from oldphoto.degrade.presets import preset_summary
 from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import atomic_write_bytes, load_rgb, save_rgb

@@ -12,9 +12,22 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, fail, library_errors, progress_bar
+from oldphoto.cli.common import (
+    EXIT_FAILURES,
+    console,
+    error_console,
+    fail,
+    library_errors,
+    progress_bar,
+)
 from oldphoto.errors import OldPhotoError
-from oldphoto.evaluation.runner import Pair, build_method, find_pairs, score_image, summarize
+from oldphoto.evaluation.runner import (
+    Pair,
+    build_method,
+    find_pairs,
+    score_image,
+    summarize,
+)
 from oldphoto.imageio import atomic_write_bytes, save_rgb
 from oldphoto.runtime import make_runtime
 
@@ -33,7 +46,7 @@ def evaluate(
     ] = None,
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help="identity, classical, tophat, restore, or a model name (repeatable)."),
+        typer.Option("--method", "-m", help="identity, classical, tophat, restore, global (restore --no-faces), scratch-unet, restore-unet (repeatable)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,

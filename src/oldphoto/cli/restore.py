@@ -24,10 +24,20 @@ from oldphoto.cli.common import (
     progress_bar,
 )
 from oldphoto.errors import OldPhotoError
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_photo, save_rgb, write_photo
-from oldphoto.restore.pipeline import Restorer, RestoreOptions, RestoreResult, check_stages
+from oldphoto.imageio import (
+    DEFAULT_MAX_PIXELS,
+    atomic_write_bytes,
+    read_photo,
+    save_rgb,
+    write_photo,
+)
+from oldphoto.restore.pipeline import (
+    RestoreOptions,
+    Restorer,
+    RestoreResult,
+    check_stages,
+)
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
-
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +113,7 @@ def restore(
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Half precision (CUDA/MPS only).", rich_help_panel=PERFORMANCE)
     ] = False,
-    tile: Annotated[int, typer.Option(help="Tile size in pixels.", rich_help_panel=PERFORMANCE)] = DEFAULT_TILE,
+    tile: Annotated[int, typer.Option(help="Tile size in pixels (smaller tiles use less memory).", rich_help_panel=PERFORMANCE)] = DEFAULT_TILE,
     tile_overlap: Annotated[
         int, typer.Option(help="Overlap between tiles in pixels.", rich_help_panel=PERFORMANCE)
     ] = DEFAULT_TILE_OVERLAP,
@@ -201,7 +211,7 @@ def _restore_one(
             save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
     except OldPhotoError as error:
         return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
-    except Exception as error:  # noqa: BLE001 - one bad photo must not stop a batch of hundreds
+    except Exception as error:
         log.debug("unexpected error on %s", job.source, exc_info=True)
         message = f"{job.source}: unexpected {type(error).__name__}: {error} (run with -v for the traceback)"
         return _record(job, "failed", error=message, seconds=round(time.perf_counter() - started, 3))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,24 +12,56 @@ from oldphoto.cli.common import console, library_errors, progress_bar
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
+DATA = "Data"
+SCHEDULE = "Schedule"
+LOSSES = "Losses"
+
+Data = Annotated[list[Path], typer.Option("--data", help="Folders of clean photos (repeatable).", rich_help_panel=DATA)]
+Val = Annotated[
+    list[Path], typer.Option("--val", help="Folders of held-out clean photos for validation.", rich_help_panel=DATA)
+]
+DamageDirs = Annotated[
+    list[Path] | None,
+    typer.Option("--damage-dir", help="Folders of RGBA damage stamps (repeatable).", rich_help_panel=DATA),
+]
+Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
+ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.", rich_help_panel=SCHEDULE)]
+
+
+def _train_with_progress(name: str, steps: int, train: Callable) -> None:
+    """Run ``train(on_step=...)`` under a progress bar; print each validation; then the best figures."""
+    with library_errors(), progress_bar() as progress:
+        task = progress.add_task(f"training {name}", total=steps)
+        running: dict[str, float] = {}
+
+        def on_step(step: int, total: int, figures: dict[str, float]) -> None:
+            running.update(figures)
+            text = f"loss {running['loss']:.4f}" + (f" val {running['score']:.3f}" if "score" in running else "")
+            progress.update(task, completed=step, description=f"{name} {text}")
+            if figures.get("validated"):
+                shown = {k: round(v, 4) for k, v in figures.items() if k != "validated"}
+                progress.console.print(f"{name} step {step}: {shown}", highlight=False)
+
+        state = train(on_step=on_step)
+    console.print(f"best validation of {name}: {state.best}", highlight=False)
+
 
 @app.command("scratch")
 def scratch(
-    data: Annotated[list[Path], typer.Option("--data", help="Folders of clean photos (repeatable).")],
-    val: Annotated[list[Path], typer.Option("--val", help="Folders of held-out clean photos for validation.")],
-    damage_dir: Annotated[
-        list[Path] | None, typer.Option("--damage-dir", help="Folders of RGBA damage stamps (repeatable).")
-    ] = None,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 20000,
-    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
-    crop: Annotated[int, typer.Option(help="Crop size in pixels.")] = 192,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    seed: Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).")] = 0,
-    preset: Annotated[str, typer.Option(help="Degradation preset for the synthetic damage.")] = "default",
-    validate_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps.")] = 250,
+    data: Data,
+    val: Val,
+    damage_dir: DamageDirs = None,
+    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 20000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)] = 8,
+    crop: Annotated[int, typer.Option(help="Crop size in pixels.", rich_help_panel=SCHEDULE)] = 192,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 2e-3,
+    seed: Seed = 0,
+    preset: Annotated[str, typer.Option(help="Degradation preset for the synthetic damage.", rich_help_panel=DATA)] = "default",
+    validate_every: ValidateEvery = 250,
     out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/scratch-unet.safetensors"),
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/scratch/checkpoint.pt"),
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.")] = False,
+    resume: Resume = False,
 ) -> None:
     """Train the scratch-detection U-Net with damage drawn on the fly."""
     from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
@@ -47,14 +80,75 @@ def scratch(
         seed=seed,
         validate_every=validate_every,
     )
-    with library_errors(), progress_bar() as progress:
-        task = progress.add_task("training scratch-unet", total=steps)
-        last: dict = {}
+    _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
 
-        def on_step(step: int, total: int, figures: dict) -> None:
-            last.update(figures)
-            text = f"loss {last['loss']:.3f}" + (f" val F1 {last['f1']:.3f}" if "f1" in last else "")
-            progress.update(task, completed=step, description=f"scratch-unet {text}")
 
-        state = train_scratch(config, resume=resume, on_step=on_step)
-    console.print(f"best validation: {state.best}")
+def _global_command(model: str, summary: str, default_steps: int) -> None:
+    def command(
+        data: Data,
+        val: Val,
+        damage_dir: DamageDirs = None,
+        real: Annotated[
+            list[Path] | None,
+            typer.Option("--real", help="Folders of real old photos (vae-old: the real-photo domain R).", rich_help_panel=DATA),
+        ] = None,
+        preset: Annotated[
+            list[str] | None,
+            typer.Option("--preset", help="Degradation presets, one drawn per sample (default: default and bopbtl).", rich_help_panel=DATA),
+        ] = None,
+        steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = default_steps,
+        batch_size: Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)] = 8,
+        crop: Annotated[int, typer.Option(help="Crop size in pixels (multiple of 4).", rich_help_panel=SCHEDULE)] = 128,
+        learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+        seed: Seed = 0,
+        validate_every: ValidateEvery = 250,
+        kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (VAEs).", rich_help_panel=LOSSES)] = 1e-4,
+        ssim_weight: Annotated[float, typer.Option(help="Weight of 1 - SSIM beside L1.", rich_help_panel=LOSSES)] = 0.2,
+        adversarial_weight: Annotated[
+            float, typer.Option(help="Weight of the latent domain-alignment loss (vae-old).", rich_help_panel=LOSSES)
+        ] = 0.02,
+        latent_weight: Annotated[float, typer.Option(help="Weight of the latent L1 (mapping).", rich_help_panel=LOSSES)] = 1.0,
+        vae_old: Annotated[
+            Path | None, typer.Option(help="VAE_A weights for mapping (default: the installed vae-old).", rich_help_panel=DATA)
+        ] = None,
+        vae_clean: Annotated[
+            Path | None, typer.Option(help="VAE_B weights for mapping (default: the installed vae-clean).", rich_help_panel=DATA)
+        ] = None,
+        out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path(f"weights/{model}.safetensors"),
+        checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path(f"runs/{model}/checkpoint.pt"),
+        resume: Resume = False,
+    ) -> None:
+        from oldphoto.training.restoration import GlobalTrainConfig, train_global
+
+        config = GlobalTrainConfig(
+            model=model,
+            data=tuple(map(str, data)),
+            val=tuple(map(str, val)),
+            out=str(out),
+            checkpoint=str(checkpoint),
+            real=tuple(map(str, real or ())),
+            damage_dirs=tuple(map(str, damage_dir or ())),
+            presets=tuple(preset or ("default", "bopbtl")),
+            steps=steps,
+            batch_size=batch_size,
+            crop=crop,
+            learning_rate=learning_rate,
+            seed=seed,
+            validate_every=validate_every,
+            kl_weight=kl_weight,
+            ssim_weight=ssim_weight,
+            adversarial_weight=adversarial_weight,
+            latent_weight=latent_weight,
+            vae_old=None if vae_old is None else str(vae_old),
+            vae_clean=None if vae_clean is None else str(vae_clean),
+        )
+        _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
+
+    command.__doc__ = summary
+    app.command(model)(command)
+
+
+_global_command("vae-clean", "Train VAE_B: the latent space of clean photos.", 4000)
+_global_command("vae-old", "Train VAE_A on real old photos (--real) and synthetic degraded ones, latents aligned adversarially.", 4000)
+_global_command("mapping", "Train the latent mapping A->B (partial non-local block) with both VAEs frozen.", 6000)
+_global_command("restore-unet", "Train the ablation: a direct image-to-image residual U-Net on the same pairs.", 6000)

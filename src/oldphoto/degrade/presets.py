@@ -57,8 +57,9 @@ class Preset:
     """Chance that the photo is a black-and-white print; the clean target becomes grayscale too."""
     min_structured: int = 0
     """At least this many structured ops are applied (drawn at random if too few fired)."""
-    mask_threshold: float = 0.3
-    """A pixel is masked where some damage reached more than this opacity."""
+    mask_threshold: float = 0.08
+    """A pixel is masked where structured damage changed it by more than this (0-1 intensity, ~20 of 255 levels):
+    the mask marks damage one can see, not damage drawn in the colour already there."""
 
     def validate(self) -> Preset:
         for group, registry in (("aging", UNSTRUCTURED_OPS), ("structured", STRUCTURED_OPS), ("scan", UNSTRUCTURED_OPS)):

@@ -2,8 +2,10 @@
 
 Each op paints onto a :class:`Canvas` (the image plus a per-pixel damage opacity) with the signature
 ``op(canvas, rng, stamps, **ranges) -> params``. Damage is alpha-blended: ``image = image * (1 - a) +
-colour * a``; the canvas keeps the largest opacity any damage reached at each pixel, and the damage
-mask is ``opacity > mask_threshold`` (see :func:`Canvas.mask`).
+colour * a``. The canvas keeps the image as it was before any damage, and the damage mask is where the
+damage *visibly* changed a pixel (see :func:`Canvas.mask`): a white scratch over white sky or a brown
+stain on brown earth is drawn but not marked, because no detector could see it and nothing there needs
+repair.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from oldphoto.degrade.unstructured import Params, _uniform
 
 @dataclass
 class Canvas:
-    """image: (H, W, 3) float32 in [0, 1]; opacity: (H, W) float32 in [0, 1], 0 = undamaged."""
+    """image: (H, W, 3) float32 in [0, 1]; opacity: (H, W) float32 in [0, 1], 0 = undamaged;
+    base: (H, W, 3) float32, the image before any damage was drawn."""
 
     image: np.ndarray
     opacity: np.ndarray
+    base: np.ndarray
 
     @classmethod
     def of(cls, image: np.ndarray) -> Canvas:
-        return cls(image.astype(np.float32, copy=True), np.zeros(image.shape[:2], np.float32))
+        base = image.astype(np.float32, copy=True)
+        return cls(base.copy(), np.zeros(image.shape[:2], np.float32), base)
 
     @property
     def height(self) -> int:
@@ -38,8 +43,12 @@ class Canvas:
     def width(self) -> int:
         return self.image.shape[1]
 
-    def blend(self, y0: int, x0: int, alpha: np.ndarray, color: np.ndarray | float) -> None:
-        """Blend ``color`` with opacity ``alpha`` (h, w) at (y0, x0); parts outside the image are cut off."""
+    def blend(self, y0: int, x0: int, alpha: np.ndarray, color: np.ndarray | float, marked: bool = True) -> None:
+        """Blend ``color`` with opacity ``alpha`` (h, w) at (y0, x0); parts outside the image are cut off.
+
+        ``marked=False`` is for translucent discolouration (stains) that the global stage should correct
+        rather than inpaint: it is painted into ``base`` too, so it never enters the mask.
+        """
         h, w = alpha.shape
         ya, xa = max(0, y0), max(0, x0)
         yb, xb = min(self.height, y0 + h), min(self.width, x0 + w)
@@ -48,13 +57,20 @@ class Canvas:
         a = alpha[ya - y0 : yb - y0, xa - x0 : xb - x0]
         if isinstance(color, np.ndarray) and color.ndim == 3:
             color = color[ya - y0 : yb - y0, xa - x0 : xb - x0]
-        region = self.image[ya:yb, xa:xb]
-        region += (np.asarray(color, np.float32) - region) * a[:, :, None]
-        np.maximum(self.opacity[ya:yb, xa:xb], a, out=self.opacity[ya:yb, xa:xb])
+        targets = (self.image, self.base) if not marked else (self.image,)
+        for target in targets:
+            region = target[ya:yb, xa:xb]
+            region += (np.asarray(color, np.float32) - region) * a[:, :, None]
+        if marked:
+            np.maximum(self.opacity[ya:yb, xa:xb], a, out=self.opacity[ya:yb, xa:xb])
+
+    def change(self) -> np.ndarray:
+        """(H, W) float32: how far damage moved each pixel (largest change over the channels)."""
+        return np.abs(self.image - self.base).max(axis=2)
 
     def mask(self, threshold: float) -> np.ndarray:
-        """(H, W) float32 of 0/1: where damage opacity exceeds ``threshold``."""
-        return (self.opacity > threshold).astype(np.float32)
+        """(H, W) float32 of 0/1: where damage changed the pixel by more than ``threshold`` (0-1 intensity)."""
+        return ((self.change() > threshold) & (self.opacity > 0)).astype(np.float32)
 
 
 class DamageStamps:
@@ -274,7 +290,10 @@ def torn_edges(canvas, rng, stamps, count=(1, 2), size=(0.05, 0.2), paper_probab
 
 
 def stains(canvas, rng, stamps, count=(1, 2), size=(0.1, 0.4), opacity=(0.15, 0.5)):
-    """Water stains and blotches: irregular tinted blobs with a darker tide-line rim."""
+    """Water stains and blotches: irregular tinted blobs with a darker tide-line rim.
+
+    Stains are translucent discolouration, so they are left out of the mask (restored by the global stage).
+    """
     n = int(rng.integers(count[0], count[1] + 1))
     height, width = canvas.height, canvas.width
     for _ in range(n):
@@ -288,7 +307,8 @@ def stains(canvas, rng, stamps, count=(1, 2), size=(0.1, 0.4), opacity=(0.15, 0.
         o = _uniform(rng, opacity)
         alpha = np.clip(blob * o * 0.6 + rim * o, 0, 1).astype(np.float32)
         tint = np.array([_uniform(rng, (0.45, 0.7)), _uniform(rng, (0.35, 0.55)), _uniform(rng, (0.2, 0.4))], np.float32)
-        canvas.blend(int(rng.integers(-extent // 2, height)), int(rng.integers(-extent // 2, width)), alpha, tint)
+        y0, x0 = int(rng.integers(-extent // 2, height)), int(rng.integers(-extent // 2, width))
+        canvas.blend(y0, x0, alpha, tint, marked=False)
     return {"count": n, "opacity": round(o, 2)}
 
 

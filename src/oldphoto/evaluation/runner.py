@@ -3,8 +3,8 @@
 A method maps a (H, W, 3) float32 RGB image in [0, 1] to ``(restored, predicted_mask_or_None)``.
 Methods: ``identity`` (the damaged input as-is), ``classical`` (OpenCV only: non-local means,
 top-hat/black-hat scratch mask, Telea inpainting), ``tophat`` (the classical scratch mask alone, filled by
-Telea), ``restore`` (the full pipeline) and any registered model usable as a stage (``scratch-unet``:
-its mask, filled by Telea).
+Telea), ``restore`` (the full pipeline), ``global`` (``restore --no-faces``), ``scratch-unet`` (the
+detector's mask, filled by Telea) and ``restore-unet`` (the ablation in place of the triplet global stage).
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ import numpy as np
 from oldphoto.errors import DataError, OldPhotoError
 from oldphoto.evaluation.metrics import MaskCounts, psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, to_luminance
-from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.classical import classical_restore, inpaint_telea, tophat_scratch_mask
+from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
+from oldphoto.restore.classical import (
+    classical_restore,
+    inpaint_telea,
+    tophat_scratch_mask,
+)
+from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import Runtime
 
 Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
@@ -73,6 +78,18 @@ def tophat(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inpaint_telea(image, mask), mask
 
 
+PIPELINE_METHODS: dict[str, RestoreOptions] = {
+    # Everything `restore` does by default.
+    "restore": RestoreOptions(),
+    # `restore --no-faces`: scratch detection, then the triplet global stage.
+    "global": RestoreOptions(faces=False),
+    # `restore --no-global --no-faces`: the detector's mask, filled by Telea.
+    SCRATCH_MODEL: RestoreOptions(global_restoration=False, faces=False),
+    # The ablation in place of the triplet global stage, after the same scratch detection.
+    ABLATION_MODEL: RestoreOptions(faces=False, global_model=ABLATION_MODEL),
+}
+
+
 def build_method(name: str, runtime: Runtime) -> Method:
     """A method by name; loading a model happens once, here."""
     if name == "identity":
@@ -81,13 +98,9 @@ def build_method(name: str, runtime: Runtime) -> Method:
         return classical
     if name == "tophat":
         return tophat
-    if name in ("restore", SCRATCH_MODEL):
-        from oldphoto.restore.pipeline import Restorer, RestoreOptions
-
-        # A stage model is scored through the same pipeline `restore` runs, with only that stage on
-        # (scratch-unet: its mask, filled by Telea inpainting, as `restore --no-global --no-faces`).
-        options = RestoreOptions() if name == "restore" else RestoreOptions(global_restoration=False, faces=False)
-        restorer = Restorer(runtime, options)
+    if name in PIPELINE_METHODS:
+        # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
+        restorer = Restorer(runtime, PIPELINE_METHODS[name])
 
         def run_pipeline(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             result = restorer.restore(image)

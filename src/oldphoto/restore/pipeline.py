@@ -16,6 +16,7 @@ import numpy as np
 from oldphoto.errors import StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
+    ABLATION_MODEL,
     FACE_MODEL,
     MAPPING_MODEL,
     SCRATCH_MODEL,
@@ -25,6 +26,11 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
+from oldphoto.restore.global_ import (
+    is_black_and_white,
+    restore_global,
+    restore_global_direct,
+)
 from oldphoto.restore.scratches import detect_scratches
 from oldphoto.runtime import Runtime
 from oldphoto.weights import load_network
@@ -42,6 +48,8 @@ class RestoreOptions:
     """Run the triplet-domain global restoration network."""
     faces: bool = True
     """Refine faces after global restoration."""
+    global_model: str = "triplet"
+    """"triplet" (VAE_A -> mapping -> VAE_B, the method) or the ablation's "restore-unet" (evaluation only)."""
 
 
 @dataclass
@@ -70,7 +78,7 @@ def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     if options.scratches:
         stages["scratches"] = (SCRATCH_MODEL,)
     if options.global_restoration:
-        stages["global"] = GLOBAL_MODELS
+        stages["global"] = GLOBAL_MODELS if options.global_model == "triplet" else (ABLATION_MODEL,)
     if options.faces:
         stages["faces"] = (FACE_MODEL,)
     return stages
@@ -120,7 +128,7 @@ class Restorer:
         if self.options.scratches:
             steps.append(f"detect scratches ({SCRATCH_MODEL})")
         if self.options.global_restoration:
-            steps.append(f"global restoration ({', '.join(GLOBAL_MODELS)})")
+            steps.append(f"global restoration ({', '.join(required_models(self.options)['global'])})")
         elif self.options.scratches:
             steps.append("fill scratches by classical inpainting (Telea); no global restoration")
         if self.options.faces:
@@ -156,13 +164,31 @@ class Restorer:
                 on_tile=count_tiles,
             )
             result.stage_seconds["scratches"] = time.perf_counter() - started
+        black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:
-            # check_stages() refuses to build a Restorer while the global models are unshipped.
-            raise StageUnavailableError("global restoration is not part of this release")
-        if result.mask is not None:
+            started = time.perf_counter()
+            if self.options.global_model == "triplet":
+                rgb = restore_global(
+                    rgb,
+                    result.mask,
+                    self.networks[VAE_OLD_MODEL],
+                    self.networks[MAPPING_MODEL],
+                    self.networks[VAE_CLEAN_MODEL],
+                    self.runtime,
+                    on_tile=count_tiles,
+                )
+            else:
+                rgb = restore_global_direct(rgb, result.mask, self.networks[ABLATION_MODEL], self.runtime, count_tiles)
+            result.stage_seconds["global"] = time.perf_counter() - started
+        elif result.mask is not None:
             started = time.perf_counter()
             rgb = inpaint_telea(rgb, result.mask)
             result.stage_seconds["inpaint"] = time.perf_counter() - started
-        result.pixels = to_luminance(rgb) if grayscale else rgb
+        if grayscale:
+            result.pixels = to_luminance(rgb)
+        elif black_and_white:
+            result.pixels = np.repeat(to_luminance(rgb), 3, axis=2)
+        else:
+            result.pixels = rgb
         result.tiles = tiles
         return result

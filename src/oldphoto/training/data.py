@@ -63,15 +63,20 @@ class CropPool:
 
 def damaged_batch(
     pool: CropPool,
-    preset: Preset,
+    preset: Preset | Sequence[Preset],
     stamps: DamageStamps | None,
     rng: np.random.Generator,
     batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(clean, degraded, mask) tensors: (B, 3, H, W), (B, 3, H, W) in [0, 1] and (B, 1, H, W) of 0/1."""
+    """(clean, degraded, mask) tensors: (B, 3, H, W), (B, 3, H, W) in [0, 1] and (B, 1, H, W) of 0/1.
+
+    With several presets, each sample's preset is drawn uniformly.
+    """
+    presets = [preset] if isinstance(preset, Preset) else list(preset)
     clean, degraded, mask = [], [], []
     for _ in range(batch_size):
-        sample = degrade_image(pool.sample(rng), preset, rng, stamps)
+        chosen = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
+        sample = degrade_image(pool.sample(rng), chosen, rng, stamps)
         clean.append(sample.clean)
         degraded.append(sample.degraded)
         mask.append(sample.mask[:, :, None])
@@ -80,3 +85,9 @@ def damaged_batch(
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
     return stack(clean), stack(degraded), stack(mask)
+
+
+def image_batch(pool: CropPool, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+    """(B, 3, H, W) float32 crops in [0, 1], as they are (no damage added)."""
+    crops = np.stack([pool.sample(rng) for _ in range(batch_size)])
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()

@@ -7,24 +7,20 @@ its best threshold) is exported as safetensors with a JSON sidecar of the thresh
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save
 
 from oldphoto.archs.scratch_unet import ScratchUNet
 from oldphoto.degrade import DamageStamps, get_preset
 from oldphoto.evaluation.metrics import MaskCounts
-from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import CropPool, damaged_batch, list_images
+from oldphoto.training.loop import Schedule, TrainState, run
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +54,6 @@ class ValidationResult:
     threshold: float
 
 
-@dataclass
-class TrainState:
-    step: int = 0
-    best: dict | None = None
-    history: list[dict] = field(default_factory=list)
-
-
-def learning_rate_at(step: int, config: ScratchTrainConfig) -> float:
-    """Linear warm-up over 2% of the steps, then cosine decay to 2% of the peak (a pure function of the step,
-    so a resumed run follows the same schedule)."""
-    warmup = max(1, config.steps // 50)
-    if step < warmup:
-        return config.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.steps - warmup)
-    return config.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
-
-
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: float = 5.0) -> torch.Tensor:
     """BCE (up-weighting the rare damaged pixels) plus soft Dice, which cares about thin structures."""
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(positive_weight))
@@ -99,9 +78,7 @@ def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None)
 
 @torch.inference_mode()
 def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> ValidationResult:
-    network.eval()
     probability = torch.cat([torch.sigmoid(network(gray[i : i + 4])) for i in range(0, len(gray), 4)])[:, 0].numpy()
-    network.train()
     best = None
     for threshold in THRESHOLDS:
         counts = MaskCounts.of(probability > threshold, truth)
@@ -110,10 +87,46 @@ def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> Val
     return best
 
 
-def export_weights(network: ScratchUNet, path: Path, metadata: dict) -> None:
-    tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
-    atomic_write_bytes(path, save(tensors))
-    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2) + "\n").encode())
+class ScratchRecipe:
+    """Training recipe of the scratch-detection U-Net (see :mod:`oldphoto.training.loop`)."""
+
+    name = SCRATCH_MODEL
+
+    def __init__(self, config: ScratchTrainConfig) -> None:
+        self.config = config
+        self.spec = get_spec(SCRATCH_MODEL)
+        torch.manual_seed(config.seed)
+        self.network = ScratchUNet(self.spec.config)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+        self.rng = np.random.default_rng(config.seed)
+        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.pool = CropPool(list_images(config.data), crop=config.crop)
+        self.preset = get_preset(config.preset)
+        self.val_gray, self.val_truth = make_validation_set(config, self.stamps)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"network": self.network}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"network": self.optimizer}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        _, degraded, mask = damaged_batch(self.pool, self.preset, self.stamps, self.rng, self.config.batch_size)
+        loss = dice_bce_loss(self.network(luma(degraded)), mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        result = validate(self.network, self.val_gray, self.val_truth)
+        return {"score": result.f1, **asdict(result)}
+
+    def exported(self) -> torch.nn.Module:
+        return self.network
+
+    def metadata(self) -> dict:
+        return {"config": asdict(self.config), "architecture": asdict(self.spec.config)}
 
 
 def train_scratch(
@@ -122,61 +135,5 @@ def train_scratch(
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> TrainState:
     """Run (or continue) training up to ``config.steps``. Returns the final state."""
-    spec = get_spec(SCRATCH_MODEL)
-    torch.manual_seed(config.seed)
-    network = ScratchUNet(spec.config)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-    rng = np.random.default_rng(config.seed)
-    state = TrainState()
-    checkpoint_path = Path(config.checkpoint)
-    if resume and checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, weights_only=False)
-        network.load_state_dict(saved["network"])
-        optimizer.load_state_dict(saved["optimizer"])
-        rng.bit_generator.state = saved["numpy_rng"]
-        torch.set_rng_state(saved["torch_rng"])
-        state = TrainState(saved["step"], saved["best"], saved["history"])
-        log.info("resumed from %s at step %d", checkpoint_path, state.step)
-    stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
-    pool = CropPool(list_images(config.data), crop=config.crop)
-    val_gray, val_truth = make_validation_set(config, stamps)
-    preset = get_preset(config.preset)
-    started = time.perf_counter()
-    running = 0.0
-    network.train()
-    while state.step < config.steps:
-        _, degraded, mask = damaged_batch(pool, preset, stamps, rng, config.batch_size)
-        loss = dice_bce_loss(network(luma(degraded)), mask)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(state.step, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state.step += 1
-        running = 0.98 * running + 0.02 * loss.item() if state.step > 1 else loss.item()
-        figures = {"loss": running}
-        if state.step % config.validate_every == 0 or state.step == config.steps:
-            result = validate(network, val_gray, val_truth)
-            figures.update(asdict(result))
-            state.history.append({"step": state.step, "loss": running, **asdict(result), "seconds": time.perf_counter() - started})
-            if state.best is None or result.f1 > state.best["f1"]:
-                state.best = {"step": state.step, **asdict(result)}
-                export_weights(network, Path(config.out), {"config": asdict(config), "best": state.best, "architecture": asdict(spec.config)})
-            checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {
-                    "step": state.step,
-                    "network": network.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "best": state.best,
-                    "history": state.history,
-                },
-                checkpoint_path.with_suffix(".tmp"),
-            )
-            checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
-            log.info("step %d loss %.4f val F1 %.3f (thr %.2f)", state.step, running, result.f1, result.threshold)
-        if on_step is not None:
-            on_step(state.step, config.steps, figures)
-    return state
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
+    return run(ScratchRecipe(config), schedule, resume=resume, on_step=on_step)

@@ -1,0 +1,106 @@
+"""The variational autoencoder used twice by global restoration: VAE_A (old photos) and VAE_B (clean photos).
+
+Wan et al. encode each domain into a latent map at a quarter of the image resolution; restoration then
+happens in latent space (see :mod:`oldphoto.archs.mapping`). The encoder does most of its work at low
+resolution, which keeps the network cheap on a CPU: one convolution at full resolution, a residual
+block at half, and the residual blocks at a quarter. Downsampling is anti-aliased (blur-pool) so that
+tiles of one photo encode consistently whatever their offset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    channels: tuple[int, int, int] = (16, 32, 64)
+    """Feature channels at full, half and quarter resolution."""
+    latent_channels: int = 64
+    """Channels of the latent map (at a quarter of the image resolution)."""
+    blocks: int = 1
+    """Residual blocks at quarter resolution, in the encoder and again in the decoder."""
+
+
+class Encoder(nn.Module):
+    """(N, 3, H, W) RGB in [0, 1], H and W multiples of 4 -> mean and log-variance, each (N, L, H/4, W/4)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        full, half, quarter = config.channels
+        self.stem = nn.Conv2d(3, full, 3, padding=1)
+        self.down1 = BlurPool(full)
+        self.half_res = ConvBlock(full, half)
+        self.down2 = BlurPool(half)
+        self.quarter_res = nn.Sequential(ConvBlock(half, quarter), *(ConvBlock(quarter, quarter) for _ in range(config.blocks)))
+        self.to_moments = nn.Conv2d(quarter, 2 * config.latent_channels, 1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.act(self.stem(rgb - 0.5))
+        x = self.half_res(self.down1(x))
+        x = self.quarter_res(self.down2(x))
+        mean, log_variance = self.to_moments(x).chunk(2, dim=1)
+        return mean, log_variance.clamp(-12.0, 6.0)
+
+
+class Decoder(nn.Module):
+    """(N, L, h, w) latent -> (N, 3, 4h, 4w) RGB, nominally in [0, 1] (not clamped: losses see the raw value)."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        full, half, quarter = config.channels
+        self.from_latent = nn.Conv2d(config.latent_channels, quarter, 1)
+        self.quarter_res = nn.Sequential(*(ConvBlock(quarter, quarter) for _ in range(config.blocks)))
+        self.half_res = ConvBlock(quarter, half)
+        self.full_res = nn.Conv2d(half, full, 3, padding=1)
+        self.to_rgb = nn.Conv2d(full, 3, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = self.quarter_res(self.act(self.from_latent(latent)))
+        x = self.half_res(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+        x = self.act(self.full_res(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)))
+        return self.to_rgb(x) + 0.5
+
+
+class VAE(nn.Module):
+    """Encoder + decoder. ``forward`` reconstructs (N, 3, H, W) in [0, 1] at any H, W (padded internally)."""
+
+    size_multiple = 4
+    latent_scale = 4
+
+    def __init__(self, config: VAEConfig = VAEConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def encode(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W), H, W multiples of 4 -> (mean, log_variance), each (N, L, H/4, W/4)."""
+        return self.encoder(rgb)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        x, (height, width) = pad_to_multiple(rgb, self.size_multiple)
+        mean, _ = self.encode(x)
+        return self.decode(mean)[:, :, :height, :width]
+
+
+def sample_latent(mean: torch.Tensor, log_variance: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The reparameterisation trick: mean + sigma * noise (noise from ``generator`` for reproducibility)."""
+    noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + torch.exp(0.5 * log_variance) * noise
+
+
+def kl_divergence(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)), averaged over every latent element (a scalar)."""
+    return 0.5 * torch.mean(mean.square() + log_variance.exp() - 1.0 - log_variance)

@@ -1,0 +1,105 @@
+"""Stage 2: triplet-domain global restoration (Wan et al.): encode with VAE_A, map the latent with the
+partial non-local mapping (using the scratch mask), decode with VAE_B.
+
+Tiled like every stage, with a wider overlap than the default because the mapping's receptive field
+(and its squeeze-and-excitation gates) reach further than a scratch detector's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from oldphoto.archs.blocks import pad_to_multiple
+from oldphoto.archs.mapping import latent_damage
+from oldphoto.runtime import Runtime
+from oldphoto.tiling import tile_apply
+
+LATENT_SCALE = 4
+MIN_GLOBAL_OVERLAP = 64
+
+
+def triplet_restore(
+    rgb_and_mask: torch.Tensor, vae_old: nn.Module, mapping: nn.Module, vae_clean: nn.Module
+) -> torch.Tensor:
+    """(N, 4, H, W) RGB in [0, 1] + damage mask (1 = damaged) -> (N, 3, H, W) restored RGB in [0, 1]."""
+    x, (height, width) = pad_to_multiple(rgb_and_mask, LATENT_SCALE)
+    rgb, mask = x[:, :3], x[:, 3:]
+    latent = mapping(vae_old.encode(rgb)[0], latent_damage(mask, LATENT_SCALE))
+    return vae_clean.decode(latent)[:, :, :height, :width].clamp(0.0, 1.0)
+
+
+def _tiled_with_mask(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    rgb: np.ndarray,
+    mask: np.ndarray | None,
+    runtime: Runtime,
+    multiple_of: int,
+    on_tile: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    """Run ``fn`` ((1, 4, h, w) RGB + mask -> (1, 3, h, w)) over the photo in feathered tiles."""
+    damage = np.zeros(rgb.shape[:2], np.float32) if mask is None else mask.astype(np.float32)
+    stacked = np.concatenate([rgb.astype(np.float32), damage[:, :, None]], axis=2)
+    image = torch.from_numpy(np.ascontiguousarray(stacked)).permute(2, 0, 1)[None]
+    restored = tile_apply(
+        fn,
+        image,
+        tile=runtime.tile,
+        overlap=max(runtime.tile_overlap, MIN_GLOBAL_OVERLAP),
+        device=runtime.device,
+        dtype=runtime.dtype,
+        multiple_of=multiple_of,
+        out_channels=3,
+        on_tile=on_tile,
+    )
+    return restored[0].permute(1, 2, 0).numpy()
+
+
+def restore_global(
+    rgb: np.ndarray,
+    mask: np.ndarray | None,
+    vae_old: nn.Module,
+    mapping: nn.Module,
+    vae_clean: nn.Module,
+    runtime: Runtime,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Restore unstructured damage everywhere and fill the masked structured damage.
+
+    Args:
+        rgb: (H, W, 3) float32 in [0, 1].
+        mask: (H, W) float32 0/1 scratch mask (1 = damaged), or None when scratch detection was off.
+
+    Returns:
+        (H, W, 3) float32 in [0, 1], the same size as the input.
+    """
+    networks = [n.to(device=runtime.device, dtype=runtime.dtype) for n in (vae_old, mapping, vae_clean)]
+    # Tile starts on the latent grid keep every tile's blur-pool phases aligned with the whole image's.
+    return _tiled_with_mask(lambda tile: triplet_restore(tile, *networks), rgb, mask, runtime, LATENT_SCALE, on_tile)
+
+
+def restore_global_direct(
+    rgb: np.ndarray,
+    mask: np.ndarray | None,
+    network: nn.Module,
+    runtime: Runtime,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The ablation's global stage: a direct image-to-image network instead of the triplet (same contract
+    as :func:`restore_global`; used by ``evaluate -m restore-unet``)."""
+    network = network.to(device=runtime.device, dtype=runtime.dtype)
+
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        return network(tile[:, :3], tile[:, 3:]).clamp(0.0, 1.0)
+
+    return _tiled_with_mask(run, rgb, mask, runtime, network.size_multiple, on_tile)
+
+
+def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:
+    """True when an RGB photo is a black-and-white print stored as colour (99% of pixels have channels
+    within ``tolerance``); its restoration must stay black-and-white."""
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return bool(np.quantile(spread, 0.99) <= tolerance)

@@ -1,0 +1,157 @@
+"""The training loop every recipe shares: schedule, validation, best-weights export, checkpoints, resume.
+
+A recipe (one per model) owns its networks, optimisers, data and losses; :func:`run` owns the rest.
+The checkpoint holds the step, every network and optimiser, the recipe's numpy generator and torch's
+generator, so an interrupted run continues exactly where it stopped (``resume=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from oldphoto.imageio import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    learning_rate: float
+    validate_every: int
+    checkpoint: str
+    out: str
+    """Where the best network (by validation score) is exported as safetensors, with a JSON sidecar."""
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class Recipe(Protocol):
+    name: str
+    rng: np.random.Generator
+    """The recipe's only numpy randomness (data and damage); checkpointed."""
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Everything trained, by name (checkpointed)."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser, by name (checkpointed; the schedule sets their learning rate)."""
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step; returns its losses by name."""
+
+    def validate(self) -> dict[str, float]:
+        """Figures on the fixed validation set; must include ``score`` (higher is better)."""
+
+    def exported(self) -> nn.Module:
+        """The network whose weights ship."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Recipe config and architecture, stored beside the exported weights."""
+
+
+def learning_rate_at(step: int, schedule: Schedule) -> float:
+    """Linear warm-up over 2% of the steps, then cosine decay to 2% of the peak (a pure function of the step,
+    so a resumed run follows the same schedule)."""
+    warmup = max(1, schedule.steps // 50)
+    if step < warmup:
+        return schedule.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, schedule.steps - warmup)
+    return schedule.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
+
+
+def export_weights(network: nn.Module, path: Path, metadata: dict) -> None:
+    """Write ``network``'s state as safetensors plus ``path.json`` with ``metadata``, atomically."""
+    tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    atomic_write_bytes(path, save(tensors))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2) + "\n").encode())
+
+
+def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "step": state.step,
+        "modules": {name: module.state_dict() for name, module in recipe.modules().items()},
+        "optimizers": {name: opt.state_dict() for name, opt in recipe.optimizers().items()},
+        "numpy_rng": recipe.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "best": state.best,
+        "history": state.history,
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
+    saved = torch.load(path, weights_only=False)
+    for name, module in recipe.modules().items():
+        module.load_state_dict(saved["modules"][name])
+    for name, optimizer in recipe.optimizers().items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    recipe.rng.bit_generator.state = saved["numpy_rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    log.info("resumed %s from %s at step %d", recipe.name, path, saved["step"])
+    return TrainState(saved["step"], saved["best"], saved["history"])
+
+
+def run(
+    recipe: Recipe,
+    schedule: Schedule,
+    resume: bool = False,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> TrainState:
+    """Train ``recipe`` up to ``schedule.steps`` (continuing from the checkpoint when ``resume``).
+
+    ``on_step(step, total, figures)`` is called after every step; ``figures`` holds the running losses,
+    plus the validation figures (and ``"validated": 1.0``) on validation steps.
+    """
+    checkpoint = Path(schedule.checkpoint)
+    state = _load_checkpoint(recipe, checkpoint) if resume and checkpoint.exists() else TrainState()
+    started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
+    running: dict[str, float] = {}
+    for module in recipe.modules().values():
+        module.train()
+    while state.step < schedule.steps:
+        for optimizer in recipe.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(state.step, schedule) * group.get("lr_scale", 1.0)
+        losses = recipe.train_step(state.step)
+        state.step += 1
+        for key, value in losses.items():
+            running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
+        figures = dict(running)
+        if state.step % schedule.validate_every == 0 or state.step == schedule.steps:
+            for module in recipe.modules().values():
+                module.eval()
+            with torch.inference_mode():
+                result = recipe.validate()
+            for module in recipe.modules().values():
+                module.train()
+            seconds = time.perf_counter() - started
+            state.history.append({"step": state.step, **running, **result, "seconds": seconds})
+            if state.best is None or result["score"] > state.best["score"]:
+                state.best = {"step": state.step, **result}
+                export_weights(recipe.exported(), Path(schedule.out), {**recipe.metadata(), "best": state.best})
+            _save_checkpoint(recipe, state, checkpoint)
+            log.info("%s step %d %s", recipe.name, state.step, json.dumps({k: round(v, 4) for k, v in result.items()}))
+            figures.update(result, validated=1.0)
+        if on_step is not None:
+            on_step(state.step, schedule.steps, figures)
+    return state

@@ -1,0 +1,298 @@
+"""Recipes of global restoration: VAE_B (clean), VAE_A (old), the latent mapping, and the ablation U-Net.
+
+Order (Wan et al. Sec. 3): the two VAEs first, independently; then the mapping with both VAEs frozen.
+
+- ``vae-clean`` (VAE_B): reconstruct clean crops Y; L1 + SSIM + KL.
+- ``vae-old`` (VAE_A): reconstruct synthetic degraded crops X *and* real old crops R; L1 + SSIM + KL,
+  plus a latent adversarial loss: a patch discriminator learns to tell R latents from X latents and
+  the encoder is trained to make them indistinguishable, so that what the mapping learns on X
+  transfers to real old photos.
+- ``mapping``: latent L1 to VAE_B's encoding of the clean target, plus L1 + SSIM of the image decoded
+  through the frozen VAE_B decoder.
+- ``restore-unet``: the direct image-to-image ablation, on the same (X, Y, mask) pairs.
+
+Adversarial image losses and feature matching (used by the paper on GPUs) are left out: on two CPU
+cores each discriminator roughly doubles the cost of a step, and the budget buys more by training
+the generator longer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oldphoto.archs.discriminator import LatentDiscriminator, LatentDiscriminatorConfig
+from oldphoto.archs.mapping import latent_damage
+from oldphoto.archs.vae import VAE, kl_divergence, sample_latent
+from oldphoto.degrade import DamageStamps, get_preset
+from oldphoto.errors import DataError
+from oldphoto.registry import (
+    ABLATION_MODEL,
+    MAPPING_MODEL,
+    VAE_CLEAN_MODEL,
+    VAE_OLD_MODEL,
+    get_spec,
+)
+from oldphoto.training.data import CropPool, damaged_batch, image_batch, list_images
+from oldphoto.training.loop import Schedule, TrainState, run
+from oldphoto.training.losses import least_squares_gan, psnr, restoration_loss, ssim
+from oldphoto.weights import load_network_from
+
+log = logging.getLogger(__name__)
+
+HELD_OUT_EVERY = 20
+"""Every 20th real old photo (sorted by path) is held out of training, for validation and contact sheets."""
+
+
+@dataclass(frozen=True)
+class GlobalTrainConfig:
+    model: str
+    """vae-clean, vae-old, mapping or restore-unet."""
+    data: tuple[str, ...]
+    """Folders of clean photos."""
+    val: tuple[str, ...]
+    """Folders of held-out clean photos (validation pairs are made from them with a fixed seed)."""
+    out: str
+    checkpoint: str
+    real: tuple[str, ...] = ()
+    """Folders of real old photos (vae-old only)."""
+    damage_dirs: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ("default", "bopbtl")
+    steps: int = 4000
+    batch_size: int = 8
+    crop: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validate_every: int = 250
+    val_samples: int = 16
+    val_crop: int = 256
+    kl_weight: float = 1e-4
+    ssim_weight: float = 0.2
+    adversarial_weight: float = 0.02
+    latent_weight: float = 1.0
+    vae_old: str | None = None
+    """Weights of the trained VAE_A for ``mapping`` (default: the installed vae-old)."""
+    vae_clean: str | None = None
+    """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
+
+
+def split_real(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(training, held-out) real old photos: every HELD_OUT_EVERY-th file is held out."""
+    held_out = [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
+    return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY != 0], held_out
+
+
+class _Base:
+    """What every global-restoration recipe shares: seeded data, stamps, presets, fixed validation pairs."""
+
+    name: str
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        if config.crop % 4 or config.val_crop % 4:
+            raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.presets = [get_preset(name) for name in config.presets]
+        self.pool = CropPool(list_images(config.data), crop=config.crop)
+        val_pool = CropPool(list_images(config.val), crop=config.val_crop)
+        val_rng = np.random.default_rng(10_000 + config.seed)
+        self.val_clean, self.val_degraded, self.val_mask = damaged_batch(val_pool, self.presets, self.stamps, val_rng, config.val_samples)
+
+    def optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(module.parameters(), lr=self.config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
+
+    def metadata(self) -> dict:
+        return {"config": asdict(self.config), "architecture": asdict(get_spec(self.name).config)}
+
+    def batched(self, fn, *tensors: torch.Tensor, size: int = 4) -> torch.Tensor:
+        """Apply ``fn`` to the validation tensors in small batches (bounded memory) and concatenate."""
+        return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
+
+
+def _vae_step(vae: VAE, images: torch.Tensor, config: GlobalTrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Reconstruction + KL of one batch; returns (loss, latent mean, figures)."""
+    mean, log_variance = vae.encode(images)
+    reconstruction = vae.decode(sample_latent(mean, log_variance))
+    kl = kl_divergence(mean, log_variance)
+    loss = restoration_loss(reconstruction, images, config.ssim_weight) + config.kl_weight * kl
+    return loss, mean, {"kl": kl.item()}
+
+
+class VaeCleanRecipe(_Base):
+    name = VAE_CLEAN_MODEL
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        super().__init__(config)
+        self.vae = get_spec(self.name).build()
+        self.opt = self.optimizer(self.vae)
+
+    def modules(self):
+        return {"vae": self.vae}
+
+    def optimizers(self):
+        return {"vae": self.opt}
+
+    def exported(self):
+        return self.vae
+
+    def train_step(self, step: int) -> dict[str, float]:
+        images = image_batch(self.pool, self.rng, self.config.batch_size)
+        if self.rng.random() < 0.15:  # black-and-white prints are common: keep them in Y's distribution
+            images = images.mean(1, keepdim=True).expand_as(images).contiguous()
+        loss, _, figures = _vae_step(self.vae, images, self.config)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), **figures}
+
+    def validate(self) -> dict[str, float]:
+        reconstruction = self.batched(self.vae, self.val_clean)
+        value = psnr(reconstruction, self.val_clean).item()
+        return {"score": value, "psnr": value, "ssim": ssim(reconstruction.clamp(0, 1), self.val_clean).item()}
+
+
+class VaeOldRecipe(_Base):
+    name = VAE_OLD_MODEL
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        super().__init__(config)
+        if not config.real:
+            raise DataError("vae-old needs real old photos: pass --real ../shared/data/real_old")
+        train_real, held_out = split_real(list_images(config.real))
+        self.real_pool = CropPool(train_real, crop=config.crop)
+        self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), np.random.default_rng(20_000 + config.seed), config.val_samples)
+        self.vae = get_spec(self.name).build()
+        self.discriminator = LatentDiscriminator(LatentDiscriminatorConfig(latent_channels=self.vae.config.latent_channels))
+        self.opt = self.optimizer(self.vae)
+        self.opt_d = self.optimizer(self.discriminator)
+
+    def modules(self):
+        return {"vae": self.vae, "discriminator": self.discriminator}
+
+    def optimizers(self):
+        return {"vae": self.opt, "discriminator": self.opt_d}
+
+    def exported(self):
+        return self.vae
+
+    def train_step(self, step: int) -> dict[str, float]:
+        half = self.config.batch_size // 2
+        _, synthetic, _ = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size - half)
+        real = image_batch(self.real_pool, self.rng, half)
+        loss_x, mean_x, figures = _vae_step(self.vae, synthetic, self.config)
+        loss_r, mean_r, _ = _vae_step(self.vae, real, self.config)
+        # The encoder is rewarded when the discriminator mistakes synthetic latents for real ones and vice versa.
+        confusion = least_squares_gan(self.discriminator(mean_x), 1.0) + least_squares_gan(self.discriminator(mean_r), 0.0)
+        loss = loss_x + loss_r + self.config.adversarial_weight * confusion
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        d_loss = least_squares_gan(self.discriminator(mean_r.detach()), 1.0) + least_squares_gan(self.discriminator(mean_x.detach()), 0.0)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        return {"loss": (loss_x + loss_r).item(), "adv": confusion.item(), "d": d_loss.item(), **figures}
+
+    def validate(self) -> dict[str, float]:
+        synthetic = self.batched(self.vae, self.val_degraded)
+        real = self.batched(self.vae, self.val_real)
+        psnr_x = psnr(synthetic, self.val_degraded).item()
+        psnr_r = psnr(real, self.val_real).item()
+        mean_x = self.batched(lambda t: self.vae.encode(t)[0], self.val_degraded)
+        mean_r = self.batched(lambda t: self.vae.encode(t)[0], self.val_real)
+        # How well the discriminator still separates the domains (0.5 = aligned).
+        score_x = self.discriminator(mean_x).mean((1, 2, 3))
+        score_r = self.discriminator(mean_r).mean((1, 2, 3))
+        accuracy = 0.5 * ((score_r > 0.5).float().mean() + (score_x <= 0.5).float().mean()).item()
+        return {"score": 0.5 * (psnr_x + psnr_r), "psnr_synthetic": psnr_x, "psnr_real": psnr_r, "domain_accuracy": accuracy}
+
+
+class MappingRecipe(_Base):
+    name = MAPPING_MODEL
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        super().__init__(config)
+        self.vae_old = load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old).requires_grad_(False).eval()
+        self.vae_clean = load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean).requires_grad_(False).eval()
+        self.mapping = get_spec(self.name).build()
+        self.opt = self.optimizer(self.mapping)
+
+    def modules(self):
+        return {"mapping": self.mapping}
+
+    def optimizers(self):
+        return {"mapping": self.opt}
+
+    def exported(self):
+        return self.mapping
+
+    def restore(self, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        latent = self.mapping(self.vae_old.encode(degraded)[0], latent_damage(mask))
+        return self.vae_clean.decode(latent)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        clean, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
+        with torch.no_grad():
+            source = self.vae_old.encode(degraded)[0]
+            target = self.vae_clean.encode(clean)[0]
+        latent = self.mapping(source, latent_damage(mask))
+        latent_loss = F.l1_loss(latent, target)
+        image_loss = restoration_loss(self.vae_clean.decode(latent), clean, self.config.ssim_weight)
+        loss = self.config.latent_weight * latent_loss + image_loss
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), "latent": latent_loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        restored = self.batched(self.restore, self.val_degraded, self.val_mask).clamp(0, 1)
+        value = psnr(restored, self.val_clean).item()
+        return {"score": value, "psnr": value, "ssim": ssim(restored, self.val_clean).item()}
+
+
+class AblationRecipe(_Base):
+    name = ABLATION_MODEL
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        super().__init__(config)
+        self.network = get_spec(self.name).build()
+        self.opt = self.optimizer(self.network)
+
+    def modules(self):
+        return {"network": self.network}
+
+    def optimizers(self):
+        return {"network": self.opt}
+
+    def exported(self):
+        return self.network
+
+    def train_step(self, step: int) -> dict[str, float]:
+        clean, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
+        loss = restoration_loss(self.network(degraded, mask), clean, self.config.ssim_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        restored = self.batched(self.network, self.val_degraded, self.val_mask).clamp(0, 1)
+        value = psnr(restored, self.val_clean).item()
+        return {"score": value, "psnr": value, "ssim": ssim(restored, self.val_clean).item()}
+
+
+RECIPES = {recipe.name: recipe for recipe in (VaeCleanRecipe, VaeOldRecipe, MappingRecipe, AblationRecipe)}
+
+
+def train_global(config: GlobalTrainConfig, resume: bool = False, on_step=None) -> TrainState:
+    """Run (or continue) one global-restoration recipe up to ``config.steps``."""
+    recipe = RECIPES[config.model](config)
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
+    return run(recipe, schedule, resume=resume, on_step=on_step)

@@ -1,0 +1,97 @@
+"""Tier 2: the global restoration stage and its place in the pipeline (tiny random-weight networks)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from oldphoto.archs.mapping import LatentMapping
+from oldphoto.archs.vae import VAE
+from oldphoto.restore.global_ import is_black_and_white, restore_global
+from oldphoto.restore.pipeline import RestoreOptions, Restorer
+from oldphoto.runtime import make_runtime
+
+from .conftest import TINY_MAPPING_CONFIG, TINY_VAE_CONFIG, smooth_image
+
+
+def tiny_triplet(seed: int = 0):
+    torch.manual_seed(seed)
+    return VAE(TINY_VAE_CONFIG).eval(), LatentMapping(TINY_MAPPING_CONFIG).eval(), VAE(TINY_VAE_CONFIG).eval()
+
+
+def scratch_mask(height: int, width: int) -> np.ndarray:
+    mask = np.zeros((height, width), np.float32)
+    mask[height // 3 : height // 3 + 3, 5:-5] = 1
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(150, 170), (97, 203)])
+def test_global_stage_keeps_size_and_range(shape):
+    rgb = smooth_image(*shape)
+    out = restore_global(rgb, scratch_mask(*shape), *tiny_triplet(), make_runtime("cpu", tile=512))
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_global_stage_tiled_equals_untiled():
+    rgb = smooth_image(300, 330)
+    networks = tiny_triplet()
+    whole = restore_global(rgb, None, *networks, make_runtime("cpu", tile=512))
+    tiles = []
+    tiled = restore_global(rgb, None, *networks, make_runtime("cpu", tile=256), on_tile=lambda done, total: tiles.append(total))
+    assert tiles[-1] == 4
+    # The squeeze-and-excitation gates pool each tile, so tiles may differ slightly from the whole image.
+    assert np.abs(whole - tiled).max() < 1e-3
+
+
+def test_mask_changes_only_what_the_mapping_fills():
+    rgb = smooth_image(96, 96)
+    networks = tiny_triplet()
+    runtime = make_runtime("cpu")
+    without = restore_global(rgb, None, *networks, runtime)
+    with_mask = restore_global(rgb, scratch_mask(96, 96), *networks, runtime)
+    assert not np.allclose(without, with_mask)
+    # Far from the hole (beyond the decoder's reach) the output is unchanged except for the gates' pooling.
+    assert np.abs(without[70:, :] - with_mask[70:, :]).mean() < 0.01
+
+
+def test_black_and_white_detection():
+    gray = np.repeat(smooth_image(40, 40, channels=1), 3, axis=2)
+    assert is_black_and_white(gray)
+    assert not is_black_and_white(smooth_image(40, 40))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pipeline_with_global_stage(random_global_models, random_scratch_model, channels):
+    restorer = Restorer(make_runtime("cpu"), RestoreOptions(faces=False))
+    pixels = smooth_image(64, 80, channels=channels)
+    result = restorer.restore(pixels)
+    assert result.pixels.shape == pixels.shape
+    assert "global" in result.stage_seconds and "inpaint" not in result.stage_seconds
+    assert not np.allclose(result.pixels, pixels)
+
+
+def test_black_and_white_print_stored_as_rgb_stays_black_and_white(random_global_models):
+    restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, faces=False))
+    gray_rgb = np.repeat(smooth_image(64, 80, channels=1), 3, axis=2)
+    out = restorer.restore(gray_rgb).pixels
+    assert out.shape == gray_rgb.shape
+    assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
+
+
+def test_global_stage_runs_without_scratch_mask(random_global_models):
+    restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, faces=False))
+    result = restorer.restore(smooth_image(48, 48))
+    assert result.mask is None and result.pixels.shape == (48, 48, 3)
+
+
+def test_registry_specs_build_the_shipped_architectures():
+    from oldphoto import registry
+
+    for name in (registry.VAE_OLD_MODEL, registry.VAE_CLEAN_MODEL, registry.MAPPING_MODEL, registry.ABLATION_MODEL):
+        spec = registry.get_spec(name)
+        network = spec.build()
+        assert dataclasses.asdict(network.config) == dataclasses.asdict(spec.config)
