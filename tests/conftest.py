@@ -63,7 +63,7 @@ def random_scratch_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
     return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_MODEL, TINY_SCRATCH_CONFIG)
 
 
-TINY_VAE_CONFIG = VAEConfig(channels=(4, 8, 8), latent_channels=8, blocks=1)
+TINY_VAE_CONFIG = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)
 TINY_MAPPING_CONFIG = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
 
 

@@ -29,7 +29,7 @@ def test_scratch_unet_gradients_reach_every_parameter():
         assert parameter.grad.abs().sum() > 0, name
 
 
-TINY_VAE = VAEConfig(channels=(4, 8, 8), latent_channels=8, blocks=1)
+TINY_VAE = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)
 TINY_MAPPING = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
 
 

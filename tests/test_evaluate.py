@@ -86,3 +86,18 @@ def test_real_folder_writes_contact_sheets(tiny_set, tmp_path):
 
 def test_summary_of_nothing():
     assert summarize("identity", []).images == 0
+
+
+def test_global_and_ablation_methods(tiny_set, random_scratch_model, random_global_models, monkeypatch, weights_dir, tmp_path):
+    from oldphoto import registry
+    from oldphoto.archs.restore_unet import RestoreUNetConfig
+
+    from .conftest import install_random_model
+
+    install_random_model(monkeypatch, weights_dir, registry.ABLATION_MODEL, RestoreUNetConfig(channels=(4, 8, 16), bottleneck_blocks=1))
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "global", "-m", "restore-unet", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    methods = {m["method"]: m for m in json.loads(out.read_text())["methods"]}
+    assert set(methods) == {"global", "restore-unet"}
+    assert all(np.isfinite(m["psnr"]) and "f1" in m for m in methods.values())

@@ -111,3 +111,20 @@ def test_vae_old_resumes_exactly(tmp_path):
 def test_vae_old_needs_real_photos(tmp_path):
     with pytest.raises(DataError, match="--real"):
         train_global(dataclasses.replace(global_config(tmp_path, "vae-old", steps=1), real=()))
+
+
+def test_train_command_runs_and_reports(tmp_path):
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+
+    config = global_config(tmp_path, "restore-unet", steps=2)
+    result = CliRunner().invoke(
+        app,
+        ["train", "restore-unet", "--data", config.data[0], "--val", config.val[0], "--steps", "2", "--batch-size", "2",
+         "--crop", "32", "--validate-every", "1", "--val-samples", "2", "--out", config.out, "--checkpoint", config.checkpoint],
+    )
+    assert result.exit_code == 0, result.output
+    assert "restore-unet step 2" in result.output and "best validation of restore-unet" in result.output
+    bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.data[0], "--val", config.val[0], "--crop", "30"])
+    assert bad.exit_code == 2 and "multiples of 4" in bad.output

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from oldphoto.archs.mapping import MappingConfig
+from oldphoto.archs.mtcnn import MTCNNConfig
 from oldphoto.archs.restore_unet import RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.archs.vae import VAEConfig
@@ -75,6 +76,7 @@ VAE_OLD_MODEL = "vae-old"
 VAE_CLEAN_MODEL = "vae-clean"
 MAPPING_MODEL = "mapping"
 FACE_MODEL = "face-refine"
+FACE_DETECTOR_MODEL = "face-detect"
 ABLATION_MODEL = "restore-unet"
 
 REGISTRY: Mapping[str, ModelSpec] = _entries(
@@ -134,6 +136,18 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         sha256=None,
         contract=InputContract(channels=3, size_multiple=8),
         description="Ablation only (not used by restore): direct image-to-image residual U-Net for global restoration",
+    ),
+    ModelSpec(
+        name=FACE_DETECTOR_MODEL,
+        task="face-detect",
+        arch="mtcnn:MTCNN",
+        config=MTCNNConfig(),
+        weights_file="mtcnn.safetensors",
+        # MTCNN (Zhang et al. 2016) weights from facenet-pytorch 2.6.0 (MIT), converted by
+        # scripts/convert_mtcnn_weights.py; not trained by this project.
+        sha256="45209c89a01a216d7ae9baf3fa8e506dfb0e8ff1269007ce26e28338a9148cd3",
+        contract=InputContract(channels=3, value_range=(-1.0, 1.0)),
+        description="MTCNN face detector with five landmarks (pretrained, MIT licence, from facenet-pytorch)",
     ),
     ModelSpec(
         name=FACE_MODEL,

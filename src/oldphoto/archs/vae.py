@@ -1,10 +1,10 @@
 """The variational autoencoder used twice by global restoration: VAE_A (old photos) and VAE_B (clean photos).
 
 Wan et al. encode each domain into a latent map at a quarter of the image resolution; restoration then
-happens in latent space (see :mod:`oldphoto.archs.mapping`). The encoder does most of its work at low
-resolution, which keeps the network cheap on a CPU: one convolution at full resolution, a residual
-block at half, and the residual blocks at a quarter. Downsampling is anti-aliased (blur-pool) so that
-tiles of one photo encode consistently whatever their offset.
+happens in latent space (see :mod:`oldphoto.archs.mapping`). Resolution changes are space-to-depth
+folds (``pixel_unshuffle``/``pixel_shuffle``), which lose nothing on the way down, so the decoder can
+give back fine grain and edges, and no convolution runs at full resolution, which keeps the network
+cheap on a CPU. Tiles that start on the 4-pixel grid fold exactly as the whole image does.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple
+from oldphoto.archs.blocks import ConvBlock, pad_to_multiple
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    channels: tuple[int, int, int] = (16, 32, 64)
-    """Feature channels at full, half and quarter resolution."""
+    channels: tuple[int, int] = (32, 64)
+    """Feature channels at half and quarter resolution."""
     latent_channels: int = 64
     """Channels of the latent map (at a quarter of the image resolution)."""
     blocks: int = 1
@@ -33,19 +33,17 @@ class Encoder(nn.Module):
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
-        full, half, quarter = config.channels
-        self.stem = nn.Conv2d(3, full, 3, padding=1)
-        self.down1 = BlurPool(full)
-        self.half_res = ConvBlock(full, half)
-        self.down2 = BlurPool(half)
-        self.quarter_res = nn.Sequential(ConvBlock(half, quarter), *(ConvBlock(quarter, quarter) for _ in range(config.blocks)))
+        half, quarter = config.channels
+        self.half_in = nn.Conv2d(3 * 4, half, 3, padding=1)
+        self.half_res = ConvBlock(half, half)
+        self.quarter_in = nn.Conv2d(half * 4, quarter, 3, padding=1)
+        self.quarter_res = nn.Sequential(*(ConvBlock(quarter, quarter) for _ in range(config.blocks)))
         self.to_moments = nn.Conv2d(quarter, 2 * config.latent_channels, 1)
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.act(self.stem(rgb - 0.5))
-        x = self.half_res(self.down1(x))
-        x = self.quarter_res(self.down2(x))
+        x = self.half_res(self.act(self.half_in(F.pixel_unshuffle(rgb - 0.5, 2))))
+        x = self.quarter_res(self.act(self.quarter_in(F.pixel_unshuffle(x, 2))))
         mean, log_variance = self.to_moments(x).chunk(2, dim=1)
         return mean, log_variance.clamp(-12.0, 6.0)
 
@@ -55,19 +53,18 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
-        full, half, quarter = config.channels
+        half, quarter = config.channels
         self.from_latent = nn.Conv2d(config.latent_channels, quarter, 1)
         self.quarter_res = nn.Sequential(*(ConvBlock(quarter, quarter) for _ in range(config.blocks)))
-        self.half_res = ConvBlock(quarter, half)
-        self.full_res = nn.Conv2d(half, full, 3, padding=1)
-        self.to_rgb = nn.Conv2d(full, 3, 3, padding=1)
+        self.to_half = nn.Conv2d(quarter, half * 4, 3, padding=1)
+        self.half_res = ConvBlock(half, half)
+        self.to_rgb = nn.Conv2d(half, 3 * 4, 3, padding=1)
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.quarter_res(self.act(self.from_latent(latent)))
-        x = self.half_res(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
-        x = self.act(self.full_res(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)))
-        return self.to_rgb(x) + 0.5
+        x = self.half_res(F.pixel_shuffle(self.to_half(x), 2))
+        return F.pixel_shuffle(self.to_rgb(x), 2) + 0.5
 
 
 class VAE(nn.Module):

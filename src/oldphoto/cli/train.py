@@ -102,6 +102,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
         learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
         seed: Seed = 0,
         validate_every: ValidateEvery = 250,
+        val_samples: Annotated[int, typer.Option(help="Validation pairs (fixed, 256 px crops).", rich_help_panel=SCHEDULE)] = 16,
         kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (VAEs).", rich_help_panel=LOSSES)] = 1e-4,
         ssim_weight: Annotated[float, typer.Option(help="Weight of 1 - SSIM beside L1.", rich_help_panel=LOSSES)] = 0.2,
         adversarial_weight: Annotated[
@@ -135,6 +136,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             learning_rate=learning_rate,
             seed=seed,
             validate_every=validate_every,
+            val_samples=val_samples,
             kl_weight=kl_weight,
             ssim_weight=ssim_weight,
             adversarial_weight=adversarial_weight,

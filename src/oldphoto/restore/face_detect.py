@@ -1,0 +1,175 @@
+"""Face detection with five landmarks: the MTCNN cascade's procedure (Zhang et al. 2016).
+
+P-Net scans an image pyramid for 12x12 face windows, R-Net re-scores the candidates at 24x24, O-Net
+at 48x48 adds the five landmarks (eyes, nose tip, mouth corners). Between stages boxes are refined by
+the predicted offsets, squared, and thinned by non-maximum suppression.
+
+Large photos are searched on a copy whose long side is at most ``max_side`` (faces there stay above
+``min_face`` pixels for any face worth refining), and boxes and landmarks are scaled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from oldphoto.archs.mtcnn import MTCNN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face in image pixel coordinates.
+
+    Attributes:
+        box: (x1, y1, x2, y2).
+        score: O-Net face probability in [0, 1].
+        landmarks: (5, 2) float32 (x, y) of left eye, right eye, nose tip, left and right mouth corner
+            (left/right as seen in the image).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def size(self) -> float:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    min_face: int = 20
+    """Smallest face side searched for, in pixels of the (possibly downscaled) search image."""
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)
+    """Face-probability thresholds of P-Net, R-Net and O-Net."""
+    pyramid_factor: float = 0.709
+    max_side: int = 1600
+
+
+def _normalise(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (1, 3, H, W) as MTCNN's weights expect."""
+    return (torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] * 255.0 - 127.5) / 128.0
+
+
+def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_minimum: bool = False) -> np.ndarray:
+    """Indices of the boxes kept, best first. ``boxes`` (N, 4) x1, y1, x2, y2. Overlap is intersection over
+    union, or over the smaller box when ``by_minimum`` (drops boxes nested in a better one)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        intersection = w * h
+        denominator = np.minimum(area[best], area[rest]) if by_minimum else area[best] + area[rest] - intersection
+        order = rest[intersection / denominator <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Apply predicted offsets (fractions of the box size) to (N, 4) boxes."""
+    size = np.stack([boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1] * 2, axis=1)
+    return boxes + offsets * size
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow (N, 4) boxes to squares around the same centre."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    x1 = boxes[:, 0] + (w - side) / 2
+    y1 = boxes[:, 1] + (h - side) / 2
+    return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> torch.Tensor:
+    """Cut (N, 4) boxes out of (H, W, 3) ``image`` (zero outside it), resized to size x size: (N, 3, size, size)."""
+    height, width = image.shape[:2]
+    out = np.zeros((len(boxes), size, size, 3), np.float32)
+    for i, (x1, y1, x2, y2) in enumerate(np.rint(boxes).astype(int)):
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        patch = np.zeros((y2 - y1, x2 - x1, 3), np.float32)
+        sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+        if sx1 < sx2 and sy1 < sy2:
+            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
+        out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return (torch.from_numpy(out).permute(0, 3, 1, 2) * 255.0 - 127.5) / 128.0
+
+
+def _proposals(image: np.ndarray, network: MTCNN, settings: DetectorSettings) -> np.ndarray:
+    """P-Net over the pyramid: (N, 9) rows of x1, y1, x2, y2, score, 4 offsets."""
+    height, width = image.shape[:2]
+    cell = network.config.proposal_cell
+    scale = cell / settings.min_face
+    found = []
+    while min(height, width) * scale >= cell:
+        size = (max(cell, int(width * scale + 1)), max(cell, int(height * scale + 1)))
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        probability, offsets = network.pnet(_normalise(resized))
+        face = probability[0, 1].numpy()
+        ys, xs = np.nonzero(face >= settings.thresholds[0])
+        if len(ys):
+            windows = np.stack([xs, ys], axis=1).astype(np.float32)
+            top_left = np.floor((2 * windows + 1) / scale)
+            bottom_right = np.floor((2 * windows + cell) / scale)
+            rows = np.concatenate(
+                [top_left, bottom_right, face[ys, xs, None], offsets[0].numpy()[:, ys, xs].T], axis=1
+            )
+            rows = rows[non_maximum_suppression(rows[:, :4], rows[:, 4], 0.5)]
+            found.append(rows)
+        scale *= settings.pyramid_factor
+    return np.concatenate(found) if found else np.zeros((0, 9), np.float32)
+
+
+@torch.inference_mode()
+def detect_faces(rgb: np.ndarray, network: MTCNN, settings: DetectorSettings = DetectorSettings()) -> list[Face]:
+    """Faces in a photo, largest first.
+
+    Args:
+        rgb: (H, W, 3) float32 in [0, 1] (black-and-white photos as three equal channels).
+        network: the MTCNN cascade, on the CPU.
+    """
+    height, width = rgb.shape[:2]
+    shrink = min(1.0, settings.max_side / max(height, width))
+    image = rgb if shrink == 1.0 else cv2.resize(rgb, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
+
+    rows = _proposals(image, network, settings)
+    if len(rows) == 0:
+        return []
+    rows = rows[non_maximum_suppression(rows[:, :4], rows[:, 4], 0.7)]
+    boxes = _square(_regress(rows[:, :4], rows[:, 5:9]))
+
+    probability, offsets = network.rnet(_crops(image, boxes, network.config.refine_size))
+    keep = probability[:, 1].numpy() >= settings.thresholds[1]
+    boxes, scores, offsets = boxes[keep], probability[keep, 1].numpy(), offsets[keep].numpy()
+    if len(boxes) == 0:
+        return []
+    kept = non_maximum_suppression(boxes, scores, 0.7)
+    boxes = _square(_regress(boxes[kept], offsets[kept]))
+
+    probability, offsets, points = network.onet(_crops(image, boxes, network.config.output_size))
+    keep = probability[:, 1].numpy() >= settings.thresholds[2]
+    boxes, scores = boxes[keep], probability[keep, 1].numpy()
+    offsets, points = offsets[keep].numpy(), points[keep].numpy()
+    if len(boxes) == 0:
+        return []
+    w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    landmarks = np.stack([boxes[:, :1] + w * points[:, :5] - 1, boxes[:, 1:2] + h * points[:, 5:] - 1], axis=2)
+    boxes = _regress(boxes, offsets)
+    kept = non_maximum_suppression(boxes, scores, 0.7, by_minimum=True)
+    faces = [
+        Face(tuple(float(v) / shrink for v in boxes[i]), float(scores[i]), (landmarks[i] / shrink).astype(np.float32))
+        for i in kept
+    ]
+    return sorted(faces, key=lambda face: -face.size)

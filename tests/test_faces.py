@@ -1,0 +1,114 @@
+"""Face stage: detection on a shipped fixture, alignment round trip, paste-back that leaves the rest alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from oldphoto.imageio import load_rgb
+from oldphoto.restore.face_align import (
+    FACE_SIZE,
+    FACE_TEMPLATE,
+    align_face,
+    face_blend_mask,
+    match_tone,
+    paste_face,
+    similarity_to_template,
+    transform_points,
+)
+
+from .conftest import smooth_image
+
+FIXTURE = Path(__file__).parent / "fixtures" / "face-1870.jpg"
+
+
+def synthetic_landmarks(scale: float = 0.4, angle: float = 0.3, offset=(150.0, 90.0)) -> np.ndarray:
+    """The template turned, shrunk and moved: a face layout as it might sit in a photo."""
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return ((FACE_TEMPLATE - 128) @ rotation.T * scale + offset).astype(np.float32)
+
+
+def test_alignment_maps_landmarks_onto_the_template():
+    matrix = similarity_to_template(synthetic_landmarks())
+    assert np.abs(transform_points(synthetic_landmarks(), matrix) - FACE_TEMPLATE).max() < 0.05
+
+
+def test_warp_then_inverse_warp_is_the_identity_within_a_pixel():
+    image = cv2.GaussianBlur(smooth_image(240, 320), (0, 0), 2.0)
+    landmarks = synthetic_landmarks(scale=1.1, offset=(160.0, 120.0))
+    aligned = align_face(image, landmarks)
+    assert aligned.pixels.shape == (FACE_SIZE, FACE_SIZE, 3)
+    # Points go to the crop and back exactly ...
+    matrix = aligned.matrix
+    back = transform_points(transform_points(landmarks, matrix), cv2.invertAffineTransform(matrix))
+    assert np.abs(back - landmarks).max() < 1e-3
+    # ... and so do pixels: pasting the unmodified crop back changes the photo by far less than a level step.
+    pasted = paste_face(image, aligned.pixels, matrix)
+    inside = np.abs(pasted - image).max(axis=2)[100:140, 140:180]
+    assert inside.mean() < 1 / 255 and inside.max() < 4 / 255
+
+
+def test_paste_leaves_pixels_outside_the_face_mask_untouched():
+    image = smooth_image(200, 260)
+    aligned = align_face(image, synthetic_landmarks())
+    bright = np.ones_like(aligned.pixels)
+    pasted = paste_face(image, bright, aligned.matrix)
+    changed = np.any(pasted != image, axis=2)
+    assert changed.any()
+    inverse = cv2.invertAffineTransform(aligned.matrix)
+    weight = cv2.warpAffine(face_blend_mask(), inverse, (260, 200), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    assert not np.any(changed & (weight == 0))
+
+
+def test_strength_scales_the_change_and_zero_is_identity():
+    image = smooth_image(200, 260)
+    aligned = align_face(image, synthetic_landmarks())
+    bright = np.ones_like(aligned.pixels)
+    assert np.array_equal(paste_face(image, bright, aligned.matrix, strength=0.0), image)
+    half = np.abs(paste_face(image, bright, aligned.matrix, strength=0.5) - image).sum()
+    full = np.abs(paste_face(image, bright, aligned.matrix, strength=1.0) - image).sum()
+    assert half == pytest.approx(full / 2, rel=1e-3)
+
+
+def test_grayscale_crops_stay_single_channel():
+    image = smooth_image(200, 260, channels=1)
+    aligned = align_face(image, synthetic_landmarks())
+    assert aligned.pixels.shape == (FACE_SIZE, FACE_SIZE, 1)
+    assert paste_face(image, aligned.pixels, aligned.matrix).shape == image.shape
+
+
+def test_tone_matching_takes_the_reference_tone_and_keeps_detail():
+    reference = smooth_image(64, 64)
+    detail = np.zeros_like(reference)
+    detail[::4] = 0.1
+    refined = np.clip(reference * 0.6 + detail, 0, 1)
+    matched = match_tone(refined, reference)
+    assert abs(matched.mean() - reference.mean()) < 0.01 < abs(refined.mean() - reference.mean())
+    assert np.abs(np.diff(matched, axis=0)).mean() > np.abs(np.diff(reference, axis=0)).mean()
+
+
+def test_detector_finds_the_face_in_the_fixture():
+    from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
+    from oldphoto.restore.face_detect import detect_faces
+    from oldphoto.weights import load_network
+
+    image = load_rgb(FIXTURE)
+    faces = detect_faces(image, load_network(get_spec(FACE_DETECTOR_MODEL)))
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.score > 0.9
+    x1, y1, x2, y2 = face.box
+    assert 15 < x1 < x2 < 85 and 10 < y1 < y2 < 90 and face.size > 40
+    left_eye, right_eye = face.landmarks[0], face.landmarks[1]
+    assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 8
+
+
+def test_detector_finds_nothing_in_a_landscape():
+    from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
+    from oldphoto.restore.face_detect import detect_faces
+    from oldphoto.weights import load_network
+
+    assert detect_faces(smooth_image(120, 160), load_network(get_spec(FACE_DETECTOR_MODEL))) == []
