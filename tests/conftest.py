@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from oldphoto import registry
+from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.archs.vae import VAEConfig
@@ -75,3 +76,12 @@ def random_global_models(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
         install_random_model(monkeypatch, weights_dir, registry.VAE_CLEAN_MODEL, TINY_VAE_CONFIG, seed=2),
         install_random_model(monkeypatch, weights_dir, registry.MAPPING_MODEL, TINY_MAPPING_CONFIG, seed=3),
     ]
+
+
+TINY_FACE_CONFIG = FaceRefineConfig(channels=(4, 8, 8), blocks=1, condition_hidden=4)
+
+
+@pytest.fixture
+def random_face_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
+    """A tiny random face refiner registered as shipped (the detector is the shipped MTCNN)."""
+    return install_random_model(monkeypatch, weights_dir, registry.FACE_MODEL, TINY_FACE_CONFIG, seed=4)

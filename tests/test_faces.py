@@ -112,3 +112,39 @@ def test_detector_finds_nothing_in_a_landscape():
     from oldphoto.weights import load_network
 
     assert detect_faces(smooth_image(120, 160), load_network(get_spec(FACE_DETECTOR_MODEL))) == []
+
+
+def test_face_stage_refines_only_the_face_and_strength_zero_is_identity(random_face_model):
+    from oldphoto.restore.pipeline import Restorer, RestoreOptions
+    from oldphoto.runtime import make_runtime
+
+    photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    runtime = make_runtime("cpu")
+    refined = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False)).restore(photo)
+    assert refined.faces_found == 1 and "faces" in refined.stage_seconds
+    changed = np.any(np.abs(refined.pixels - photo) > 1e-6, axis=2)
+    assert changed.any() and not changed[:30].any() and not changed[:, :50].any()
+    untouched = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False, face_strength=0.0)).restore(photo)
+    assert untouched.faces_found == 1 and np.array_equal(untouched.pixels, photo)
+
+
+def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_global_models, random_face_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+    from oldphoto.imageio import save_rgb
+
+    photo = tmp_path / "in" / "face.png"
+    save_rgb(photo, np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge"))
+    runs = {"no-faces": ["--no-faces"], "strength0": ["--face-strength", "0"], "full": []}
+    for name, flags in runs.items():
+        result = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / name), "--no-scratch", *flags, "--report", str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0, result.output
+    outputs = {name: load_rgb(tmp_path / name / "face.png") for name in runs}
+    assert np.array_equal(outputs["no-faces"], outputs["strength0"])
+    import json
+
+    report = json.loads((tmp_path / "strength0.json").read_text())
+    assert report["images"][0]["faces_found"] is not None
+    bad = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "x"), "--face-strength", "1.5"])
+    assert bad.exit_code == 2

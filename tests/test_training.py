@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from oldphoto.imageio import save_rgb
 from oldphoto.errors import DataError
+from oldphoto.imageio import save_rgb
 from oldphoto.registry import get_spec
 from oldphoto.training.restoration import GlobalTrainConfig, train_global
 from oldphoto.training.scratch import ScratchTrainConfig, train_scratch

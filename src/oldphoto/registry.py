@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.mtcnn import MTCNNConfig
 from oldphoto.archs.restore_unet import RestoreUNetConfig
@@ -152,11 +153,11 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
     ModelSpec(
         name=FACE_MODEL,
         task="face",
-        arch=None,
-        config=None,
+        arch="face_refine:FaceRefiner",
+        config=FaceRefineConfig(),
         weights_file="face-refine.safetensors",
         sha256=None,
-        contract=InputContract(channels=3, size_multiple=16),
+        contract=InputContract(channels=3, size_multiple=8),
         description="Face refinement on aligned 256px crops",
     ),
 )

@@ -107,6 +107,12 @@ def restore(
         ),
     ] = True,
     faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)] = True,
+    face_strength: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Blend of refined faces: 0 = global result only, 1 = fully refined.", rich_help_panel=STAGES
+        ),
+    ] = 1.0,
     device: Annotated[
         str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto = CUDA, then MPS, then CPU).", rich_help_panel=PERFORMANCE)
     ] = "auto",
@@ -126,7 +132,9 @@ def restore(
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
-    options = RestoreOptions(scratches=with_scratch, global_restoration=global_restoration, faces=faces)
+    options = RestoreOptions(
+        scratches=with_scratch, global_restoration=global_restoration, faces=faces, face_strength=face_strength
+    )
     found, problems = discover_inputs(inputs, recursive=recursive)
     for problem in problems:
         error_console.print(f"[red]error:[/] {problem}", highlight=False)

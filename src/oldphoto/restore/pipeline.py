@@ -17,6 +17,7 @@ from oldphoto.errors import StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
     ABLATION_MODEL,
+    FACE_DETECTOR_MODEL,
     FACE_MODEL,
     MAPPING_MODEL,
     SCRATCH_MODEL,
@@ -26,6 +27,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
+from oldphoto.restore.faces import refine_faces
 from oldphoto.restore.global_ import (
     is_black_and_white,
     restore_global,
@@ -48,6 +50,8 @@ class RestoreOptions:
     """Run the triplet-domain global restoration network."""
     faces: bool = True
     """Refine faces after global restoration."""
+    face_strength: float = 1.0
+    """0 = global result only, 1 = refined faces fully blended in."""
     global_model: str = "triplet"
     """"triplet" (VAE_A -> mapping -> VAE_B, the method) or the ablation's "restore-unet" (evaluation only)."""
 
@@ -80,7 +84,7 @@ def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     if options.global_restoration:
         stages["global"] = GLOBAL_MODELS if options.global_model == "triplet" else (ABLATION_MODEL,)
     if options.faces:
-        stages["faces"] = (FACE_MODEL,)
+        stages["faces"] = (FACE_DETECTOR_MODEL, FACE_MODEL)
     return stages
 
 
@@ -94,10 +98,8 @@ def check_stages(options: RestoreOptions) -> None:
         unshipped = [name for name in names if not get_spec(name).shipped]
         if unshipped:
             missing.append(f"{stage} (needs {', '.join(unshipped)}; skip it with {STAGE_FLAGS[stage]})")
-    if not options.scratches and not options.global_restoration:
-        raise StageUnavailableError(
-            "nothing to restore: both scratch repair and global restoration are off; enable at least one"
-        )
+    if not (options.scratches or options.global_restoration or options.faces):
+        raise StageUnavailableError("nothing to restore: every stage is off; enable at least one")
     if missing:
         raise StageUnavailableError(
             "these restoration stages have no trained weights in this release: "
@@ -132,7 +134,7 @@ class Restorer:
         elif self.options.scratches:
             steps.append("fill scratches by classical inpainting (Telea); no global restoration")
         if self.options.faces:
-            steps.append(f"refine faces ({FACE_MODEL})")
+            steps.append(f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {self.options.face_strength:g})")
         return steps
 
     def model_records(self) -> list[dict[str, str]]:
@@ -184,6 +186,13 @@ class Restorer:
             started = time.perf_counter()
             rgb = inpaint_telea(rgb, result.mask)
             result.stage_seconds["inpaint"] = time.perf_counter() - started
+        if self.options.faces:
+            started = time.perf_counter()
+            faces = refine_faces(
+                rgb, self.networks[FACE_DETECTOR_MODEL], self.networks[FACE_MODEL], self.runtime, self.options.face_strength
+            )
+            rgb, result.faces_found = faces.pixels, len(faces.faces)
+            result.stage_seconds["faces"] = time.perf_counter() - started
         if grayscale:
             result.pixels = to_luminance(rgb)
         elif black_and_white:

@@ -1,0 +1,59 @@
+"""Stage 3: face refinement - detect (MTCNN), align to the template, refine, match tone, blend back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from oldphoto.restore.face_align import align_face, match_tone, paste_face
+from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
+from oldphoto.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    pixels: np.ndarray
+    """(H, W, 3) float32 in [0, 1]."""
+    faces: list[Face]
+    """Every face found (and refined), largest first."""
+
+
+def refine_face_crop(crop: np.ndarray, refiner: nn.Module, runtime: Runtime) -> np.ndarray:
+    """(S, S, 3) aligned face in [0, 1] -> refined (S, S, 3) in [0, 1], tone matched to the input."""
+    tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        out = refiner(tensor.to(device=runtime.device, dtype=runtime.dtype)).clamp(0.0, 1.0)
+    refined = out[0].to(device="cpu", dtype=torch.float32).permute(1, 2, 0).numpy()
+    return match_tone(refined, crop)
+
+
+def refine_faces(
+    rgb: np.ndarray,
+    detector: nn.Module,
+    refiner: nn.Module,
+    runtime: Runtime,
+    strength: float = 1.0,
+    settings: DetectorSettings = DetectorSettings(),
+) -> FaceResult:
+    """Refine every face in a (globally restored) photo.
+
+    Args:
+        rgb: (H, W, 3) float32 in [0, 1].
+        detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops).
+        refiner: face refinement network (runs on ``runtime.device``).
+        strength: 0 = the input unchanged, 1 = refined faces fully blended in.
+    """
+    faces = detect_faces(rgb, detector.cpu(), settings)
+    if not faces or strength <= 0.0:
+        return FaceResult(rgb, faces)
+    refiner = refiner.to(device=runtime.device, dtype=runtime.dtype)
+    result = rgb
+    # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
+    for face in reversed(faces):
+        aligned = align_face(result, face.landmarks)
+        refined = refine_face_crop(aligned.pixels, refiner, runtime)
+        result = paste_face(result, refined, aligned.matrix, strength)
+    return FaceResult(result, faces)
