@@ -128,3 +128,31 @@ def test_train_command_runs_and_reports(tmp_path):
     assert "restore-unet step 2" in result.output and "best validation of restore-unet" in result.output
     bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.data[0], "--val", config.val[0], "--crop", "30"])
     assert bad.exit_code == 2 and "multiples of 4" in bad.output
+
+
+def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
+    from pathlib import Path
+
+    from oldphoto.imageio import load_rgb
+    from oldphoto.training.faces import FaceTrainConfig, split_faces, train_face
+
+    fixture = load_rgb(Path(__file__).parent / "fixtures" / "face-1870.jpg")
+    for i in range(3):
+        save_rgb(tmp_path / "faces" / f"{i}.png", np.roll(fixture, i, axis=1))
+    save_rgb(tmp_path / "faces" / "3-landscape.png", smooth_image(96, 96))
+    train, held_out = split_faces(sorted((tmp_path / "faces").iterdir()))
+    assert held_out == [tmp_path / "faces" / "0.png"] and len(train) == 3
+    config = FaceTrainConfig(
+        data=(str(tmp_path / "faces"),),
+        out=str(tmp_path / "run" / "face.safetensors"),
+        checkpoint=str(tmp_path / "run" / "checkpoint.pt"),
+        steps=2,
+        batch_size=2,
+        crop=64,
+        validate_every=2,
+        val_samples=1,
+    )
+    state = train_face(config)
+    assert state.step == 2 and np.isfinite(state.best["psnr"])
+    # Two training faces aligned (the landscape has none) and cached for the next run.
+    assert load_file(config.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2

@@ -154,3 +154,45 @@ _global_command("vae-clean", "Train VAE_B: the latent space of clean photos.", 4
 _global_command("vae-old", "Train VAE_A on real old photos (--real) and synthetic degraded ones, latents aligned adversarially.", 4000)
 _global_command("mapping", "Train the latent mapping A->B (partial non-local block) with both VAEs frozen.", 6000)
 _global_command("restore-unet", "Train the ablation: a direct image-to-image residual U-Net on the same pairs.", 6000)
+
+
+@app.command("face")
+def face(
+    data: Data,
+    damage_dir: DamageDirs = None,
+    preset: Annotated[str, typer.Option(help="Degradation preset for the face crops.", rich_help_panel=DATA)] = "bopbtl",
+    structured: Annotated[
+        bool, typer.Option("--structured/--no-structured", help="Also draw scratches and spots on the faces.", rich_help_panel=DATA)
+    ] = False,
+    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 3000,
+    batch_size: Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)] = 4,
+    crop: Annotated[int, typer.Option(help="Training crop of the 256 px aligned face (multiple of 8).", rich_help_panel=SCHEDULE)] = 256,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+    seed: Seed = 0,
+    validate_every: ValidateEvery = 250,
+    val_samples: Annotated[int, typer.Option(help="Held-out faces used for validation.", rich_help_panel=SCHEDULE)] = 16,
+    ssim_weight: Annotated[float, typer.Option(help="Weight of 1 - SSIM beside L1.", rich_help_panel=LOSSES)] = 0.2,
+    out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-refine.safetensors"),
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face/checkpoint.pt"),
+    resume: Resume = False,
+) -> None:
+    """Train the face refiner on aligned faces (found and aligned as `restore` does) with damage drawn on the fly."""
+    from oldphoto.training.faces import FaceTrainConfig, train_face
+
+    config = FaceTrainConfig(
+        data=tuple(map(str, data)),
+        out=str(out),
+        checkpoint=str(checkpoint),
+        damage_dirs=tuple(map(str, damage_dir or ())),
+        preset=preset,
+        structured=structured,
+        steps=steps,
+        batch_size=batch_size,
+        crop=crop,
+        learning_rate=learning_rate,
+        seed=seed,
+        validate_every=validate_every,
+        val_samples=val_samples,
+        ssim_weight=ssim_weight,
+    )
+    _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

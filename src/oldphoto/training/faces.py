@@ -1,0 +1,168 @@
+"""Recipe: train the face refiner on aligned face crops damaged on the fly.
+
+Faces are found and aligned exactly as ``restore`` does it (the shipped MTCNN, then the template warp),
+so the network trains on the crops it will see. Alignment runs once; the aligned crops are cached as
+uint8 beside the checkpoint. Every ``HELD_OUT_EVERY``-th face (sorted by path) is held out of training:
+the first ``val_samples`` of them validate during training, and all of them serve the final evaluation.
+
+Damage: by default the ``bopbtl`` preset without structured damage - blur, noise, low resolution and
+JPEG, i.e. what the global stage leaves behind or cannot undo on a small face (scratches are the
+global stage's job). Losses: L1 + SSIM; no adversarial term (see ``weights/README.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oldphoto.degrade import DamageStamps, degrade_image, get_preset, override
+from oldphoto.errors import DataError, OldPhotoError
+from oldphoto.imageio import load_rgb
+from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, get_spec
+from oldphoto.restore.face_align import FACE_SIZE, align_face
+from oldphoto.restore.face_detect import detect_faces
+from oldphoto.training.data import list_images
+from oldphoto.training.loop import Schedule, TrainState, run
+from oldphoto.training.losses import psnr, restoration_loss, ssim
+from oldphoto.weights import load_network
+
+log = logging.getLogger(__name__)
+
+HELD_OUT_EVERY = 20
+
+
+@dataclass(frozen=True)
+class FaceTrainConfig:
+    data: tuple[str, ...]
+    """Folders of face photos (e.g. UTKFace crops); each must contain one clearly visible face."""
+    out: str = "weights/face-refine.safetensors"
+    checkpoint: str = "runs/face/checkpoint.pt"
+    damage_dirs: tuple[str, ...] = ()
+    preset: str = "bopbtl"
+    structured: bool = False
+    steps: int = 3000
+    batch_size: int = 4
+    crop: int = 256
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validate_every: int = 250
+    val_samples: int = 16
+    ssim_weight: float = 0.2
+
+
+def split_faces(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(training, held-out): every HELD_OUT_EVERY-th file is held out."""
+    return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY], [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
+
+
+def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
+    """(N, FACE_SIZE, FACE_SIZE, 3) uint8 aligned crops of the largest face in each file; files without a
+    detectable face are skipped (and counted in the log). Cached in ``cache`` keyed by the file list."""
+    key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:16]
+    if cache is not None and cache.with_name(f"{cache.stem}-{key}.npy").exists():
+        return np.load(cache.with_name(f"{cache.stem}-{key}.npy"))
+    detector = load_network(get_spec(FACE_DETECTOR_MODEL))
+    crops, missed = [], 0
+    for path in files:
+        try:
+            image = load_rgb(path)
+        except OldPhotoError as error:
+            log.warning("skipping %s", error)
+            continue
+        faces = detect_faces(image, detector)
+        if not faces:
+            missed += 1
+            continue
+        crop = align_face(image, faces[0].landmarks).pixels
+        crops.append(np.clip(np.rint(crop * 255), 0, 255).astype(np.uint8))
+    log.info("aligned %d faces; no face found in %d files", len(crops), missed)
+    if not crops:
+        raise DataError("no faces found in the training images")
+    array = np.stack(crops)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache.with_name(f"{cache.stem}-{key}.npy"), array)
+    return array
+
+
+def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Generator, crop: int):
+    """(clean, degraded) (B, 3, crop, crop) tensors from the aligned uint8 crops at ``indices``."""
+    clean, degraded = [], []
+    for index in indices:
+        face = faces[int(index)].astype(np.float32) / 255.0
+        if crop < FACE_SIZE:
+            y, x = rng.integers(0, FACE_SIZE - crop + 1, 2)
+            face = face[y : y + crop, x : x + crop]
+        if rng.random() < 0.5:
+            face = face[:, ::-1]
+        sample = degrade_image(np.ascontiguousarray(face), preset, rng, stamps)
+        clean.append(sample.clean)
+        degraded.append(sample.degraded)
+
+    def stack(arrays):
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+    return stack(clean), stack(degraded)
+
+
+class FaceRecipe:
+    name = FACE_MODEL
+
+    def __init__(self, config: FaceTrainConfig) -> None:
+        if config.crop % 8 or not 64 <= config.crop <= FACE_SIZE:
+            raise DataError(f"--crop must be a multiple of 8 between 64 and {FACE_SIZE}")
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        train_files, held_out = split_faces(list_images(config.data))
+        cache = Path(config.checkpoint).with_name("aligned")
+        self.faces = aligned_faces(train_files, cache)
+        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.preset = override(get_preset(config.preset), structured=config.structured)
+        val_faces = aligned_faces(held_out[: config.val_samples], cache)
+        self.val_clean, self.val_degraded = damaged_faces(
+            val_faces, range(len(val_faces)), self.preset, self.stamps, np.random.default_rng(10_000 + config.seed), FACE_SIZE
+        )
+        self.network = get_spec(FACE_MODEL).build()
+        self.opt = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
+
+    def modules(self):
+        return {"network": self.network}
+
+    def optimizers(self):
+        return {"network": self.opt}
+
+    def exported(self):
+        return self.network
+
+    def metadata(self) -> dict:
+        return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_MODEL).config), "faces": len(self.faces)}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        indices = self.rng.integers(0, len(self.faces), self.config.batch_size)
+        clean, degraded = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
+        loss = restoration_loss(self.network(degraded), clean, self.config.ssim_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        refined = torch.cat([self.network(self.val_degraded[i : i + 4]) for i in range(0, len(self.val_degraded), 4)]).clamp(0, 1)
+        value = psnr(refined, self.val_clean).item()
+        return {
+            "score": value,
+            "psnr": value,
+            "ssim": ssim(refined, self.val_clean).item(),
+            "psnr_input": psnr(self.val_degraded, self.val_clean).item(),
+        }
+
+
+def train_face(config: FaceTrainConfig, resume: bool = False, on_step=None) -> TrainState:
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
+    return run(FaceRecipe(config), schedule, resume=resume, on_step=on_step)
