@@ -12,6 +12,12 @@ from oldphoto.archs.scratch_unet import ScratchUNet, ScratchUNetConfig
 from oldphoto.archs.vae import VAE, VAEConfig, kl_divergence, sample_latent
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Random initialisation made repeatable, so gradient checks do not depend on test order."""
+    torch.manual_seed(0)
+
+
 @pytest.mark.parametrize("shape", [(64, 64), (37, 91), (5, 7)])
 def test_scratch_unet_keeps_any_size(shape):
     network = ScratchUNet(ScratchUNetConfig(channels=(4, 8, 8)))

@@ -115,7 +115,7 @@ def test_detector_finds_nothing_in_a_landscape():
 
 
 def test_face_stage_refines_only_the_face_and_strength_zero_is_identity(random_face_model):
-    from oldphoto.restore.pipeline import Restorer, RestoreOptions
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer
     from oldphoto.runtime import make_runtime
 
     photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")

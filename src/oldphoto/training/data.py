@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,15 @@ def list_images(folders: Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def readable_images(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, (H, W, 3) float32 RGB) of each file that can be read; unreadable ones are logged and skipped."""
+    for path in files:
+        try:
+            yield path, load_rgb(path)
+        except OldPhotoError as error:
+            log.warning("skipping %s", error)
+
+
 class CropPool:
     """Clean photos held in memory (long side capped at ``max_side``) to cut random crops from.
 
@@ -33,12 +42,7 @@ class CropPool:
     def __init__(self, files: Sequence[Path], crop: int, max_side: int = 1024) -> None:
         self.crop = crop
         self.images: list[np.ndarray] = []
-        for path in files:
-            try:
-                image = load_rgb(path)
-            except OldPhotoError as error:
-                log.warning("skipping %s", error)
-                continue
+        for _, image in readable_images(files):
             height, width = image.shape[:2]
             scale = min(1.0, max_side / max(height, width))
             scale = max(scale, crop / min(height, width))

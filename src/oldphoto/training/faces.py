@@ -21,13 +21,18 @@ import numpy as np
 import torch
 
 from oldphoto.degrade import DamageStamps, degrade_image, get_preset, override
-from oldphoto.errors import DataError, OldPhotoError
-from oldphoto.imageio import load_rgb
+from oldphoto.errors import DataError
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, get_spec
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
-from oldphoto.training.data import list_images
-from oldphoto.training.loop import Schedule, TrainState, run
+from oldphoto.training.data import list_images, readable_images
+from oldphoto.training.loop import (
+    Schedule,
+    SingleNetworkRecipe,
+    TrainState,
+    optimise,
+    run,
+)
 from oldphoto.training.losses import psnr, restoration_loss, ssim
 from oldphoto.weights import load_network
 
@@ -68,12 +73,7 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
         return np.load(cache.with_name(f"{cache.stem}-{key}.npy"))
     detector = load_network(get_spec(FACE_DETECTOR_MODEL))
     crops, missed = [], 0
-    for path in files:
-        try:
-            image = load_rgb(path)
-        except OldPhotoError as error:
-            log.warning("skipping %s", error)
-            continue
+    for _, image in readable_images(files):
         faces = detect_faces(image, detector)
         if not faces:
             missed += 1
@@ -110,7 +110,7 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
     return stack(clean), stack(degraded)
 
 
-class FaceRecipe:
+class FaceRecipe(SingleNetworkRecipe):
     name = FACE_MODEL
 
     def __init__(self, config: FaceTrainConfig) -> None:
@@ -129,16 +129,7 @@ class FaceRecipe:
             val_faces, range(len(val_faces)), self.preset, self.stamps, np.random.default_rng(10_000 + config.seed), FACE_SIZE
         )
         self.network = get_spec(FACE_MODEL).build()
-        self.opt = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
-
-    def modules(self):
-        return {"network": self.network}
-
-    def optimizers(self):
-        return {"network": self.opt}
-
-    def exported(self):
-        return self.network
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_MODEL).config), "faces": len(self.faces)}
@@ -147,9 +138,7 @@ class FaceRecipe:
         indices = self.rng.integers(0, len(self.faces), self.config.batch_size)
         clean, degraded = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
         loss = restoration_loss(self.network(degraded), clean, self.config.ssim_weight)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        optimise(self.optimizer, loss)
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:

@@ -66,6 +66,29 @@ class Recipe(Protocol):
         """Recipe config and architecture, stored beside the exported weights."""
 
 
+class SingleNetworkRecipe:
+    """What a recipe training one network with one optimiser has in common (checkpoint key ``network``)."""
+
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"network": self.network}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"network": self.optimizer}
+
+    def exported(self) -> nn.Module:
+        return self.network
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One gradient step on ``loss``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def learning_rate_at(step: int, schedule: Schedule) -> float:
     """Linear warm-up over 2% of the steps, then cosine decay to 2% of the peak (a pure function of the step,
     so a resumed run follows the same schedule)."""

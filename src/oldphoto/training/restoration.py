@@ -39,7 +39,13 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.training.data import CropPool, damaged_batch, image_batch, list_images
-from oldphoto.training.loop import Schedule, TrainState, run
+from oldphoto.training.loop import (
+    Schedule,
+    SingleNetworkRecipe,
+    TrainState,
+    optimise,
+    run,
+)
 from oldphoto.training.losses import least_squares_gan, psnr, restoration_loss, ssim
 from oldphoto.weights import load_network_from
 
@@ -105,7 +111,7 @@ class _Base:
         val_rng = np.random.default_rng(10_000 + config.seed)
         self.val_clean, self.val_degraded, self.val_mask = damaged_batch(val_pool, self.presets, self.stamps, val_rng, config.val_samples)
 
-    def optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+    def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=self.config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:
@@ -125,35 +131,24 @@ def _vae_step(vae: VAE, images: torch.Tensor, config: GlobalTrainConfig) -> tupl
     return loss, mean, {"kl": kl.item()}
 
 
-class VaeCleanRecipe(_Base):
+class VaeCleanRecipe(_Base, SingleNetworkRecipe):
     name = VAE_CLEAN_MODEL
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.vae = get_spec(self.name).build()
-        self.opt = self.optimizer(self.vae)
-
-    def modules(self):
-        return {"vae": self.vae}
-
-    def optimizers(self):
-        return {"vae": self.opt}
-
-    def exported(self):
-        return self.vae
+        self.network = get_spec(self.name).build()
+        self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
         images = image_batch(self.pool, self.rng, self.config.batch_size)
         if self.rng.random() < 0.15:  # black-and-white prints are common: keep them in Y's distribution
             images = images.mean(1, keepdim=True).expand_as(images).contiguous()
-        loss, _, figures = _vae_step(self.vae, images, self.config)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        loss, _, figures = _vae_step(self.network, images, self.config)
+        optimise(self.optimizer, loss)
         return {"loss": loss.item(), **figures}
 
     def validate(self) -> dict[str, float]:
-        reconstruction = self.batched(self.vae, self.val_clean)
+        reconstruction = self.batched(self.network, self.val_clean)
         value = psnr(reconstruction, self.val_clean).item()
         return {"score": value, "psnr": value, "ssim": ssim(reconstruction.clamp(0, 1), self.val_clean).item()}
 
@@ -170,8 +165,8 @@ class VaeOldRecipe(_Base):
         self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), np.random.default_rng(20_000 + config.seed), config.val_samples)
         self.vae = get_spec(self.name).build()
         self.discriminator = LatentDiscriminator(LatentDiscriminatorConfig(latent_channels=self.vae.config.latent_channels))
-        self.opt = self.optimizer(self.vae)
-        self.opt_d = self.optimizer(self.discriminator)
+        self.opt = self.make_optimizer(self.vae)
+        self.opt_d = self.make_optimizer(self.discriminator)
 
     def modules(self):
         return {"vae": self.vae, "discriminator": self.discriminator}
@@ -191,13 +186,9 @@ class VaeOldRecipe(_Base):
         # The encoder is rewarded when the discriminator mistakes synthetic latents for real ones and vice versa.
         confusion = least_squares_gan(self.discriminator(mean_x), 1.0) + least_squares_gan(self.discriminator(mean_r), 0.0)
         loss = loss_x + loss_r + self.config.adversarial_weight * confusion
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        optimise(self.opt, loss)
         d_loss = least_squares_gan(self.discriminator(mean_r.detach()), 1.0) + least_squares_gan(self.discriminator(mean_x.detach()), 0.0)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        optimise(self.opt_d, d_loss)
         return {"loss": (loss_x + loss_r).item(), "adv": confusion.item(), "d": d_loss.item(), **figures}
 
     def validate(self) -> dict[str, float]:
@@ -214,27 +205,18 @@ class VaeOldRecipe(_Base):
         return {"score": 0.5 * (psnr_x + psnr_r), "psnr_synthetic": psnr_x, "psnr_real": psnr_r, "domain_accuracy": accuracy}
 
 
-class MappingRecipe(_Base):
+class MappingRecipe(_Base, SingleNetworkRecipe):
     name = MAPPING_MODEL
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
         self.vae_old = load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old).requires_grad_(False).eval()
         self.vae_clean = load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean).requires_grad_(False).eval()
-        self.mapping = get_spec(self.name).build()
-        self.opt = self.optimizer(self.mapping)
-
-    def modules(self):
-        return {"mapping": self.mapping}
-
-    def optimizers(self):
-        return {"mapping": self.opt}
-
-    def exported(self):
-        return self.mapping
+        self.network = get_spec(self.name).build()
+        self.optimizer = self.make_optimizer(self.network)
 
     def restore(self, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        latent = self.mapping(self.vae_old.encode(degraded)[0], latent_damage(mask))
+        latent = self.network(self.vae_old.encode(degraded)[0], latent_damage(mask))
         return self.vae_clean.decode(latent)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -242,13 +224,11 @@ class MappingRecipe(_Base):
         with torch.no_grad():
             source = self.vae_old.encode(degraded)[0]
             target = self.vae_clean.encode(clean)[0]
-        latent = self.mapping(source, latent_damage(mask))
+        latent = self.network(source, latent_damage(mask))
         latent_loss = F.l1_loss(latent, target)
         image_loss = restoration_loss(self.vae_clean.decode(latent), clean, self.config.ssim_weight)
         loss = self.config.latent_weight * latent_loss + image_loss
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        optimise(self.optimizer, loss)
         return {"loss": loss.item(), "latent": latent_loss.item()}
 
     def validate(self) -> dict[str, float]:
@@ -257,29 +237,18 @@ class MappingRecipe(_Base):
         return {"score": value, "psnr": value, "ssim": ssim(restored, self.val_clean).item()}
 
 
-class AblationRecipe(_Base):
+class AblationRecipe(_Base, SingleNetworkRecipe):
     name = ABLATION_MODEL
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
         self.network = get_spec(self.name).build()
-        self.opt = self.optimizer(self.network)
-
-    def modules(self):
-        return {"network": self.network}
-
-    def optimizers(self):
-        return {"network": self.opt}
-
-    def exported(self):
-        return self.network
+        self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
         clean, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
         loss = restoration_loss(self.network(degraded, mask), clean, self.config.ssim_weight)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        optimise(self.optimizer, loss)
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:

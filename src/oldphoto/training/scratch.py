@@ -20,7 +20,13 @@ from oldphoto.degrade import DamageStamps, get_preset
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import CropPool, damaged_batch, list_images
-from oldphoto.training.loop import Schedule, TrainState, run
+from oldphoto.training.loop import (
+    Schedule,
+    SingleNetworkRecipe,
+    TrainState,
+    optimise,
+    run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,7 @@ def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> Val
     return best
 
 
-class ScratchRecipe:
+class ScratchRecipe(SingleNetworkRecipe):
     """Training recipe of the scratch-detection U-Net (see :mod:`oldphoto.training.loop`)."""
 
     name = SCRATCH_MODEL
@@ -104,26 +110,15 @@ class ScratchRecipe:
         self.preset = get_preset(config.preset)
         self.val_gray, self.val_truth = make_validation_set(config, self.stamps)
 
-    def modules(self) -> dict[str, torch.nn.Module]:
-        return {"network": self.network}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"network": self.optimizer}
-
     def train_step(self, step: int) -> dict[str, float]:
         _, degraded, mask = damaged_batch(self.pool, self.preset, self.stamps, self.rng, self.config.batch_size)
         loss = dice_bce_loss(self.network(luma(degraded)), mask)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optimise(self.optimizer, loss)
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:
         result = validate(self.network, self.val_gray, self.val_truth)
         return {"score": result.f1, **asdict(result)}
-
-    def exported(self) -> torch.nn.Module:
-        return self.network
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(self.spec.config)}
