@@ -30,7 +30,7 @@ from oldphoto.training.loop import (
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS = np.round(np.arange(0.2, 0.85, 0.05), 2)
+THRESHOLDS = np.round(np.arange(0.1, 0.96, 0.05), 2)
 
 
 @dataclass(frozen=True)
