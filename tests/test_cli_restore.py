@@ -112,8 +112,15 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
     assert "a.jpg" in result.output
 
 
-def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model):
-    result = invoke("restore", str(album), "-o", str(tmp_path / "out"))
+def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model, monkeypatch):
+    import dataclasses
+
+    from oldphoto import registry
+
+    entries = dict(registry.REGISTRY)
+    entries[registry.MAPPING_MODEL] = dataclasses.replace(entries[registry.MAPPING_MODEL], sha256=None)
+    monkeypatch.setattr(registry, "REGISTRY", entries)
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--no-faces")
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "global" in text and "--no-global" in text

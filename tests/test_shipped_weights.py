@@ -56,3 +56,21 @@ def test_scratch_repair_improves_the_sample(scratch_spec):
     restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=True, global_restoration=False, faces=False))
     restored = restorer.restore(damaged).pixels
     assert psnr(clean, restored) > psnr(clean, damaged) + 1.0
+
+
+def test_shipped_global_models_restore_a_noisy_scratched_sample():
+    from oldphoto.evaluation.metrics import ssim
+    from oldphoto.registry import MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL
+    from oldphoto.restore.global_ import restore_global
+
+    specs = [get_spec(name) for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL)]
+    if not all(spec.shipped for spec in specs):
+        pytest.fail("the global restoration models must be shipped")
+    clean, damaged, truth = scratched_sample()
+    noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
+    restored = restore_global(noisy, truth, *(load_network(spec) for spec in specs), make_runtime("cpu"))
+    assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
+    assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
+    # The scratches themselves are filled: inside the mask the error drops by more than half.
+    inside = truth > 0
+    assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()
