@@ -163,9 +163,13 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="face_refine:FaceRefiner",
         config=FaceRefineConfig(),
         weights_file="face-refine.safetensors",
-        sha256=None,
+        sha256="fb67ea86b80d6b74dbe198cf949fb915c2bc3c1d7b3775fd7926ad9b77cb4726",
         contract=InputContract(channels=3, size_multiple=8),
-        description="Face refinement on aligned 256px crops",
+        description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
+        caveat=(
+            "preliminary weights, trained on UTKFace (non-commercial licence): after global restoration they "
+            "sharpen faces only slightly (+0.03 dB on held-out faces)"
+        ),
     ),
 )
 
