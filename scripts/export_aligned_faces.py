@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from oldphoto.errors import DataError
 from oldphoto.imageio import save_rgb
-from oldphoto.training.data import list_images
-from oldphoto.training.faces import aligned_faces, split_faces
+from oldphoto.training.data import list_images, split_held_out
+from oldphoto.training.faces import largest_faces_aligned
 
 
 def main() -> None:
@@ -29,13 +28,9 @@ def main() -> None:
     args = parser.parse_args()
     files = list_images(args.source)
     if args.held_out:
-        files = split_faces(files)[1]
+        files = split_held_out(files)[1]
     written = 0
-    for path in files:
-        try:
-            crop = aligned_faces([path])[0]
-        except DataError:  # no face found
-            continue
+    for path, crop in largest_faces_aligned(files):
         save_rgb(args.out / f"{path.stem}.png", crop.astype(np.float32) / 255.0)
         written += 1
     print(f"{written} aligned faces of {len(files)} files written to {args.out}")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
 from oldphoto.degrade import DamageStamps
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.training.scratch import ScratchTrainConfig, make_validation_set
+from oldphoto.training.scratch import (
+    ScratchTrainConfig,
+    make_validation_set,
+    scratch_probabilities,
+)
 
 
 def main() -> None:
@@ -29,8 +32,7 @@ def main() -> None:
     network.eval()
     config = ScratchTrainConfig(data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir))
     gray, truth = make_validation_set(config, DamageStamps(args.damage_dir) if args.damage_dir else None)
-    with torch.inference_mode():
-        probability = torch.cat([torch.sigmoid(network(gray[i : i + 4])) for i in range(0, len(gray), 4)])[:, 0].numpy()
+    probability = scratch_probabilities(network, gray)
     best = None
     for threshold in np.round(np.arange(0.05, 0.99, 0.025), 3):
         counts = MaskCounts.of(probability > threshold, truth)

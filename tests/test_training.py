@@ -134,13 +134,14 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
     from pathlib import Path
 
     from oldphoto.imageio import load_rgb
-    from oldphoto.training.faces import FaceTrainConfig, split_faces, train_face
+    from oldphoto.training.data import split_held_out
+    from oldphoto.training.faces import FaceTrainConfig, train_face
 
     fixture = load_rgb(Path(__file__).parent / "fixtures" / "face-1870.jpg")
     for i in range(3):
         save_rgb(tmp_path / "faces" / f"{i}.png", np.roll(fixture, i, axis=1))
     save_rgb(tmp_path / "faces" / "3-landscape.png", smooth_image(96, 96))
-    train, held_out = split_faces(sorted((tmp_path / "faces").iterdir()))
+    train, held_out = split_held_out(sorted((tmp_path / "faces").iterdir()))
     assert held_out == [tmp_path / "faces" / "0.png"] and len(train) == 3
     config = FaceTrainConfig(
         data=(str(tmp_path / "faces"),),

@@ -53,8 +53,11 @@ class DetectorSettings:
 
 
 def _normalise(rgb: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) float in [0, 1] -> (1, 3, H, W) as MTCNN's weights expect."""
-    return (torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] * 255.0 - 127.5) / 128.0
+    """(H, W, 3) or (N, H, W, 3) float in [0, 1] -> (N, 3, H, W) scaled as MTCNN's weights expect."""
+    batch = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
+    if batch.dim() == 3:
+        batch = batch[None]
+    return (batch.permute(0, 3, 1, 2) * 255.0 - 127.5) / 128.0
 
 
 def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_minimum: bool = False) -> np.ndarray:
@@ -103,7 +106,7 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> torch.Tensor:
         if sx1 < sx2 and sy1 < sy2:
             patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
         out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-    return (torch.from_numpy(out).permute(0, 3, 1, 2) * 255.0 - 127.5) / 128.0
+    return _normalise(out)
 
 
 def _proposals(image: np.ndarray, network: MTCNN, settings: DetectorSettings) -> np.ndarray:

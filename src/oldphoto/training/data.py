@@ -17,6 +17,20 @@ from oldphoto.imageio import is_image_path, load_rgb
 log = logging.getLogger(__name__)
 
 
+HELD_OUT_EVERY = 20
+"""Every 20th file (sorted by path) of a training folder is held out: for validation and final evaluation."""
+
+
+def split_held_out(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(training, held-out): every HELD_OUT_EVERY-th file, starting with the first, is held out."""
+    return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY], [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
+
+
+def to_batch(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """(B, H, W, C) float32 images (a list or one array) -> a contiguous (B, C, H, W) tensor."""
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
 def list_images(folders: Sequence[str | Path]) -> list[Path]:
     files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
     if not files:
@@ -84,14 +98,9 @@ def damaged_batch(
         clean.append(sample.clean)
         degraded.append(sample.degraded)
         mask.append(sample.mask[:, :, None])
-
-    def stack(arrays: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-    return stack(clean), stack(degraded), stack(mask)
+    return to_batch(clean), to_batch(degraded), to_batch(mask)
 
 
 def image_batch(pool: CropPool, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
     """(B, 3, H, W) float32 crops in [0, 1], as they are (no damage added)."""
-    crops = np.stack([pool.sample(rng) for _ in range(batch_size)])
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()
+    return to_batch([pool.sample(rng) for _ in range(batch_size)])

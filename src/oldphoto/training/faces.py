@@ -2,7 +2,7 @@
 
 Faces are found and aligned exactly as ``restore`` does it (the shipped MTCNN, then the template warp),
 so the network trains on the crops it will see. Alignment runs once; the aligned crops are cached as
-uint8 beside the checkpoint. Every ``HELD_OUT_EVERY``-th face (sorted by path) is held out of training:
+uint8 beside the checkpoint. Every 20th face (sorted by path) is held out of training:
 the first ``val_samples`` of them validate during training, and all of them serve the final evaluation.
 
 Damage: by default the ``bopbtl`` preset without structured damage - blur, noise, low resolution and
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,21 +26,24 @@ from oldphoto.errors import DataError
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, get_spec
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
-from oldphoto.training.data import list_images, readable_images
+from oldphoto.training.data import (
+    list_images,
+    readable_images,
+    split_held_out,
+    to_batch,
+)
 from oldphoto.training.loop import (
     Schedule,
     SingleNetworkRecipe,
     TrainState,
+    in_batches,
     optimise,
     run,
 )
-from oldphoto.training.losses import psnr, restoration_loss, ssim
+from oldphoto.training.losses import image_scores, psnr, restoration_loss
 from oldphoto.weights import load_network
 
 log = logging.getLogger(__name__)
-
-HELD_OUT_EVERY = 20
-
 
 @dataclass(frozen=True)
 class FaceTrainConfig:
@@ -60,9 +64,15 @@ class FaceTrainConfig:
     ssim_weight: float = 0.2
 
 
-def split_faces(files: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(training, held-out): every HELD_OUT_EVERY-th file is held out."""
-    return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY], [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
+def largest_faces_aligned(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray]]:
+    """(path, (FACE_SIZE, FACE_SIZE, 3) uint8 aligned crop of its largest face) for each readable file with a
+    face, found and aligned as ``restore`` does; the detector is loaded once."""
+    detector = load_network(get_spec(FACE_DETECTOR_MODEL))
+    for path, image in readable_images(files):
+        faces = detect_faces(image, detector)
+        if faces:
+            crop = align_face(image, faces[0].landmarks).pixels
+            yield path, np.clip(np.rint(crop * 255), 0, 255).astype(np.uint8)
 
 
 def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
@@ -71,16 +81,8 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
     key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:16]
     if cache is not None and cache.with_name(f"{cache.stem}-{key}.npy").exists():
         return np.load(cache.with_name(f"{cache.stem}-{key}.npy"))
-    detector = load_network(get_spec(FACE_DETECTOR_MODEL))
-    crops, missed = [], 0
-    for _, image in readable_images(files):
-        faces = detect_faces(image, detector)
-        if not faces:
-            missed += 1
-            continue
-        crop = align_face(image, faces[0].landmarks).pixels
-        crops.append(np.clip(np.rint(crop * 255), 0, 255).astype(np.uint8))
-    log.info("aligned %d faces; no face found in %d files", len(crops), missed)
+    crops = [crop for _, crop in largest_faces_aligned(files)]
+    log.info("aligned %d faces from %d files (the rest unreadable or without a face)", len(crops), len(files))
     if not crops:
         raise DataError("no faces found in the training images")
     array = np.stack(crops)
@@ -103,11 +105,7 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
         sample = degrade_image(np.ascontiguousarray(face), preset, rng, stamps)
         clean.append(sample.clean)
         degraded.append(sample.degraded)
-
-    def stack(arrays):
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-    return stack(clean), stack(degraded)
+    return to_batch(clean), to_batch(degraded)
 
 
 class FaceRecipe(SingleNetworkRecipe):
@@ -119,7 +117,7 @@ class FaceRecipe(SingleNetworkRecipe):
         self.config = config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        train_files, held_out = split_faces(list_images(config.data))
+        train_files, held_out = split_held_out(list_images(config.data))
         cache = Path(config.checkpoint).with_name("aligned")
         self.faces = aligned_faces(train_files, cache)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
@@ -142,14 +140,8 @@ class FaceRecipe(SingleNetworkRecipe):
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:
-        refined = torch.cat([self.network(self.val_degraded[i : i + 4]) for i in range(0, len(self.val_degraded), 4)]).clamp(0, 1)
-        value = psnr(refined, self.val_clean).item()
-        return {
-            "score": value,
-            "psnr": value,
-            "ssim": ssim(refined, self.val_clean).item(),
-            "psnr_input": psnr(self.val_degraded, self.val_clean).item(),
-        }
+        refined = in_batches(self.network, self.val_degraded)
+        return {**image_scores(refined, self.val_clean), "psnr_input": psnr(self.val_degraded, self.val_clean).item()}
 
 
 def train_face(config: FaceTrainConfig, resume: bool = False, on_step=None) -> TrainState:

@@ -82,6 +82,11 @@ class SingleNetworkRecipe:
         return self.network
 
 
+def in_batches(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int = 4) -> torch.Tensor:
+    """``fn`` applied to aligned slices of ``size`` samples of ``tensors``, concatenated (bounded memory)."""
+    return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
+
+
 def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     """One gradient step on ``loss``."""
     optimizer.zero_grad(set_to_none=True)

@@ -47,6 +47,13 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (10 * torch.log10(1.0 / mse)).mean()
 
 
+def image_scores(output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Validation figures of restored (N, 3, H, W) images against targets: PSNR as ``score`` and ``psnr``, and SSIM."""
+    output = output.clamp(0, 1)
+    value = psnr(output, target).item()
+    return {"score": value, "psnr": value, "ssim": ssim(output, target).item()}
+
+
 def least_squares_gan(prediction: torch.Tensor, target: float) -> torch.Tensor:
     """LSGAN loss (Mao et al.), as Wan et al. use: mean (D(x) - target)^2."""
     return (prediction - target).square().mean()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,22 +37,30 @@ from oldphoto.registry import (
     VAE_OLD_MODEL,
     get_spec,
 )
-from oldphoto.training.data import CropPool, damaged_batch, image_batch, list_images
+from oldphoto.training.data import (
+    CropPool,
+    damaged_batch,
+    image_batch,
+    list_images,
+    split_held_out,
+)
 from oldphoto.training.loop import (
     Schedule,
     SingleNetworkRecipe,
     TrainState,
+    in_batches,
     optimise,
     run,
 )
-from oldphoto.training.losses import least_squares_gan, psnr, restoration_loss, ssim
+from oldphoto.training.losses import (
+    image_scores,
+    least_squares_gan,
+    psnr,
+    restoration_loss,
+)
 from oldphoto.weights import load_network_from
 
 log = logging.getLogger(__name__)
-
-HELD_OUT_EVERY = 20
-"""Every 20th real old photo (sorted by path) is held out of training, for validation and contact sheets."""
-
 
 @dataclass(frozen=True)
 class GlobalTrainConfig:
@@ -87,12 +94,6 @@ class GlobalTrainConfig:
     """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
 
 
-def split_real(files: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(training, held-out) real old photos: every HELD_OUT_EVERY-th file is held out."""
-    held_out = [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
-    return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY != 0], held_out
-
-
 class _Base:
     """What every global-restoration recipe shares: seeded data, stamps, presets, fixed validation pairs."""
 
@@ -117,9 +118,6 @@ class _Base:
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(self.name).config)}
 
-    def batched(self, fn, *tensors: torch.Tensor, size: int = 4) -> torch.Tensor:
-        """Apply ``fn`` to the validation tensors in small batches (bounded memory) and concatenate."""
-        return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
 
 
 def _vae_step(vae: VAE, images: torch.Tensor, config: GlobalTrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
@@ -148,9 +146,7 @@ class VaeCleanRecipe(_Base, SingleNetworkRecipe):
         return {"loss": loss.item(), **figures}
 
     def validate(self) -> dict[str, float]:
-        reconstruction = self.batched(self.network, self.val_clean)
-        value = psnr(reconstruction, self.val_clean).item()
-        return {"score": value, "psnr": value, "ssim": ssim(reconstruction.clamp(0, 1), self.val_clean).item()}
+        return image_scores(in_batches(self.network, self.val_clean), self.val_clean)
 
 
 class VaeOldRecipe(_Base):
@@ -160,7 +156,7 @@ class VaeOldRecipe(_Base):
         super().__init__(config)
         if not config.real:
             raise DataError("vae-old needs real old photos: pass --real ../shared/data/real_old")
-        train_real, held_out = split_real(list_images(config.real))
+        train_real, held_out = split_held_out(list_images(config.real))
         self.real_pool = CropPool(train_real, crop=config.crop)
         self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), np.random.default_rng(20_000 + config.seed), config.val_samples)
         self.vae = get_spec(self.name).build()
@@ -192,12 +188,12 @@ class VaeOldRecipe(_Base):
         return {"loss": (loss_x + loss_r).item(), "adv": confusion.item(), "d": d_loss.item(), **figures}
 
     def validate(self) -> dict[str, float]:
-        synthetic = self.batched(self.vae, self.val_degraded)
-        real = self.batched(self.vae, self.val_real)
+        synthetic = in_batches(self.vae, self.val_degraded)
+        real = in_batches(self.vae, self.val_real)
         psnr_x = psnr(synthetic, self.val_degraded).item()
         psnr_r = psnr(real, self.val_real).item()
-        mean_x = self.batched(lambda t: self.vae.encode(t)[0], self.val_degraded)
-        mean_r = self.batched(lambda t: self.vae.encode(t)[0], self.val_real)
+        mean_x = in_batches(lambda t: self.vae.encode(t)[0], self.val_degraded)
+        mean_r = in_batches(lambda t: self.vae.encode(t)[0], self.val_real)
         # How well the discriminator still separates the domains (0.5 = aligned).
         score_x = self.discriminator(mean_x).mean((1, 2, 3))
         score_r = self.discriminator(mean_r).mean((1, 2, 3))
@@ -232,9 +228,7 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
         return {"loss": loss.item(), "latent": latent_loss.item()}
 
     def validate(self) -> dict[str, float]:
-        restored = self.batched(self.restore, self.val_degraded, self.val_mask).clamp(0, 1)
-        value = psnr(restored, self.val_clean).item()
-        return {"score": value, "psnr": value, "ssim": ssim(restored, self.val_clean).item()}
+        return image_scores(in_batches(self.restore, self.val_degraded, self.val_mask), self.val_clean)
 
 
 class AblationRecipe(_Base, SingleNetworkRecipe):
@@ -252,9 +246,7 @@ class AblationRecipe(_Base, SingleNetworkRecipe):
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:
-        restored = self.batched(self.network, self.val_degraded, self.val_mask).clamp(0, 1)
-        value = psnr(restored, self.val_clean).item()
-        return {"score": value, "psnr": value, "ssim": ssim(restored, self.val_clean).item()}
+        return image_scores(in_batches(self.network, self.val_degraded, self.val_mask), self.val_clean)
 
 
 RECIPES = {recipe.name: recipe for recipe in (VaeCleanRecipe, VaeOldRecipe, MappingRecipe, AblationRecipe)}

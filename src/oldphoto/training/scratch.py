@@ -24,6 +24,7 @@ from oldphoto.training.loop import (
     Schedule,
     SingleNetworkRecipe,
     TrainState,
+    in_batches,
     optimise,
     run,
 )
@@ -83,8 +84,14 @@ def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None)
 
 
 @torch.inference_mode()
+def scratch_probabilities(network: ScratchUNet, gray: torch.Tensor) -> np.ndarray:
+    """(N, 1, H, W) luma -> (N, H, W) damage probabilities, four crops at a time."""
+    return in_batches(lambda batch: torch.sigmoid(network(batch)), gray)[:, 0].numpy()
+
+
+@torch.inference_mode()
 def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> ValidationResult:
-    probability = torch.cat([torch.sigmoid(network(gray[i : i + 4])) for i in range(0, len(gray), 4)])[:, 0].numpy()
+    probability = scratch_probabilities(network, gray)
     best = None
     for threshold in THRESHOLDS:
         counts = MaskCounts.of(probability > threshold, truth)
