@@ -45,6 +45,7 @@ from oldphoto.weights import load_network
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class FaceTrainConfig:
     data: tuple[str, ...]

@@ -62,6 +62,7 @@ from oldphoto.weights import load_network_from
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class GlobalTrainConfig:
     model: str
