@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from oldphoto.errors import DataError
 from oldphoto.imageio import save_rgb
@@ -130,17 +130,23 @@ def test_train_command_runs_and_reports(tmp_path):
     assert bad.exit_code == 2 and "multiples of 4" in bad.output
 
 
-def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
+def _face_folder(folder):
+    """Three shifted copies of the shipped face fixture and one landscape without a face."""
     from pathlib import Path
 
     from oldphoto.imageio import load_rgb
-    from oldphoto.training.data import split_held_out
-    from oldphoto.training.faces import FaceTrainConfig, train_face
 
     fixture = load_rgb(Path(__file__).parent / "fixtures" / "face-1870.jpg")
     for i in range(3):
-        save_rgb(tmp_path / "faces" / f"{i}.png", np.roll(fixture, i, axis=1))
-    save_rgb(tmp_path / "faces" / "3-landscape.png", smooth_image(96, 96))
+        save_rgb(folder / f"{i}.png", np.roll(fixture, i, axis=1))
+    save_rgb(folder / "3-landscape.png", smooth_image(96, 96))
+
+
+def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
+    from oldphoto.training.data import split_held_out
+    from oldphoto.training.faces import FaceTrainConfig, train_face
+
+    _face_folder(tmp_path / "faces")
     train, held_out = split_held_out(sorted((tmp_path / "faces").iterdir()))
     assert held_out == [tmp_path / "faces" / "0.png"] and len(train) == 3
     config = FaceTrainConfig(
@@ -157,3 +163,24 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
     assert state.step == 2 and np.isfinite(state.best["psnr"])
     # Two training faces aligned (the landscape has none) and cached for the next run.
     assert load_file(config.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2
+
+
+def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
+    """--after-global: the refiner's inputs are the damaged faces passed through the installed global stage;
+    --init: training starts from the given weights exactly."""
+    from oldphoto.training.faces import FaceRecipe, FaceTrainConfig, global_stage_on_faces
+
+    _face_folder(tmp_path / "faces")
+    base = dict(data=(str(tmp_path / "faces"),), checkpoint=str(tmp_path / "run" / "checkpoint.pt"), crop=64, val_samples=1)
+    raw = FaceRecipe(FaceTrainConfig(**base, after_global=False))
+    after = FaceRecipe(FaceTrainConfig(**base, after_global=True))
+    torch.testing.assert_close(raw.val_clean, after.val_clean)  # same seed, same damage
+    torch.testing.assert_close(after.val_degraded, global_stage_on_faces()(raw.val_degraded))
+    assert (after.val_degraded - raw.val_degraded).abs().mean() > 0.005
+
+    # Weights no seeded initialisation would produce.
+    shifted = {k: (v + 0.125).contiguous() for k, v in after.network.state_dict().items()}
+    save_file(shifted, str(tmp_path / "init.safetensors"))
+    started = FaceRecipe(FaceTrainConfig(**base, init=str(tmp_path / "init.safetensors")))
+    for name, value in started.network.state_dict().items():
+        torch.testing.assert_close(value, shifted[name])

@@ -172,6 +172,17 @@ def face(
     validate_every: ValidateEvery = 250,
     val_samples: Annotated[int, typer.Option(help="Held-out faces used for validation.", rich_help_panel=SCHEDULE)] = 16,
     ssim_weight: Annotated[float, typer.Option(help="Weight of 1 - SSIM beside L1.", rich_help_panel=LOSSES)] = 0.2,
+    after_global: Annotated[
+        bool,
+        typer.Option(
+            "--after-global/--raw-damage",
+            help="Feed the refiner damaged faces passed through the installed global stage (as restore does), or the raw damaged faces.",
+            rich_help_panel=DATA,
+        ),
+    ] = True,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from these refiner weights (fine-tuning) instead of random ones.", rich_help_panel=SCHEDULE)
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-refine.safetensors"),
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face/checkpoint.pt"),
     resume: Resume = False,
@@ -194,5 +205,7 @@ def face(
         validate_every=validate_every,
         val_samples=val_samples,
         ssim_weight=ssim_weight,
+        after_global=after_global,
+        init=None if init is None else str(init),
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

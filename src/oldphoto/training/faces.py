@@ -7,7 +7,10 @@ the first ``val_samples`` of them validate during training, and all of them serv
 
 Damage: by default the ``bopbtl`` preset without structured damage - blur, noise, low resolution and
 JPEG, i.e. what the global stage leaves behind or cannot undo on a small face (scratches are the
-global stage's job). Losses: L1 + SSIM; no adversarial term (see ``weights/README.md``).
+global stage's job). With ``after_global`` (the default) the damaged face is first passed through the
+installed global stage, because that is what ``restore`` hands the refiner: a refiner trained on raw
+damaged faces learns to undo damage the global stage has already removed, and adds little after it.
+Losses: L1 + SSIM; no adversarial term (see ``weights/README.md``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import torch
 
 from oldphoto.degrade import DamageStamps, degrade_image, get_preset, override
 from oldphoto.errors import DataError
-from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, get_spec
+from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
+from oldphoto.restore.global_ import triplet_restore
 from oldphoto.training.data import (
     list_images,
     readable_images,
@@ -41,7 +45,7 @@ from oldphoto.training.loop import (
     run,
 )
 from oldphoto.training.losses import image_scores, psnr, restoration_loss
-from oldphoto.weights import load_network
+from oldphoto.weights import load_network, load_network_from
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,10 @@ class FaceTrainConfig:
     validate_every: int = 250
     val_samples: int = 16
     ssim_weight: float = 0.2
+    after_global: bool = True
+    """Train on damaged faces passed through the installed global stage (what ``restore`` feeds the refiner)."""
+    init: str | None = None
+    """Start from these refiner weights (safetensors) instead of a random initialisation."""
 
 
 def largest_faces_aligned(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray]]:
@@ -109,6 +117,19 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
     return to_batch(clean), to_batch(degraded)
 
 
+def global_stage_on_faces():
+    """The installed global stage as a function of a (B, 3, S, S) batch in [0, 1] with no scratch mask ->
+    (B, 3, S, S) in [0, 1] (networks frozen, in eval mode)."""
+    vae_old, mapping, vae_clean = (load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL))
+
+    def restore(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            no_damage = torch.zeros_like(batch[:, :1])
+            return triplet_restore(torch.cat([batch, no_damage], dim=1), vae_old, mapping, vae_clean).clone()
+
+    return restore
+
+
 class FaceRecipe(SingleNetworkRecipe):
     name = FACE_MODEL
 
@@ -123,11 +144,14 @@ class FaceRecipe(SingleNetworkRecipe):
         self.faces = aligned_faces(train_files, cache)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
         self.preset = override(get_preset(config.preset), structured=config.structured)
+        self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
-        self.val_clean, self.val_degraded = damaged_faces(
+        self.val_clean, val_degraded = damaged_faces(
             val_faces, range(len(val_faces)), self.preset, self.stamps, np.random.default_rng(10_000 + config.seed), FACE_SIZE
         )
-        self.network = get_spec(FACE_MODEL).build()
+        self.val_degraded = in_batches(self.before_refiner, val_degraded)
+        spec = get_spec(FACE_MODEL)
+        self.network = spec.build() if config.init is None else load_network_from(spec, config.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:
@@ -136,7 +160,7 @@ class FaceRecipe(SingleNetworkRecipe):
     def train_step(self, step: int) -> dict[str, float]:
         indices = self.rng.integers(0, len(self.faces), self.config.batch_size)
         clean, degraded = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
-        loss = restoration_loss(self.network(degraded), clean, self.config.ssim_weight)
+        loss = restoration_loss(self.network(self.before_refiner(degraded)), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
         return {"loss": loss.item()}
 
