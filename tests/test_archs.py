@@ -129,3 +129,14 @@ def test_latent_discriminator_scores_patches():
     scores = discriminator(torch.randn(2, 8, 16, 16))
     assert scores.shape == (2, 1, 4, 4)
     assert_every_parameter_learns(discriminator, scores.mean())
+
+
+def test_face_refiner_condition_defaults_to_the_face_and_steers_the_output():
+    from oldphoto.archs.face_refine import FaceRefineConfig, FaceRefiner
+
+    torch.manual_seed(0)
+    refiner = FaceRefiner(FaceRefineConfig(channels=(4, 8, 8), blocks=1, condition_hidden=4)).eval()
+    face, other = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(refiner(face), refiner(face, face))
+        assert (refiner(face, other) - refiner(face)).abs().max() > 1e-3

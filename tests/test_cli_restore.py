@@ -133,7 +133,14 @@ def test_fp16_on_cpu_is_a_clear_error(album, tmp_path, random_scratch_model):
     assert "--fp16" in result.output
 
 
-def test_models_list_and_verify(random_scratch_model):
+def test_models_list_and_verify(random_scratch_model, monkeypatch):
+    import dataclasses
+
+    from oldphoto import registry
+
+    entries = dict(registry.REGISTRY)
+    entries["restore-unet"] = dataclasses.replace(entries["restore-unet"], weights_file="not-installed.safetensors")
+    monkeypatch.setattr(registry, "REGISTRY", entries)
     listing = invoke("models", "list")
     assert listing.exit_code == 0
     assert "scratch-unet" in listing.output and "present" in listing.output and "missing" in listing.output
@@ -159,3 +166,20 @@ def test_caveats_of_models_in_use_are_shown(album, tmp_path, random_scratch_mode
     assert result.exit_code == 0
     assert "not ready for real scans" in result.output
     assert "preliminary" in invoke("models", "list").output
+
+
+def test_global_model_option_runs_the_ablation_network(tmp_path):
+    """--global-model restore-unet swaps the shipped triplet for the shipped direct U-Net."""
+    from oldphoto.imageio import load_rgb
+
+    photo = make_photo(tmp_path / "in" / "p.png")
+    outputs = {}
+    for model in ("triplet", "restore-unet"):
+        result = CliRunner().invoke(
+            app, ["restore", str(photo), "-o", str(tmp_path / model), "--no-scratch", "--no-faces", "--global-model", model]
+        )
+        assert result.exit_code == 0, result.output
+        outputs[model] = load_rgb(tmp_path / model / "p.png")
+    assert np.abs(outputs["triplet"] - outputs["restore-unet"]).mean() > 1e-3
+    bad = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "x"), "--global-model", "vgg"])
+    assert bad.exit_code == 2

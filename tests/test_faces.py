@@ -148,3 +148,40 @@ def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_glob
     assert report["images"][0]["faces_found"] is not None
     bad = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "x"), "--face-strength", "1.5"])
     assert bad.exit_code == 2
+
+
+def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_registry_says_so(
+    monkeypatch, random_global_models, random_face_model
+):
+    import dataclasses
+
+    from oldphoto import registry
+    from oldphoto.restore import pipeline
+    from oldphoto.restore.faces import FaceResult, refine_faces
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer
+    from oldphoto.runtime import make_runtime
+
+    photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    runtime = make_runtime("cpu")
+    conditions = []
+
+    def spy(rgb, detector, refiner, runtime, strength, original=None):
+        conditions.append(original)
+        return FaceResult(rgb, [])
+
+    monkeypatch.setattr(pipeline, "refine_faces", spy)
+    for settings in ({}, {"condition": "original"}):
+        entries = dict(registry.REGISTRY)
+        entries[registry.FACE_MODEL] = dataclasses.replace(random_face_model, settings=settings)
+        monkeypatch.setattr(registry, "REGISTRY", entries)
+        Restorer(runtime, RestoreOptions(scratches=False)).restore(photo)
+    assert conditions[0] is None and np.array_equal(conditions[1], photo)
+
+    # The condition reaches the refiner: a different "before" photo changes the face, and only the face.
+    network = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False)).networks
+    detector, refiner = network[registry.FACE_DETECTOR_MODEL], network[registry.FACE_MODEL]
+    own = refine_faces(photo, detector, refiner, runtime).pixels
+    before = np.clip(photo + np.random.default_rng(0).normal(0, 0.2, photo.shape), 0, 1).astype(np.float32)
+    conditioned = refine_faces(photo, detector, refiner, runtime, original=before).pixels
+    assert np.abs(conditioned - own).max() > 1e-3
+    assert np.array_equal(conditioned[:30], own[:30]) and np.array_equal(conditioned[:30], photo[:30])

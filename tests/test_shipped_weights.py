@@ -74,3 +74,17 @@ def test_shipped_global_models_restore_a_noisy_scratched_sample():
     # The scratches themselves are filled: inside the mask the error drops by more than half.
     inside = truth > 0
     assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()
+
+
+def test_shipped_ablation_restores_a_noisy_scratched_sample():
+    from oldphoto.evaluation.metrics import ssim
+    from oldphoto.registry import ABLATION_MODEL
+    from oldphoto.restore.global_ import restore_global_direct
+
+    clean, damaged, truth = scratched_sample()
+    noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
+    restored = restore_global_direct(noisy, truth, load_network(get_spec(ABLATION_MODEL)), make_runtime("cpu"))
+    assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
+    assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
+    inside = truth > 0
+    assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()

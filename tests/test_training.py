@@ -174,9 +174,15 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     base = dict(data=(str(tmp_path / "faces"),), checkpoint=str(tmp_path / "run" / "checkpoint.pt"), crop=64, val_samples=1)
     raw = FaceRecipe(FaceTrainConfig(**base, after_global=False))
     after = FaceRecipe(FaceTrainConfig(**base, after_global=True))
-    torch.testing.assert_close(raw.val_clean, after.val_clean)  # same seed, same damage
-    torch.testing.assert_close(after.val_degraded, global_stage_on_faces()(raw.val_degraded))
-    assert (after.val_degraded - raw.val_degraded).abs().mean() > 0.005
+    torch.testing.assert_close(raw.val_degraded, after.val_degraded)  # same seed, same damage
+    no_damage = torch.zeros_like(raw.val_degraded[:, :1])
+    torch.testing.assert_close(after.val_input, global_stage_on_faces()(raw.val_degraded, no_damage))
+    torch.testing.assert_close(raw.val_input, raw.val_degraded)
+    assert (after.val_input - raw.val_input).abs().mean() > 0.005
+    # The refiner is conditioned on the face before the global stage unless told otherwise.
+    assert after.condition(after.val_input, after.val_degraded) is after.val_degraded
+    own = FaceRecipe(FaceTrainConfig(**base, condition_on_original=False))
+    assert own.condition(own.val_input, own.val_degraded) is own.val_input
 
     # Weights no seeded initialisation would produce.
     shifted = {k: (v + 0.125).contiguous() for k, v in after.network.state_dict().items()}

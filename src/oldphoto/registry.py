@@ -50,8 +50,9 @@ class ModelSpec:
     """sha256 of the shipped safetensors file; None = not trained/shipped yet."""
     contract: InputContract
     description: str
-    settings: Mapping[str, float] = field(default_factory=dict)
-    """Inference settings chosen on validation data (e.g. the scratch threshold)."""
+    settings: Mapping[str, float | str] = field(default_factory=dict)
+    """Inference settings chosen on validation data (e.g. the scratch threshold), or fixed by how the weights
+    were trained (e.g. what the face refiner is conditioned on)."""
     caveat: str | None = None
     """Why shipped weights are not yet fit for general use (shown by `models list` and `restore`), or None."""
 
@@ -141,9 +142,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="restore_unet:RestoreUNet",
         config=RestoreUNetConfig(),
         weights_file="restore-unet.safetensors",
-        sha256=None,
+        sha256="51446560f9835f030079b55d836fcf157d8e23649e730f54caed96c283c94114",
         contract=InputContract(channels=3, size_multiple=8),
-        description="Ablation only (not used by restore): direct image-to-image residual U-Net for global restoration",
+        description="The ablation: direct image-to-image residual U-Net for global restoration (restore --global-model restore-unet)",
     ),
     ModelSpec(
         name=FACE_DETECTOR_MODEL,
@@ -163,7 +164,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="face_refine:FaceRefiner",
         config=FaceRefineConfig(),
         weights_file="face-refine.safetensors",
-        sha256="fb67ea86b80d6b74dbe198cf949fb915c2bc3c1d7b3775fd7926ad9b77cb4726",
+        sha256="44895cdeb2385edce9c478eb0c2bce019809d84726b37dbb4619dd2839877b8c",
         contract=InputContract(channels=3, size_multiple=8),
         description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
         caveat=(

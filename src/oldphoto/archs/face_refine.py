@@ -62,7 +62,12 @@ class SPADEResBlock(nn.Module):
 
 
 class FaceRefiner(nn.Module):
-    """(N, 3, S, S) aligned face in [0, 1], S a multiple of 8 -> (N, 3, S, S) refined face (unclamped)."""
+    """(N, 3, S, S) aligned face in [0, 1], S a multiple of 8 -> (N, 3, S, S) refined face (unclamped).
+
+    ``condition`` (N, 3, S, S) in [0, 1], default the face itself, is what the SPADE blocks modulate with: in
+    ``restore`` the same face cut from the photo *before* global restoration, which still holds the detail
+    the global stage smoothed away, while ``face`` is the globally restored crop the residual is added to.
+    """
 
     size_multiple = 8
 
@@ -85,9 +90,9 @@ class FaceRefiner(nn.Module):
         self.to_rgb = nn.Conv2d(c0, 3 * 4, 3, padding=1)
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
-    def forward(self, face: torch.Tensor) -> torch.Tensor:
-        condition = face - 0.5
-        skip0 = self.enc0(self.act(self.in0(F.pixel_unshuffle(condition, 2))))
+    def forward(self, face: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        condition = (face if condition is None else condition) - 0.5
+        skip0 = self.enc0(self.act(self.in0(F.pixel_unshuffle(face - 0.5, 2))))
         skip1 = self.enc1(self.act(self.in1(F.pixel_unshuffle(skip0, 2))))
         x = self.bottleneck(self.act(self.in2(F.pixel_unshuffle(skip1, 2))))
         x = self.dec2(x, condition)

@@ -42,6 +42,11 @@ from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
 log = logging.getLogger(__name__)
 
 
+class GlobalModel(str, Enum):
+    triplet = "triplet"
+    restore_unet = "restore-unet"
+
+
 class OutputExt(str, Enum):
     png = "png"
     jpg = "jpg"
@@ -106,6 +111,14 @@ def restore(
             rich_help_panel=STAGES,
         ),
     ] = True,
+    global_model: Annotated[
+        GlobalModel,
+        typer.Option(
+            help="Global network: 'triplet' (the paper's VAE_A -> mapping -> VAE_B) or 'restore-unet' (the direct "
+            "residual U-Net of the ablation: keeps more fine detail, leaves warm casts warmer).",
+            rich_help_panel=STAGES,
+        ),
+    ] = GlobalModel.triplet,
     faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)] = True,
     face_strength: Annotated[
         float,
@@ -133,7 +146,11 @@ def restore(
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
     options = RestoreOptions(
-        scratches=with_scratch, global_restoration=global_restoration, faces=faces, face_strength=face_strength
+        scratches=with_scratch,
+        global_restoration=global_restoration,
+        faces=faces,
+        face_strength=face_strength,
+        global_model=global_model.value,
     )
     found, problems = discover_inputs(inputs, recursive=recursive)
     for problem in problems:

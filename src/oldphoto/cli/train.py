@@ -180,6 +180,13 @@ def face(
             rich_help_panel=DATA,
         ),
     ] = True,
+    condition: Annotated[
+        str,
+        typer.Option(
+            help="What the SPADE blocks modulate with: 'original' (the damaged face before the global stage) or 'input' (the refiner's own input).",
+            rich_help_panel=DATA,
+        ),
+    ] = "original",
     init: Annotated[
         Path | None, typer.Option(help="Start from these refiner weights (fine-tuning) instead of random ones.", rich_help_panel=SCHEDULE)
     ] = None,
@@ -189,6 +196,9 @@ def face(
 ) -> None:
     """Train the face refiner on aligned faces (found and aligned as `restore` does) with damage drawn on the fly."""
     from oldphoto.training.faces import FaceTrainConfig, train_face
+
+    if condition not in ("original", "input"):
+        raise typer.BadParameter("must be 'original' or 'input'", param_hint="--condition")
 
     config = FaceTrainConfig(
         data=tuple(map(str, data)),
@@ -206,6 +216,7 @@ def face(
         val_samples=val_samples,
         ssim_weight=ssim_weight,
         after_global=after_global,
+        condition_on_original=condition == "original",
         init=None if init is None else str(init),
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

@@ -21,11 +21,18 @@ class FaceResult:
     """Every face found (and refined), largest first."""
 
 
-def refine_face_crop(crop: np.ndarray, refiner: nn.Module, runtime: Runtime) -> np.ndarray:
-    """(S, S, 3) aligned face in [0, 1] -> refined (S, S, 3) in [0, 1], tone matched to the input."""
-    tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None]
+def refine_face_crop(
+    crop: np.ndarray, refiner: nn.Module, runtime: Runtime, condition: np.ndarray | None = None
+) -> np.ndarray:
+    """(S, S, 3) aligned face in [0, 1] (and optionally the refiner's (S, S, 3) condition, the same face before
+    global restoration) -> refined (S, S, 3) in [0, 1], tone matched to ``crop``."""
+
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        return batch.to(device=runtime.device, dtype=runtime.dtype)
+
     with torch.inference_mode():
-        out = refiner(tensor.to(device=runtime.device, dtype=runtime.dtype)).clamp(0.0, 1.0)
+        out = refiner(tensor(crop), None if condition is None else tensor(condition)).clamp(0.0, 1.0)
     refined = out[0].to(device="cpu", dtype=torch.float32).permute(1, 2, 0).numpy()
     return match_tone(refined, crop)
 
@@ -37,11 +44,15 @@ def refine_faces(
     runtime: Runtime,
     strength: float = 1.0,
     settings: DetectorSettings = DetectorSettings(),
+    original: np.ndarray | None = None,
 ) -> FaceResult:
     """Refine every face in a (globally restored) photo.
 
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
+        original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
+            cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
+            stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
         detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops).
         refiner: face refinement network (runs on ``runtime.device``).
         strength: 0 = the input unchanged, 1 = refined faces fully blended in.
@@ -54,6 +65,7 @@ def refine_faces(
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
     for face in reversed(faces):
         aligned = align_face(result, face.landmarks)
-        refined = refine_face_crop(aligned.pixels, refiner, runtime)
+        condition = None if original is None else align_face(original, face.landmarks).pixels
+        refined = refine_face_crop(aligned.pixels, refiner, runtime, condition)
         result = paste_face(result, refined, aligned.matrix, strength)
     return FaceResult(result, faces)

@@ -143,7 +143,7 @@ class Restorer:
     def restore(self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> RestoreResult:
         """Restore one photo: (H, W, 1|3) float32 in [0, 1] -> :class:`RestoreResult` of the same shape."""
         grayscale = pixels.shape[2] == 1
-        rgb = to_rgb(pixels)
+        rgb = original = to_rgb(pixels)
         result = RestoreResult(pixels=rgb, mask=None)
         tiles = 0
 
@@ -188,8 +188,14 @@ class Restorer:
             result.stage_seconds["inpaint"] = time.perf_counter() - started
         if self.options.faces:
             started = time.perf_counter()
+            conditioned = self.specs[FACE_MODEL].settings.get("condition") == "original"
             faces = refine_faces(
-                rgb, self.networks[FACE_DETECTOR_MODEL], self.networks[FACE_MODEL], self.runtime, self.options.face_strength
+                rgb,
+                self.networks[FACE_DETECTOR_MODEL],
+                self.networks[FACE_MODEL],
+                self.runtime,
+                self.options.face_strength,
+                original=original if conditioned else None,
             )
             rgb, result.faces_found = faces.pixels, len(faces.faces)
             result.stage_seconds["faces"] = time.perf_counter() - started

@@ -69,6 +69,9 @@ class FaceTrainConfig:
     ssim_weight: float = 0.2
     after_global: bool = True
     """Train on damaged faces passed through the installed global stage (what ``restore`` feeds the refiner)."""
+    condition_on_original: bool = True
+    """Modulate (SPADE) with the damaged face as it was before the global stage, as ``restore`` does for a
+    model whose registry setting ``condition`` is ``"original"``; else with the refiner's own input."""
     init: str | None = None
     """Start from these refiner weights (safetensors) instead of a random initialisation."""
 
@@ -102,8 +105,9 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
 
 
 def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Generator, crop: int):
-    """(clean, degraded) (B, 3, crop, crop) tensors from the aligned uint8 crops at ``indices``."""
-    clean, degraded = [], []
+    """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
+    damage tensors from the aligned uint8 crops at ``indices``."""
+    clean, degraded, mask = [], [], []
     for index in indices:
         face = faces[int(index)].astype(np.float32) / 255.0
         if crop < FACE_SIZE:
@@ -114,18 +118,18 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
         sample = degrade_image(np.ascontiguousarray(face), preset, rng, stamps)
         clean.append(sample.clean)
         degraded.append(sample.degraded)
-    return to_batch(clean), to_batch(degraded)
+        mask.append(sample.mask[:, :, None])
+    return to_batch(clean), to_batch(degraded), to_batch(mask)
 
 
 def global_stage_on_faces():
-    """The installed global stage as a function of a (B, 3, S, S) batch in [0, 1] with no scratch mask ->
-    (B, 3, S, S) in [0, 1] (networks frozen, in eval mode)."""
+    """The installed global stage as a function of a (B, 3, S, S) batch in [0, 1] and its (B, 1, S, S) 0/1
+    damage mask -> (B, 3, S, S) in [0, 1] (networks frozen, in eval mode)."""
     vae_old, mapping, vae_clean = (load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL))
 
-    def restore(batch: torch.Tensor) -> torch.Tensor:
+    def restore(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            no_damage = torch.zeros_like(batch[:, :1])
-            return triplet_restore(torch.cat([batch, no_damage], dim=1), vae_old, mapping, vae_clean).clone()
+            return triplet_restore(torch.cat([batch, mask], dim=1), vae_old, mapping, vae_clean).clone()
 
     return restore
 
@@ -144,12 +148,12 @@ class FaceRecipe(SingleNetworkRecipe):
         self.faces = aligned_faces(train_files, cache)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
         self.preset = override(get_preset(config.preset), structured=config.structured)
-        self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch: batch)
+        self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
-        self.val_clean, val_degraded = damaged_faces(
+        self.val_clean, self.val_degraded, val_mask = damaged_faces(
             val_faces, range(len(val_faces)), self.preset, self.stamps, np.random.default_rng(10_000 + config.seed), FACE_SIZE
         )
-        self.val_degraded = in_batches(self.before_refiner, val_degraded)
+        self.val_input = in_batches(self.before_refiner, self.val_degraded, val_mask)
         spec = get_spec(FACE_MODEL)
         self.network = spec.build() if config.init is None else load_network_from(spec, config.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -159,14 +163,18 @@ class FaceRecipe(SingleNetworkRecipe):
 
     def train_step(self, step: int) -> dict[str, float]:
         indices = self.rng.integers(0, len(self.faces), self.config.batch_size)
-        clean, degraded = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
-        loss = restoration_loss(self.network(self.before_refiner(degraded)), clean, self.config.ssim_weight)
+        clean, degraded, mask = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
+        inputs = self.before_refiner(degraded, mask)
+        loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
         return {"loss": loss.item()}
 
+    def condition(self, inputs: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+        return degraded if self.config.condition_on_original else inputs
+
     def validate(self) -> dict[str, float]:
-        refined = in_batches(self.network, self.val_degraded)
-        return {**image_scores(refined, self.val_clean), "psnr_input": psnr(self.val_degraded, self.val_clean).item()}
+        refined = in_batches(self.network, self.val_input, self.condition(self.val_input, self.val_degraded))
+        return {**image_scores(refined, self.val_clean), "psnr_input": psnr(self.val_input, self.val_clean).item()}
 
 
 def train_face(config: FaceTrainConfig, resume: bool = False, on_step=None) -> TrainState:
