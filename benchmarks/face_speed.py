@@ -1,4 +1,5 @@
-"""Face stage: detection time per photo and refinement time per face (align + refine + tone match + paste).
+"""Face stage: detection time per photo and refinement time per face (align + refine + tone match + paste;
+plus aligning the condition crop when the refiner is conditioned on the photo before global restoration).
 
 Usage: python benchmarks/face_speed.py PHOTO... [--threads 2]
 Speed does not depend on the refiner's weight values, so random weights are used when none are shipped.
@@ -38,7 +39,9 @@ def main() -> None:
         faces = detect_faces(image, detector)
         detection = time.perf_counter() - started
         started = time.perf_counter()
-        refine_faces(image, detector, refiner, runtime)
+        # As restore does when the refiner is conditioned on the photo before global restoration.
+        original = image if spec.settings.get("condition") == "original" else None
+        refine_faces(image, detector, refiner, runtime, original=original)
         whole = time.perf_counter() - started
         refine = max(0.0, whole - detection)
         total_faces += len(faces)

@@ -88,14 +88,14 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="scratch_unet:ScratchUNet",
         config=ScratchUNetConfig(channels=(16, 24, 32, 48, 64), space_to_depth=2),
         weights_file="scratch-unet.safetensors",
-        sha256="f1ea59de70988137fc431199655845fbc08299c052ab0430d90a733cf4c93d74",
+        sha256="93df651af88dfd0abaa9ffbc8b3037c0c2325db289330754e7cb76cf44ad4c7d",
         contract=InputContract(channels=1, size_multiple=32),
         description="U-Net with blur-pool downsampling on native-resolution luma; one logit per pixel",
         # Threshold: best F1 on the validation crops (kodak24); no dilation (F1 and PSNR on held-out pairs are
         # higher without it, and the global stage max-pools the mask onto its 4x4 latent cells anyway).
-        settings={"threshold": 0.55, "dilation": 0},
+        settings={"threshold": 0.725, "dilation": 0},
         caveat=(
-            "preliminary weights (F1 0.33 on held-out synthetic damage, target 0.8): on real scans they catch most "
+            "preliminary weights (F1 0.41 on held-out synthetic damage, target 0.8): on real scans they catch most "
             "bright cracks and torn borders but also mark blobs at hairlines, patterned clothing and thin bright "
             "structures (window frames, ornaments); check with --save-mask"
         ),
@@ -131,8 +131,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(channels=MappingConfig().latent_channels, value_range=(-float("inf"), float("inf"))),
         description="Latent mapping A->B with a partial non-local block",
         caveat=(
-            "preliminary weights (held-out synthetic pairs: +1.3 dB PSNR over the input on the default preset, "
-            "+0.5 dB on bopbtl; target +4 dB): noise, scratches and tone are improved, but fine texture is "
+            "preliminary weights (held-out synthetic pairs: +1.6 dB PSNR over the input on the default preset, "
+            "+0.8 dB on bopbtl; target +4 dB): noise, scratches and tone are improved, but fine texture is "
             "smoothed and thin structures the scratch mask wrongly marks are painted over"
         ),
     ),
@@ -164,7 +164,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="face_refine:FaceRefiner",
         config=FaceRefineConfig(),
         weights_file="face-refine.safetensors",
-        sha256="44895cdeb2385edce9c478eb0c2bce019809d84726b37dbb4619dd2839877b8c",
+        sha256="ab8fecef5c5dc2d253c3ec6e8b638796f2238723f334ce1f1408cbb10c3d165d",
+        # Trained with --condition original: the SPADE blocks see the face before global restoration.
+        settings={"condition": "original"},
         contract=InputContract(channels=3, size_multiple=8),
         description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
         caveat=(
