@@ -50,12 +50,12 @@ def refine_faces(
 
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
-        original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
-            cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
-            stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
         detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops).
         refiner: face refinement network (runs on ``runtime.device``).
         strength: 0 = the input unchanged, 1 = refined faces fully blended in.
+        original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
+            cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
+            stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
     """
     faces = detect_faces(rgb, detector.cpu(), settings)
     if not faces or strength <= 0.0:
