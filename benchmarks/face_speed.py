@@ -14,7 +14,7 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, get_spec
 from oldphoto.restore.face_detect import detect_faces
-from oldphoto.restore.faces import refine_faces
+from oldphoto.restore.faces import conditions_on_original, refine_faces
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_network
 
@@ -40,7 +40,7 @@ def main() -> None:
         detection = time.perf_counter() - started
         started = time.perf_counter()
         # As restore does when the refiner is conditioned on the photo before global restoration.
-        original = image if spec.settings.get("condition") == "original" else None
+        original = image if conditions_on_original(spec) else None
         refine_faces(image, detector, refiner, runtime, original=original)
         whole = time.perf_counter() - started
         refine = max(0.0, whole - detection)

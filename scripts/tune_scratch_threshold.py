@@ -9,16 +9,17 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from safetensors.torch import load_file
 
 from oldphoto.degrade import DamageStamps
-from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.scratch import (
     ScratchTrainConfig,
+    best_threshold,
     make_validation_set,
+    scores_by_threshold,
     scratch_probabilities,
 )
+from oldphoto.weights import load_network_from
 
 
 def main() -> None:
@@ -27,19 +28,15 @@ def main() -> None:
     parser.add_argument("--val", nargs="+", required=True)
     parser.add_argument("--damage-dir", nargs="*", default=[])
     args = parser.parse_args()
-    network = get_spec(SCRATCH_MODEL).build()
-    network.load_state_dict(load_file(args.weights), strict=True)
-    network.eval()
+    network = load_network_from(get_spec(SCRATCH_MODEL), args.weights)
     config = ScratchTrainConfig(data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir))
     gray, truth = make_validation_set(config, DamageStamps(args.damage_dir) if args.damage_dir else None)
-    probability = scratch_probabilities(network, gray)
-    best = None
-    for threshold in np.round(np.arange(0.05, 0.99, 0.025), 3):
-        counts = MaskCounts.of(probability > threshold, truth)
-        print(f"threshold {threshold:.3f}: precision {counts.precision:.3f} recall {counts.recall:.3f} F1 {counts.f1:.3f}")
-        if best is None or counts.f1 > best[1]:
-            best = (threshold, counts.f1)
-    print(f"best: threshold {best[0]:.3f}, F1 {best[1]:.3f}")
+    # A finer grid than training validates with.
+    results = scores_by_threshold(scratch_probabilities(network, gray), truth, np.round(np.arange(0.05, 0.99, 0.025), 3))
+    for result in results:
+        print(f"threshold {result.threshold:.3f}: precision {result.precision:.3f} recall {result.recall:.3f} F1 {result.f1:.3f}")
+    best = best_threshold(results)
+    print(f"best: threshold {best.threshold:.3f}, F1 {best.f1:.3f}")
 
 
 if __name__ == "__main__":

@@ -168,10 +168,14 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path):
 def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     """--after-global: the refiner's inputs are the damaged faces passed through the installed global stage;
     --init: training starts from the given weights exactly."""
-    from oldphoto.training.faces import FaceRecipe, FaceTrainConfig, global_stage_on_faces
+    from oldphoto.training.faces import (
+        FaceRecipe,
+        FaceTrainConfig,
+        global_stage_on_faces,
+    )
 
     _face_folder(tmp_path / "faces")
-    base = dict(data=(str(tmp_path / "faces"),), checkpoint=str(tmp_path / "run" / "checkpoint.pt"), crop=64, val_samples=1)
+    base = {"data": (str(tmp_path / "faces"),), "checkpoint": str(tmp_path / "run" / "checkpoint.pt"), "crop": 64, "val_samples": 1}
     raw = FaceRecipe(FaceTrainConfig(**base, after_global=False))
     after = FaceRecipe(FaceTrainConfig(**base, after_global=True))
     torch.testing.assert_close(raw.val_degraded, after.val_degraded)  # same seed, same damage
@@ -181,7 +185,7 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     assert (after.val_input - raw.val_input).abs().mean() > 0.005
     # The refiner is conditioned on the face before the global stage unless told otherwise.
     assert after.condition(after.val_input, after.val_degraded) is after.val_degraded
-    own = FaceRecipe(FaceTrainConfig(**base, condition_on_original=False))
+    own = FaceRecipe(FaceTrainConfig(**base, condition="input"))
     assert own.condition(own.val_input, own.val_degraded) is own.val_input
 
     # Weights no seeded initialisation would produce.

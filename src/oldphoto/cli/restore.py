@@ -31,6 +31,7 @@ from oldphoto.imageio import (
     save_rgb,
     write_photo,
 )
+from oldphoto.registry import ABLATION_MODEL
 from oldphoto.restore.pipeline import (
     RestoreOptions,
     Restorer,
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 class GlobalModel(str, Enum):
     triplet = "triplet"
-    restore_unet = "restore-unet"
+    restore_unet = ABLATION_MODEL
 
 
 class OutputExt(str, Enum):

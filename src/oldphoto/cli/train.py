@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,11 @@ import typer
 from oldphoto.cli.common import console, library_errors, progress_bar
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
+
+class FaceCondition(str, Enum):
+    original = "original"
+    input = "input"
+
 
 DATA = "Data"
 SCHEDULE = "Schedule"
@@ -181,12 +187,12 @@ def face(
         ),
     ] = True,
     condition: Annotated[
-        str,
+        FaceCondition,
         typer.Option(
             help="What the SPADE blocks modulate with: 'original' (the damaged face before the global stage) or 'input' (the refiner's own input).",
             rich_help_panel=DATA,
         ),
-    ] = "original",
+    ] = FaceCondition.original,
     init: Annotated[
         Path | None, typer.Option(help="Start from these refiner weights (fine-tuning) instead of random ones.", rich_help_panel=SCHEDULE)
     ] = None,
@@ -196,9 +202,6 @@ def face(
 ) -> None:
     """Train the face refiner on aligned faces (found and aligned as `restore` does) with damage drawn on the fly."""
     from oldphoto.training.faces import FaceTrainConfig, train_face
-
-    if condition not in ("original", "input"):
-        raise typer.BadParameter("must be 'original' or 'input'", param_hint="--condition")
 
     config = FaceTrainConfig(
         data=tuple(map(str, data)),
@@ -216,7 +219,7 @@ def face(
         val_samples=val_samples,
         ssim_weight=ssim_weight,
         after_global=after_global,
-        condition_on_original=condition == "original",
+        condition=condition.value,
         init=None if init is None else str(init),
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

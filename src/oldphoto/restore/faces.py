@@ -8,9 +8,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from oldphoto.registry import ModelSpec
 from oldphoto.restore.face_align import align_face, match_tone, paste_face
 from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
 from oldphoto.runtime import Runtime
+
+CONDITION_ORIGINAL = "original"
+"""Registry setting ``condition`` of a refiner trained to be conditioned on the photo before global restoration
+(``oldphoto train face --condition original``); any other value (or none): conditioned on its own input."""
+
+
+def conditions_on_original(spec: ModelSpec) -> bool:
+    """Whether ``refine_faces`` must be given the photo before global restoration for this refiner."""
+    return spec.settings.get("condition") == CONDITION_ORIGINAL
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
-from oldphoto.restore.faces import refine_faces
+from oldphoto.restore.faces import conditions_on_original, refine_faces
 from oldphoto.restore.global_ import (
     is_black_and_white,
     restore_global,
@@ -188,14 +188,13 @@ class Restorer:
             result.stage_seconds["inpaint"] = time.perf_counter() - started
         if self.options.faces:
             started = time.perf_counter()
-            conditioned = self.specs[FACE_MODEL].settings.get("condition") == "original"
             faces = refine_faces(
                 rgb,
                 self.networks[FACE_DETECTOR_MODEL],
                 self.networks[FACE_MODEL],
                 self.runtime,
                 self.options.face_strength,
-                original=original if conditioned else None,
+                original=original if conditions_on_original(self.specs[FACE_MODEL]) else None,
             )
             rgb, result.faces_found = faces.pixels, len(faces.faces)
             result.stage_seconds["faces"] = time.perf_counter() - started

@@ -26,9 +26,17 @@ import torch
 
 from oldphoto.degrade import DamageStamps, degrade_image, get_preset, override
 from oldphoto.errors import DataError
-from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
+from oldphoto.registry import (
+    FACE_DETECTOR_MODEL,
+    FACE_MODEL,
+    MAPPING_MODEL,
+    VAE_CLEAN_MODEL,
+    VAE_OLD_MODEL,
+    get_spec,
+)
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
+from oldphoto.restore.faces import CONDITION_ORIGINAL
 from oldphoto.restore.global_ import triplet_restore
 from oldphoto.training.data import (
     list_images,
@@ -69,9 +77,10 @@ class FaceTrainConfig:
     ssim_weight: float = 0.2
     after_global: bool = True
     """Train on damaged faces passed through the installed global stage (what ``restore`` feeds the refiner)."""
-    condition_on_original: bool = True
-    """Modulate (SPADE) with the damaged face as it was before the global stage, as ``restore`` does for a
-    model whose registry setting ``condition`` is ``"original"``; else with the refiner's own input."""
+    condition: str = CONDITION_ORIGINAL
+    """What the SPADE blocks modulate with: ``"original"``, the damaged face as it was before the global stage
+    (as ``restore`` does for a model with this registry setting ``condition``), or ``"input"``, the refiner's own
+    input. Copy it into the registry entry of the weights this run ships."""
     init: str | None = None
     """Start from these refiner weights (safetensors) instead of a random initialisation."""
 
@@ -127,9 +136,10 @@ def global_stage_on_faces():
     damage mask -> (B, 3, S, S) in [0, 1] (networks frozen, in eval mode)."""
     vae_old, mapping, vae_clean = (load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL))
 
+    # no_grad, not inference_mode: the results are training inputs, which autograd may have to save.
+    @torch.no_grad()
     def restore(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return triplet_restore(torch.cat([batch, mask], dim=1), vae_old, mapping, vae_clean).clone()
+        return triplet_restore(torch.cat([batch, mask], dim=1), vae_old, mapping, vae_clean)
 
     return restore
 
@@ -170,7 +180,7 @@ class FaceRecipe(SingleNetworkRecipe):
         return {"loss": loss.item()}
 
     def condition(self, inputs: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-        return degraded if self.config.condition_on_original else inputs
+        return degraded if self.config.condition == CONDITION_ORIGINAL else inputs
 
     def validate(self) -> dict[str, float]:
         refined = in_batches(self.network, self.val_input, self.condition(self.val_input, self.val_degraded))

@@ -120,7 +120,6 @@ class _Base:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(self.name).config)}
 
 
-
 def _vae_step(vae: VAE, images: torch.Tensor, config: GlobalTrainConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Reconstruction + KL of one batch; returns (loss, latent mean, figures)."""
     mean, log_variance = vae.encode(images)

@@ -89,15 +89,23 @@ def scratch_probabilities(network: ScratchUNet, gray: torch.Tensor) -> np.ndarra
     return in_batches(lambda batch: torch.sigmoid(network(batch)), gray)[:, 0].numpy()
 
 
+def scores_by_threshold(probability: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> list[ValidationResult]:
+    """Mask figures of ``probability > t`` against ``truth`` (both (N, H, W)) for each threshold t."""
+    results = []
+    for threshold in thresholds:
+        counts = MaskCounts.of(probability > threshold, truth)
+        results.append(ValidationResult(counts.f1, counts.precision, counts.recall, counts.iou, float(threshold)))
+    return results
+
+
+def best_threshold(results: list[ValidationResult]) -> ValidationResult:
+    """The result with the highest F1 (the lowest threshold among ties)."""
+    return max(results, key=lambda result: (result.f1, -result.threshold))
+
+
 @torch.inference_mode()
 def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> ValidationResult:
-    probability = scratch_probabilities(network, gray)
-    best = None
-    for threshold in THRESHOLDS:
-        counts = MaskCounts.of(probability > threshold, truth)
-        if best is None or counts.f1 > best.f1:
-            best = ValidationResult(counts.f1, counts.precision, counts.recall, counts.iou, float(threshold))
-    return best
+    return best_threshold(scores_by_threshold(scratch_probabilities(network, gray), truth))
 
 
 class ScratchRecipe(SingleNetworkRecipe):
