@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -84,6 +86,25 @@ def test_mapping_without_damage_is_the_local_branch():
     undamaged = mapping(latent, torch.zeros(1, 1, 12, 10))
     x = mapping.shared(mapping.act(mapping.inp(torch.cat([latent, torch.zeros(1, 1, 12, 10)], 1))))
     assert torch.allclose(undamaged, mapping.out(mapping.local_branch(x)))
+
+
+def test_mapping_context_starts_as_identity_then_every_parameter_learns():
+    """A mapping grown by coarser context levels computes exactly what the smaller one did until it is trained."""
+    grown_config = dataclasses.replace(TINY_MAPPING, context_levels=2, context_blocks=1)
+    small, grown = LatentMapping(TINY_MAPPING).eval(), LatentMapping(grown_config).eval()
+    result = grown.load_state_dict(small.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(key.startswith("context.") for key in result.missing_keys)
+    assert grown.size_multiple == 4 and small.size_multiple == 1
+    # Odd latent sizes, with and without damage.
+    latent, damage = torch.randn(1, 8, 13, 11), torch.zeros(1, 1, 13, 11)
+    damage[:, :, 2:5] = 1
+    for mask in (damage, torch.zeros_like(damage)):
+        torch.testing.assert_close(grown(latent, mask), small(latent, mask))
+    for projection in grown.context.up:  # as after some training: the coarse levels now contribute
+        torch.nn.init.normal_(projection.weight, std=0.1)
+    out = grown.train()(latent, damage)
+    assert out.shape == latent.shape and not torch.allclose(out, small(latent, damage))
+    assert_every_parameter_learns(grown, out.square().mean())
 
 
 @pytest.mark.parametrize("key_grid", [32, 4])

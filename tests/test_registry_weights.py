@@ -12,7 +12,7 @@ from oldphoto.errors import (
     WeightsIntegrityError,
     WeightsNotFoundError,
 )
-from oldphoto.weights import WEIGHTS_ENV, load_network, locate_weights, verify_weights
+from oldphoto.weights import WEIGHTS_ENV, grow_network_from, load_network, locate_weights, verify_weights
 
 
 def test_unknown_model_lists_valid_names():
@@ -71,6 +71,31 @@ def test_wrong_tensors_fail_strict_load(random_scratch_model, weights_dir, monke
     spec = dataclasses.replace(random_scratch_model, sha256=file_sha256(path))
     with pytest.raises(WeightsIntegrityError, match="do not fit"):
         load_network(spec)
+
+
+def test_growing_from_smaller_weights_keeps_their_tensors_and_refuses_foreign_ones(tmp_path):
+    from oldphoto.archs.mapping import LatentMapping
+
+    from .conftest import TINY_MAPPING_CONFIG
+
+    small = LatentMapping(TINY_MAPPING_CONFIG)
+    path = tmp_path / "small.safetensors"
+    save_file({k: v.contiguous() for k, v in small.state_dict().items()}, str(path))
+    spec = dataclasses.replace(registry.get_spec(registry.MAPPING_MODEL), config=dataclasses.replace(TINY_MAPPING_CONFIG, context_levels=1))
+    grown = grow_network_from(spec, path)
+    assert grown.training
+    for name, value in small.state_dict().items():
+        torch.testing.assert_close(grown.state_dict()[name], value)
+    assert any(name.startswith("context.") for name in grown.state_dict())
+
+    save_file({**small.state_dict(), "stray.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsIntegrityError, match="stray.weight"):
+        grow_network_from(spec, path)
+    save_file({"inp.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsIntegrityError, match="do not fit"):
+        grow_network_from(spec, path)
+    with pytest.raises(WeightsNotFoundError, match="missing.safetensors"):
+        grow_network_from(spec, tmp_path / "missing.safetensors")
 
 
 def test_env_dir_comes_first(random_scratch_model, weights_dir):

@@ -37,6 +37,15 @@ def tiny_config(tmp_path, name: str, steps: int) -> ScratchTrainConfig:
     )
 
 
+def test_optimise_clips_the_gradient_norm_only_when_asked():
+    from oldphoto.training.loop import optimise
+
+    for max_grad_norm, expected_step in ((None, 1000.0), (1.0, 1.0)):
+        weight = torch.nn.Parameter(torch.zeros(1))
+        optimise(torch.optim.SGD([weight], lr=1.0), 1000.0 * weight.sum(), max_grad_norm)
+        assert weight.item() == pytest.approx(-expected_step)
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     straight = tiny_config(tmp_path, "straight", steps=4)
     state = train_scratch(straight)
@@ -52,6 +61,19 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     b = torch.load(interrupted.checkpoint, weights_only=False)["modules"]["network"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_file(straight.out)  # best weights exported
+
+
+def test_scratch_training_starts_from_init_weights(tmp_path):
+    from oldphoto.training.scratch import ScratchRecipe
+
+    config = tiny_config(tmp_path, "init", steps=1)
+    fresh = ScratchRecipe(config)
+    # Weights no seeded initialisation would produce.
+    shifted = {k: (v + 0.125).contiguous() for k, v in fresh.network.state_dict().items()}
+    save_file(shifted, str(tmp_path / "init.safetensors"))
+    started = ScratchRecipe(dataclasses.replace(config, init=str(tmp_path / "init.safetensors")))
+    for name, value in started.network.state_dict().items():
+        torch.testing.assert_close(value, shifted[name])
 
 
 def global_config(tmp_path, model: str, steps: int, name: str | None = None, **changes) -> GlobalTrainConfig:

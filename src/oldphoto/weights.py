@@ -116,6 +116,31 @@ def load_network_from(spec: ModelSpec, path: str | Path | None) -> nn.Module:
     return _load_into(spec, path)
 
 
+def grow_network_from(spec: ModelSpec, path: str | Path) -> nn.Module:
+    """The spec's network started from an explicit weights file for fine-tuning, in training mode.
+
+    Every tensor in the file must fit the network exactly; the network may have tensors the file lacks (layers
+    added since those weights were trained), which keep their initialisation and are logged. Shipped weights
+    are never loaded this way: :func:`load_network` stays strict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"initial weights {path} for model {spec.name!r} not found")
+    network = spec.build()
+    try:
+        result = network.load_state_dict(load_file(str(path)), strict=False)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise WeightsIntegrityError(f"{path}: tensors do not fit model {spec.name!r} ({error})") from None
+    if result.unexpected_keys:
+        raise WeightsIntegrityError(
+            f"{path}: tensors {', '.join(result.unexpected_keys)} have no place in model {spec.name!r}; "
+            "pass weights of this architecture or a smaller version of it"
+        )
+    if result.missing_keys:
+        log.info("%s: %d tensors not in %s keep their initialisation: %s", spec.name, len(result.missing_keys), path, ", ".join(result.missing_keys))
+    return network.train()
+
+
 def parameter_count(spec: ModelSpec) -> int | None:
     if spec.arch is None:
         return None

@@ -37,6 +37,11 @@ class MappingConfig:
     """Keys and values are pooled onto at most key_grid x key_grid cells."""
     query_chunk: int = 4096
     """Queries attended at once; with key_grid this bounds the attention memory."""
+    context_levels: int = 0
+    """Coarser levels after the local blocks (a small U-Net in latent space, each level half the resolution and
+    twice the width): context for blur, fading and casts wider than the local blocks' window. 0 = none."""
+    context_blocks: int = 1
+    """Residual blocks on each coarser level."""
 
 
 class ResidualBlock(nn.Module):
@@ -101,14 +106,43 @@ class PartialNonLocal(nn.Module):
         return features + self.out(result)
 
 
+class CoarseContext(nn.Module):
+    """A small U-Net over latent features: ``levels`` stride-2 steps down (channels doubled each time), residual
+    blocks on each coarser level, and back up by bilinear upsampling added to the finer level.
+
+    (N, C, h, w) -> (N, C, h, w). The projections back up start at zero, so a freshly added context is the
+    identity and a network grown from weights without it starts exactly where those weights were.
+    """
+
+    def __init__(self, channels: int, levels: int, blocks: int) -> None:
+        super().__init__()
+        widths = [channels * 2**level for level in range(levels + 1)]
+        self.down = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1) for i in range(levels))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*(ResidualBlock(widths[i + 1]) for _ in range(blocks))) for i in range(levels)
+        )
+        self.up = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 1) for i in range(levels))
+        for projection in self.up:
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        finer = []
+        for down, stage in zip(self.down, self.stages):
+            finer.append(x)
+            x = stage(self.act(down(x)))
+        for up, skip in zip(reversed(self.up), reversed(finer)):
+            x = skip + up(F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False))
+        return x
+
+
 class LatentMapping(nn.Module):
     """(N, L, h, w) VAE_A latent and (N, 1, h, w) damage mask at latent resolution -> (N, L, h, w) VAE_B latent.
 
     The mask is 1 where the photo has structured damage (scratch detector output, max-pooled to the
     latent grid); pass zeros when no mask is known, and the output is the local branch alone.
     """
-
-    size_multiple = 1
 
     def __init__(self, config: MappingConfig = MappingConfig()) -> None:
         super().__init__()
@@ -117,14 +151,20 @@ class LatentMapping(nn.Module):
         self.inp = nn.Conv2d(config.latent_channels + 1, width, 3, padding=1)
         self.shared = nn.Sequential(*(ResidualBlock(width) for _ in range(config.shared_blocks)))
         self.local_branch = nn.Sequential(*(ResidualBlock(width) for _ in range(config.local_blocks)))
+        self.context = CoarseContext(width, config.context_levels, config.context_blocks)
         self.non_local = PartialNonLocal(width, config.attention_channels, config.key_grid, config.query_chunk)
         self.global_branch = nn.Sequential(*(ResidualBlock(width) for _ in range(config.global_blocks)))
         self.out = nn.Conv2d(width, config.latent_channels, 3, padding=1)
         self.act = nn.LeakyReLU(0.2, inplace=True)
 
+    @property
+    def size_multiple(self) -> int:
+        """Latent sizes (and tile starts) on this grid keep every stride-2 phase aligned with the whole image's."""
+        return 2**self.config.context_levels
+
     def forward(self, latent: torch.Tensor, damage: torch.Tensor) -> torch.Tensor:
         x = self.shared(self.act(self.inp(torch.cat([latent, damage], dim=1))))
-        local = self.local_branch(x)
+        local = self.context(self.local_branch(x))
         if not bool(damage.any()):
             return self.out(local)
         global_ = self.global_branch(self.non_local(x, damage))

@@ -33,6 +33,13 @@ DamageDirs = Annotated[
 Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.", rich_help_panel=SCHEDULE)]
+Init = Annotated[
+    Path | None,
+    typer.Option(
+        help="Start from these weights instead of random ones (fine-tuning; layers the file lacks keep their initialisation).",
+        rich_help_panel=SCHEDULE,
+    ),
+]
 
 
 def _train_with_progress(name: str, steps: int, train: Callable) -> None:
@@ -68,6 +75,7 @@ def scratch(
     out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/scratch-unet.safetensors"),
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/scratch/checkpoint.pt"),
     resume: Resume = False,
+    init: Init = None,
 ) -> None:
     """Train the scratch-detection U-Net with damage drawn on the fly."""
     from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
@@ -85,6 +93,7 @@ def scratch(
         learning_rate=learning_rate,
         seed=seed,
         validate_every=validate_every,
+        init=None if init is None else str(init),
     )
     _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
 
@@ -124,6 +133,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
         out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path(f"weights/{model}.safetensors"),
         checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path(f"runs/{model}/checkpoint.pt"),
         resume: Resume = False,
+        init: Init = None,
     ) -> None:
         from oldphoto.training.restoration import GlobalTrainConfig, train_global
 
@@ -149,6 +159,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             latent_weight=latent_weight,
             vae_old=None if vae_old is None else str(vae_old),
             vae_clean=None if vae_clean is None else str(vae_clean),
+            init=None if init is None else str(init),
         )
         _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
 
@@ -193,9 +204,7 @@ def face(
             rich_help_panel=DATA,
         ),
     ] = FaceCondition.original,
-    init: Annotated[
-        Path | None, typer.Option(help="Start from these refiner weights (fine-tuning) instead of random ones.", rich_help_panel=SCHEDULE)
-    ] = None,
+    init: Init = None,
     out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-refine.safetensors"),
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face/checkpoint.pt"),
     resume: Resume = False,

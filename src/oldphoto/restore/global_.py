@@ -26,10 +26,16 @@ def triplet_restore(
     rgb_and_mask: torch.Tensor, vae_old: nn.Module, mapping: nn.Module, vae_clean: nn.Module
 ) -> torch.Tensor:
     """(N, 4, H, W) RGB in [0, 1] + damage mask (1 = damaged) -> (N, 3, H, W) restored RGB in [0, 1]."""
-    x, (height, width) = pad_to_multiple(rgb_and_mask, LATENT_SCALE)
+    x, (height, width) = pad_to_multiple(rgb_and_mask, triplet_size_multiple(mapping))
     rgb, mask = x[:, :3], x[:, 3:]
     latent = mapping(vae_old.encode(rgb)[0], latent_damage(mask, LATENT_SCALE))
     return vae_clean.decode(latent)[:, :, :height, :width].clamp(0.0, 1.0)
+
+
+def triplet_size_multiple(mapping: nn.Module) -> int:
+    """Image sizes and tile starts on this pixel grid fold onto the latent grid and the mapping's coarser levels
+    exactly as the whole image does."""
+    return LATENT_SCALE * mapping.size_multiple
 
 
 def _tiled_with_mask(
@@ -77,8 +83,8 @@ def restore_global(
         (H, W, 3) float32 in [0, 1], the same size as the input.
     """
     networks = [n.to(device=runtime.device, dtype=runtime.dtype) for n in (vae_old, mapping, vae_clean)]
-    # Tile starts on the latent grid keep every tile's blur-pool phases aligned with the whole image's.
-    return _tiled_with_mask(lambda tile: triplet_restore(tile, *networks), rgb, mask, runtime, LATENT_SCALE, on_tile)
+    multiple = triplet_size_multiple(mapping)
+    return _tiled_with_mask(lambda tile: triplet_restore(tile, *networks), rgb, mask, runtime, multiple, on_tile)
 
 
 def restore_global_direct(

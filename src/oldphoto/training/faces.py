@@ -49,11 +49,12 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainState,
     in_batches,
+    initial_network,
     optimise,
     run,
 )
 from oldphoto.training.losses import image_scores, psnr, restoration_loss
-from oldphoto.weights import load_network, load_network_from
+from oldphoto.weights import load_network
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class FaceRecipe(SingleNetworkRecipe):
         )
         self.val_input = in_batches(self.before_refiner, self.val_degraded, val_mask)
         spec = get_spec(FACE_MODEL)
-        self.network = spec.build() if config.init is None else load_network_from(spec, config.init)
+        self.network = initial_network(spec, config.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:

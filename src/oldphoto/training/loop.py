@@ -21,6 +21,8 @@ from safetensors.torch import save
 from torch import nn
 
 from oldphoto.imageio import atomic_write_bytes
+from oldphoto.registry import ModelSpec
+from oldphoto.weights import grow_network_from
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,24 @@ class SingleNetworkRecipe:
         return self.network
 
 
+def initial_network(spec: ModelSpec, init: str | None) -> nn.Module:
+    """A fresh network of ``spec``, or one started from the weights file ``init`` (``--init``: fine-tuning, or
+    growing a network by layers those weights lack)."""
+    return spec.build() if init is None else grow_network_from(spec, init)
+
+
 def in_batches(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, size: int = 4) -> torch.Tensor:
     """``fn`` applied to aligned slices of ``size`` samples of ``tensors``, concatenated (bounded memory)."""
     return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
 
 
-def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One gradient step on ``loss``."""
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:
+    """One gradient step on ``loss``; with ``max_grad_norm``, the gradient norm is clipped to it first."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if max_grad_norm is not None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
 
 

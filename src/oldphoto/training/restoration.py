@@ -49,6 +49,7 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainState,
     in_batches,
+    initial_network,
     optimise,
     run,
 )
@@ -93,6 +94,8 @@ class GlobalTrainConfig:
     """Weights of the trained VAE_A for ``mapping`` (default: the installed vae-old)."""
     vae_clean: str | None = None
     """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
+    init: str | None = None
+    """Start the trained network from these weights (fine-tuning, or growing it by new layers)."""
 
 
 class _Base:
@@ -134,7 +137,7 @@ class VaeCleanRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.network = get_spec(self.name).build()
+        self.network = initial_network(get_spec(self.name), config.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -159,7 +162,7 @@ class VaeOldRecipe(_Base):
         train_real, held_out = split_held_out(list_images(config.real))
         self.real_pool = CropPool(train_real, crop=config.crop)
         self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), np.random.default_rng(20_000 + config.seed), config.val_samples)
-        self.vae = get_spec(self.name).build()
+        self.vae = initial_network(get_spec(self.name), config.init)
         self.discriminator = LatentDiscriminator(LatentDiscriminatorConfig(latent_channels=self.vae.config.latent_channels))
         self.opt = self.make_optimizer(self.vae)
         self.opt_d = self.make_optimizer(self.discriminator)
@@ -208,7 +211,7 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
         super().__init__(config)
         self.vae_old = load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old).requires_grad_(False).eval()
         self.vae_clean = load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean).requires_grad_(False).eval()
-        self.network = get_spec(self.name).build()
+        self.network = initial_network(get_spec(self.name), config.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def restore(self, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -236,7 +239,7 @@ class AblationRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.network = get_spec(self.name).build()
+        self.network = initial_network(get_spec(self.name), config.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:

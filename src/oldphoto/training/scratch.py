@@ -25,6 +25,7 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainState,
     in_batches,
+    initial_network,
     optimise,
     run,
 )
@@ -46,10 +47,14 @@ class ScratchTrainConfig:
     batch_size: int = 8
     crop: int = 192
     learning_rate: float = 2e-3
+    max_grad_norm: float | None = 1.0
+    """Clip the gradient norm to this (None: no clipping): wider networks otherwise diverge now and then."""
     seed: int = 0
     validate_every: int = 250
     val_samples: int = 32
     val_crop: int = 384
+    init: str | None = None
+    """Start from these weights (safetensors) instead of a random initialisation."""
 
 
 @dataclass
@@ -117,7 +122,7 @@ class ScratchRecipe(SingleNetworkRecipe):
         self.config = config
         self.spec = get_spec(SCRATCH_MODEL)
         torch.manual_seed(config.seed)
-        self.network = ScratchUNet(self.spec.config)
+        self.network = initial_network(self.spec, config.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
         self.rng = np.random.default_rng(config.seed)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
@@ -128,7 +133,7 @@ class ScratchRecipe(SingleNetworkRecipe):
     def train_step(self, step: int) -> dict[str, float]:
         _, degraded, mask = damaged_batch(self.pool, self.preset, self.stamps, self.rng, self.config.batch_size)
         loss = dice_bce_loss(self.network(luma(degraded)), mask)
-        optimise(self.optimizer, loss)
+        optimise(self.optimizer, loss, self.config.max_grad_norm)
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:
