@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.errors import DataError
 from oldphoto.imageio import save_rgb
 from oldphoto.registry import get_spec
@@ -74,6 +75,17 @@ def test_scratch_training_starts_from_init_weights(tmp_path):
     started = ScratchRecipe(dataclasses.replace(config, init=str(tmp_path / "init.safetensors")))
     for name, value in started.network.state_dict().items():
         torch.testing.assert_close(value, shifted[name])
+
+
+def test_resuming_a_checkpoint_of_another_architecture_says_what_to_do(tmp_path, monkeypatch):
+    from oldphoto import registry
+
+    config = tiny_config(tmp_path, "other", steps=1)
+    train_scratch(config)
+    spec = dataclasses.replace(get_spec(registry.SCRATCH_MODEL), config=ScratchUNetConfig(channels=(4, 8, 8)))
+    monkeypatch.setattr(registry, "REGISTRY", {**registry.REGISTRY, registry.SCRATCH_MODEL: spec})
+    with pytest.raises(DataError, match="does not fit the scratch-unet architecture.*without --resume"):
+        train_scratch(dataclasses.replace(config, steps=2), resume=True)
 
 
 def global_config(tmp_path, model: str, steps: int, name: str | None = None, **changes) -> GlobalTrainConfig:

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from oldphoto.errors import DataError
 from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import ModelSpec
 from oldphoto.weights import grow_network_from
@@ -141,7 +142,14 @@ def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
 def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
     saved = torch.load(path, weights_only=False)
     for name, module in recipe.modules().items():
-        module.load_state_dict(saved["modules"][name])
+        try:
+            module.load_state_dict(saved["modules"][name])
+        except (KeyError, RuntimeError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise DataError(
+                f"{path}: the checkpoint does not fit the {recipe.name} architecture in the registry ({first_line}); "
+                "resume with the code that wrote it, or train without --resume into a new --checkpoint"
+            ) from None
     for name, optimizer in recipe.optimizers().items():
         optimizer.load_state_dict(saved["optimizers"][name])
     recipe.rng.bit_generator.state = saved["numpy_rng"]
