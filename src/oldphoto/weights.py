@@ -87,17 +87,32 @@ def verify_weights(spec: ModelSpec) -> Path:
     return path
 
 
-def _load_into(spec: ModelSpec, path: Path) -> nn.Module:
+def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.Module:
+    """Build the spec's network and load ``path`` into it. Every tensor in the file must fit; with
+    ``allow_missing`` the network may also have tensors the file lacks, which keep their initialisation."""
     network = spec.build()
     try:
-        state = load_file(str(path))
-        network.load_state_dict(state, strict=True)
+        result = network.load_state_dict(load_file(str(path)), strict=not allow_missing)
     except (RuntimeError, OSError, ValueError) as error:
         raise WeightsIntegrityError(
             f"{path}: tensors do not fit model {spec.name!r} ({error}); the file belongs to another version"
         ) from None
+    if result.unexpected_keys:
+        raise WeightsIntegrityError(
+            f"{path}: tensors {', '.join(result.unexpected_keys)} have no place in model {spec.name!r}; "
+            "pass weights of this architecture or a smaller version of it"
+        )
+    if result.missing_keys:
+        log.info("%s: %d tensors not in %s keep their initialisation: %s", spec.name, len(result.missing_keys), path, ", ".join(result.missing_keys))
     log.debug("loaded %s from %s", spec.name, path)
     return network.eval()
+
+
+def _existing(path: str | Path, spec: ModelSpec, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{what} {path} for model {spec.name!r} not found")
+    return path
 
 
 def load_network(spec: ModelSpec) -> nn.Module:
@@ -110,10 +125,7 @@ def load_network_from(spec: ModelSpec, path: str | Path | None) -> nn.Module:
     that has no registry hash yet; it must still fit the architecture exactly)."""
     if path is None:
         return load_network(spec)
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"weights file {path} for model {spec.name!r} not found")
-    return _load_into(spec, path)
+    return _load_into(spec, _existing(path, spec, "weights file"))
 
 
 def grow_network_from(spec: ModelSpec, path: str | Path) -> nn.Module:
@@ -123,22 +135,7 @@ def grow_network_from(spec: ModelSpec, path: str | Path) -> nn.Module:
     added since those weights were trained), which keep their initialisation and are logged. Shipped weights
     are never loaded this way: :func:`load_network` stays strict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"initial weights {path} for model {spec.name!r} not found")
-    network = spec.build()
-    try:
-        result = network.load_state_dict(load_file(str(path)), strict=False)
-    except (RuntimeError, OSError, ValueError) as error:
-        raise WeightsIntegrityError(f"{path}: tensors do not fit model {spec.name!r} ({error})") from None
-    if result.unexpected_keys:
-        raise WeightsIntegrityError(
-            f"{path}: tensors {', '.join(result.unexpected_keys)} have no place in model {spec.name!r}; "
-            "pass weights of this architecture or a smaller version of it"
-        )
-    if result.missing_keys:
-        log.info("%s: %d tensors not in %s keep their initialisation: %s", spec.name, len(result.missing_keys), path, ", ".join(result.missing_keys))
-    return network.train()
+    return _load_into(spec, _existing(path, spec, "initial weights"), allow_missing=True).train()
 
 
 def parameter_count(spec: ModelSpec) -> int | None:
