@@ -37,6 +37,21 @@ def test_scratch_unet_gradients_reach_every_parameter():
         assert parameter.grad.abs().sum() > 0, name
 
 
+def test_scratch_context_starts_as_identity_then_every_parameter_learns():
+    """A detector grown by dilated context blocks computes exactly what the smaller one did until it is trained."""
+    small = ScratchUNet(ScratchUNetConfig(channels=(4, 8, 8))).eval()
+    grown = ScratchUNet(ScratchUNetConfig(channels=(4, 8, 8), context_dilations=(1, 2))).eval()
+    result = grown.load_state_dict(small.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(key.startswith("context.") for key in result.missing_keys)
+    gray = torch.rand(1, 1, 40, 56)
+    torch.testing.assert_close(grown(gray), small(gray))
+    for block in grown.context.blocks:  # as after some training: the context now contributes
+        torch.nn.init.normal_(block[-1].weight, std=0.1)
+    out = grown.train()(gray)
+    assert not torch.allclose(out, small(gray))
+    assert_every_parameter_learns(grown, out.square().mean())
+
+
 TINY_VAE = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)
 TINY_MAPPING = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from oldphoto.archs.scratch_unet import ScratchUNet, ScratchUNetConfig
-from oldphoto.tiling import tile_apply, tile_starts
+from oldphoto.tiling import tile_apply, tile_spans
 
 
 @pytest.mark.parametrize("channels", [(4, 8, 8), (16, 24, 32, 48, 64)])
@@ -54,8 +54,19 @@ def test_other_errors_are_not_swallowed():
         tile_apply(broken, torch.rand(1, 1, 80, 80), tile=64, overlap=8)
 
 
-def test_tile_starts_cover_and_align():
-    starts = tile_starts(1000, 256, 32, multiple_of=32)
-    assert starts[0] == 0 and all(s % 32 == 0 for s in starts)
-    assert starts[-1] + 256 >= 1000 - 31
-    assert all(b - a <= 256 - 32 for a, b in zip(starts, starts[1:]))
+@pytest.mark.parametrize(("length", "tile", "overlap", "multiple"), [(1000, 256, 32, 32), (2121, 1024, 64, 16), (5657, 768, 64, 16), (300, 128, 32, 32), (257, 256, 8, 1)])
+def test_tile_spans_cover_align_and_stay_small(length, tile, overlap, multiple):
+    spans = tile_spans(length, tile, overlap, multiple_of=multiple)
+    starts = [start for start, _ in spans]
+    assert starts[0] == 0 and spans[-1][1] == length and all(s % multiple == 0 for s in starts)
+    assert all(end - start <= tile + multiple - 1 for start, end in spans)
+    # Every neighbour pair overlaps by exactly the requested overlap, so seams are feathered everywhere.
+    assert all(previous_end - start == overlap for (_, previous_end), (start, _) in zip(spans, spans[1:]))
+    # As few tiles as the stride allows, and so no more work than the whole side plus the overlaps.
+    stride = (tile - overlap) // multiple * multiple
+    assert len(spans) == -(-(length - overlap) // stride)
+    assert sum(end - start for start, end in spans) == length + (len(spans) - 1) * overlap
+
+
+def test_a_side_no_longer_than_the_tile_is_one_tile():
+    assert tile_spans(512, 512, 64, multiple_of=16) == [(0, 512)]

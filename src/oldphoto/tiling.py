@@ -25,21 +25,22 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
-def tile_starts(length: int, tile: int, overlap: int, multiple_of: int = 1) -> list[int]:
-    """Start offsets along one axis. Starts are multiples of ``multiple_of`` so that downsampling
-    grids of every tile line up with the grid of the whole image; the last tile reaches the end."""
+def tile_spans(length: int, tile: int, overlap: int, multiple_of: int = 1) -> list[tuple[int, int]]:
+    """(start, end) of each tile along one axis: as few tiles as the stride allows, spread evenly.
+
+    Neighbours overlap by exactly ``overlap``; tiles are no longer than ``tile`` (the last one may be up to
+    ``multiple_of - 1`` longer). Starts are multiples of ``multiple_of``, so that every tile's downsampling grid
+    lines up with the whole image's. Spreading the tiles evenly, rather than padding the last one back over
+    its neighbour, keeps the work near the image's own area: a 2,121-pixel side in 1,024-pixel tiles costs
+    three tiles of 750 instead of three of 1,024.
+    """
     if length <= tile:
-        return [0]
+        return [(0, length)]
     stride = max(multiple_of, (tile - overlap) // multiple_of * multiple_of)
-    starts = list(range(0, length - tile, stride))
-    last = (length - tile) // multiple_of * multiple_of
-    if last > starts[-1]:
-        starts.append(last)
-    return starts
-
-
-def _tile_end(start: int, starts: list[int], tile: int, length: int) -> int:
-    return length if start == starts[-1] else start + tile
+    count = -(-(length - overlap) // stride)
+    starts = [i * (length - overlap) // count // multiple_of * multiple_of for i in range(count)]
+    ends = [start + overlap for start in starts[1:]] + [length]
+    return list(zip(starts, ends))
 
 
 def _ramp(start: int, end: int, length: int, overlap: int) -> torch.Tensor:
@@ -95,17 +96,15 @@ def tile_apply(
     _, channels, height, width = image.shape
     tile = max(multiple_of, tile // multiple_of * multiple_of)
     overlap = min(overlap, tile // 4)
-    ys = tile_starts(height, tile, overlap, multiple_of)
-    xs = tile_starts(width, tile, overlap, multiple_of)
-    total = len(ys) * len(xs)
+    rows = tile_spans(height, tile, overlap, multiple_of)
+    columns = tile_spans(width, tile, overlap, multiple_of)
+    total = len(rows) * len(columns)
     output = torch.zeros(1, out_channels or channels, height, width)
     weight_sum = torch.zeros(1, 1, height, width)
     done = 0
-    for y0 in ys:
-        y1 = _tile_end(y0, ys, tile, height)
+    for y0, y1 in rows:
         wy = _ramp(y0, y1, height, overlap)
-        for x0 in xs:
-            x1 = _tile_end(x0, xs, tile, width)
+        for x0, x1 in columns:
             crop = image[:, :, y0:y1, x0:x1]
             result = _run_tile(fn, crop, tile, overlap, device, dtype, multiple_of, out_channels, min_tile)
             weight = wy[:, None] * _ramp(x0, x1, width, overlap)[None, :]

@@ -22,6 +22,36 @@ class ScratchUNetConfig:
     channels: tuple[int, ...] = (16, 32, 48, 64)
     """Feature channels per U-Net level, finest first; each further level halves the resolution."""
     space_to_depth: int = 2
+    context_dilations: tuple[int, ...] = ()
+    """Dilated residual blocks at the coarsest level, one per dilation: a receptive field of several hundred
+    pixels for large blotches and long faint cracks, at almost no cost (that level has 1/1024 of the pixels)."""
+
+
+class DilatedContext(nn.Module):
+    """Residual 3x3 convolutions with growing dilation. (N, C, h, w) -> (N, C, h, w).
+
+    Each block's second convolution starts at zero, so a network grown from weights without the context
+    starts exactly where those weights were.
+    """
+
+    def __init__(self, channels: int, dilations: tuple[int, ...]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
+            )
+            for d in dilations
+        )
+        for block in self.blocks:
+            nn.init.zeros_(block[-1].weight)
+            nn.init.zeros_(block[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = x + block(x)
+        return x
 
 
 class ScratchUNet(nn.Module):
@@ -41,6 +71,7 @@ class ScratchUNet(nn.Module):
         self.decoders = nn.ModuleList(
             ConvBlock(channels[i + 1] + channels[i], channels[i]) for i in range(len(channels) - 1)
         )
+        self.context = DilatedContext(channels[-1], config.context_dilations)
         self.head = nn.Conv2d(channels[0], fold * fold, 1)
 
     @property
@@ -55,6 +86,7 @@ class ScratchUNet(nn.Module):
         for down, encoder in zip(self.down, self.encoders):
             skips.append(x)
             x = encoder(down(x))
+        x = self.context(x)
         for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = decoder(torch.cat([x, skip], dim=1))

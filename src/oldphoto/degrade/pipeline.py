@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +83,23 @@ def degrade_image(
         canvas = Canvas.of(image)
         _apply_structured(canvas, preset, rng, stamps, ops)
         image = canvas.image
+        mask = canvas.mask(preset.mask_threshold)
     else:
         canvas = Canvas.of(image)
         _apply_structured(canvas, preset, rng, stamps, ops)
+        # Blur, downscaling and JPEG after the damage can hide it (a hair-thin scratch blurred away) or spread it
+        # beyond its drawn footprint, so visibility is judged on the scanned result: the same scan, with the same
+        # random draws, is applied to the undamaged print and the two are compared. The replay uses a copy of the
+        # generator, so the degraded image is exactly what it would be without it.
+        replay = copy.deepcopy(rng)
         image = _apply_unstructured(canvas.image, scan, "scan", rng, ops)
+        undamaged = _apply_unstructured(canvas.base.copy(), scan, "scan", replay, [])
+        mask = visible_change(image, undamaged, preset.mask_threshold)
     degraded = np.clip(image, 0.0, 1.0).astype(np.float32)
-    return DegradedSample(clean=target, degraded=degraded, mask=canvas.mask(preset.mask_threshold), ops=ops)
+    return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops)
+
+
+def visible_change(damaged: np.ndarray, undamaged: np.ndarray, threshold: float) -> np.ndarray:
+    """(H, W) float32 of 0/1: where two (H, W, 3) renderings in [0, 1] differ by more than ``threshold``."""
+    difference = np.abs(np.clip(damaged, 0.0, 1.0) - np.clip(undamaged, 0.0, 1.0)).max(axis=2)
+    return (difference > threshold).astype(np.float32)

@@ -72,10 +72,14 @@ def gaussian_noise(image, rng, sigma=(5 / 255, 50 / 255), mono_probability=0.5):
 
 
 def poisson_noise(image, rng, peak=(20.0, 300.0)):
-    """Shot noise: a photon count of ``peak`` for white."""
+    """Shot noise for a photon count of ``peak`` at white: the normal approximation, variance ``image / peak``.
+
+    Not ``rng.poisson``: its number of draws depends on the pixel values, while every op here draws the same
+    numbers whatever the image, so the scan can be replayed on the undamaged print to find visible damage.
+    """
     p = _uniform(rng, peak)
-    noisy = rng.poisson(image * p).astype(np.float32) / np.float32(p)
-    return _clip(noisy), {"peak": p}
+    shot = rng.standard_normal(image.shape, dtype=np.float32)
+    return _clip(image + shot * np.sqrt(np.maximum(image, 0.0) / np.float32(p))), {"peak": p}
 
 
 def speckle_noise(image, rng, sigma=(5 / 255, 50 / 255)):
