@@ -95,6 +95,23 @@ def test_mask_is_exactly_the_structured_damage():
     assert not degrade_image(clean, no_damage, np.random.default_rng(1)).mask.any()
 
 
+def test_mask_marks_damage_still_visible_after_the_scan():
+    """Blur after the damage: the mask is where the blurred damaged print differs from the blurred clean one."""
+    clean = smooth_image(96, 96)
+    preset = dataclasses.replace(
+        get_preset("default"),
+        aging=(),
+        structured=(op("scratches", 1.0, count=(3, 3), width=(0.5, 3.0), opacity=(0.3, 1.0)),),
+        scan=(op("gaussian_blur", 1.0, kernel_sizes=(7,), sigma=(2.0, 2.0)),),
+        grayscale_probability=0.0,
+        min_structured=0,
+    )
+    sample = degrade_image(clean, preset, np.random.default_rng(3))
+    blurred_clean, _ = UNSTRUCTURED_OPS["gaussian_blur"](clean.copy(), np.random.default_rng(0), kernel_sizes=(7,), sigma=(2.0, 2.0))
+    visible = np.abs(sample.degraded - blurred_clean).max(axis=2) > preset.mask_threshold
+    assert sample.mask.any() and np.array_equal(sample.mask > 0, visible)
+
+
 def test_bopbtl_preset_follows_the_paper():
     bopbtl = get_preset("bopbtl")
     assert [s.name for s in bopbtl.scan] == ["gaussian_blur", "noise", "downscale", "jpeg"]
