@@ -1,6 +1,6 @@
 """Global restoration stage (VAE_A -> mapping -> VAE_B): seconds per megapixel and peak memory, tiled.
 
-Usage: python benchmarks/global_speed.py [--sizes 1 6 24] [--tile 512] [--threads 2] [--damage 0.02]
+Usage: python benchmarks/global_speed.py [--sizes 1 6 24] [--tile 1024] [--threads 2] [--damage 0.02]
 Speed does not depend on the weight values, so random weights are used when none are shipped. A random
 scratch mask covering ``--damage`` of the pixels exercises the partial non-local branch.
 """
@@ -17,7 +17,7 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.registry import MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
 from oldphoto.restore.global_ import restore_global
-from oldphoto.runtime import make_runtime
+from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
 
 
@@ -40,7 +40,7 @@ def scratch_lines(height: int, width: int, coverage: float, rng: np.random.Gener
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 6, 24], help="megapixels")
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size (default: restore's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--damage", type=float, default=0.02, help="fraction of pixels in the scratch mask")
     args = parser.parse_args()

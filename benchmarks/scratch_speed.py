@@ -1,6 +1,6 @@
 """Scratch-detection stage: seconds per megapixel and peak memory at full resolution (tiled).
 
-Usage: python benchmarks/scratch_speed.py [--sizes 1 6 24] [--tile 512] [--threads 2]
+Usage: python benchmarks/scratch_speed.py [--sizes 1 6 24] [--tile 1024] [--threads 2]
 Speed does not depend on the weight values, so random weights are used when none are shipped.
 """
 
@@ -15,14 +15,14 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.scratches import detect_scratches
-from oldphoto.runtime import make_runtime
+from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 6, 24], help="megapixels")
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size (default: restore's)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     runtime = make_runtime("cpu", tile=args.tile, threads=args.threads)

@@ -70,3 +70,10 @@ def test_tile_spans_cover_align_and_stay_small(length, tile, overlap, multiple):
 
 def test_a_side_no_longer_than_the_tile_is_one_tile():
     assert tile_spans(512, 512, 64, multiple_of=16) == [(0, 512)]
+
+
+def test_tiles_barely_larger_than_the_grid_still_cover_once_each():
+    spans = tile_spans(108, 32, 8, multiple_of=32)
+    starts = [start for start, _ in spans]
+    assert starts == sorted(set(starts)) and spans[0][0] == 0 and spans[-1][1] == 108
+    assert all(previous_end > start for (_, previous_end), (start, _) in zip(spans, spans[1:]))

@@ -32,13 +32,14 @@ def tile_spans(length: int, tile: int, overlap: int, multiple_of: int = 1) -> li
     ``multiple_of - 1`` longer). Starts are multiples of ``multiple_of``, so that every tile's downsampling grid
     lines up with the whole image's. Spreading the tiles evenly, rather than padding the last one back over
     its neighbour, keeps the work near the image's own area: a 2,121-pixel side in 1,024-pixel tiles costs
-    three tiles of 750 instead of three of 1,024.
+    three tiles of about 750 instead of three of 1,024.
     """
     if length <= tile:
         return [(0, length)]
     stride = max(multiple_of, (tile - overlap) // multiple_of * multiple_of)
     count = -(-(length - overlap) // stride)
-    starts = [i * (length - overlap) // count // multiple_of * multiple_of for i in range(count)]
+    # Snapping to the grid can merge two starts when the tile is barely larger than overlap + multiple_of.
+    starts = sorted({i * (length - overlap) // count // multiple_of * multiple_of for i in range(count)})
     ends = [start + overlap for start in starts[1:]] + [length]
     return list(zip(starts, ends))
 
