@@ -93,7 +93,7 @@ def degrade_image(
         # generator, so the degraded image is exactly what it would be without it.
         replay = copy.deepcopy(rng)
         image = _apply_unstructured(canvas.image, scan, "scan", rng, ops)
-        undamaged = _apply_unstructured(canvas.base.copy(), scan, "scan", replay, [])
+        undamaged = _apply_unstructured(canvas.base, scan, "scan", replay, [])
         mask = visible_change(image, undamaged, preset.mask_threshold)
     degraded = np.clip(image, 0.0, 1.0).astype(np.float32)
     return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops)
