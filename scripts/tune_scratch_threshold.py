@@ -27,9 +27,10 @@ def main() -> None:
     parser.add_argument("weights")
     parser.add_argument("--val", nargs="+", required=True)
     parser.add_argument("--damage-dir", nargs="*", default=[])
+    parser.add_argument("--preset", nargs="+", default=["default"], help="the presets the weights were trained with")
     args = parser.parse_args()
     network = load_network_from(get_spec(SCRATCH_MODEL), args.weights)
-    config = ScratchTrainConfig(data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir))
+    config = ScratchTrainConfig(data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir), presets=tuple(args.preset))
     gray, truth = make_validation_set(config, DamageStamps(args.damage_dir) if args.damage_dir else None)
     # A finer grid than training validates with.
     results = scores_by_threshold(scratch_probabilities(network, gray), truth, np.round(np.arange(0.05, 0.99, 0.025), 3))

@@ -104,6 +104,41 @@ def test_save_mask_and_compare(album, tmp_path, random_scratch_model):
     assert (out / "a_compare.jpg").exists()
 
 
+def test_given_masks_replace_detection_and_are_reported(album, tmp_path, random_scratch_model):
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    drawn = np.zeros((48, 64), np.uint8)
+    drawn[20:24, 5:60] = 255  # a band to repair
+    (masks / "sub").mkdir(parents=True)
+    Image.fromarray(drawn).save(masks / "a_mask.png")
+    Image.fromarray(255 - drawn).save(masks / "sub" / "c_mask.png")
+    report = tmp_path / "report.json"
+    result = invoke(
+        "restore", str(album), "-o", str(out), "--recursive", "--masks", str(masks), "--save-mask", "--report", str(report), *STAGES
+    )
+    assert result.exit_code == 0, result.output
+    for name, expected in (("a", drawn), ("sub/c", 255 - drawn)):
+        with Image.open(out / f"{name}_mask.png") as saved:
+            np.testing.assert_array_equal(np.asarray(saved), expected)
+    with Image.open(album / "a.jpg") as before, Image.open(out / "a.jpg") as after:
+        change = np.abs(np.asarray(after, np.int16) - np.asarray(before, np.int16)).max(axis=2)
+    # Telea repaints the band; outside it only JPEG re-encoding differs.
+    assert change[20:24, 5:60].mean() > 3 * change[:15].mean()
+    sources = {Path(r["input"]).name: r["mask_source"] for r in json.loads(report.read_text())["images"]}
+    assert sources == {"a.jpg": str(masks / "a_mask.png"), "b.png": "detected", "c.png": str(masks / "sub" / "c_mask.png")}
+    plan = invoke("restore", str(album), "-o", str(tmp_path / "plan"), "--masks", str(masks), "--dry-run", *STAGES)
+    assert plan.exit_code == 0 and "restore with mask" in " ".join(plan.output.split())
+
+
+def test_a_given_mask_of_the_wrong_size_fails_that_photo_only(album, tmp_path, random_scratch_model):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "a_mask.png")
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--masks", str(masks), *STAGES)
+    assert result.exit_code == 1
+    assert "10x10 but the photo is 64x48" in " ".join(result.output.split())
+    assert (tmp_path / "out" / "b.png").exists() and not (tmp_path / "out" / "a.jpg").exists()
+
+
 def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
     out = tmp_path / "out"
     result = invoke("restore", str(album), "-o", str(out), "--dry-run", *STAGES)

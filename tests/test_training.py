@@ -88,6 +88,17 @@ def test_resuming_a_checkpoint_of_another_architecture_says_what_to_do(tmp_path,
         train_scratch(dataclasses.replace(config, steps=2), resume=True)
 
 
+def test_scratch_validation_draws_from_every_preset(tmp_path):
+    from oldphoto.training.scratch import make_validation_set
+
+    config = tiny_config(tmp_path, "presets", steps=1)
+    _, default_only = make_validation_set(config, None)
+    _, bopbtl_only = make_validation_set(dataclasses.replace(config, presets=("bopbtl",)), None)
+    _, mixed = make_validation_set(dataclasses.replace(config, presets=("default", "bopbtl")), None)
+    assert not np.array_equal(default_only, bopbtl_only)
+    assert not np.array_equal(mixed, default_only) and not np.array_equal(mixed, bopbtl_only)
+
+
 def global_config(tmp_path, model: str, steps: int, name: str | None = None, **changes) -> GlobalTrainConfig:
     for folder, count in (("data", 3), ("val", 1), ("real", 3)):
         for i in range(count):
@@ -128,6 +139,23 @@ def test_global_recipes_train_in_order_and_export_loadable_weights(tmp_path):
     state = train_global(mapping)
     assert state.step == 2 and {"psnr", "ssim"} <= set(state.best)
     load_network_from(get_spec("mapping"), mapping.out)
+
+
+def test_detector_mask_source_gives_the_installed_detectors_mask(tmp_path):
+    from oldphoto.training.restoration import AblationRecipe
+    from oldphoto.training.scratch import luma, scratch_probabilities
+    from oldphoto.weights import load_network
+
+    config = dataclasses.replace(global_config(tmp_path, "restore-unet", steps=1, mask_source="detector"), val_crop=64)
+    recipe = AblationRecipe(config)
+    spec = get_spec("scratch-unet")
+    expected = scratch_probabilities(load_network(spec), luma(recipe.val_degraded)) > spec.settings["threshold"]
+    assert expected.any() and np.array_equal(recipe.val_mask[:, 0].numpy() > 0.5, expected)
+    synthetic = AblationRecipe(dataclasses.replace(config, mask_source="synthetic"))
+    torch.testing.assert_close(synthetic.val_degraded, recipe.val_degraded)
+    assert not torch.equal(synthetic.val_mask, recipe.val_mask)
+    with pytest.raises(DataError, match="unknown mask source 'oracle'; valid: synthetic, detector"):
+        AblationRecipe(dataclasses.replace(config, mask_source="oracle"))
 
 
 def test_vae_old_resumes_exactly(tmp_path):

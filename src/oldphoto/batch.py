@@ -115,3 +115,14 @@ def plan_jobs(
             claimed[output.resolve()] = item.path
         jobs.append(Job(item.path, output, reason))
     return jobs
+
+
+def given_mask_path(job: Job, output: Path, masks: Path) -> Path | None:
+    """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
+    stem, in the same sub-folder as the job's output below ``output`` (the layout ``--save-mask`` writes)."""
+    folder = masks / job.output.parent.relative_to(output)
+    for extension in EXTENSION_FORMATS:
+        candidate = folder / f"{job.source.stem}_mask{extension}"
+        if candidate.is_file():
+            return candidate
+    return None

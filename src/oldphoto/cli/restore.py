@@ -13,7 +13,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from oldphoto.batch import Job, discover_inputs, plan_jobs
+from oldphoto.batch import Job, discover_inputs, given_mask_path, plan_jobs
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
@@ -104,6 +104,17 @@ def restore(
     with_scratch: Annotated[
         bool, typer.Option("--with-scratch/--no-scratch", help="Detect and repair scratches.", rich_help_panel=STAGES)
     ] = True,
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of your own damage masks (white = damaged), named <stem>_mask.png as --save-mask writes them "
+            "(sub-folders mirroring the inputs'). A photo with a mask there is repaired where its mask says instead of "
+            "where the detector would; photos without one are detected as usual.",
+            exists=True,
+            file_okay=False,
+            rich_help_panel=STAGES,
+        ),
+    ] = None,
     global_restoration: Annotated[
         bool,
         typer.Option(
@@ -171,7 +182,8 @@ def restore(
         with library_errors():
             check_stages(options)
             runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
-        _print_plan(jobs, options, runtime.describe())
+        given = {job.source: given_mask_path(job, output, masks) for job in jobs} if masks is not None else {}
+        _print_plan(jobs, options, runtime.describe(), given)
         raise typer.Exit(EXIT_FAILURES if problems else 0)
 
     with library_errors():
@@ -197,7 +209,8 @@ def restore(
                 def on_tile(done: int, total: int) -> None:
                     progress.update(tiles_task, completed=done, total=total, visible=total > 1)
 
-                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels)
+                mask_file = None if masks is None else given_mask_path(job, output, masks)
+                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels, mask_file)
                 record["device"] = str(runtime.device)
                 records.append(record)
                 if record["status"] == "failed":
@@ -224,12 +237,13 @@ def _record(job: Job, status: str, **fields: Any) -> dict[str, Any]:
 
 
 def _restore_one(
-    job: Job, restorer: Restorer, on_tile, save_mask: bool, compare: bool, max_pixels: int
+    job: Job, restorer: Restorer, on_tile, save_mask: bool, compare: bool, max_pixels: int, mask_file: Path | None = None
 ) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         photo = read_photo(job.source, max_pixels=max_pixels or None)
-        result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile)
+        given = None if mask_file is None else read_photo(mask_file, max_pixels=max_pixels or None).pixels
+        result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
         write_photo(job.output, photo.with_pixels(result.pixels))
         if save_mask and result.mask is not None:
             save_rgb(job.mask_path, result.mask[:, :, None])
@@ -248,6 +262,7 @@ def _restore_one(
         height=photo.height,
         seconds=round(time.perf_counter() - started, 3),
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
+        mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
         faces_found=result.faces_found,
         tiles=result.tiles,
         stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
@@ -264,7 +279,7 @@ def _write_report(path: Path, records: list[dict[str, Any]], restorer: Restorer)
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
-def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str) -> None:
+def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None]) -> None:
     console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
     stages = [name for name, on in (("scratches", options.scratches), ("global", options.global_restoration), ("faces", options.faces)) if on]
     console.print(f"stages: {', '.join(stages)}")
@@ -273,7 +288,8 @@ def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str) -> None:
     table.add_column("output", overflow="fold")
     table.add_column("action", overflow="fold")
     for job in jobs:
-        table.add_row(str(job.source), str(job.output), job.skip_reason or "restore")
+        mask = given_masks.get(job.source)
+        table.add_row(str(job.source), str(job.output), job.skip_reason or ("restore" if mask is None else f"restore with mask {mask}"))
     console.print(table)
 
 

@@ -70,7 +70,10 @@ def scratch(
     crop: Annotated[int, typer.Option(help="Crop size in pixels.", rich_help_panel=SCHEDULE)] = 192,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 2e-3,
     seed: Seed = 0,
-    preset: Annotated[str, typer.Option(help="Degradation preset for the synthetic damage.", rich_help_panel=DATA)] = "default",
+    preset: Annotated[
+        list[str] | None,
+        typer.Option("--preset", help="Degradation presets, one drawn per crop (repeatable; default: default).", rich_help_panel=DATA),
+    ] = None,
     validate_every: ValidateEvery = 250,
     out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/scratch-unet.safetensors"),
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/scratch/checkpoint.pt"),
@@ -86,7 +89,7 @@ def scratch(
         out=str(out),
         checkpoint=str(checkpoint),
         damage_dirs=tuple(map(str, damage_dir or ())),
-        preset=preset,
+        presets=tuple(preset or ("default",)),
         steps=steps,
         batch_size=batch_size,
         crop=crop,
@@ -130,6 +133,18 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
         vae_clean: Annotated[
             Path | None, typer.Option(help="VAE_B weights for mapping (default: the installed vae-clean).", rich_help_panel=DATA)
         ] = None,
+        mask_source: Annotated[
+            str,
+            typer.Option(
+                help="Damage mask for mapping / restore-unet: 'synthetic' (the damage drawn) or 'detector' (the scratch "
+                "detector's mask, as restore gives it).",
+                rich_help_panel=DATA,
+            ),
+        ] = "synthetic",
+        scratch_weights: Annotated[
+            Path | None,
+            typer.Option(help="Scratch-detector weights for --mask-source detector (default: the installed ones).", rich_help_panel=DATA),
+        ] = None,
         out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path(f"weights/{model}.safetensors"),
         checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path(f"runs/{model}/checkpoint.pt"),
         resume: Resume = False,
@@ -160,6 +175,8 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             vae_old=None if vae_old is None else str(vae_old),
             vae_clean=None if vae_clean is None else str(vae_clean),
             init=None if init is None else str(init),
+            mask_source=mask_source,
+            scratch_weights=None if scratch_weights is None else str(scratch_weights),
         )
         _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
 

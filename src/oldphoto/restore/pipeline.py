@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oldphoto.errors import StageUnavailableError
+from oldphoto.errors import DataError, StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
     ABLATION_MODEL,
@@ -62,11 +62,14 @@ class RestoreResult:
 
     Attributes:
         pixels: (H, W, C) float32 in [0, 1], same size and channel count as the input.
-        mask: (H, W) float32 0/1 scratch mask, or None when scratch detection was off.
+        mask: (H, W) float32 0/1 scratch mask (detected or given), or None when scratch detection was off and no
+            mask was given.
     """
 
     pixels: np.ndarray
     mask: np.ndarray | None
+    mask_given: bool = False
+    """True when the mask was the caller's (``restore(mask=...)``) rather than the detector's."""
     tiles: int = 0
     faces_found: int | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -108,6 +111,17 @@ def check_stages(options: RestoreOptions) -> None:
         )
 
 
+def given_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A caller's damage mask as the pipeline uses it: (H, W) float32 of 0/1 (values above 0.5 = damaged)."""
+    if mask.shape[:2] != tuple(size):
+        raise DataError(
+            f"the damage mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {size[1]}x{size[0]}; "
+            "give a mask of the photo's size (as --save-mask writes it)"
+        )
+    luma = mask if mask.ndim == 2 else to_luminance(mask)[:, :, 0]
+    return (luma > 0.5).astype(np.float32)
+
+
 class Restorer:
     """Loads the networks for the requested stages once, then restores photos one by one."""
 
@@ -140,11 +154,23 @@ class Restorer:
     def model_records(self) -> list[dict[str, str]]:
         return [{"name": spec.name, "sha256": spec.sha256 or ""} for spec in self.specs.values()]
 
-    def restore(self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None) -> RestoreResult:
-        """Restore one photo: (H, W, 1|3) float32 in [0, 1] -> :class:`RestoreResult` of the same shape."""
+    def restore(
+        self,
+        pixels: np.ndarray,
+        on_tile: Callable[[int, int], None] | None = None,
+        mask: np.ndarray | None = None,
+    ) -> RestoreResult:
+        """Restore one photo: (H, W, 1|3) float32 in [0, 1] -> :class:`RestoreResult` of the same shape.
+
+        ``mask``, (H, W) or (H, W, 1|3) in [0, 1] with values above 0.5 marking damage, replaces scratch
+        detection for this photo (a mask the user drew or corrected); the later stages use it as they would the
+        detector's.
+        """
         grayscale = pixels.shape[2] == 1
         rgb = original = to_rgb(pixels)
         result = RestoreResult(pixels=rgb, mask=None)
+        if mask is not None:
+            result.mask, result.mask_given = given_mask(mask, pixels.shape[:2]), True
         tiles = 0
 
         def count_tiles(done: int, total: int) -> None:
@@ -153,7 +179,7 @@ class Restorer:
             if on_tile is not None:
                 on_tile(done, total)
 
-        if self.options.scratches:
+        if self.options.scratches and not result.mask_given:
             spec = self.specs[SCRATCH_MODEL]
             started = time.perf_counter()
             result.mask = detect_scratches(

@@ -33,6 +33,7 @@ from oldphoto.errors import DataError
 from oldphoto.registry import (
     ABLATION_MODEL,
     MAPPING_MODEL,
+    SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
     VAE_OLD_MODEL,
     get_spec,
@@ -59,6 +60,7 @@ from oldphoto.training.losses import (
     psnr,
     restoration_loss,
 )
+from oldphoto.training.scratch import luma
 from oldphoto.weights import load_network_from
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,14 @@ class GlobalTrainConfig:
     """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
     init: str | None = None
     """Start the trained network from these weights (fine-tuning, or growing it by new layers)."""
+    mask_source: str = "synthetic"
+    """The damage mask given to mapping / restore-unet: "synthetic" (the damage that was drawn) or "detector"
+    (the scratch detector's mask of the degraded crop, as ``restore`` gives it: misses and false hits included)."""
+    scratch_weights: str | None = None
+    """Scratch-detector weights for ``mask_source="detector"`` (default: the installed scratch-unet)."""
+
+
+MASK_SOURCES = ("synthetic", "detector")
 
 
 class _Base:
@@ -106,6 +116,8 @@ class _Base:
     def __init__(self, config: GlobalTrainConfig) -> None:
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
+        if config.mask_source not in MASK_SOURCES:
+            raise DataError(f"unknown mask source {config.mask_source!r}; valid: {', '.join(MASK_SOURCES)}")
         self.config = config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
@@ -114,7 +126,21 @@ class _Base:
         self.pool = CropPool(list_images(config.data), crop=config.crop)
         val_pool = CropPool(list_images(config.val), crop=config.val_crop)
         val_rng = np.random.default_rng(10_000 + config.seed)
-        self.val_clean, self.val_degraded, self.val_mask = damaged_batch(val_pool, self.presets, self.stamps, val_rng, config.val_samples)
+        self.detector = None
+        if config.mask_source == "detector":
+            spec = get_spec(SCRATCH_MODEL)
+            self.detector = load_network_from(spec, config.scratch_weights).requires_grad_(False).eval()
+            self.detector_threshold = float(spec.settings["threshold"])
+        self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, val_rng, config.val_samples)
+
+    def damaged_pairs(self, pool: CropPool, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(clean, degraded, mask) as :func:`damaged_batch`, the mask taken from ``config.mask_source``."""
+        clean, degraded, mask = damaged_batch(pool, self.presets, self.stamps, rng, count)
+        if self.detector is not None:
+            with torch.no_grad():
+                probability = in_batches(lambda batch: torch.sigmoid(self.detector(luma(batch))), degraded)
+            mask = (probability > self.detector_threshold).float()
+        return clean, degraded, mask
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=self.config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -219,7 +245,7 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
         return self.vae_clean.decode(latent)
 
     def train_step(self, step: int) -> dict[str, float]:
-        clean, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
+        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.batch_size)
         with torch.no_grad():
             source = self.vae_old.encode(degraded)[0]
             target = self.vae_clean.encode(clean)[0]
@@ -243,7 +269,7 @@ class AblationRecipe(_Base, SingleNetworkRecipe):
         self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
-        clean, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
+        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.batch_size)
         loss = restoration_loss(self.network(degraded, mask), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
         return {"loss": loss.item()}

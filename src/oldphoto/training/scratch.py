@@ -42,7 +42,8 @@ class ScratchTrainConfig:
     out: str = "weights/scratch-unet.safetensors"
     checkpoint: str = "runs/scratch/checkpoint.pt"
     damage_dirs: tuple[str, ...] = ()
-    preset: str = "default"
+    presets: tuple[str, ...] = ("default",)
+    """Degradation presets, one drawn per sample (training and validation crops alike)."""
     steps: int = 20000
     batch_size: int = 8
     crop: int = 192
@@ -84,7 +85,8 @@ def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None)
     """Fixed held-out damaged crops (seeded independently of training): gray (N, 1, H, W), masks (N, H, W) bool."""
     pool = CropPool(list_images(config.val), crop=config.val_crop)
     rng = np.random.default_rng(10_000 + config.seed)
-    _, degraded, mask = damaged_batch(pool, get_preset(config.preset), stamps, rng, config.val_samples)
+    presets = [get_preset(name) for name in config.presets]
+    _, degraded, mask = damaged_batch(pool, presets, stamps, rng, config.val_samples)
     return luma(degraded), mask[:, 0].numpy() > 0.5
 
 
@@ -127,11 +129,11 @@ class ScratchRecipe(SingleNetworkRecipe):
         self.rng = np.random.default_rng(config.seed)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
         self.pool = CropPool(list_images(config.data), crop=config.crop)
-        self.preset = get_preset(config.preset)
+        self.presets = [get_preset(name) for name in config.presets]
         self.val_gray, self.val_truth = make_validation_set(config, self.stamps)
 
     def train_step(self, step: int) -> dict[str, float]:
-        _, degraded, mask = damaged_batch(self.pool, self.preset, self.stamps, self.rng, self.config.batch_size)
+        _, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
         loss = dice_bce_loss(self.network(luma(degraded)), mask)
         optimise(self.optimizer, loss, self.config.max_grad_norm)
         return {"loss": loss.item()}
