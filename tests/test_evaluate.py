@@ -72,6 +72,20 @@ def test_scratch_stage_by_model_name(tiny_set, random_scratch_model, tmp_path):
     assert method["method"] == "scratch-unet" and "iou" in method
 
 
+def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
+    out = tmp_path / "true.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "scratch-unet", "--true-masks", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    summary = {m["method"]: m for m in payload["methods"]}
+    assert payload["true_masks"] is True
+    # Telea fills exactly the white band the masks mark; the random detector's own mask is neither used nor scored.
+    assert summary["scratch-unet"]["psnr"] > summary["identity"]["psnr"] + 3
+    assert "f1" not in summary["scratch-unet"]
+    real = CliRunner().invoke(app, ["evaluate", "--real", str(tiny_set / "degraded"), "-m", "global", "--true-masks", "--save", str(tmp_path / "s")])
+    assert real.exit_code == 2 and "--true-masks" in real.output
+
+
 def test_unknown_method_lists_valid_models(tiny_set):
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "magic"])
     assert result.exit_code == 2

@@ -48,6 +48,14 @@ def evaluate(
         list[str] | None,
         typer.Option("--method", "-m", help="identity, classical, tophat, restore, global (restore --no-faces), scratch-unet, restore-unet (repeatable)."),
     ] = None,
+    true_masks: Annotated[
+        bool,
+        typer.Option(
+            "--true-masks",
+            help="Pipeline methods repair each pair's true damage mask instead of detecting one: how far the later "
+            "stages would get with a perfect detector (their masks are then not scored).",
+        ),
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
@@ -63,6 +71,8 @@ def evaluate(
             pairs = find_pairs(real)
             if save is None:
                 raise fail("--real needs --save DIR for the contact sheets")
+            if true_masks:
+                raise fail("--true-masks needs paired data with true damage masks, not --real photos")
         elif dataset is not None:
             pairs = find_pairs(dataset, clean, mask)
         elif degraded is not None and clean is not None:
@@ -83,7 +93,7 @@ def evaluate(
             for name, run in built.items():
                 progress.update(task, description=f"{name}: {pair.stem}")
                 try:
-                    score, degraded_image, restored, predicted = score_image(name, run, pair)
+                    score, degraded_image, restored, predicted = score_image(name, run, pair, true_masks)
                 except OldPhotoError as error:
                     failures += 1
                     error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {error}", highlight=False)
@@ -101,7 +111,7 @@ def evaluate(
     if csv_path is not None:
         _write_csv(csv_path, summaries)
     if json_path is not None:
-        payload = {"pairs": len(pairs), "methods": [s.as_dict() for s in summaries]}
+        payload = {"pairs": len(pairs), "true_masks": true_masks, "methods": [s.as_dict() for s in summaries]}
         atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
     if failures:
         raise typer.Exit(EXIT_FAILURES)

@@ -5,6 +5,7 @@ Methods: ``identity`` (the damaged input as-is), ``classical`` (OpenCV only: non
 top-hat/black-hat scratch mask, Telea inpainting), ``tophat`` (the classical scratch mask alone, filled by
 Telea), ``restore`` (the full pipeline), ``global`` (``restore --no-faces``), ``scratch-unet`` (the
 detector's mask, filled by Telea) and ``restore-unet`` (the ablation in place of the triplet global stage).
+Pipeline methods can also be given the pair's true mask (:class:`PipelineMethod`, ``evaluate --true-masks``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ PIPELINE_METHODS: dict[str, RestoreOptions] = {
 }
 
 
+class PipelineMethod:
+    """A restore pipeline as a method; it can also be given the damage mask instead of detecting it."""
+
+    def __init__(self, restorer: Restorer) -> None:
+        self.restorer = restorer
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        result = self.restorer.restore(image, mask=mask)
+        return result.pixels, result.mask
+
+
 def build_method(name: str, runtime: Runtime) -> Method:
     """A method by name; loading a model happens once, here."""
     if name == "identity":
@@ -100,13 +112,7 @@ def build_method(name: str, runtime: Runtime) -> Method:
         return tophat
     if name in PIPELINE_METHODS:
         # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
-        restorer = Restorer(runtime, PIPELINE_METHODS[name])
-
-        def run_pipeline(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            result = restorer.restore(image)
-            return result.pixels, result.mask
-
-        return run_pipeline
+        return PipelineMethod(Restorer(runtime, PIPELINE_METHODS[name]))
     get_spec(name)  # raises the list of valid names for unknown ones
     raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
 
@@ -179,13 +185,26 @@ class MethodSummary:
         return out
 
 
-def score_image(method_name: str, method: Method, pair: Pair) -> tuple[ImageScore, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Run one method on one pair. Returns the score, the input, the output and the predicted mask."""
+def score_image(
+    method_name: str, method: Method, pair: Pair, true_masks: bool = False
+) -> tuple[ImageScore, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Run one method on one pair. Returns the score, the input, the output and the predicted mask.
+
+    With ``true_masks``, pipeline methods repair the pair's true damage mask instead of detecting one (what the
+    later stages would reach with a perfect detector); their mask is then not scored.
+    """
     degraded = load_rgb(pair.degraded)
+    given = None
+    if true_masks and isinstance(method, PipelineMethod):
+        if pair.mask is None:
+            raise DataError(f"{pair.stem}: --true-masks needs the true damage mask of every pair (a mask/ folder)")
+        given = load_rgb(pair.mask)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        restored, predicted = method(degraded)
+        restored, predicted = method(degraded) if given is None else method(degraded, given)
         seconds = time.perf_counter() - started
+    if given is not None:
+        predicted = None
     restored = np.repeat(restored, 3, axis=2) if restored.shape[2] == 1 else restored
     score = ImageScore(method_name, pair.stem, degraded.shape[0] * degraded.shape[1] / 1e6, seconds, memory.peak_bytes / 1e6)
     if pair.clean is not None:
