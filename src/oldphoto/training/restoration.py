@@ -38,6 +38,7 @@ from oldphoto.registry import (
     VAE_OLD_MODEL,
     get_spec,
 )
+from oldphoto.restore.scratches import threshold_mask
 from oldphoto.training.data import (
     CropPool,
     damaged_batch,
@@ -60,7 +61,7 @@ from oldphoto.training.losses import (
     psnr,
     restoration_loss,
 )
-from oldphoto.training.scratch import luma
+from oldphoto.training.scratch import luma, scratch_probabilities
 from oldphoto.weights import load_network_from
 
 log = logging.getLogger(__name__)
@@ -128,18 +129,19 @@ class _Base:
         val_rng = np.random.default_rng(10_000 + config.seed)
         self.detector = None
         if config.mask_source == "detector":
-            spec = get_spec(SCRATCH_MODEL)
-            self.detector = load_network_from(spec, config.scratch_weights).requires_grad_(False).eval()
-            self.detector_threshold = float(spec.settings["threshold"])
+            self.detector_spec = get_spec(SCRATCH_MODEL)
+            self.detector = load_network_from(self.detector_spec, config.scratch_weights).requires_grad_(False).eval()
         self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, val_rng, config.val_samples)
 
     def damaged_pairs(self, pool: CropPool, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(clean, degraded, mask) as :func:`damaged_batch`, the mask taken from ``config.mask_source``."""
         clean, degraded, mask = damaged_batch(pool, self.presets, self.stamps, rng, count)
         if self.detector is not None:
-            with torch.no_grad():
-                probability = in_batches(lambda batch: torch.sigmoid(self.detector(luma(batch))), degraded)
-            mask = (probability > self.detector_threshold).float()
+            # Thresholded (and dilated) exactly as the restore stage does, with the registry's settings.
+            settings = self.detector_spec.settings
+            probability = scratch_probabilities(self.detector, luma(degraded))
+            detected = [threshold_mask(p, float(settings["threshold"]), int(settings.get("dilation", 0))) for p in probability]
+            mask = torch.from_numpy(np.stack(detected))[:, None]
         return clean, degraded, mask
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
