@@ -57,7 +57,15 @@ def main() -> None:
         mask = scratch_lines(height, width, args.damage, rng)
         with PeakMemory() as memory:
             started = time.perf_counter()
-            restore_global(image, mask, loaded[VAE_OLD_MODEL][0], loaded[MAPPING_MODEL][0], loaded[VAE_CLEAN_MODEL][0], runtime)
+            restore_global(
+                image,
+                mask,
+                loaded[VAE_OLD_MODEL][0],
+                loaded[MAPPING_MODEL][0],
+                loaded[VAE_CLEAN_MODEL][0],
+                runtime,
+                min_overlap=get_spec(MAPPING_MODEL).contract.min_tile_overlap,
+            )
             seconds = time.perf_counter() - started
         mp = height * width / 1e6
         print(f"{width}x{height} ({mp:.1f} MP): {seconds:.2f} s = {seconds / mp:.3f} s/MP, peak +{memory.peak_bytes / 1e6:.0f} MB")

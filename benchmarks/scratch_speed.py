@@ -38,7 +38,14 @@ def main() -> None:
         image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
         with PeakMemory() as memory:
             started = time.perf_counter()
-            detect_scratches(image, network, runtime, size_multiple=spec.contract.size_multiple, threshold=0.5)
+            detect_scratches(
+                image,
+                network,
+                runtime,
+                size_multiple=spec.contract.size_multiple,
+                min_overlap=spec.contract.min_tile_overlap,
+                threshold=0.5,
+            )
             seconds = time.perf_counter() - started
         mp = height * width / 1e6
         print(f"{width}x{height} ({mp:.1f} MP): {seconds:.2f} s = {seconds / mp:.3f} s/MP, peak +{memory.peak_bytes / 1e6:.0f} MB")

@@ -10,11 +10,15 @@ import torch
 
 from oldphoto.archs.mapping import LatentMapping
 from oldphoto.archs.vae import VAE
+from oldphoto.registry import MAPPING_MODEL, get_spec
 from oldphoto.restore.global_ import is_black_and_white, restore_global, triplet_size_multiple
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 
 from .conftest import TINY_MAPPING_CONFIG, TINY_VAE_CONFIG, smooth_image
+
+# Tiles overlap as `restore` makes them: by the mapping's input contract.
+MAPPING_OVERLAP = get_spec(MAPPING_MODEL).contract.min_tile_overlap
 
 
 def tiny_triplet(seed: int = 0):
@@ -31,7 +35,7 @@ def scratch_mask(height: int, width: int) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(150, 170), (97, 203)])
 def test_global_stage_keeps_size_and_range(shape):
     rgb = smooth_image(*shape)
-    out = restore_global(rgb, scratch_mask(*shape), *tiny_triplet(), make_runtime("cpu", tile=512))
+    out = restore_global(rgb, scratch_mask(*shape), *tiny_triplet(), make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP)
     assert out.shape == rgb.shape and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -39,9 +43,9 @@ def test_global_stage_keeps_size_and_range(shape):
 def test_global_stage_tiled_equals_untiled():
     rgb = smooth_image(300, 330)
     networks = tiny_triplet()
-    whole = restore_global(rgb, None, *networks, make_runtime("cpu", tile=512))
+    whole = restore_global(rgb, None, *networks, make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP)
     tiles = []
-    tiled = restore_global(rgb, None, *networks, make_runtime("cpu", tile=256), on_tile=lambda done, total: tiles.append(total))
+    tiled = restore_global(rgb, None, *networks, make_runtime("cpu", tile=256), min_overlap=MAPPING_OVERLAP, on_tile=lambda done, total: tiles.append(total))
     assert tiles[-1] == 4
     # The squeeze-and-excitation gates pool each tile, so tiles may differ slightly from the whole image.
     assert np.abs(whole - tiled).max() < 1e-3
@@ -56,8 +60,8 @@ def test_global_stage_with_coarse_context_tiled_equals_untiled():
     for projection in mapping.context.up:  # a context that contributes, as a trained one does
         torch.nn.init.normal_(projection.weight, std=0.1)
     assert triplet_size_multiple(mapping) == 16
-    whole = restore_global(rgb, scratch_mask(300, 330), vae_old, mapping, vae_clean, make_runtime("cpu", tile=512))
-    tiled = restore_global(rgb, scratch_mask(300, 330), vae_old, mapping, vae_clean, make_runtime("cpu", tile=256))
+    whole = restore_global(rgb, scratch_mask(300, 330), vae_old, mapping, vae_clean, make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP)
+    tiled = restore_global(rgb, scratch_mask(300, 330), vae_old, mapping, vae_clean, make_runtime("cpu", tile=256), min_overlap=MAPPING_OVERLAP)
     assert whole.shape == tiled.shape == rgb.shape
     assert np.abs(whole - tiled).max() < 2.5e-4  # tile starts on the 4-pixel grid alone give ~7e-4
 
@@ -66,8 +70,8 @@ def test_mask_changes_only_what_the_mapping_fills():
     rgb = smooth_image(96, 96)
     networks = tiny_triplet()
     runtime = make_runtime("cpu")
-    without = restore_global(rgb, None, *networks, runtime)
-    with_mask = restore_global(rgb, scratch_mask(96, 96), *networks, runtime)
+    without = restore_global(rgb, None, *networks, runtime, min_overlap=MAPPING_OVERLAP)
+    with_mask = restore_global(rgb, scratch_mask(96, 96), *networks, runtime, min_overlap=MAPPING_OVERLAP)
     assert not np.allclose(without, with_mask)
     # Far from the hole (beyond the decoder's reach) the output is unchanged except for the gates' pooling.
     assert np.abs(without[70:, :] - with_mask[70:, :]).mean() < 0.01

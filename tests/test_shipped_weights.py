@@ -43,7 +43,10 @@ def test_scratch_weights_find_a_drawn_scratch(scratch_spec):
     network = load_network(scratch_spec)
     _, damaged, truth = scratched_sample()
     runtime = make_runtime("cpu")
-    probability = scratch_probability(damaged, network, runtime, scratch_spec.contract.size_multiple)
+    contract = scratch_spec.contract
+    probability = scratch_probability(
+        damaged, network, runtime, size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap
+    )
     on, off = probability[truth > 0].mean(), probability[truth == 0].mean()
     assert on > 4 * off, (on, off)
     counts = MaskCounts.of(probability > scratch_spec.settings["threshold"], truth)
@@ -68,7 +71,8 @@ def test_shipped_global_models_restore_a_noisy_scratched_sample():
         pytest.fail("the global restoration models must be shipped")
     clean, damaged, truth = scratched_sample()
     noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
-    restored = restore_global(noisy, truth, *(load_network(spec) for spec in specs), make_runtime("cpu"))
+    networks = (load_network(spec) for spec in specs)
+    restored = restore_global(noisy, truth, *networks, make_runtime("cpu"), min_overlap=specs[1].contract.min_tile_overlap)
     assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
     assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
     # The scratches themselves are filled: inside the mask the error drops by more than half.
@@ -83,7 +87,8 @@ def test_shipped_ablation_restores_a_noisy_scratched_sample():
 
     clean, damaged, truth = scratched_sample()
     noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
-    restored = restore_global_direct(noisy, truth, load_network(get_spec(ABLATION_MODEL)), make_runtime("cpu"))
+    spec = get_spec(ABLATION_MODEL)
+    restored = restore_global_direct(noisy, truth, load_network(spec), make_runtime("cpu"), min_overlap=spec.contract.min_tile_overlap)
     assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
     assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
     inside = truth > 0

@@ -34,6 +34,9 @@ class InputContract:
     value_range: tuple[float, float] = (0.0, 1.0)
     size_multiple: int = 1
     """Networks pad internally to this; tiling aligns tile offsets to it."""
+    min_tile_overlap: int = 0
+    """Image pixels neighbouring tiles overlap by at least (more if ``--tile-overlap`` asks): the reach of the
+    network's context, so that a tile's output near its seam agrees with the whole image's."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,10 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         config=ScratchUNetConfig(channels=(16, 24, 32, 48, 64), space_to_depth=2, context_dilations=(1, 2, 4)),
         weights_file="scratch-unet.safetensors",
         sha256="9d04172bfffbcf4e0de6ce61dc048b982920f547fef663c8464d765bf07d20ab",
-        contract=InputContract(channels=1, size_multiple=32),
+        # The dilated context reaches about 450 px at the coarsest level: on a 1280 x 972 scan in 1024 px tiles, the
+        # thresholded mask matches the whole-image mask with IoU 0.961 at a 32 px overlap and 0.974 at 128 px, for
+        # about 10% more time.
+        contract=InputContract(channels=1, size_multiple=32, min_tile_overlap=128),
         description="U-Net with blur-pool downsampling on native-resolution luma; one logit per pixel",
         # Threshold: best F1 on the validation crops (kodak24, default and bopbtl damage mixed, as trained); no
         # dilation (F1 and PSNR on held-out pairs are higher without it, and the global stage max-pools the mask
@@ -131,8 +137,13 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         sha256="09365af5f0f263d19c5500b6bc839b86534e142f6801343e39585b4470f5b7e7",
         # Works on VAE_A latents (a quarter of the image resolution), plus the damage mask on the same grid;
         # its two coarser context levels want latent sizes that are multiples of 4 (16 image pixels).
+        # The mapping's receptive field (and its squeeze-and-excitation gates) reach further than the VAEs', so the
+        # triplet's tiles overlap by 64 image pixels at least.
         contract=InputContract(
-            channels=MappingConfig().latent_channels, size_multiple=4, value_range=(-float("inf"), float("inf"))
+            channels=MappingConfig().latent_channels,
+            size_multiple=4,
+            value_range=(-float("inf"), float("inf")),
+            min_tile_overlap=64,
         ),
         description="Latent mapping A->B with a partial non-local block and coarse latent context",
         caveat=(
@@ -148,7 +159,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         config=RestoreUNetConfig(),
         weights_file="restore-unet.safetensors",
         sha256="51446560f9835f030079b55d836fcf157d8e23649e730f54caed96c283c94114",
-        contract=InputContract(channels=3, size_multiple=8),
+        contract=InputContract(channels=3, size_multiple=8, min_tile_overlap=64),
         description="The ablation: direct image-to-image residual U-Net for global restoration (restore --global-model restore-unet)",
     ),
     ModelSpec(

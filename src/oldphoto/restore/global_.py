@@ -1,8 +1,8 @@
 """Stage 2: triplet-domain global restoration (Wan et al.): encode with VAE_A, map the latent with the
 partial non-local mapping (using the scratch mask), decode with VAE_B.
 
-Tiled like every stage, with a wider overlap than the default because the mapping's receptive field
-(and its squeeze-and-excitation gates) reach further than a scratch detector's.
+Tiled like every stage, with at least the overlap the registry's input contract asks for (the mapping's
+receptive field and its squeeze-and-excitation gates reach further than the default overlap).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_apply
 
 LATENT_SCALE = 4
-MIN_GLOBAL_OVERLAP = 64
 
 
 def triplet_restore(
@@ -44,6 +43,7 @@ def _tiled_with_mask(
     mask: np.ndarray | None,
     runtime: Runtime,
     multiple_of: int,
+    min_overlap: int,
     on_tile: Callable[[int, int], None] | None,
 ) -> np.ndarray:
     """Run ``fn`` ((1, 4, h, w) RGB + mask -> (1, 3, h, w)) over the photo in feathered tiles."""
@@ -54,7 +54,7 @@ def _tiled_with_mask(
         fn,
         image,
         tile=runtime.tile,
-        overlap=max(runtime.tile_overlap, MIN_GLOBAL_OVERLAP),
+        overlap=max(runtime.tile_overlap, min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
         multiple_of=multiple_of,
@@ -71,6 +71,8 @@ def restore_global(
     mapping: nn.Module,
     vae_clean: nn.Module,
     runtime: Runtime,
+    *,
+    min_overlap: int,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Restore unstructured damage everywhere and fill the masked structured damage.
@@ -78,6 +80,7 @@ def restore_global(
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
         mask: (H, W) float32 0/1 scratch mask (1 = damaged), or None when scratch detection was off.
+        min_overlap: least tile overlap in pixels (the mapping's input contract).
 
     Returns:
         (H, W, 3) float32 in [0, 1], the same size as the input.
@@ -90,7 +93,7 @@ def restore_global(
     def run(tile: torch.Tensor) -> torch.Tensor:
         return triplet_restore(tile.contiguous(memory_format=torch.channels_last), *networks)
 
-    return _tiled_with_mask(run, rgb, mask, runtime, triplet_size_multiple(mapping), on_tile)
+    return _tiled_with_mask(run, rgb, mask, runtime, triplet_size_multiple(mapping), min_overlap, on_tile)
 
 
 def restore_global_direct(
@@ -98,6 +101,8 @@ def restore_global_direct(
     mask: np.ndarray | None,
     network: nn.Module,
     runtime: Runtime,
+    *,
+    min_overlap: int,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The ablation's global stage: a direct image-to-image network instead of the triplet (same contract
@@ -107,7 +112,7 @@ def restore_global_direct(
     def run(tile: torch.Tensor) -> torch.Tensor:
         return network(tile[:, :3], tile[:, 3:]).clamp(0.0, 1.0)
 
-    return _tiled_with_mask(run, rgb, mask, runtime, network.size_multiple, on_tile)
+    return _tiled_with_mask(run, rgb, mask, runtime, network.size_multiple, min_overlap, on_tile)
 
 
 def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:

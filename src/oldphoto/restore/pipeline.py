@@ -187,6 +187,7 @@ class Restorer:
                 self.networks[SCRATCH_MODEL],
                 self.runtime,
                 size_multiple=spec.contract.size_multiple,
+                min_overlap=spec.contract.min_tile_overlap,
                 threshold=float(spec.settings["threshold"]),
                 dilation=int(spec.settings.get("dilation", 0)),
                 on_tile=count_tiles,
@@ -203,10 +204,18 @@ class Restorer:
                     self.networks[MAPPING_MODEL],
                     self.networks[VAE_CLEAN_MODEL],
                     self.runtime,
+                    min_overlap=self.specs[MAPPING_MODEL].contract.min_tile_overlap,
                     on_tile=count_tiles,
                 )
             else:
-                rgb = restore_global_direct(rgb, result.mask, self.networks[ABLATION_MODEL], self.runtime, count_tiles)
+                rgb = restore_global_direct(
+                    rgb,
+                    result.mask,
+                    self.networks[ABLATION_MODEL],
+                    self.runtime,
+                    min_overlap=self.specs[ABLATION_MODEL].contract.min_tile_overlap,
+                    on_tile=count_tiles,
+                )
             result.stage_seconds["global"] = time.perf_counter() - started
         elif result.mask is not None:
             started = time.perf_counter()

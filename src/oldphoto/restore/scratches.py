@@ -14,17 +14,13 @@ from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_apply
 
 
-# The detector's dilated context reaches about 450 px at its coarsest level, so tiles need a wider overlap than
-# the default to agree with each other: on a 1280 x 972 scan in 1024 px tiles, the thresholded mask matches the
-# whole-image mask with IoU 0.961 at a 32 px overlap and 0.974 at 128 px, for about 10% more time.
-MIN_SCRATCH_OVERLAP = 128
-
-
 def scratch_probability(
     pixels: np.ndarray,
     network: nn.Module,
     runtime: Runtime,
+    *,
     size_multiple: int,
+    min_overlap: int,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Per-pixel damage probability.
@@ -32,6 +28,7 @@ def scratch_probability(
     Args:
         pixels: (H, W, 1|3) float32 in [0, 1].
         network: maps (1, 1, h, w) luma in [0, 1] to (1, 1, h, w) logits.
+        size_multiple, min_overlap: the network's input contract (tile grid, least tile overlap in pixels).
 
     Returns:
         (H, W) float32 probabilities in [0, 1].
@@ -42,7 +39,7 @@ def scratch_probability(
         lambda tile: torch.sigmoid(network(tile)),
         luma,
         tile=runtime.tile,
-        overlap=max(runtime.tile_overlap, MIN_SCRATCH_OVERLAP),
+        overlap=max(runtime.tile_overlap, min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
         multiple_of=size_multiple,
@@ -66,10 +63,11 @@ def detect_scratches(
     runtime: Runtime,
     *,
     size_multiple: int,
+    min_overlap: int,
     threshold: float,
     dilation: int = 0,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
-    probability = scratch_probability(pixels, network, runtime, size_multiple, on_tile)
+    probability = scratch_probability(pixels, network, runtime, size_multiple=size_multiple, min_overlap=min_overlap, on_tile=on_tile)
     return threshold_mask(probability, threshold, dilation)
