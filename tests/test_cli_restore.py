@@ -48,6 +48,18 @@ def test_folder_and_recursive_keep_relative_paths(album, tmp_path, random_scratc
         assert image.mode == "L" and image.size == (64, 48)
 
 
+def test_files_in_a_folder_that_are_not_photos_are_named_not_skipped_unseen(album, tmp_path, random_scratch_model):
+    (album / "notes.txt").write_text("taken 1931")
+    (album / "scan.heic").write_bytes(b"not readable here")
+    (album / ".DS_Store").write_bytes(b"")
+    out = tmp_path / "out"
+    result = invoke("restore", str(album), "-o", str(out), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+    note = " ".join(result.output.split())
+    assert "left out 2 file(s)" in note and "notes.txt" in note and "scan.heic" in note and ".DS_Store" not in note
+
+
 def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):
     out = tmp_path / "out"
     result = invoke("restore", str(album / "*.png"), "-o", str(out), "--ext", "jpg", "--suffix", "_fixed", *STAGES)

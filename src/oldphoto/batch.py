@@ -38,14 +38,21 @@ class Job:
         return self.output.with_name(f"{self.output.stem}_compare.jpg")
 
 
-def discover_inputs(arguments: list[str], recursive: bool = False) -> tuple[list[InputFile], list[str]]:
-    """Expand files, folders and glob patterns.
+@dataclass(frozen=True)
+class Discovered:
+    files: list[InputFile]
+    """The input photos in a stable order, without duplicates."""
+    problems: list[str]
+    """One message per argument that matched nothing."""
+    ignored: list[Path]
+    """Files inside folder arguments that are not photos oldphoto reads (by extension; hidden files left out)."""
 
-    Returns the input files in a stable order (no duplicates) and one message per argument that
-    matched nothing.
-    """
+
+def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered:
+    """Expand files, folders and glob patterns."""
     found: list[InputFile] = []
     problems: list[str] = []
+    ignored: list[Path] = []
     seen: set[Path] = set()
 
     def add(path: Path, relative: Path) -> None:
@@ -58,7 +65,9 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> tuple[list
         path = Path(argument).expanduser()
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            images = sorted(p for p in path.glob(pattern) if p.is_file() and is_image_path(p))
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
+            images = [p for p in files if is_image_path(p)]
+            ignored += [p for p in files if not is_image_path(p)]
             if not images:
                 hint = "" if recursive else " (use --recursive for sub-folders)"
                 problems.append(f"{argument}: folder contains no images{hint}")
@@ -74,7 +83,7 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> tuple[list
                 add(match, Path(match.name))
         else:
             problems.append(f"{argument}: no such file or folder")
-    return found, problems
+    return Discovered(found, problems, ignored)
 
 
 def plan_jobs(

@@ -22,7 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from oldphoto.batch import Discovered
 from oldphoto.errors import OldPhotoError
+from oldphoto.imageio import EXTENSION_FORMATS
 
 console = Console()
 error_console = Console(stderr=True)
@@ -43,6 +45,22 @@ def setup_logging(verbose: bool) -> None:
     )
     # Our debug output, not Pillow's chunk-by-chunk decoder trace.
     logging.getLogger("PIL").setLevel(logging.INFO)
+
+
+def report_discovery(discovered: Discovered) -> None:
+    """Print the arguments that matched nothing (errors) and the folder files left out (a note, so that nothing
+    is skipped unseen)."""
+    for problem in discovered.problems:
+        error_console.print(f"[red]error:[/] {problem}", highlight=False)
+    if discovered.ignored:
+        names = ", ".join(path.name for path in discovered.ignored[:3])
+        more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
+        readable = " ".join(sorted(EXTENSION_FORMATS))
+        error_console.print(
+            f"[yellow]note:[/] left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads "
+            f"({readable}): {names}{more}",
+            highlight=False,
+        )
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -18,6 +18,7 @@ from oldphoto.cli.common import (
     fail,
     library_errors,
     progress_bar,
+    report_discovery,
 )
 from oldphoto.degrade import (
     DamageStamps,
@@ -51,9 +52,9 @@ def degrade(
     with library_errors():
         recipe = load_preset_file(config) if config else get_preset(preset)
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob)
-    found, problems = discover_inputs(sources, recursive=recursive)
-    for problem in problems:
-        error_console.print(f"[red]error:[/] {problem}", highlight=False)
+    discovered = discover_inputs(sources, recursive=recursive)
+    report_discovery(discovered)
+    found, problems = discovered.files, discovered.problems
     if not found:
         raise fail("no source images found")
     if size_range is not None and not 16 <= size_range[0] <= size_range[1]:

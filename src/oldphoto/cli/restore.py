@@ -22,6 +22,7 @@ from oldphoto.cli.common import (
     fail,
     library_errors,
     progress_bar,
+    report_discovery,
 )
 from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import (
@@ -164,9 +165,9 @@ def restore(
         face_strength=face_strength,
         global_model=global_model.value,
     )
-    found, problems = discover_inputs(inputs, recursive=recursive)
-    for problem in problems:
-        error_console.print(f"[red]error:[/] {problem}", highlight=False)
+    discovered = discover_inputs(inputs, recursive=recursive)
+    report_discovery(discovered)
+    found, problems = discovered.files, discovered.problems
     if not found:
         raise fail("no input images found")
     jobs = plan_jobs(
