@@ -108,8 +108,12 @@ def test_mask_marks_damage_still_visible_after_the_scan():
     )
     sample = degrade_image(clean, preset, np.random.default_rng(3))
     blurred_clean, _ = UNSTRUCTURED_OPS["gaussian_blur"](clean.copy(), np.random.default_rng(0), kernel_sizes=(7,), sigma=(2.0, 2.0))
-    visible = np.abs(sample.degraded - blurred_clean).max(axis=2) > preset.mask_threshold
+    difference = np.abs(sample.degraded - blurred_clean).max(axis=2)
+    visible = difference > preset.mask_threshold
     assert sample.mask.any() and np.array_equal(sample.mask > 0, visible)
+    # The sample's change map is that difference (what the mask thresholds), up to float rounding.
+    np.testing.assert_allclose(sample.change, difference, atol=1e-5)
+    assert np.array_equal(sample.mask > 0, sample.change > preset.mask_threshold)
 
 
 def test_bopbtl_preset_follows_the_paper():

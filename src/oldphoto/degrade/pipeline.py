@@ -20,14 +20,17 @@ class DegradedSample:
     Attributes:
         clean: (H, W, 3) float32 in [0, 1], the target (grayscale if the print was made black-and-white).
         degraded: (H, W, 3) float32 in [0, 1], the damaged photo.
-        mask: (H, W) float32 of 0/1, the structured damage.
+        mask: (H, W) float32 of 0/1, the structured damage: ``change`` above the preset's ``mask_threshold``.
         ops: every op applied, in order, with the parameters drawn.
+        change: (H, W) float32 in [0, 1], how far structured damage moved each pixel of the degraded photo
+            (largest change over the channels; 0 where no damage was drawn): how visible the damage is.
     """
 
     clean: np.ndarray
     degraded: np.ndarray
     mask: np.ndarray
     ops: list[dict[str, Any]]
+    change: np.ndarray
 
 
 def _apply_unstructured(image: np.ndarray, specs: list[OpSpec], group: str, rng: np.random.Generator, log: list) -> np.ndarray:
@@ -83,7 +86,7 @@ def degrade_image(
         canvas = Canvas.of(image)
         _apply_structured(canvas, preset, rng, stamps, ops)
         image = canvas.image
-        mask = canvas.mask(preset.mask_threshold)
+        change = canvas.change()
     else:
         canvas = Canvas.of(image)
         _apply_structured(canvas, preset, rng, stamps, ops)
@@ -94,12 +97,12 @@ def degrade_image(
         replay = copy.deepcopy(rng)
         image = _apply_unstructured(canvas.image, scan, "scan", rng, ops)
         undamaged = _apply_unstructured(canvas.base, scan, "scan", replay, [])
-        mask = visible_change(image, undamaged, preset.mask_threshold)
+        change = visible_change(image, undamaged)
+    mask = (change > preset.mask_threshold).astype(np.float32)
     degraded = np.clip(image, 0.0, 1.0).astype(np.float32)
-    return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops)
+    return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops, change=change)
 
 
-def visible_change(damaged: np.ndarray, undamaged: np.ndarray, threshold: float) -> np.ndarray:
-    """(H, W) float32 of 0/1: where two (H, W, 3) renderings in [0, 1] differ by more than ``threshold``."""
-    difference = np.abs(np.clip(damaged, 0.0, 1.0) - np.clip(undamaged, 0.0, 1.0)).max(axis=2)
-    return (difference > threshold).astype(np.float32)
+def visible_change(damaged: np.ndarray, undamaged: np.ndarray) -> np.ndarray:
+    """(H, W) float32: how far two (H, W, 3) renderings in [0, 1] differ at each pixel (largest over channels)."""
+    return np.abs(np.clip(damaged, 0.0, 1.0) - np.clip(undamaged, 0.0, 1.0)).max(axis=2).astype(np.float32)

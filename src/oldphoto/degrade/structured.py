@@ -65,12 +65,14 @@ class Canvas:
             np.maximum(self.opacity[ya:yb, xa:xb], a, out=self.opacity[ya:yb, xa:xb])
 
     def change(self) -> np.ndarray:
-        """(H, W) float32: how far damage moved each pixel (largest change over the channels)."""
-        return np.abs(self.image - self.base).max(axis=2)
+        """(H, W) float32: how far drawn damage moved each pixel (largest change over the channels; 0 where no
+        damage was drawn, also where stains discoloured it, as they are painted into ``base`` too)."""
+        moved = np.abs(self.image - self.base).max(axis=2)
+        return np.where(self.opacity > 0, moved, 0.0).astype(np.float32)
 
     def mask(self, threshold: float) -> np.ndarray:
         """(H, W) float32 of 0/1: where damage changed the pixel by more than ``threshold`` (0-1 intensity)."""
-        return ((self.change() > threshold) & (self.opacity > 0)).astype(np.float32)
+        return (self.change() > threshold).astype(np.float32)
 
 
 class DamageStamps:
