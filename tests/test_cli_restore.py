@@ -116,6 +116,18 @@ def test_save_mask_and_compare(album, tmp_path, random_scratch_model):
     assert (out / "a_compare.jpg").exists()
 
 
+def test_detection_settings_reach_the_report(album, tmp_path, random_scratch_model):
+    report = tmp_path / "report.json"
+    result = invoke(
+        "restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--scratch-threshold", "0.9", "--mask-dilation", "1",
+        "--report", str(report), *STAGES,
+    )
+    assert result.exit_code == 0, result.output
+    assert any("threshold 0.9, dilation 1 px" in step for step in json.loads(report.read_text())["stages"])
+    refused = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out2"), "--scratch-threshold", "1", *STAGES)
+    assert refused.exit_code == 2 and "between 0 and 1" in refused.output
+
+
 def test_given_masks_replace_detection_and_are_reported(album, tmp_path, random_scratch_model):
     masks, out = tmp_path / "masks", tmp_path / "out"
     drawn = np.zeros((48, 64), np.uint8)

@@ -32,7 +32,7 @@ from oldphoto.imageio import (
     save_rgb,
     write_photo,
 )
-from oldphoto.registry import ABLATION_MODEL
+from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import (
     RestoreOptions,
     Restorer,
@@ -116,6 +116,25 @@ def restore(
             rich_help_panel=STAGES,
         ),
     ] = None,
+    scratch_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Detector sensitivity: the probability above which a pixel counts as damaged (default: the model's, "
+            "chosen on validation data). Raise it when bright areas are marked, lower it for faint cracks.",
+            rich_help_panel=STAGES,
+        ),
+    ] = None,
+    mask_dilation: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Grow the detected mask by this many pixels before repair, to cover the soft edges of scratches "
+            "(default: the model's, 0). Masks given with --masks are used as they are.",
+            rich_help_panel=STAGES,
+        ),
+    ] = None,
     global_restoration: Annotated[
         bool,
         typer.Option(
@@ -158,13 +177,16 @@ def restore(
     ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
-    options = RestoreOptions(
-        scratches=with_scratch,
-        global_restoration=global_restoration,
-        faces=faces,
-        face_strength=face_strength,
-        global_model=global_model.value,
-    )
+    with library_errors():
+        options = RestoreOptions(
+            scratch_threshold=scratch_threshold,
+            mask_dilation=mask_dilation,
+            scratches=with_scratch,
+            global_restoration=global_restoration,
+            faces=faces,
+            face_strength=face_strength,
+            global_model=global_model.value,
+        )
     discovered = discover_inputs(inputs, recursive=recursive)
     report_discovery(discovered)
     found, problems = discovered.files, discovered.problems
@@ -284,6 +306,9 @@ def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_ma
     console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
     stages = [name for name, on in (("scratches", options.scratches), ("global", options.global_restoration), ("faces", options.faces)) if on]
     console.print(f"stages: {', '.join(stages)}")
+    if options.scratches:
+        threshold, dilation = options.detection_settings(get_spec(SCRATCH_MODEL))
+        console.print(f"scratch detection: threshold {threshold:g}, dilation {dilation} px")
     table = Table()
     table.add_column("input", overflow="fold")
     table.add_column("output", overflow="fold")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from oldphoto.errors import DataError, StageUnavailableError
+from oldphoto.errors import ConfigError, DataError, StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
     ABLATION_MODEL,
@@ -54,6 +54,23 @@ class RestoreOptions:
     """0 = global result only, 1 = refined faces fully blended in."""
     global_model: str = "triplet"
     """"triplet" (VAE_A -> mapping -> VAE_B, the method) or the ablation's "restore-unet" (evaluation only)."""
+    scratch_threshold: float | None = None
+    """Probability above which the detector marks a pixel damaged; None = the registry's (chosen on validation
+    data). Higher marks less (fewer false hits), lower marks more (fainter damage)."""
+    mask_dilation: int | None = None
+    """Pixels the detected mask is grown by before repair; None = the registry's. Given masks are used as they are."""
+
+    def __post_init__(self) -> None:
+        if self.scratch_threshold is not None and not 0.0 < self.scratch_threshold < 1.0:
+            raise ConfigError(f"scratch threshold {self.scratch_threshold} must be between 0 and 1 (exclusive)")
+        if self.mask_dilation is not None and self.mask_dilation < 0:
+            raise ConfigError(f"mask dilation {self.mask_dilation} must be 0 or more pixels")
+
+    def detection_settings(self, spec: ModelSpec) -> tuple[float, int]:
+        """(threshold, dilation) for the detector ``spec``: these options where set, else its registry settings."""
+        threshold = float(spec.settings["threshold"]) if self.scratch_threshold is None else self.scratch_threshold
+        dilation = int(spec.settings.get("dilation", 0)) if self.mask_dilation is None else self.mask_dilation
+        return threshold, dilation
 
 
 @dataclass
@@ -142,7 +159,8 @@ class Restorer:
         """Human-readable list of the stages that will run."""
         steps = []
         if self.options.scratches:
-            steps.append(f"detect scratches ({SCRATCH_MODEL})")
+            threshold, dilation = self.options.detection_settings(self.specs[SCRATCH_MODEL])
+            steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px)")
         if self.options.global_restoration:
             steps.append(f"global restoration ({', '.join(required_models(self.options)['global'])})")
         elif self.options.scratches:
@@ -181,6 +199,7 @@ class Restorer:
 
         if self.options.scratches and not result.mask_given:
             spec = self.specs[SCRATCH_MODEL]
+            threshold, dilation = self.options.detection_settings(spec)
             started = time.perf_counter()
             result.mask = detect_scratches(
                 rgb,
@@ -188,8 +207,8 @@ class Restorer:
                 self.runtime,
                 size_multiple=spec.contract.size_multiple,
                 min_overlap=spec.contract.min_tile_overlap,
-                threshold=float(spec.settings["threshold"]),
-                dilation=int(spec.settings.get("dilation", 0)),
+                threshold=threshold,
+                dilation=dilation,
                 on_tile=count_tiles,
             )
             result.stage_seconds["scratches"] = time.perf_counter() - started
