@@ -105,7 +105,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
             "preliminary weights (held-out F1 0.41 on the default preset's synthetic damage, 0.79 on the paper's "
             "scratches; target 0.8): on real scans they catch most bright cracks and torn borders, miss fine hairline "
             "cracks, and can take bright things (a hand, a white blouse, poles, window frames) for damage; check with "
-            "--save-mask and correct it with --masks"
+            "--save-mask, then raise --scratch-threshold (e.g. 0.9) or correct the mask and pass it with --masks"
         ),
     ),
     ModelSpec(
