@@ -72,6 +72,22 @@ def test_scratch_stage_by_model_name(tiny_set, random_scratch_model, tmp_path):
     assert method["method"] == "scratch-unet" and "iou" in method
 
 
+def test_scratch_threshold_reaches_the_pipeline_methods(tiny_set, random_scratch_model, tmp_path):
+    def mask_scores(threshold: str) -> dict:
+        out = tmp_path / f"t{threshold}.json"
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "scratch-unet", "--scratch-threshold", threshold, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(out.read_text())
+        assert payload["scratch_threshold"] == float(threshold)
+        return payload["methods"][0]
+
+    # Near 0 every pixel is marked, whatever the random detector's probabilities: all damage found, and precision is
+    # the damaged fraction (a 2 x 45 band in 40 x 56); near 1 (almost) nothing is.
+    everything = mask_scores("0.0001")
+    assert everything["recall"] == 1.0 and everything["precision"] == pytest.approx(90 / (40 * 56))
+    assert mask_scores("0.9999")["recall"] < 1.0
+
+
 def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
     out = tmp_path / "true.json"
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "scratch-unet", "--true-masks", "--json", str(out)])

@@ -56,6 +56,15 @@ def evaluate(
             "stages would get with a perfect detector (their masks are then not scored).",
         ),
     ] = False,
+    scratch_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Detector threshold for the pipeline methods (default: the model's), as restore --scratch-threshold: "
+            "score a sensitivity on your own pairs before using it.",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
@@ -79,7 +88,7 @@ def evaluate(
             pairs = find_pairs(degraded, clean, mask)
         else:
             raise fail("give a DATASET folder, --degraded DIR --clean DIR, or --real DIR")
-        built = {name: build_method(name, runtime) for name in methods}
+        built = {name: build_method(name, runtime, scratch_threshold) for name in methods}
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")
@@ -111,7 +120,12 @@ def evaluate(
     if csv_path is not None:
         _write_csv(csv_path, summaries)
     if json_path is not None:
-        payload = {"pairs": len(pairs), "true_masks": true_masks, "methods": [s.as_dict() for s in summaries]}
+        payload = {
+            "pairs": len(pairs),
+            "true_masks": true_masks,
+            "scratch_threshold": scratch_threshold,
+            "methods": [s.as_dict() for s in summaries],
+        }
         atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
     if failures:
         raise typer.Exit(EXIT_FAILURES)

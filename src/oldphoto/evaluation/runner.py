@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +102,9 @@ class PipelineMethod:
         return result.pixels, result.mask
 
 
-def build_method(name: str, runtime: Runtime) -> Method:
-    """A method by name; loading a model happens once, here."""
+def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = None) -> Method:
+    """A method by name; loading a model happens once, here. ``scratch_threshold`` replaces the detector's
+    registry threshold in the pipeline methods (as ``restore --scratch-threshold`` does)."""
     if name == "identity":
         return identity
     if name == "classical":
@@ -112,7 +113,8 @@ def build_method(name: str, runtime: Runtime) -> Method:
         return tophat
     if name in PIPELINE_METHODS:
         # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
-        return PipelineMethod(Restorer(runtime, PIPELINE_METHODS[name]))
+        options = replace(PIPELINE_METHODS[name], scratch_threshold=scratch_threshold)
+        return PipelineMethod(Restorer(runtime, options))
     get_spec(name)  # raises the list of valid names for unknown ones
     raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
 
