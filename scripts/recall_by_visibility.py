@@ -19,7 +19,8 @@ from oldphoto.batch import discover_inputs
 from oldphoto.degrade import DamageStamps, degrade_image, get_preset
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.scratches import scratch_probability
+from oldphoto.restore.pipeline import RestoreOptions
+from oldphoto.restore.scratches import detect_scratches
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_network, load_network_from
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--weights", help="scratch-unet weights (default: the installed ones)")
     args = parser.parse_args()
     spec = get_spec(SCRATCH_MODEL)
+    threshold, dilation = RestoreOptions().detection_settings(spec)
     network = (load_network_from(spec, args.weights) if args.weights else load_network(spec)).eval()
     runtime = make_runtime("cpu")
     preset = get_preset(args.preset)
@@ -49,14 +51,15 @@ def main() -> None:
     for index in range(args.count):
         sample = degrade_image(load_rgb(found[index % len(found)].path), preset, rng, stamps)
         with torch.inference_mode():
-            probability = scratch_probability(
+            detected = detect_scratches(
                 sample.degraded,
                 network,
                 runtime,
                 size_multiple=spec.contract.size_multiple,
                 min_overlap=spec.contract.min_tile_overlap,
-            )
-        detected = probability > float(spec.settings["threshold"])
+                threshold=threshold,
+                dilation=dilation,
+            ) > 0
         truth = sample.mask > 0
         band = np.digitize(sample.change[truth], edges) - 1
         masked += np.bincount(band, minlength=len(masked))[: len(masked)]

@@ -38,6 +38,7 @@ from oldphoto.registry import (
     VAE_OLD_MODEL,
     get_spec,
 )
+from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import threshold_mask
 from oldphoto.training.data import (
     CropPool,
@@ -137,10 +138,10 @@ class _Base:
         """(clean, degraded, mask) as :func:`damaged_batch`, the mask taken from ``config.mask_source``."""
         clean, degraded, mask = damaged_batch(pool, self.presets, self.stamps, rng, count)
         if self.detector is not None:
-            # Thresholded (and dilated) exactly as the restore stage does, with the registry's settings.
-            settings = self.detector_spec.settings
+            # Thresholded (and dilated) exactly as `restore` does by default.
+            threshold, dilation = RestoreOptions().detection_settings(self.detector_spec)
             probability = scratch_probabilities(self.detector, luma(degraded))
-            detected = [threshold_mask(p, float(settings["threshold"]), int(settings.get("dilation", 0))) for p in probability]
+            detected = [threshold_mask(p, threshold, dilation) for p in probability]
             mask = torch.from_numpy(np.stack(detected))[:, None]
         return clean, degraded, mask
 
