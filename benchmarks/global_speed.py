@@ -1,6 +1,7 @@
-"""Global restoration stage (VAE_A -> mapping -> VAE_B): seconds per megapixel and peak memory, tiled.
+"""Global restoration stage (VAE_A -> mapping -> VAE_B -> detail fusion): seconds per megapixel and peak memory, tiled.
 
 Usage: python benchmarks/global_speed.py [--sizes 1 6 24] [--tile 1024] [--threads 2] [--damage 0.02]
+           [--precision auto|fp32|bf16] [--no-detail]
 Speed does not depend on the weight values, so random weights are used when none are shipped. A random
 scratch mask covering ``--damage`` of the pixels exercises the partial non-local branch.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import PeakMemory
-from oldphoto.registry import MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
+from oldphoto.registry import DETAIL_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
 from oldphoto.restore.global_ import restore_global
 from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
@@ -43,9 +44,13 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size (default: restore's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--damage", type=float, default=0.02, help="fraction of pixels in the scratch mask")
+    parser.add_argument("--precision", default="auto", help="auto (restore's default), fp32 or bf16")
+    parser.add_argument("--no-detail", action="store_true", help="the triplet alone, without the detail fusion")
     args = parser.parse_args()
-    runtime = make_runtime("cpu", tile=args.tile, threads=args.threads)
-    loaded = {name: network(name) for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL)}
+    runtime = make_runtime("cpu", precision=args.precision, tile=args.tile, threads=args.threads)
+    names = (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL) + (() if args.no_detail else (DETAIL_MODEL,))
+    loaded = {name: network(name) for name in names}
+    overlap = max(get_spec(name).contract.min_tile_overlap for name in names)
     for name, (module, origin) in loaded.items():
         print(f"{name}: {sum(p.numel() for p in module.parameters()):,} parameters ({origin} weights)")
     print(runtime.describe())
@@ -64,7 +69,8 @@ def main() -> None:
                 loaded[MAPPING_MODEL][0],
                 loaded[VAE_CLEAN_MODEL][0],
                 runtime,
-                min_overlap=get_spec(MAPPING_MODEL).contract.min_tile_overlap,
+                min_overlap=overlap,
+                detail=None if args.no_detail else loaded[DETAIL_MODEL][0],
             )
             seconds = time.perf_counter() - started
         mp = height * width / 1e6

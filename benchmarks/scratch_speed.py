@@ -1,6 +1,6 @@
 """Scratch-detection stage: seconds per megapixel and peak memory at full resolution (tiled).
 
-Usage: python benchmarks/scratch_speed.py [--sizes 1 6 24] [--tile 1024] [--threads 2]
+Usage: python benchmarks/scratch_speed.py [--sizes 1 6 24] [--tile 1024] [--threads 2] [--precision auto|fp32|bf16]
 Speed does not depend on the weight values, so random weights are used when none are shipped.
 """
 
@@ -24,8 +24,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 6, 24], help="megapixels")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE, help="tile size (default: restore's)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", default="auto", help="auto (restore's default), fp32 or bf16")
     args = parser.parse_args()
-    runtime = make_runtime("cpu", tile=args.tile, threads=args.threads)
+    runtime = make_runtime("cpu", precision=args.precision, tile=args.tile, threads=args.threads)
     spec = get_spec(SCRATCH_MODEL)
     try:
         network = load_network(spec)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from oldphoto import registry
+from oldphoto.archs.detail_fusion import DetailFusionConfig
 from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
@@ -66,15 +67,17 @@ def random_scratch_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
 
 TINY_VAE_CONFIG = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)
 TINY_MAPPING_CONFIG = MappingConfig(latent_channels=8, width=8, local_blocks=1, global_blocks=1, attention_channels=4, key_grid=4, query_chunk=16)
+TINY_DETAIL_CONFIG = DetailFusionConfig(channels=(4, 8), bottleneck_blocks=1)
 
 
 @pytest.fixture
 def random_global_models(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
-    """Tiny random VAE_A, VAE_B and mapping registered as shipped."""
+    """Tiny random VAE_A, VAE_B, mapping and detail fusion registered as shipped."""
     return [
         install_random_model(monkeypatch, weights_dir, registry.VAE_OLD_MODEL, TINY_VAE_CONFIG, seed=1),
         install_random_model(monkeypatch, weights_dir, registry.VAE_CLEAN_MODEL, TINY_VAE_CONFIG, seed=2),
         install_random_model(monkeypatch, weights_dir, registry.MAPPING_MODEL, TINY_MAPPING_CONFIG, seed=3),
+        install_random_model(monkeypatch, weights_dir, registry.DETAIL_MODEL, TINY_DETAIL_CONFIG, seed=5),
     ]
 
 

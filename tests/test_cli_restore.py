@@ -187,9 +187,10 @@ def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model, monke
 
 
 def test_fp16_on_cpu_is_a_clear_error(album, tmp_path, random_scratch_model):
-    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--device", "cpu", "--fp16", *STAGES)
-    assert result.exit_code == 2
-    assert "--fp16" in result.output
+    for flag in (["--fp16"], ["--precision", "fp16"]):
+        result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--device", "cpu", *flag, *STAGES)
+        assert result.exit_code == 2
+        assert "--precision fp16 needs a CUDA or MPS device" in " ".join(result.output.split())
 
 
 def test_models_list_and_verify(random_scratch_model, monkeypatch):
@@ -242,3 +243,93 @@ def test_global_model_option_runs_the_ablation_network(tmp_path):
     assert np.abs(outputs["triplet"] - outputs["restore-unet"]).mean() > 1e-3
     bad = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "x"), "--global-model", "vgg"])
     assert bad.exit_code == 2
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def notes(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("note:")]
+
+
+def test_restoring_a_folder_into_itself_twice_leaves_its_own_outputs_alone(album, random_scratch_model):
+    args = ("restore", str(album), "-o", str(album), "--suffix", "_r", "--save-mask", "--compare", *STAGES)
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    written = files_under(album)
+    assert "a_r.jpg" in written and "a_r_mask.png" in written and "a_r_compare.jpg" in written
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output  # the existing outputs count as done
+    assert files_under(album) == written  # no a_r_r.jpg, a_r_mask_r.png, a_r_compare_r.jpg
+    left_out = [line for line in notes(again.output) if "own outputs for other inputs" in line]
+    assert len(left_out) == 1 and "left out 6 file(s)" in left_out[0] and "a_r" in left_out[0]
+
+
+def test_rerunning_on_an_output_folder_leaves_its_masks_and_sheets_out(album, tmp_path, random_scratch_model):
+    out, again = tmp_path / "out", tmp_path / "again"
+    assert invoke("restore", str(album), "-o", str(out), "--save-mask", "--compare", *STAGES).exit_code == 0
+    assert "a_mask.png" in files_under(out) and "b_compare.jpg" in files_under(out)
+    result = invoke("restore", str(out), "-o", str(again), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert files_under(again) == ["a.jpg", "b.png"]
+    assert any("left out 4 file(s)" in line for line in notes(result.output))
+
+
+def test_masks_saved_by_a_suffix_run_are_found_and_the_exact_name_preferred(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    assert invoke("restore", str(album), "-o", str(out), "--suffix", "_r", "--save-mask", *STAGES).exit_code == 0
+    report = tmp_path / "report.json"
+    result = invoke(
+        "restore", str(album), "-o", str(tmp_path / "final"), "--suffix", "_r", "--masks", str(out), "--report", str(report), *STAGES
+    )
+    assert result.exit_code == 0, result.output
+    sources = {Path(r["input"]).name: r["mask_source"] for r in json.loads(report.read_text())["images"]}
+    assert sources == {"a.jpg": str(out / "a_r_mask.png"), "b.png": str(out / "b_r_mask.png")}
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(out / "a_mask.png")
+    result = invoke(
+        "restore", str(album / "a.jpg"), "-o", str(tmp_path / "exact"), "--suffix", "_r", "--masks", str(out),
+        "--report", str(report), *STAGES,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["images"][0]["mask_source"] == str(out / "a_mask.png")
+
+
+def test_a_run_that_would_overwrite_its_inputs_exits_1(album, random_scratch_model):
+    before = files_under(album)
+    result = invoke("restore", str(album), "-o", str(album), *STAGES)
+    assert result.exit_code == 1
+    assert files_under(album) == before
+    assert "overwrite an input" in " ".join(result.output.split())
+    assert invoke("restore", str(album), "-o", str(album), "--dry-run", *STAGES).exit_code == 1
+
+
+def test_caveats_are_one_short_line_per_model_and_quiet_hides_notes_not_errors(album, tmp_path, random_scratch_model):
+    (album / "notes.txt").write_text("not a photo")
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 0, result.output
+    caveats = [line for line in notes(result.output) if "scratch-unet" in line]
+    assert caveats == ["note: scratch-unet: preliminary weights (the full caveat: oldphoto models list)"]
+    assert "held-out" not in result.output
+    (album / "broken.jpg").write_bytes(b"not a jpeg")
+    quiet = invoke("restore", str(album), "-o", str(tmp_path / "quiet"), "--quiet", *STAGES)
+    assert quiet.exit_code == 1
+    assert not notes(quiet.output) and "note:" not in quiet.output
+    assert "failed:" in quiet.output and "broken.jpg" in quiet.output
+
+
+def test_report_has_speed_memory_and_run_totals(album, tmp_path, random_scratch_model):
+    report = tmp_path / "report.json"
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--report", str(report), *STAGES)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    for image in payload["images"]:
+        assert image["megapixels"] == pytest.approx(64 * 48 / 1e6)
+        # seconds is rounded to 1 ms, which on 0.003 MP is up to 0.17 s/MP
+        assert image["seconds_per_megapixel"] == pytest.approx(image["seconds"] / image["megapixels"], abs=0.2)
+        assert image["peak_memory_mb"] > 10  # the whole process, models and Python included
+        assert image["scratch_coverage"] is not None and image["tiles"] >= 1  # the existing fields stay
+    totals = payload["totals"]
+    assert totals["images"] == 2 and totals["megapixels"] == pytest.approx(2 * 64 * 48 / 1e6)
+    assert totals["seconds"] == pytest.approx(sum(i["seconds"] for i in payload["images"]), abs=0.002)
+    assert totals["seconds_per_megapixel"] == pytest.approx(totals["seconds"] / totals["megapixels"], rel=0.01, abs=0.01)

@@ -12,14 +12,17 @@ from typer.testing import CliRunner
 
 from oldphoto.cli.app import app
 from oldphoto.degrade import (
+    DISTRACTOR_OPS,
     PRESETS,
+    SCORED_CHANGE,
     DamageStamps,
+    DegradedSample,
     degrade_image,
     get_preset,
     load_preset_file,
     override,
 )
-from oldphoto.degrade.presets import op
+from oldphoto.degrade.presets import Preset, op, preset_summary
 from oldphoto.degrade.structured import STRUCTURED_OPS, Canvas
 from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS
 from oldphoto.errors import ConfigError
@@ -88,7 +91,8 @@ def test_mask_is_exactly_the_structured_damage():
     clean = smooth_image(64, 64)
     structured_only = override(get_preset("default"), unstructured=False, grayscale_probability=0.0)
     sample = degrade_image(clean, structured_only, np.random.default_rng(1))
-    changed = np.abs(sample.degraded - clean).max(axis=2) > structured_only.mask_threshold + 1e-5
+    # Against the clean target, which has the distractors drawn in: they are scene, not damage.
+    changed = np.abs(sample.degraded - sample.clean).max(axis=2) > structured_only.mask_threshold + 1e-5
     assert sample.mask.any()
     assert np.array_equal(changed, sample.mask > 0)
     no_damage = override(get_preset("default"), structured=False)
@@ -107,7 +111,7 @@ def test_mask_marks_damage_still_visible_after_the_scan():
         min_structured=0,
     )
     sample = degrade_image(clean, preset, np.random.default_rng(3))
-    blurred_clean, _ = UNSTRUCTURED_OPS["gaussian_blur"](clean.copy(), np.random.default_rng(0), kernel_sizes=(7,), sigma=(2.0, 2.0))
+    blurred_clean, _ = UNSTRUCTURED_OPS["gaussian_blur"](sample.clean.copy(), np.random.default_rng(0), kernel_sizes=(7,), sigma=(2.0, 2.0))
     difference = np.abs(sample.degraded - blurred_clean).max(axis=2)
     visible = difference > preset.mask_threshold
     assert sample.mask.any() and np.array_equal(sample.mask > 0, visible)
@@ -165,3 +169,244 @@ def test_degrade_cli_writes_a_consistent_set(tmp_path):
     again = tmp_path / "again"
     CliRunner().invoke(app, ["degrade", str(src / "*"), "-o", str(again), "--count", "3", "--seed", "4"])
     assert (again / "degraded" / f"{stems[0]}.png").read_bytes() == (out / "degraded" / f"{stems[0]}.png").read_bytes()
+
+
+# The presets as they were before distractors, op for op: `default-v1` and `bopbtl-v1` must stay exactly these.
+TODAYS_DEFAULT = Preset(
+    name="default-v1",
+    aging=(
+        op("fade", 0.5),
+        op("yellowing", 0.35),
+        op("color_cast", 0.3),
+        op("uneven_exposure", 0.3),
+        op("vignetting", 0.25),
+        op("paper_texture", 0.3),
+        op("halftone", 0.05),
+    ),
+    structured=(
+        op("scratches", 0.6),
+        op("stamps", 0.5),
+        op("dust", 0.5),
+        op("cracks", 0.15),
+        op("hairs", 0.2),
+        op("creases", 0.1),
+        op("torn_edges", 0.08),
+        op("stains", 0.12),
+    ),
+    scan=(
+        op("gaussian_blur", 0.25, kernel_sizes=(3, 5), sigma=(0.5, 2.0)),
+        op("defocus_blur", 0.1, radius=(1.0, 2.5)),
+        op("motion_blur", 0.05, length=(3.0, 8.0)),
+        op("gaussian_noise", 0.3, sigma=(3 / 255, 30 / 255)),
+        op("poisson_noise", 0.1),
+        op("speckle_noise", 0.05, sigma=(3 / 255, 25 / 255)),
+        op("salt_and_pepper", 0.03, amount=(0.0005, 0.005)),
+        op("film_grain", 0.35),
+        op("downscale", 0.35, scale=(0.4, 1.0)),
+        op("jpeg", 0.5, quality=(40, 95)),
+    ),
+    grayscale_probability=0.3,
+    min_structured=1,
+)
+TODAYS_BOPBTL = Preset(
+    name="bopbtl-v1",
+    scan=(
+        op("gaussian_blur", 0.7, kernel_sizes=(3, 5, 7), sigma=(1.0, 5.0)),
+        op("noise", 0.7, kinds=("gaussian", "speckle", "salt_and_pepper"), sigma=(5 / 255, 50 / 255)),
+        op("downscale", 0.7, scale=(0.5, 1.0), up=("nearest", "bilinear")),
+        op("jpeg", 0.7, quality=(40, 100)),
+    ),
+    structured=(op("scratches", 1.0, count=(1, 4), width=(1.0, 4.0), opacity=(0.9, 1.0), bright_probability=1.0, bright=(0.95, 1.0)),),
+    structured_after_scan=True,
+    grayscale_probability=0.1,
+)
+
+
+def only_distractors(**changes) -> Preset:
+    """Every distractor op, always; no damage, no ageing, no scan."""
+    settings = {"aging": (), "structured": (), "scan": (), "min_structured": 0, "grayscale_probability": 0.0, **changes}
+    return dataclasses.replace(get_preset("default"), distractors=tuple(op(name, 1.0) for name in DISTRACTOR_OPS), **settings)
+
+
+def test_v1_presets_are_the_presets_from_before_distractors():
+    assert get_preset("default-v1") == TODAYS_DEFAULT and get_preset("bopbtl-v1") == TODAYS_BOPBTL
+    # The new presets are exactly v1 plus the distractors group.
+    for name in ("default", "bopbtl"):
+        new, old = get_preset(name), get_preset(f"{name}-v1")
+        assert new.distractors and not old.distractors
+        assert dataclasses.replace(new, name=old.name, distractors=()) == old
+
+
+def test_distractors_leave_every_damage_draw_as_it_was(stamps):
+    """Distractors draw from a stream of their own: the damage, ageing and scan draw the same numbers as in v1."""
+    clean = smooth_image(64, 80)
+    fired = 0
+    for name in ("default", "bopbtl"):
+        for seed in range(6):
+            new = degrade_image(clean, get_preset(name), np.random.default_rng(seed), stamps)
+            old = degrade_image(clean, get_preset(f"{name}-v1"), np.random.default_rng(seed), stamps)
+            assert [o for o in new.ops if o["group"] != "distractors"] == old.ops
+            fired += any(o["group"] == "distractors" for o in new.ops)
+            assert not old.distractor.any()
+            # The generator is left where v1 leaves it, so the next image of a set draws the same too.
+            rng_new, rng_old = np.random.default_rng(seed), np.random.default_rng(seed)
+            degrade_image(clean, get_preset(name), rng_new, stamps)
+            degrade_image(clean, get_preset(f"{name}-v1"), rng_old, stamps)
+            assert rng_new.random() == rng_old.random()
+    assert fired >= 6
+
+
+@pytest.mark.parametrize("name", sorted(DISTRACTOR_OPS))
+def test_distractor_ops_are_seeded_and_draw_something(name):
+    clean = smooth_image(96, 128)
+
+    def draw(seed: int) -> tuple[np.ndarray, dict]:
+        canvas = Canvas.of(clean)
+        params = DISTRACTOR_OPS[name](canvas, np.random.default_rng(seed))
+        return canvas.image, params
+
+    first, params = draw(5)
+    again, params_again = draw(5)
+    other, _ = draw(6)
+    assert first.shape == clean.shape and first.dtype == np.float32
+    assert 0.0 <= first.min() and first.max() <= 1.0
+    assert np.array_equal(first, again) and params == params_again
+    assert not np.array_equal(first, other)
+    assert np.abs(first - clean).max() > 0.08, f"{name} drew nothing visible"
+    json.dumps(params)
+
+
+def test_distractors_are_in_the_clean_photo_never_in_the_mask():
+    clean = smooth_image(96, 128)
+    preset = only_distractors()
+    sample = degrade_image(clean, preset, np.random.default_rng(2))
+    assert len([o for o in sample.ops if o["group"] == "distractors"]) == len(DISTRACTOR_OPS)
+    assert not sample.mask.any() and not sample.change.any()
+    assert sample.distractor.any()
+    # Nothing but the distractors ran: the target has them, and the photo is that target.
+    assert np.array_equal(sample.degraded, sample.clean)
+    drawn = np.abs(sample.clean - clean).max(axis=2) > preset.mask_threshold
+    assert np.array_equal(sample.distractor > 0, drawn)
+    # With damage on top, the mask is still only the damage: where a distractor alone was drawn it stays clear.
+    damaged = dataclasses.replace(preset, structured=(op("scratches", 1.0, count=(2, 2)),))
+    with_damage = degrade_image(clean, damaged, np.random.default_rng(2))
+    assert with_damage.mask.any()
+    assert np.array_equal(with_damage.clean, sample.clean)
+    assert np.array_equal(with_damage.mask > 0, np.abs(with_damage.degraded - with_damage.clean).max(axis=2) > preset.mask_threshold + 1e-5)
+
+
+def test_distractors_are_seeded_in_the_pipeline_and_go_gray_with_the_print():
+    clean = smooth_image(64, 64)
+    first = degrade_image(clean, get_preset("default"), np.random.default_rng(11))
+    again = degrade_image(clean, get_preset("default"), np.random.default_rng(11))
+    assert np.array_equal(first.clean, again.clean) and np.array_equal(first.distractor, again.distractor)
+    others = [degrade_image(clean, only_distractors(), np.random.default_rng(seed)).distractor for seed in (1, 2)]
+    assert not np.array_equal(*others)
+    gray = degrade_image(clean, only_distractors(grayscale_probability=1.0), np.random.default_rng(1))
+    assert gray.distractor.any() and np.allclose(gray.clean[:, :, 0], gray.clean[:, :, 2])
+
+
+def test_scored_mask_and_dont_care_band():
+    assert SCORED_CHANGE == pytest.approx(41 / 255, abs=0.001)
+    change = np.array([[0.0, 0.05, 0.1, 0.15], [0.16, 0.3, 0.9, 0.0]], np.float32)
+    mask = (change > 0.08).astype(np.float32)
+    sample = DegradedSample(np.zeros((2, 4, 3), np.float32), np.zeros((2, 4, 3), np.float32), mask, [], change)
+    assert not sample.distractor.any() and sample.distractor.shape == (2, 4)
+    assert sample.scored_mask.tolist() == [[0, 0, 0, 0], [1, 1, 1, 0]]
+    assert sample.dont_care.tolist() == [[0, 0, 1, 1], [0, 0, 0, 0]]
+    assert np.array_equal(sample.scored_mask + sample.dont_care, mask)
+
+
+def test_distractor_group_in_toml_overrides_and_summary(tmp_path):
+    path = tmp_path / "signs.toml"
+    path.write_text('[[distractors]]\nname = "lettering"\nprobability = 0.5\nparams = { height = [0.05, 0.1] }\n')
+    preset = load_preset_file(path)
+    assert preset.distractors == (op("lettering", 0.5, height=[0.05, 0.1]),)
+    assert preset_summary(preset)["distractors"] == [{"name": "lettering", "probability": 0.5, "params": {"height": (0.05, 0.1)}}]
+    path.write_text('[[distractors]]\nname = "scratches"\n')
+    with pytest.raises(ConfigError, match="unknown distractors op 'scratches'"):
+        load_preset_file(path)
+    # Distractors are scene content: switching the damage off keeps them; they have a switch of their own.
+    assert override(get_preset("default"), structured=False).distractors == get_preset("default").distractors
+    assert override(get_preset("default"), distractors=False).distractors == ()
+
+
+def test_degrade_cli_writes_ignore_and_distractor_masks(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray((smooth_image(64, 80, seed=i) * 255).astype(np.uint8)).save(src / f"p{i}.png")
+    out = tmp_path / "set"
+    args = ["degrade", str(src / "*"), "-o", str(out), "--count", "4", "--seed", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "41/255" in manifest["mask_definition"] and manifest["preset"]["distractors"]
+    stems = sorted(r["stem"] for r in manifest["images"])
+    for folder in ("clean", "degraded", "mask", "ignore", "distractor"):
+        assert sorted(p.stem for p in (out / folder).iterdir()) == stems
+    for stem in stems:
+        mask = np.asarray(Image.open(out / "mask" / f"{stem}.png")) > 127
+        ignore = np.asarray(Image.open(out / "ignore" / f"{stem}.png")) > 127
+        assert not np.any(ignore & ~mask)  # the don't-care band is part of the mask
+    # clean/ has the distractors in it: with damage, ageing and scan off, the clean photo is the source plus them.
+    scene = tmp_path / "scene"
+    result = CliRunner().invoke(app, [*args[:3], str(scene), *args[4:], "--no-structured", "--no-unstructured", "--grayscale-prob", "0"])
+    assert result.exit_code == 0, result.output
+    marked = 0
+    for record in json.loads((scene / "manifest.json").read_text())["images"]:
+        stem = record["stem"]
+        source = np.asarray(Image.open(record["source"]).convert("RGB")).astype(int)
+        clean = np.asarray(Image.open(scene / "clean" / f"{stem}.png").convert("RGB")).astype(int)
+        distractor = np.asarray(Image.open(scene / "distractor" / f"{stem}.png")) > 127
+        assert not (np.asarray(Image.open(scene / "mask" / f"{stem}.png")) > 127).any()
+        assert np.all(np.abs(clean - source).max(axis=2)[distractor] > 0.08 * 255 - 1)
+        marked += int(distractor.sum())
+    assert marked > 0
+    v1 = tmp_path / "v1"
+    result = CliRunner().invoke(app, [*args[:3], str(v1), *args[4:], "--preset", "default-v1"])
+    assert result.exit_code == 0, result.output
+    assert (v1 / "ignore").is_dir() and not (v1 / "distractor").exists()
+
+
+def test_degrade_refuses_a_non_empty_folder_and_overwrite_replaces_only_the_set(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray((smooth_image(32, 40, seed=i) * 255).astype(np.uint8)).save(src / f"p{i}.png")
+    out = tmp_path / "set"
+    args = ["degrade", str(src), "-o", str(out), "--seed", "1"]
+    assert CliRunner().invoke(app, [*args, "--count", "3"]).exit_code == 0
+    stale = sorted(p.name for p in (out / "clean").iterdir())
+    (out / "notes.txt").write_text("mine")
+    (out / "mine").mkdir()
+    (out / "mine" / "keep.png").write_bytes(b"x")
+    refused = CliRunner().invoke(app, [*args, "--count", "2"])
+    assert refused.exit_code == 2
+    text = " ".join(refused.output.split())
+    assert "not empty" in text and "--overwrite" in text and "empty folder" in text
+    assert sorted(p.name for p in (out / "clean").iterdir()) == stale
+    result = CliRunner().invoke(app, [*args, "--count", "2", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    stems = sorted(r["stem"] for r in json.loads((out / "manifest.json").read_text())["images"])
+    assert len(stems) == 2
+    for folder in ("clean", "degraded", "mask", "ignore", "distractor"):
+        assert sorted(p.stem for p in (out / folder).iterdir()) == stems
+    assert (out / "notes.txt").read_text() == "mine" and (out / "mine" / "keep.png").exists()
+    # Sources inside a part of the set are never deleted.
+    nested = tmp_path / "nested"
+    (nested / "clean").mkdir(parents=True)
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(nested / "clean" / "q.png")
+    refused = CliRunner().invoke(app, ["degrade", str(nested / "clean"), "-o", str(nested), "--overwrite"])
+    assert refused.exit_code == 2 and (nested / "clean" / "q.png").exists()
+
+
+def test_degrade_quiet_hides_notes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    (src / "readme.txt").write_text("not a photo")
+    loud = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "a")])
+    assert loud.exit_code == 0 and "note:" in loud.output
+    quiet = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "b"), "--quiet"])
+    assert quiet.exit_code == 0 and "note:" not in quiet.output and "wrote 1 pairs" in quiet.output

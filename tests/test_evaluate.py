@@ -13,7 +13,8 @@ from skimage.metrics import peak_signal_noise_ratio
 from typer.testing import CliRunner
 
 from oldphoto.cli.app import app
-from oldphoto.evaluation.runner import find_pairs, score_image, summarize
+from oldphoto.evaluation.metrics import MaskCounts
+from oldphoto.evaluation.runner import MASK_SCORING_WHOLE, find_pairs, score_image, summarize
 from oldphoto.imageio import load_rgb, save_rgb
 
 from .conftest import smooth_image
@@ -131,3 +132,86 @@ def test_global_and_ablation_methods(tiny_set, random_scratch_model, random_glob
     methods = {m["method"]: m for m in json.loads(out.read_text())["methods"]}
     assert set(methods) == {"global", "restore-unet"}
     assert all(np.isfinite(m["psnr"]) and "f1" in m for m in methods.values())
+
+
+def test_ignored_pixels_count_nowhere():
+    truth = np.zeros((4, 10), np.float32)
+    truth[:, :6] = 1  # columns 0-3 strong damage, 4-5 faint (don't-care)
+    ignore = np.zeros_like(truth)
+    ignore[:, 4:6] = 1
+    predicted = np.zeros_like(truth)
+    predicted[:, :4] = 1  # finds the strong damage only
+    predicted[0, 8] = 1  # and one false hit
+    plain = MaskCounts.of(predicted, truth)
+    scored = MaskCounts.of(predicted, truth, ignore)
+    assert (plain.tp, plain.fp, plain.fn) == (16, 1, 8)
+    assert (scored.tp, scored.fp, scored.fn) == (16, 1, 0)
+    assert scored.f1 == pytest.approx(32 / 33) and plain.f1 < 0.8
+    # Marking the faint band is not a false hit either.
+    assert MaskCounts.of(truth, truth, ignore) == MaskCounts(16, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def degraded_set(tmp_path_factory) -> Path:
+    """A set made by `oldphoto degrade` with the default preset (distractors, ignore/)."""
+    root = tmp_path_factory.mktemp("made")
+    for i in range(2):
+        save_rgb(root / "src" / f"p{i}.png", smooth_image(72, 96, seed=i))
+    result = CliRunner().invoke(app, ["degrade", str(root / "src"), "-o", str(root / "set"), "--count", "4", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    return root / "set"
+
+
+def test_find_pairs_picks_up_ignore_and_distractor_masks(degraded_set, tiny_set):
+    pairs = find_pairs(degraded_set)
+    assert len(pairs) == 4 and all(p.ignore is not None and p.distractor is not None for p in pairs)
+    assert all(p.ignore.parent.name == "ignore" and p.distractor.parent.name == "distractor" for p in pairs)
+    # Masks given from elsewhere do not get the set's don't-care band.
+    assert all(p.ignore is None for p in find_pairs(degraded_set, mask=degraded_set / "mask"))
+    assert all(p.ignore is None and p.distractor is None for p in find_pairs(tiny_set))
+
+
+def test_pooled_distractor_and_faint_scores(degraded_set):
+    pairs = find_pairs(degraded_set)
+    masks = {p.stem: load_rgb(p.mask)[:, :, 0] for p in pairs}
+    distractors = {p.stem: load_rgb(p.distractor)[:, :, 0] for p in pairs}
+    assert sum(d.sum() for d in distractors.values()) > 0
+
+    def predicting(masks_by_stem, pair):
+        return lambda image: (image, masks_by_stem[pair.stem])
+
+    truth = summarize("truth", [score_image("truth", predicting(masks, p), p)[0] for p in pairs])
+    assert truth.mask.f1 == 1.0 and truth.faint_recall == 1.0 and truth.distractor_marked == 0.0
+    faint = sum(load_rgb(p.ignore)[:, :, 0].sum() for p in pairs) / sum(m.sum() for m in masks.values())
+    assert truth.faint_share == pytest.approx(faint)
+    fooled = summarize("fooled", [score_image("fooled", predicting(distractors, p), p)[0] for p in pairs])
+    assert fooled.distractor_marked == 1.0
+
+
+def test_evaluate_reports_distractors_and_the_mask_definition(degraded_set, tiny_set, tmp_path):
+    out = tmp_path / "made.json"
+    result = CliRunner().invoke(app, ["evaluate", str(degraded_set), "-m", "identity", "-m", "tophat", "--json", str(out), "--csv", str(tmp_path / "s.csv")])
+    assert result.exit_code == 0, result.output
+    assert "distractors marked" in result.output and "41/255" in result.output
+    payload = json.loads(out.read_text())
+    assert payload["mask_definition"].startswith("scored: change >= 41/255 levels after the scan; 20-41 levels don't-care")
+    methods = {m["method"]: m for m in payload["methods"]}
+    assert 0.0 <= methods["tophat"]["distractor_marked"] <= 1.0 and methods["tophat"]["distractor_pixels"] > 0
+    assert 0.0 < methods["tophat"]["faint_share"] < 1.0 and 0.0 <= methods["tophat"]["faint_recall"] <= 1.0
+    assert "distractor_marked" not in methods["identity"]  # no mask predicted, nothing to mark
+    # An older set without ignore/ is scored as before, and says so; no distractor column without distractors.
+    old = tmp_path / "old.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "tophat", "--json", str(old)])
+    assert result.exit_code == 0, result.output
+    assert "distractors marked" not in result.output
+    payload = json.loads(old.read_text())
+    assert payload["mask_definition"] == MASK_SCORING_WHOLE and "faint_share" not in payload["methods"][0]
+
+
+def test_quiet_hides_the_scoring_note_not_the_scores(tiny_set):
+    loud = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "classical"])
+    assert loud.exit_code == 0, loud.output
+    assert "note: mask scoring" in loud.output
+    quiet = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "classical", "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "note:" not in quiet.output and "classical" in quiet.output

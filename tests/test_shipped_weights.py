@@ -93,3 +93,53 @@ def test_shipped_ablation_restores_a_noisy_scratched_sample():
     assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
     inside = truth > 0
     assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()
+
+
+def test_shipped_global_stage_leaves_an_undamaged_texture_alone():
+    """A sharp, undamaged, textured photo crop (tests/fixtures/texture-lichen.jpg: thin bright strands, the kind of
+    content the detector can mistake for scratches) comes back essentially unchanged from `restore --no-faces`."""
+    from pathlib import Path
+
+    from oldphoto.evaluation.metrics import ssim
+    from oldphoto.imageio import load_rgb
+
+    photo = load_rgb(Path(__file__).parent / "fixtures" / "texture-lichen.jpg")
+    assert cv2.Laplacian(photo.mean(axis=2), cv2.CV_32F).var() > 1e-3  # textured, not a smooth image
+    restored = Restorer(make_runtime("cpu", precision="fp32"), RestoreOptions(faces=False)).restore(photo).pixels
+    assert psnr(photo, restored) >= 30.0
+    assert ssim(photo, restored) >= 0.95
+
+
+def shaded_badges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(photo, badges, scratch): a dark coat-like photo with a shaded bright button and a bright five-pointed star
+    (radius 8 px, like an insignia on a sleeve) and one thin bright scratch beside them; masks (H, W) bool."""
+    photo = cv2.GaussianBlur(smooth_image(160, 200, seed=5), (0, 0), 1.0) * 0.3 + 0.3
+    yy, xx = np.mgrid[:160, :200]
+    button = np.clip(8.5 - np.hypot(yy - 50, xx - 60), 0, 1)
+    star_points = [
+        (140 + (8 if k % 2 == 0 else 3.6) * np.cos(-np.pi / 2 + k * np.pi / 5), 110 + (8 if k % 2 == 0 else 3.6) * np.sin(-np.pi / 2 + k * np.pi / 5))
+        for k in range(10)
+    ]
+    star = np.zeros((160, 200), np.uint8)
+    cv2.fillPoly(star, [np.round(np.array(star_points) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    for alpha, (cy, cx) in ((button, (50, 60)), (star / 255.0, (110, 140))):
+        shade = 0.92 - 0.12 * np.clip(((yy - cy) + (xx - cx)) / 16, -1, 1)
+        photo = photo * (1 - alpha[..., None]) + (shade * alpha)[..., None]
+    photo = cv2.GaussianBlur(photo.astype(np.float32), (0, 0), 0.7)
+    line = np.zeros((160, 200), np.uint8)
+    cv2.polylines(line, [np.array([[100, 10], [115, 70], [95, 150]], np.int32)], False, 255, 2, cv2.LINE_AA)
+    alpha = (line / 255.0)[..., None]
+    photo = photo * (1 - alpha) + 0.97 * alpha
+    return photo.astype(np.float32), (button > 0.5) | (star > 127), line > 76
+
+
+def test_shipped_detector_leaves_a_bright_badge_alone_and_finds_the_scratch_beside_it(scratch_spec):
+    # The detector shipped before issue 16 marked both badges entirely (and the scratch).
+    photo, badges, scratch = shaded_badges()
+    contract = scratch_spec.contract
+    probability = scratch_probability(
+        photo, load_network(scratch_spec), make_runtime("cpu"), size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap
+    )
+    marked = probability > scratch_spec.settings["threshold"]
+    assert marked[badges].mean() < 0.05
+    assert marked[scratch].mean() > 0.6

@@ -92,9 +92,9 @@ def test_scratch_validation_draws_from_every_preset(tmp_path):
     from oldphoto.training.scratch import make_validation_set
 
     config = tiny_config(tmp_path, "presets", steps=1)
-    _, default_only = make_validation_set(config, None)
-    _, bopbtl_only = make_validation_set(dataclasses.replace(config, presets=("bopbtl",)), None)
-    _, mixed = make_validation_set(dataclasses.replace(config, presets=("default", "bopbtl")), None)
+    default_only = make_validation_set(config, None).truth
+    bopbtl_only = make_validation_set(dataclasses.replace(config, presets=("bopbtl",)), None).truth
+    mixed = make_validation_set(dataclasses.replace(config, presets=("default", "bopbtl")), None).truth
     assert not np.array_equal(default_only, bopbtl_only)
     assert not np.array_equal(mixed, default_only) and not np.array_equal(mixed, bopbtl_only)
 
@@ -256,3 +256,71 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     started = FaceRecipe(FaceTrainConfig(**base, init=str(tmp_path / "init.safetensors")))
     for name, value in started.network.state_dict().items():
         torch.testing.assert_close(value, shifted[name])
+
+
+def test_detail_fusion_trains_behind_the_frozen_triplet(tmp_path, random_global_models):
+    config = global_config(tmp_path, "detail-fusion", steps=2, clean_fraction=0.5, light_fraction=0.5)
+    state = train_global(config)
+    assert state.step == 2
+    assert {"psnr", "ssim", "psnr_undamaged", "ssim_undamaged"} <= set(state.best)
+    load_network_from(get_spec("detail-fusion"), config.out)
+    with pytest.raises(DataError, match="multiples of 16"):
+        train_global(dataclasses.replace(config, crop=36))
+
+
+def test_only_accelerated_recipes_take_a_device_or_precision(tmp_path):
+    for change in ({"device": "cuda"}, {"precision": "bf16"}, {"workers": 2}):
+        with pytest.raises(DataError, match="CPU in fp32 only"):
+            train_global(global_config(tmp_path, "vae-clean", steps=1, **change))
+
+
+def test_time_budget_ends_the_run_and_decays_the_learning_rate(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from oldphoto.training import loop
+    from oldphoto.training.loop import Schedule, learning_rate_at
+
+    schedule = Schedule(steps=1000, learning_rate=1.0, validate_every=10, checkpoint="c", out="o", time_budget=100.0)
+    assert schedule.progress(100, 10.0) == pytest.approx(0.1)
+    assert schedule.progress(100, 50.0) == pytest.approx(0.5)  # time runs out first
+    assert learning_rate_at(500, schedule, 99.0) < 0.05 < learning_rate_at(500, schedule, 1.0)
+    # On a clock that advances one second per reading, a 6-second budget ends a 1000-step run after a few steps,
+    # with a last validation and export.
+    clock = iter(range(10**6))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    config = dataclasses.replace(tiny_config(tmp_path, "budget", steps=1000), time_budget=6.0, validate_every=100)
+    state = train_scratch(config)
+    assert 1 <= state.step < 5 and state.history[-1]["step"] == state.step
+    assert Path(config.out).is_file()
+
+
+def test_real_photo_split_keeps_the_labelled_test_out(tmp_path):
+    import json
+    from pathlib import Path
+
+    from oldphoto.training.data import split_real_photos
+
+    files = [Path(f"/photos/p{i:02d}.jpg") for i in range(25)]
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"components": [{"photo": "p03.png", "box": [0, 0, 1, 1]}, {"photo": "p07.jpg", "box": [0, 0, 1, 1]}]}))
+    train, test = split_real_photos(files, labels)
+    # Named photos match by stem (a re-encoded copy splits the same way); then every 10th of the other 23.
+    assert {f.stem for f in test} == {"p03", "p07", "p00", "p12", "p22"}
+    assert not set(train) & set(test) and len(train) + len(test) == 25
+    with pytest.raises(DataError, match="real-photo label file"):
+        split_real_photos(files, tmp_path / "missing.json")
+
+
+def test_batch_stream_in_workers_is_seeded_and_new_after_a_resume():
+    from oldphoto.training.data import BatchStream
+
+    def make(rng):
+        return (torch.from_numpy(rng.random(3)),)
+
+    first = BatchStream(make, np.random.default_rng(0), workers=1, seed=5)
+    again = BatchStream(make, np.random.default_rng(0), workers=1, seed=5)
+    resumed = BatchStream(make, np.random.default_rng(0), workers=1, seed=5)
+    a, b, c = first.next(0)[0], again.next(0)[0], resumed.next(100)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    inline = BatchStream(make, np.random.default_rng(0))
+    assert torch.equal(inline.next(0)[0], torch.from_numpy(np.random.default_rng(0).random(3)))

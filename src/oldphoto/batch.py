@@ -6,10 +6,15 @@ Shared by `restore` and `degrade`; no pixels are read here.
 from __future__ import annotations
 
 import glob
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from oldphoto.errors import ConfigError
 from oldphoto.imageio import EXTENSION_FORMATS, is_image_path
+
+log = logging.getLogger(__name__)
 
 OUTPUT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
 GLOB_CHARACTERS = set("*?[")
@@ -28,6 +33,8 @@ class Job:
     output: Path
     skip_reason: str | None = None
     """Why the job will not run (existing output, collision, would overwrite an input), or None."""
+    already_done: bool = False
+    """Skipped only because its output exists: counts as done, not as a failure."""
 
     @property
     def mask_path(self) -> Path:
@@ -113,25 +120,99 @@ def plan_jobs(
         if side_files:
             targets += [job.mask_path, job.compare_path]
         resolved = [t.resolve() for t in targets]
-        reason = None
+        reason, done = None, False
         if any(t in input_paths for t in resolved):
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
         elif output.resolve() in claimed:
             reason = f"output {output} is already written for {claimed[output.resolve()]}; use --suffix or --ext"
         elif output.exists() and not overwrite:
-            reason = "output exists (use --overwrite to replace it)"
+            reason, done = "output exists (use --overwrite to replace it)", True
         if reason is None:
             claimed[output.resolve()] = item.path
-        jobs.append(Job(item.path, output, reason))
+        jobs.append(Job(item.path, output, reason, already_done=done))
     return jobs
 
 
-def given_mask_path(job: Job, output: Path, masks: Path) -> Path | None:
+MASK_SUFFIX = "_mask"
+MASK_EXTENSION = ".png"
+COMPARE_SUFFIX = "_compare"
+COMPARE_EXTENSION = ".jpg"
+
+
+def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[InputFile], list[InputFile]]:
+    """Separate the inputs that are this tool's own outputs for another input of the same run.
+
+    In the folder of an input ``<stem>.<ext>``, those are ``<stem><suffix>.<any ext>`` (only with a non-empty
+    ``suffix``: with none, ``a.jpg`` next to ``a.png`` is two photos), ``<stem><suffix>_mask.png`` and
+    ``<stem><suffix>_compare.jpg``, and, whatever the suffix, ``<stem>_mask.png`` and ``<stem>_compare.jpg``
+    (what a run without ``--suffix`` wrote). Restoring a folder into itself, or re-running on an output folder,
+    then never takes earlier results as new photos (``a_r_r.jpg``, ``a_mask_mask.png``).
+
+    Returns:
+        (the inputs to restore, the inputs left out), each in the given order.
+    """
+    stems: dict[Path, set[str]] = {}
+    for item in inputs:
+        stems.setdefault(item.path.parent, set()).add(item.path.stem)
+
+    def own_output(path: Path) -> bool:
+        folder_stems = stems[path.parent]
+        name, extension = path.stem, path.suffix.lower()
+        for ending, wanted in ((MASK_SUFFIX, MASK_EXTENSION), (COMPARE_SUFFIX, COMPARE_EXTENSION)):
+            if extension == wanted and name.endswith(ending):
+                base = name[: -len(ending)]
+                if base in folder_stems or (suffix and base.endswith(suffix) and base[: -len(suffix)] in folder_stems):
+                    return True
+        return bool(suffix) and name.endswith(suffix) and name[: -len(suffix)] in folder_stems
+
+    kept, left_out = [], []
+    for item in inputs:
+        (left_out if own_output(item.path) else kept).append(item)
+    return kept, left_out
+
+
+def given_mask_path(job: Job, output: Path, masks: Path, suffix: str = "") -> Path | None:
     """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
-    stem, in the same sub-folder as the job's output below ``output`` (the layout ``--save-mask`` writes)."""
+    stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
+    job's output below ``output`` (the layout ``--save-mask`` writes)."""
     folder = masks / job.output.parent.relative_to(output)
-    for extension in EXTENSION_FORMATS:
-        candidate = folder / f"{job.source.stem}_mask{extension}"
-        if candidate.is_file():
-            return candidate
+    stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
+    for stem in stems:
+        for extension in EXTENSION_FORMATS:
+            candidate = folder / f"{stem}{MASK_SUFFIX}{extension}"
+            if candidate.is_file():
+                return candidate
     return None
+
+
+SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", "manifest.json")
+"""What `degrade` writes into its output folder: these and nothing else are removed by ``--overwrite``."""
+
+
+def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = False) -> None:
+    """Make ``output`` ready for a new paired set: an empty or new folder is fine; a non-empty one is refused unless
+    ``overwrite``, which removes an earlier set's parts (:data:`SET_PARTS`, nothing else) so that no stale pair remains.
+
+    Raises:
+        ConfigError: ``output`` is a file, is not empty (without ``overwrite``), or a part to remove holds a source.
+    """
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise ConfigError(f"{output} is a file; give -o a folder for the set")
+    if not any(not entry.name.startswith(".") for entry in output.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(f"{output} is not empty; pass --overwrite to replace the set in it, or choose an empty folder")
+    parts = [output / name for name in SET_PARTS if (output / name).exists()]
+    for part in parts:
+        root = part.resolve()
+        inside = [source for source in sources if source.resolve() == root or root in source.resolve().parents]
+        if inside:
+            raise ConfigError(f"--overwrite would delete {part}, which holds the source {inside[0]}; choose another -o folder")
+    for part in parts:
+        log.info("removing %s of the earlier set", part)
+        if part.is_dir() and not part.is_symlink():
+            shutil.rmtree(part)
+        else:
+            part.unlink()

@@ -3,6 +3,9 @@
 Only the current tile is moved to the accelerator; the full-size output accumulates on the CPU in
 float32, so memory on the device is bounded by the tile size, not the image size. On an out-of-memory
 error the failing tile is processed again as smaller tiles (half the size each time).
+
+This is also the one place where reduced precision is applied to the tiled stages: the tile function runs
+under the run's autocast (``precision``), and its output is cast back to float32 before blending.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import logging
 from collections.abc import Callable
 
 import torch
+
+from oldphoto.runtime import autocast
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ def tile_apply(
     overlap: int,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    precision: str = "fp32",
     multiple_of: int = 1,
     out_channels: int | None = None,
     min_tile: int = 64,
@@ -84,6 +90,9 @@ def tile_apply(
         image: (1, C, H, W) float32 on the CPU.
         tile: tile edge in pixels (rounded down to ``multiple_of``).
         overlap: overlap between neighbouring tiles, blended with linear feathering.
+        dtype: dtype of the tile handed to ``fn`` (the networks' weight dtype: float32, see ``Runtime.dtype``).
+        precision: ``fp32``, or ``bf16``/``fp16`` to run ``fn`` under ``torch.autocast`` on ``device``
+            (``Runtime.precision``); the output is float32 either way.
         multiple_of: tile starts and sizes are aligned to this (the network's downsampling factor).
         out_channels: C_out if it differs from C.
         min_tile: smallest tile tried after repeated out-of-memory errors.
@@ -107,7 +116,7 @@ def tile_apply(
         wy = _ramp(y0, y1, height, overlap)
         for x0, x1 in columns:
             crop = image[:, :, y0:y1, x0:x1]
-            result = _run_tile(fn, crop, tile, overlap, device, dtype, multiple_of, out_channels, min_tile)
+            result = _run_tile(fn, crop, tile, overlap, device, dtype, precision, multiple_of, out_channels, min_tile)
             weight = wy[:, None] * _ramp(x0, x1, width, overlap)[None, :]
             output[:, :, y0:y1, x0:x1] += result * weight
             weight_sum[:, :, y0:y1, x0:x1] += weight
@@ -124,12 +133,13 @@ def _run_tile(
     overlap: int,
     device: torch.device | str,
     dtype: torch.dtype,
+    precision: str,
     multiple_of: int,
     out_channels: int | None,
     min_tile: int,
 ) -> torch.Tensor:
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, precision):
             result = fn(crop.to(device=device, dtype=dtype))
         if result.shape[-2:] != crop.shape[-2:]:
             raise ValueError(f"tile function changed the size {tuple(crop.shape[-2:])} -> {tuple(result.shape[-2:])}")
@@ -150,6 +160,7 @@ def _run_tile(
             overlap=overlap,
             device=device,
             dtype=dtype,
+            precision=precision,
             multiple_of=multiple_of,
             out_channels=out_channels,
             min_tile=min_tile,

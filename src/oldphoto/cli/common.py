@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 
 import typer
 from rich.console import Console
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 
 from oldphoto.batch import Discovered
-from oldphoto.errors import OldPhotoError
+from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
 
 console = Console()
@@ -34,6 +35,26 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 """The command could not start: bad options, unavailable stage, missing weights."""
 EXIT_INTERRUPTED = 130
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """``--quiet``: from now on :func:`note` prints nothing (progress and errors are always shown)."""
+    global _quiet
+    _quiet = quiet
+
+
+def note(message: str) -> None:
+    """A yellow ``note:`` line on stderr, unless ``--quiet``: caveats and hints, never errors."""
+    if not _quiet:
+        # soft_wrap: one line per note however narrow the terminal (Rich would otherwise wrap and indent nothing).
+        error_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def quiet_option() -> typer.models.OptionInfo:
+    """The ``--quiet`` flag, for ``Annotated[bool, quiet_option()] = False``."""
+    return typer.Option("--quiet", "-q", help="Hide caveats and notes (progress and errors are still shown).")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -56,11 +77,7 @@ def report_discovery(discovered: Discovered) -> None:
         names = ", ".join(path.name for path in discovered.ignored[:3])
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
         readable = " ".join(sorted(EXTENSION_FORMATS))
-        error_console.print(
-            f"[yellow]note:[/] left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads "
-            f"({readable}): {names}{more}",
-            highlight=False,
-        )
+        note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}): {names}{more}")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -87,3 +104,43 @@ def progress_bar(transient: bool = False) -> Progress:
         console=error_console,
         transient=transient,
     )
+
+
+class PrecisionChoice(str, Enum):
+    """``--precision`` values (resolved per device by :func:`oldphoto.runtime.resolve_precision`)."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+PRECISION_HELP = (
+    "Arithmetic precision (autocast; weights stay fp32): auto = bf16 on CPUs with native bfloat16 (AVX512-BF16/AMX), "
+    "fp16 on CUDA/MPS, else fp32. fp32 is exact everywhere. --fp16 is a deprecated alias of --precision fp16."
+)
+
+
+def precision_option(panel: str | None = None) -> typer.models.OptionInfo:
+    """The ``--precision`` option, for ``Annotated[PrecisionChoice, precision_option(...)] = PrecisionChoice.auto``."""
+    return typer.Option(help=PRECISION_HELP, rich_help_panel=panel, case_sensitive=False)
+
+
+def fp16_option(panel: str | None = None) -> typer.models.OptionInfo:
+    """The deprecated, hidden ``--fp16`` flag, for ``Annotated[bool, fp16_option(...)] = False``."""
+    return typer.Option("--fp16", help="Deprecated: use --precision fp16.", hidden=True, rich_help_panel=panel)
+
+
+def chosen_precision(precision: PrecisionChoice | str, fp16: bool) -> str:
+    """The precision to pass to :func:`~oldphoto.runtime.make_runtime`: ``--precision``, or fp16 for ``--fp16``.
+
+    Raises:
+        ConfigError: ``--fp16`` together with another explicit ``--precision``.
+    """
+    name = PrecisionChoice(precision).value
+    if not fp16:
+        return name
+    if name not in ("auto", "fp16"):
+        raise ConfigError(f"--fp16 means --precision fp16 and conflicts with --precision {name}; give only --precision")
+    note("--fp16 is deprecated; use --precision fp16")
+    return "fp16"

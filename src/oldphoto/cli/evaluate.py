@@ -14,17 +14,23 @@ from rich.table import Table
 
 from oldphoto.cli.common import (
     EXIT_FAILURES,
+    PrecisionChoice,
     console,
     error_console,
     fail,
     library_errors,
+    note,
+    precision_option,
     progress_bar,
+    quiet_option,
+    set_quiet,
 )
 from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import (
     Pair,
     build_method,
     find_pairs,
+    mask_scoring,
     score_image,
     summarize,
 )
@@ -70,12 +76,16 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
     save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    # fp32 by default, unlike restore: scores stay the same on every machine (give auto to measure bf16/fp16).
+    precision: Annotated[PrecisionChoice, precision_option()] = PrecisionChoice.fp32,
     threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Score restoration methods (PSNR, SSIM, mask precision/recall/F1/IoU, s/MP, peak memory)."""
+    set_quiet(quiet)
     methods = method or DEFAULT_METHODS
     with library_errors():
-        runtime = make_runtime(device, threads=threads)
+        runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:
             pairs = find_pairs(real)
             if save is None:
@@ -116,7 +126,8 @@ def evaluate(
                 save_rgb(save / "sheets" / f"{pair.stem}.jpg", np.concatenate(panels, axis=1))
 
     summaries = [summarize(name, scores[name]) for name in methods]
-    _print_table(summaries)
+    scoring = mask_scoring(pairs) if any(s.mask is not None for s in summaries) else None
+    _print_table(summaries, scoring)
     if csv_path is not None:
         _write_csv(csv_path, summaries)
     if json_path is not None:
@@ -124,6 +135,8 @@ def evaluate(
             "pairs": len(pairs),
             "true_masks": true_masks,
             "scratch_threshold": scratch_threshold,
+            "precision": runtime.precision,
+            "mask_definition": scoring,
             "methods": [s.as_dict() for s in summaries],
         }
         atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
@@ -142,9 +155,13 @@ def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels
         panels.append(np.repeat(predicted[:, :, None], 3, axis=2))
 
 
-def _print_table(summaries) -> None:
+def _print_table(summaries, scoring: str | None = None) -> None:
     table = Table(title="evaluation")
-    for column in ("method", "images", "PSNR dB", "SSIM", "precision", "recall", "F1", "IoU", "s/MP", "peak MB"):
+    # Only sets made with distractors have them to mark: no empty column for the others.
+    distractors = any(s.distractor is not None for s in summaries)
+    columns = ["method", "images", "PSNR dB", "SSIM", "precision", "recall", "F1", "IoU"]
+    columns += ["distractors marked"] if distractors else []
+    for column in columns + ["s/MP", "peak MB"]:
         table.add_column(column, justify="right" if column != "method" else "left")
 
     def fmt(value, digits=3):
@@ -161,18 +178,24 @@ def _print_table(summaries) -> None:
             fmt(m.recall if m else None),
             fmt(m.f1 if m else None),
             fmt(m.iou if m else None),
+            *([fmt(s.distractor_marked)] if distractors else []),
             fmt(s.seconds_per_mp, 3),
             fmt(s.peak_mb, 0),
         )
     console.print(table)
+    if scoring is not None:
+        note(f"mask scoring: {scoring}")
 
 
 def _write_csv(path: Path, summaries) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["method", "stem", "megapixels", "seconds", "peak_mb", "psnr", "ssim", "tp", "fp", "fn"])
+    header = ["method", "stem", "megapixels", "seconds", "peak_mb", "psnr", "ssim", "tp", "fp", "fn"]
+    writer.writerow(header + ["faint_marked", "faint_pixels", "distractor_marked", "distractor_pixels"])
     for summary in summaries:
         for s in summary.scores:
             counts = (s.mask.tp, s.mask.fp, s.mask.fn) if s.mask else ("", "", "")
-            writer.writerow([s.method, s.stem, f"{s.megapixels:.4f}", f"{s.seconds:.4f}", f"{s.peak_mb:.1f}", s.psnr, s.ssim, *counts])
+            faint = (s.faint.marked, s.faint.total) if s.faint else ("", "")
+            distractor = (s.distractor.marked, s.distractor.total) if s.distractor else ("", "")
+            writer.writerow([s.method, s.stem, f"{s.megapixels:.4f}", f"{s.seconds:.4f}", f"{s.peak_mb:.1f}", s.psnr, s.ssim, *counts, *faint, *distractor])
     atomic_write_bytes(path, buffer.getvalue().encode())

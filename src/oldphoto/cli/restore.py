@@ -13,18 +13,26 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from oldphoto.batch import Job, discover_inputs, given_mask_path, plan_jobs
+from oldphoto.batch import Job, discover_inputs, given_mask_path, plan_jobs, split_own_outputs
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
+    PrecisionChoice,
+    chosen_precision,
     console,
     error_console,
     fail,
+    fp16_option,
     library_errors,
+    note,
+    precision_option,
     progress_bar,
+    quiet_option,
     report_discovery,
+    set_quiet,
 )
 from oldphoto.errors import OldPhotoError
+from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import (
     DEFAULT_MAX_PIXELS,
     atomic_write_bytes,
@@ -108,8 +116,8 @@ def restore(
     masks: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of your own damage masks (white = damaged), named <stem>_mask.png as --save-mask writes them "
-            "(sub-folders mirroring the inputs'). A photo with a mask there is repaired where its mask says instead of "
+            help="Folder of your own damage masks (white = damaged), named <stem>_mask.png or <stem><suffix>_mask.png "
+            "as --save-mask writes them (sub-folders mirroring the inputs'). A photo with a mask there is repaired where its mask says instead of "
             "where the detector would; photos without one are detected as usual.",
             exists=True,
             file_okay=False,
@@ -161,9 +169,8 @@ def restore(
     device: Annotated[
         str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto = CUDA, then MPS, then CPU).", rich_help_panel=PERFORMANCE)
     ] = "auto",
-    fp16: Annotated[
-        bool, typer.Option("--fp16", help="Half precision (CUDA/MPS only).", rich_help_panel=PERFORMANCE)
-    ] = False,
+    precision: Annotated[PrecisionChoice, precision_option(PERFORMANCE)] = PrecisionChoice.auto,
+    fp16: Annotated[bool, fp16_option(PERFORMANCE)] = False,
     tile: Annotated[int, typer.Option(help="Tile size in pixels (smaller tiles use less memory).", rich_help_panel=PERFORMANCE)] = DEFAULT_TILE,
     tile_overlap: Annotated[
         int, typer.Option(help="Overlap between tiles in pixels.", rich_help_panel=PERFORMANCE)
@@ -175,8 +182,10 @@ def restore(
         int,
         typer.Option(help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
     ] = DEFAULT_MAX_PIXELS,
+    quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
+    set_quiet(quiet)
     with library_errors():
         options = RestoreOptions(
             scratch_threshold=scratch_threshold,
@@ -190,6 +199,12 @@ def restore(
     discovered = discover_inputs(inputs, recursive=recursive)
     report_discovery(discovered)
     found, problems = discovered.files, discovered.problems
+    found, own_outputs = split_own_outputs(found, suffix)
+    if own_outputs:
+        note(
+            f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
+            f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
+        )
     if not found:
         raise fail("no input images found")
     jobs = plan_jobs(
@@ -204,16 +219,16 @@ def restore(
     if dry_run:
         with library_errors():
             check_stages(options)
-            runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
-        given = {job.source: given_mask_path(job, output, masks) for job in jobs} if masks is not None else {}
+            runtime = make_runtime(device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
+        given = {job.source: given_mask_path(job, output, masks, suffix) for job in jobs} if masks is not None else {}
         _print_plan(jobs, options, runtime.describe(), given)
-        raise typer.Exit(EXIT_FAILURES if problems else 0)
+        raise typer.Exit(EXIT_FAILURES if problems or any(_refused(job) for job in jobs) else 0)
 
     with library_errors():
-        runtime = make_runtime(device, fp16, tile, tile_overlap, threads)
+        runtime = make_runtime(device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
         restorer = Restorer(runtime, options)
-    for caveat in restorer.caveats():
-        error_console.print(f"[yellow]note:[/] {caveat}", highlight=False)
+    for caveat in restorer.caveats(brief=True):
+        note(f"{caveat} (the full caveat: oldphoto models list)")
 
     records: list[dict[str, Any]] = []
     failures = len(problems)
@@ -225,16 +240,20 @@ def restore(
             for job in jobs:
                 progress.update(files_task, description=f"[cyan]{job.source.name}")
                 if job.skip_reason:
-                    records.append(_record(job, "skipped", error=job.skip_reason))
+                    records.append(_record(job, "refused" if _refused(job) else "skipped", error=job.skip_reason))
+                    if _refused(job):
+                        failures += 1
+                        error_console.print(f"[red]not restored:[/] {job.source}: {job.skip_reason}", highlight=False)
                     progress.advance(files_task)
                     continue
 
                 def on_tile(done: int, total: int) -> None:
                     progress.update(tiles_task, completed=done, total=total, visible=total > 1)
 
-                mask_file = None if masks is None else given_mask_path(job, output, masks)
+                mask_file = None if masks is None else given_mask_path(job, output, masks, suffix)
                 record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels, mask_file)
                 record["device"] = str(runtime.device)
+                record["precision"] = runtime.precision
                 records.append(record)
                 if record["status"] == "failed":
                     failures += 1
@@ -255,6 +274,11 @@ def restore(
         raise typer.Exit(EXIT_FAILURES)
 
 
+def _refused(job: Job) -> bool:
+    """Not restored for a reason other than an existing output (which counts as done)."""
+    return job.skip_reason is not None and not job.already_done
+
+
 def _record(job: Job, status: str, **fields: Any) -> dict[str, Any]:
     return {"input": str(job.source), "output": str(job.output), "status": status, **fields}
 
@@ -264,26 +288,33 @@ def _restore_one(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        photo = read_photo(job.source, max_pixels=max_pixels or None)
-        given = None if mask_file is None else read_photo(mask_file, max_pixels=max_pixels or None).pixels
-        result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
-        write_photo(job.output, photo.with_pixels(result.pixels))
-        if save_mask and result.mask is not None:
-            save_rgb(job.mask_path, result.mask[:, :, None])
-        if compare:
-            save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
+        with PeakMemory() as memory:
+            photo = read_photo(job.source, max_pixels=max_pixels or None)
+            given = None if mask_file is None else read_photo(mask_file, max_pixels=max_pixels or None).pixels
+            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
+            write_photo(job.output, photo.with_pixels(result.pixels))
+            if save_mask and result.mask is not None:
+                save_rgb(job.mask_path, result.mask[:, :, None])
+            if compare:
+                save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
     except OldPhotoError as error:
         return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
     except Exception as error:
         log.debug("unexpected error on %s", job.source, exc_info=True)
         message = f"{job.source}: unexpected {type(error).__name__}: {error} (run with -v for the traceback)"
         return _record(job, "failed", error=message, seconds=round(time.perf_counter() - started, 3))
+    seconds = time.perf_counter() - started
+    megapixels = photo.width * photo.height / 1e6
     return _record(
         job,
         "restored",
         width=photo.width,
         height=photo.height,
-        seconds=round(time.perf_counter() - started, 3),
+        megapixels=round(megapixels, 6),
+        seconds=round(seconds, 3),
+        seconds_per_megapixel=round(seconds / megapixels, 3) if megapixels else None,
+        # PeakMemory measures the rise above the level at the start; the report gives the process's own peak.
+        peak_memory_mb=round(memory.peak_resident_bytes / 1e6, 1),
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
         mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
         faces_found=result.faces_found,
@@ -296,10 +327,25 @@ def _restore_one(
 def _write_report(path: Path, records: list[dict[str, Any]], restorer: Restorer) -> None:
     payload = {
         "runtime": restorer.runtime.describe(),
+        "precision": restorer.runtime.precision,
         "stages": restorer.plan(),
         "images": records,
+        "totals": _totals(records),
     }
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run totals over the restored images."""
+    restored = [record for record in records if record["status"] == "restored"]
+    megapixels = sum(record["megapixels"] for record in restored)
+    seconds = sum(record["seconds"] for record in restored)
+    return {
+        "images": len(restored),
+        "megapixels": round(megapixels, 6),
+        "seconds": round(seconds, 3),
+        "seconds_per_megapixel": round(seconds / megapixels, 3) if megapixels else None,
+    }
 
 
 def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None]) -> None:
@@ -328,7 +374,9 @@ def _print_summary(records: list[dict[str, Any]]) -> None:
         coverage = record.get("scratch_coverage")
         table.add_row(
             Path(record["input"]).name,
-            {"restored": "[green]restored[/]", "failed": "[red]failed[/]"}.get(record["status"], record["status"]),
+            {"restored": "[green]restored[/]", "failed": "[red]failed[/]", "refused": "[red]refused[/]"}.get(
+                record["status"], record["status"]
+            ),
             size,
             f"{record['seconds']:.2f}" if "seconds" in record else "",
             f"{100 * coverage:.2f}" if coverage is not None else "",

@@ -1,6 +1,7 @@
 """The only source of synthetic damage: ops, presets and :func:`degrade_image`."""
 
-from oldphoto.degrade.pipeline import DegradedSample, degrade_image
+from oldphoto.degrade.distractors import DISTRACTOR_OPS
+from oldphoto.degrade.pipeline import MASK_DEFINITION, SCORED_CHANGE, DegradedSample, degrade_image
 from oldphoto.degrade.presets import (
     PRESETS,
     Preset,
@@ -10,4 +11,16 @@ from oldphoto.degrade.presets import (
 )
 from oldphoto.degrade.structured import DamageStamps
 
-__all__ = ["PRESETS", "DamageStamps", "DegradedSample", "Preset", "degrade_image", "get_preset", "load_preset_file", "override"]
+__all__ = [
+    "DISTRACTOR_OPS",
+    "MASK_DEFINITION",
+    "PRESETS",
+    "SCORED_CHANGE",
+    "DamageStamps",
+    "DegradedSample",
+    "Preset",
+    "degrade_image",
+    "get_preset",
+    "load_preset_file",
+    "override",
+]

@@ -8,9 +8,23 @@ from typing import Any
 
 import numpy as np
 
+from oldphoto.degrade.distractors import DISTRACTOR_OPS
 from oldphoto.degrade.presets import OpSpec, Preset
 from oldphoto.degrade.structured import STRUCTURED_OPS, Canvas, DamageStamps
 from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS, grayscale
+
+SCORED_CHANGE = 0.16
+"""Damage that moved a pixel of the scanned photo by at least this much (0-1 intensity, 41 of 255 levels) is
+*scored*: a detector is expected to find it. Masked damage below it (``mask_threshold`` < change < 0.16, i.e.
+20-41 levels) is a don't-care band: it lies within the photo's own grain and noise after the scan, so neither
+finding nor missing it counts. Scored mask = ``change >= SCORED_CHANGE``; don't-care = ``mask & (change <
+SCORED_CHANGE)``."""
+
+MASK_DEFINITION = (
+    "mask: structured damage that changed the scanned photo by more than the preset's mask_threshold "
+    "(0.08, about 20/255 levels, in the shipped presets); scored: change >= 41/255 levels after the scan; 20-41 levels don't-care "
+    "(ignore/); distractors (scene content that looks like damage, distractor/) are never in the mask"
+)
 
 
 @dataclass
@@ -24,6 +38,9 @@ class DegradedSample:
         ops: every op applied, in order, with the parameters drawn.
         change: (H, W) float32 in [0, 1], how far structured damage moved each pixel of the degraded photo
             (largest change over the channels; 0 where no damage was drawn): how visible the damage is.
+        distractor: (H, W) float32 of 0/1, where distractors (scene content that looks like damage) visibly
+            changed the print (by more than ``mask_threshold``); part of ``clean``, never of ``mask``. All zeros
+            when the preset has none (None given is replaced by zeros).
     """
 
     clean: np.ndarray
@@ -31,6 +48,21 @@ class DegradedSample:
     mask: np.ndarray
     ops: list[dict[str, Any]]
     change: np.ndarray
+    distractor: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.distractor is None:
+            self.distractor = np.zeros(self.mask.shape, np.float32)
+
+    @property
+    def scored_mask(self) -> np.ndarray:
+        """(H, W) float32 of 0/1: the damage a detector is scored on, ``mask`` where change >= SCORED_CHANGE."""
+        return ((self.mask > 0) & (self.change >= SCORED_CHANGE)).astype(np.float32)
+
+    @property
+    def dont_care(self) -> np.ndarray:
+        """(H, W) float32 of 0/1: masked damage fainter than SCORED_CHANGE, excluded from mask scores."""
+        return ((self.mask > 0) & (self.change < SCORED_CHANGE)).astype(np.float32)
 
 
 def _apply_unstructured(image: np.ndarray, specs: list[OpSpec], group: str, rng: np.random.Generator, log: list) -> np.ndarray:
@@ -39,6 +71,27 @@ def _apply_unstructured(image: np.ndarray, specs: list[OpSpec], group: str, rng:
             image, params = UNSTRUCTURED_OPS[spec.name](image, rng, **spec.kwargs())
             log.append({"group": group, "op": spec.name, **params})
     return image
+
+
+def side_stream(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng``'s current state without drawing from it.
+
+    The distractors use it, so that adding them leaves every number the other ops draw, and so the damage and
+    the scan, exactly as they were. ``jumped()`` advances a copy of the state by a huge stride (2^127 draws for
+    PCG64): a stream that cannot overlap the main one in practice, and different for every image.
+    """
+    bit_generator = copy.deepcopy(rng.bit_generator)
+    if hasattr(bit_generator, "jumped"):
+        return np.random.Generator(bit_generator.jumped())
+    # Bit generators without jumps (SFC64): seed a fresh stream from a number drawn by the copy.
+    return np.random.default_rng([int(np.random.Generator(bit_generator).integers(2**63)), 0x5EED])
+
+
+def _apply_distractors(canvas: Canvas, specs: tuple[OpSpec, ...], rng: np.random.Generator, log: list) -> None:
+    for spec in specs:
+        if rng.random() < spec.probability:
+            params = DISTRACTOR_OPS[spec.name](canvas, rng, **spec.kwargs())
+            log.append({"group": "distractors", "op": spec.name, **params})
 
 
 def _apply_structured(canvas: Canvas, preset: Preset, rng: np.random.Generator, stamps: DamageStamps | None, log: list) -> None:
@@ -65,16 +118,32 @@ def degrade_image(
     Args:
         clean: (H, W, 3) float32 RGB in [0, 1].
         preset: the recipe.
-        rng: the only source of randomness.
+        rng: the only source of randomness (distractors draw from :func:`side_stream` of it, which leaves it
+            untouched, so a preset without distractors draws exactly what it did before they existed).
         stamps: real damage stamps for the ``stamps`` op (skipped and logged when None).
     """
     if clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"degrade_image expects (H, W, 3) RGB, got {clean.shape}")
     ops: list[dict[str, Any]] = []
     target = np.ascontiguousarray(clean, dtype=np.float32)
+    scene: Canvas | None = None
+    if preset.distractors:
+        # Scene content, so drawn first: the print (and its black-and-white conversion) and everything after it
+        # treat it like the rest of the photo, and the clean target includes it.
+        scene = Canvas.of(target)
+        _apply_distractors(scene, preset.distractors, side_stream(rng), ops)
+        target = np.clip(scene.image, 0.0, 1.0)
+    untouched = scene.base if scene is not None else None
     if rng.random() < preset.grayscale_probability:
         target, _ = grayscale(target, rng)
+        if untouched is not None:
+            untouched, _ = grayscale(untouched, rng)
         ops.append({"group": "print", "op": "grayscale"})
+    distractor = None
+    if scene is not None:
+        # Judged on the print (after any black-and-white conversion), where it is drawn, like the damage mask.
+        visible = visible_change(target, untouched) > preset.mask_threshold
+        distractor = (visible & (scene.opacity > 0)).astype(np.float32)
     image = _apply_unstructured(target.copy(), list(preset.aging), "aging", rng, ops)
 
     scan = list(preset.scan)
@@ -100,7 +169,7 @@ def degrade_image(
         change = visible_change(image, undamaged)
     mask = (change > preset.mask_threshold).astype(np.float32)
     degraded = np.clip(image, 0.0, 1.0).astype(np.float32)
-    return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops, change=change)
+    return DegradedSample(clean=target, degraded=degraded, mask=mask, ops=ops, change=change, distractor=distractor)
 
 
 def visible_change(damaged: np.ndarray, undamaged: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Degradation presets: frozen recipes of which damage ops run, how likely, and with what ranges.
 
-A preset has three groups, applied in this order (unless ``structured_after_scan``):
+A preset has up to four groups, applied in this order (unless ``structured_after_scan``):
 
+0. ``distractors``: scene content that looks like damage but is not (badges, white clothing, wires, lettering,
+   glints, snow, hatching), drawn into the clean photo itself, so the clean target has it and the mask never does;
 1. ``aging``: what time does to a print (fading, yellowing, colour casts, uneven exposure, texture);
 2. ``structured``: physical damage drawn with its mask (scratches, cracks, dust, hairs, creases, tears,
    stains, real damage stamps);
@@ -9,7 +11,11 @@ A preset has three groups, applied in this order (unless ``structured_after_scan
    when ``shuffle_scan``.
 
 Presets load from TOML (``--config``): ``base = "default"`` plus any top-level field, and a
-``[[aging]]``/``[[structured]]``/``[[scan]]`` array replaces that whole group.
+``[[distractors]]``/``[[aging]]``/``[[structured]]``/``[[scan]]`` array replaces that whole group.
+
+Versions: ``default-v1`` and ``bopbtl-v1`` are the presets as they were before distractors (same ops, same random
+draws, byte-identical output); ``default`` and ``bopbtl`` are those plus the ``distractors`` group. Test sets
+made with a ``-v1`` preset stay reproducible, so scores on them remain comparable.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from oldphoto.degrade.distractors import DISTRACTOR_OPS
 from oldphoto.degrade.structured import STRUCTURED_OPS
 from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS
 from oldphoto.errors import ConfigError
@@ -60,9 +67,13 @@ class Preset:
     mask_threshold: float = 0.08
     """A pixel is masked where structured damage changed it by more than this (0-1 intensity, ~20 of 255 levels):
     the mask marks damage one can see, not damage drawn in the colour already there."""
+    distractors: tuple[OpSpec, ...] = ()
+    """Scene content that looks like damage, drawn into the clean photo before anything else, from a random
+    stream of its own (so the other groups draw exactly what they would without it); never in the mask."""
 
     def validate(self) -> Preset:
-        for group, registry in (("aging", UNSTRUCTURED_OPS), ("structured", STRUCTURED_OPS), ("scan", UNSTRUCTURED_OPS)):
+        groups = (("distractors", DISTRACTOR_OPS), ("aging", UNSTRUCTURED_OPS), ("structured", STRUCTURED_OPS), ("scan", UNSTRUCTURED_OPS))
+        for group, registry in groups:
             for spec in getattr(self, group):
                 if spec.name not in registry:
                     valid = ", ".join(sorted(registry))
@@ -74,8 +85,8 @@ class Preset:
         return self
 
 
-BOPBTL = Preset(
-    name="bopbtl",
+BOPBTL_V1 = Preset(
+    name="bopbtl-v1",
     # Wan et al. 2020, Sec. 3.1 / the reference data loader: each op with p = 0.7, in random order.
     scan=(
         op("gaussian_blur", 0.7, kernel_sizes=(3, 5, 7), sigma=(1.0, 5.0)),
@@ -89,8 +100,8 @@ BOPBTL = Preset(
     grayscale_probability=0.1,
 )
 
-DEFAULT = Preset(
-    name="default",
+DEFAULT_V1 = Preset(
+    name="default-v1",
     aging=(
         op("fade", 0.5),
         op("yellowing", 0.35),
@@ -126,7 +137,22 @@ DEFAULT = Preset(
     min_structured=1,
 )
 
-PRESETS: dict[str, Preset] = {preset.name: preset for preset in (DEFAULT, BOPBTL)}
+DISTRACTORS: tuple[OpSpec, ...] = (
+    # About two per photo on average (one in ten gets none): enough that a detector meets white shirts, wires and
+    # glints as often as it meets scratches, while most of each photo stays the photo.
+    op("emblems", 0.35),
+    op("clothing", 0.35),
+    op("scene_lines", 0.4),
+    op("lettering", 0.2),
+    op("highlights", 0.3),
+    op("specks", 0.15),
+    op("hatching", 0.15),
+)
+
+DEFAULT = replace(DEFAULT_V1, name="default", distractors=DISTRACTORS)
+BOPBTL = replace(BOPBTL_V1, name="bopbtl", distractors=DISTRACTORS)
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (DEFAULT, BOPBTL, DEFAULT_V1, BOPBTL_V1)}
 
 
 def get_preset(name: str) -> Preset:
@@ -161,7 +187,7 @@ def load_preset_file(path: str | Path) -> Preset:
     for key, value in data.items():
         if key not in names:
             raise ConfigError(f"{path}: unknown preset field {key!r}; valid: {', '.join(sorted(names))}")
-        changes[key] = _ops_from_toml(value, path) if key in ("aging", "structured", "scan") else value
+        changes[key] = _ops_from_toml(value, path) if key in ("distractors", "aging", "structured", "scan") else value
     return replace(base, **changes).validate()
 
 
@@ -171,13 +197,20 @@ def override(
     structured: bool = True,
     unstructured: bool = True,
     grayscale_probability: float | None = None,
+    distractors: bool = True,
 ) -> Preset:
-    """The command-line overrides: switch whole groups off, set the grayscale chance."""
+    """The command-line overrides: switch whole groups off, set the grayscale chance.
+
+    ``structured=False`` turns off the damage only: distractors are scene content, not damage, and stay unless
+    ``distractors=False`` (a damage-free set with distractors is how a detector's false hits are measured).
+    """
     changes: dict[str, Any] = {}
     if not structured:
         changes.update(structured=(), min_structured=0)
     if not unstructured:
         changes.update(aging=(), scan=())
+    if not distractors:
+        changes.update(distractors=())
     if grayscale_probability is not None:
         changes["grayscale_probability"] = grayscale_probability
     return replace(preset, **changes).validate() if changes else preset
@@ -191,6 +224,7 @@ def preset_summary(preset: Preset) -> dict[str, Any]:
 
     return {
         "name": preset.name,
+        "distractors": group(preset.distractors),
         "aging": group(preset.aging),
         "structured": group(preset.structured),
         "scan": group(preset.scan),
@@ -202,4 +236,4 @@ def preset_summary(preset: Preset) -> dict[str, Any]:
     }
 
 
-__all__ = ["BOPBTL", "DEFAULT", "PRESETS", "OpSpec", "Preset", "get_preset", "load_preset_file", "op", "override", "preset_summary"]
+__all__ = ["BOPBTL", "BOPBTL_V1", "DEFAULT", "DEFAULT_V1", "DISTRACTORS", "PRESETS", "OpSpec", "Preset", "get_preset", "load_preset_file", "op", "override", "preset_summary"]

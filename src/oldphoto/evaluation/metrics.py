@@ -62,8 +62,13 @@ class MaskCounts:
     fn: int
 
     @classmethod
-    def of(cls, predicted: np.ndarray, truth: np.ndarray) -> MaskCounts:
+    def of(cls, predicted: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None = None) -> MaskCounts:
+        """Counts of (H, W) masks (> 0.5 is set). Pixels set in ``ignore`` (H, W) count nowhere: neither marking
+        nor missing them changes precision, recall, F1 or IoU (the don't-care band of faint damage)."""
         p, t = predicted > 0.5, truth > 0.5
+        if ignore is not None:
+            keep = ~(ignore > 0.5)
+            p, t = p & keep, t & keep
         return cls(int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t)))
 
     def __add__(self, other: MaskCounts) -> MaskCounts:
@@ -86,3 +91,25 @@ class MaskCounts:
     def iou(self) -> float:
         union = self.tp + self.fp + self.fn
         return self.tp / union if union else 1.0
+
+
+@dataclass(frozen=True)
+class RegionCounts:
+    """How many pixels of a region a predicted mask marks; add them up over a data set before taking the ratio."""
+
+    marked: int
+    total: int
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, region: np.ndarray) -> RegionCounts:
+        """``predicted`` and ``region``: (H, W) masks, > 0.5 is set."""
+        r = region > 0.5
+        return cls(int(np.sum((predicted > 0.5) & r)), int(np.sum(r)))
+
+    def __add__(self, other: RegionCounts) -> RegionCounts:
+        return RegionCounts(self.marked + other.marked, self.total + other.total)
+
+    @property
+    def fraction(self) -> float | None:
+        """Marked share of the region; None for an empty region."""
+        return self.marked / self.total if self.total else None

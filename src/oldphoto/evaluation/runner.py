@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from oldphoto.errors import DataError, OldPhotoError
-from oldphoto.evaluation.metrics import MaskCounts, psnr, ssim
+from oldphoto.evaluation.metrics import MaskCounts, RegionCounts, psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, to_luminance
 from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
 from oldphoto.restore.classical import (
@@ -34,33 +34,68 @@ from oldphoto.runtime import Runtime
 Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
+MASK_SCORING_IGNORE = "scored: change >= 41/255 levels after the scan; 20-41 levels don't-care (ignore/ masks, left out of the counts)"
+MASK_SCORING_WHOLE = "no ignore/ masks (a set made before them): every mask pixel scored, faint damage within the noise included"
+
+
 @dataclass(frozen=True)
 class Pair:
+    """One test image: its degraded photo and, where the set has them, the clean target and the masks
+    (``mask``: the damage; ``ignore``: its faint don't-care band; ``distractor``: scene content that looks like
+    damage)."""
+
     stem: str
     degraded: Path
     clean: Path | None
     mask: Path | None
+    ignore: Path | None = None
+    distractor: Path | None = None
+
+
+def mask_scoring(pairs: list[Pair]) -> str | None:
+    """How the pairs' masks are scored, in words (for reports); None when no pair has a mask."""
+    with_masks = [p for p in pairs if p.mask is not None]
+    if not with_masks:
+        return None
+    if all(p.ignore is not None for p in with_masks):
+        return MASK_SCORING_IGNORE
+    if any(p.ignore is not None for p in with_masks):
+        return "mixed: " + MASK_SCORING_IGNORE + " where an ignore/ mask exists, every mask pixel elsewhere"
+    return MASK_SCORING_WHOLE
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)}
 
 
-def find_pairs(degraded: Path, clean: Path | None = None, mask: Path | None = None) -> list[Pair]:
-    """Match files by stem. ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/)."""
+def find_pairs(
+    degraded: Path,
+    clean: Path | None = None,
+    mask: Path | None = None,
+    ignore: Path | None = None,
+    distractor: Path | None = None,
+) -> list[Pair]:
+    """Match files by stem. ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/,
+    and from sets made since they exist ignore/ and distractor/, picked up when present)."""
     if clean is None and (degraded / "degraded").is_dir():
         root = degraded
         degraded, clean = root / "degraded", root / "clean"
+        # The set's don't-care band belongs to the set's own masks, not to masks given from elsewhere.
+        if mask is None and ignore is None and (root / "ignore").is_dir():
+            ignore = root / "ignore"
         mask = mask or (root / "mask" if (root / "mask").is_dir() else None)
+        distractor = distractor or (root / "distractor" if (root / "distractor").is_dir() else None)
     if not degraded.is_dir():
         raise DataError(f"{degraded}: not a folder of degraded images")
     degraded_files = _by_stem(degraded)
     clean_files = _by_stem(clean) if clean else {}
     mask_files = _by_stem(mask) if mask else {}
+    ignore_files = _by_stem(ignore) if ignore else {}
+    distractor_files = _by_stem(distractor) if distractor else {}
     if clean and not set(degraded_files) & set(clean_files):
         raise DataError(f"no file stems in {degraded} match any in {clean}")
     return [
-        Pair(stem, path, clean_files.get(stem), mask_files.get(stem))
+        Pair(stem, path, clean_files.get(stem), mask_files.get(stem), ignore_files.get(stem), distractor_files.get(stem))
         for stem, path in degraded_files.items()
         if not clean or stem in clean_files
     ]
@@ -149,6 +184,11 @@ class PeakMemory:
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, self._rss() - self._base)
 
+    @property
+    def peak_resident_bytes(self) -> int:
+        """The process's whole peak resident memory while the block ran (the starting level plus the peak rise)."""
+        return self._base + self.peak_bytes
+
 
 @dataclass
 class ImageScore:
@@ -160,6 +200,12 @@ class ImageScore:
     psnr: float | None = None
     ssim: float | None = None
     mask: MaskCounts | None = None
+    mask_pixels: int | None = None
+    """All true mask pixels, the don't-care band included."""
+    faint: RegionCounts | None = None
+    """The don't-care band (ignore/) and how much of it the predicted mask marks."""
+    distractor: RegionCounts | None = None
+    """Distractor pixels not also damaged, and how many of them the predicted mask marks (false hits)."""
 
 
 @dataclass
@@ -172,6 +218,25 @@ class MethodSummary:
     peak_mb: float = 0.0
     mask: MaskCounts | None = None
     scores: list[ImageScore] = field(default_factory=list)
+    faint: RegionCounts | None = None
+    distractor: RegionCounts | None = None
+
+    @property
+    def distractor_marked(self) -> float | None:
+        """Fraction of distractor pixels the predicted masks mark, pooled over images (lower is better)."""
+        return self.distractor.fraction if self.distractor is not None else None
+
+    @property
+    def faint_share(self) -> float | None:
+        """Don't-care pixels over all true mask pixels, pooled over the images that have an ignore mask: how much
+        of the mask is faint."""
+        mask_pixels = sum(s.mask_pixels or 0 for s in self.scores if s.faint is not None)
+        return self.faint.total / mask_pixels if self.faint is not None and mask_pixels else None
+
+    @property
+    def faint_recall(self) -> float | None:
+        """Fraction of don't-care (faint) damage pixels the predicted masks mark, pooled."""
+        return self.faint.fraction if self.faint is not None else None
 
     def as_dict(self) -> dict:
         out = {
@@ -184,6 +249,10 @@ class MethodSummary:
         }
         if self.mask is not None:
             out.update(precision=self.mask.precision, recall=self.mask.recall, f1=self.mask.f1, iou=self.mask.iou)
+            if self.faint is not None:
+                out.update(faint_share=self.faint_share, faint_recall=self.faint_recall)
+        if self.distractor is not None:
+            out.update(distractor_marked=self.distractor_marked, distractor_pixels=self.distractor.total)
         return out
 
 
@@ -215,10 +284,24 @@ def score_image(
             raise DataError(f"{pair.stem}: clean {clean.shape[:2]} and degraded {restored.shape[:2]} sizes differ")
         score.psnr = psnr(clean, restored)
         score.ssim = ssim(clean, restored)
+    truth = None
     if pair.mask is not None and predicted is not None:
-        truth = to_luminance(load_rgb(pair.mask))[:, :, 0]
-        score.mask = MaskCounts.of(predicted, truth)
+        truth = _load_mask(pair.mask)
+        ignore = _load_mask(pair.ignore) if pair.ignore is not None else None
+        score.mask = MaskCounts.of(predicted, truth, ignore)
+        score.mask_pixels = int(np.sum(truth > 0.5))
+        if ignore is not None:
+            score.faint = RegionCounts.of(predicted, (ignore > 0.5) & (truth > 0.5))
+    if pair.distractor is not None and predicted is not None:
+        region = _load_mask(pair.distractor) > 0.5
+        # Where damage was drawn over a distractor, marking it is right: only the undamaged part counts.
+        score.distractor = RegionCounts.of(predicted, region & ~(truth > 0.5) if truth is not None else region)
     return score, degraded, restored, predicted
+
+
+def _load_mask(path: Path) -> np.ndarray:
+    """(H, W) float32 in [0, 1] from a mask image (white = set)."""
+    return to_luminance(load_rgb(path))[:, :, 0]
 
 
 def summarize(method: str, scores: list[ImageScore]) -> MethodSummary:
@@ -238,4 +321,11 @@ def summarize(method: str, scores: list[ImageScore]) -> MethodSummary:
         for counts in masks[1:]:
             total = total + counts
         summary.mask = total
+    summary.faint = _pooled([s.faint for s in scores])
+    summary.distractor = _pooled([s.distractor for s in scores])
     return summary
+
+
+def _pooled(counts: list[RegionCounts | None]) -> RegionCounts | None:
+    present = [c for c in counts if c is not None]
+    return sum(present[1:], present[0]) if present else None

@@ -41,7 +41,7 @@ def refine_face_crop(
         batch = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         return batch.to(device=runtime.device, dtype=runtime.dtype)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), runtime.autocast():
         out = refiner(tensor(crop), None if condition is None else tensor(condition)).clamp(0.0, 1.0)
     refined = out[0].to(device="cpu", dtype=torch.float32).permute(1, 2, 0).numpy()
     return match_tone(refined, crop)
@@ -60,8 +60,9 @@ def refine_faces(
 
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
-        detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops).
-        refiner: face refinement network (runs on ``runtime.device``).
+        detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops; always in float32, see
+            :func:`detect_faces`).
+        refiner: face refinement network (runs on ``runtime.device`` at ``runtime.precision``).
         strength: 0 = the input unchanged, 1 = refined faces fully blended in.
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
             cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global

@@ -1,5 +1,6 @@
 """Stage 2: triplet-domain global restoration (Wan et al.): encode with VAE_A, map the latent with the
-partial non-local mapping (using the scratch mask), decode with VAE_B.
+partial non-local mapping (using the scratch mask), decode with VAE_B; then the detail fusion takes back the
+photo's own detail where the photo is good (a learned, mask-gated path; :mod:`oldphoto.archs.detail_fusion`).
 
 Tiled like every stage, with at least the overlap the registry's input contract asks for (the mapping's
 receptive field and its squeeze-and-excitation gates reach further than the default overlap).
@@ -7,6 +8,7 @@ receptive field and its squeeze-and-excitation gates reach further than the defa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -57,6 +59,7 @@ def _tiled_with_mask(
         overlap=max(runtime.tile_overlap, min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
+        precision=runtime.precision,
         multiple_of=multiple_of,
         out_channels=3,
         on_tile=on_tile,
@@ -73,6 +76,7 @@ def restore_global(
     runtime: Runtime,
     *,
     min_overlap: int,
+    detail: nn.Module | None = None,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Restore unstructured damage everywhere and fill the masked structured damage.
@@ -80,7 +84,8 @@ def restore_global(
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
         mask: (H, W) float32 0/1 scratch mask (1 = damaged), or None when scratch detection was off.
-        min_overlap: least tile overlap in pixels (the mapping's input contract).
+        min_overlap: least tile overlap in pixels (the input contracts of the mapping and the detail fusion).
+        detail: the detail fusion ((photo, triplet result, mask) -> restored), or None for the triplet alone.
 
     Returns:
         (H, W, 3) float32 in [0, 1], the same size as the input.
@@ -89,11 +94,19 @@ def restore_global(
     networks = [
         n.to(device=runtime.device, dtype=runtime.dtype, memory_format=torch.channels_last) for n in (vae_old, mapping, vae_clean)
     ]
+    fusion = None if detail is None else detail.to(device=runtime.device, dtype=runtime.dtype, memory_format=torch.channels_last)
+    multiple = triplet_size_multiple(mapping)
+    if fusion is not None:
+        multiple = math.lcm(multiple, fusion.size_multiple)
 
     def run(tile: torch.Tensor) -> torch.Tensor:
-        return triplet_restore(tile.contiguous(memory_format=torch.channels_last), *networks)
+        tile = tile.contiguous(memory_format=torch.channels_last)
+        restored = triplet_restore(tile, *networks)
+        if fusion is None:
+            return restored
+        return fusion(tile[:, :3], restored, tile[:, 3:]).clamp(0.0, 1.0)
 
-    return _tiled_with_mask(run, rgb, mask, runtime, triplet_size_multiple(mapping), min_overlap, on_tile)
+    return _tiled_with_mask(run, rgb, mask, runtime, multiple, min_overlap, on_tile)
 
 
 def restore_global_direct(

@@ -17,6 +17,7 @@ from oldphoto.errors import ConfigError, DataError, StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
     ABLATION_MODEL,
+    DETAIL_MODEL,
     FACE_DETECTOR_MODEL,
     FACE_MODEL,
     MAPPING_MODEL,
@@ -39,7 +40,7 @@ from oldphoto.weights import load_network
 
 log = logging.getLogger(__name__)
 
-GLOBAL_MODELS = (VAE_OLD_MODEL, VAE_CLEAN_MODEL, MAPPING_MODEL)
+GLOBAL_MODELS = (VAE_OLD_MODEL, VAE_CLEAN_MODEL, MAPPING_MODEL, DETAIL_MODEL)
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ def given_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (luma > 0.5).astype(np.float32)
 
 
+def first_clause(text: str) -> str:
+    """``text`` up to its first parenthesis, comma, colon or semicolon: the gist of a long caveat."""
+    cuts = [index for index in (text.find(mark) for mark in (" (", ",", ":", ";")) if index > 0]
+    return text[: min(cuts)].strip() if cuts else text.strip()
+
+
 class Restorer:
     """Loads the networks for the requested stages once, then restores photos one by one."""
 
@@ -151,9 +158,10 @@ class Restorer:
         }
         self.networks = {name: load_network(spec) for name, spec in self.specs.items()}
 
-    def caveats(self) -> list[str]:
-        """Warnings about models in use that are not yet fit for general use."""
-        return [f"{spec.name}: {spec.caveat}" for spec in self.specs.values() if spec.caveat]
+    def caveats(self, brief: bool = False) -> list[str]:
+        """Warnings about models in use that are not yet fit for general use, one per model: ``name: caveat``, or
+        with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
+        return [f"{spec.name}: {first_clause(spec.caveat) if brief else spec.caveat}" for spec in self.specs.values() if spec.caveat]
 
     def plan(self) -> list[str]:
         """Human-readable list of the stages that will run."""
@@ -223,7 +231,8 @@ class Restorer:
                     self.networks[MAPPING_MODEL],
                     self.networks[VAE_CLEAN_MODEL],
                     self.runtime,
-                    min_overlap=self.specs[MAPPING_MODEL].contract.min_tile_overlap,
+                    min_overlap=max(self.specs[name].contract.min_tile_overlap for name in (MAPPING_MODEL, DETAIL_MODEL)),
+                    detail=self.networks[DETAIL_MODEL],
                     on_tile=count_tiles,
                 )
             else:

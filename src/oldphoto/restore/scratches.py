@@ -36,12 +36,14 @@ def scratch_probability(
     luma = torch.from_numpy(np.ascontiguousarray(to_luminance(pixels)[:, :, 0]))[None, None]
     network = network.to(device=runtime.device, dtype=runtime.dtype)
     probability = tile_apply(
-        lambda tile: torch.sigmoid(network(tile)),
+        # Logits to float32 first: under bf16 autocast the sigmoid would otherwise round probabilities to 3 digits.
+        lambda tile: torch.sigmoid(network(tile).float()),
         luma,
         tile=runtime.tile,
         overlap=max(runtime.tile_overlap, min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
+        precision=runtime.precision,
         multiple_of=size_multiple,
         on_tile=on_tile,
     )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from oldphoto.degrade import DamageStamps, Preset, degrade_image
+from oldphoto.degrade import DamageStamps, DegradedSample, Preset, degrade_image
 from oldphoto.errors import DataError, OldPhotoError
 from oldphoto.imageio import is_image_path, load_rgb
 
@@ -24,6 +25,27 @@ HELD_OUT_EVERY = 20
 def split_held_out(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     """(training, held-out): every HELD_OUT_EVERY-th file, starting with the first, is held out."""
     return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY], [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
+
+
+REAL_TEST_EVERY = 10
+"""Of the real old photos not named in the labelled real-photo test, every 10th (sorted by name) is held out too."""
+
+
+def split_real_photos(files: Sequence[Path], labels: str | Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(training, test) split of real old photos: the test holds every photo named in the ``labels`` JSON
+    (``../shared/data/real_labels/real_old_mask_components.json``: {"components": [{"photo": name, ...}]}) plus
+    every REAL_TEST_EVERY-th of the rest, sorted by file name, starting with the first. Photos are matched by
+    stem, so a re-encoded copy (``scripts/pack_device_data.py``) splits the same way."""
+    named: set[str] = set()
+    if labels is not None:
+        try:
+            named = {Path(entry["photo"]).stem for entry in json.loads(Path(labels).read_text())["components"]}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{labels}: not a real-photo label file with a 'components' list of photos ({error})") from None
+    rest = sorted((f for f in files if f.stem not in named), key=lambda f: f.stem)
+    test = [f for f in files if f.stem in named] + rest[::REAL_TEST_EVERY]
+    held = set(test)
+    return [f for f in rest if f not in held], sorted(test, key=lambda f: f.stem)
 
 
 def to_batch(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
@@ -79,6 +101,23 @@ class CropPool:
         return crop.astype(np.float32) / 255.0
 
 
+def damaged_samples(
+    pool: CropPool,
+    preset: Preset | Sequence[Preset],
+    stamps: DamageStamps | None,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> list[DegradedSample]:
+    """``batch_size`` crops of ``pool`` damaged by the degradation library; with several presets, each sample's
+    preset is drawn uniformly."""
+    presets = [preset] if isinstance(preset, Preset) else list(preset)
+    samples = []
+    for _ in range(batch_size):
+        chosen = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
+        samples.append(degrade_image(pool.sample(rng), chosen, rng, stamps))
+    return samples
+
+
 def damaged_batch(
     pool: CropPool,
     preset: Preset | Sequence[Preset],
@@ -90,17 +129,76 @@ def damaged_batch(
 
     With several presets, each sample's preset is drawn uniformly.
     """
-    presets = [preset] if isinstance(preset, Preset) else list(preset)
-    clean, degraded, mask = [], [], []
-    for _ in range(batch_size):
-        chosen = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
-        sample = degrade_image(pool.sample(rng), chosen, rng, stamps)
-        clean.append(sample.clean)
-        degraded.append(sample.degraded)
-        mask.append(sample.mask[:, :, None])
-    return to_batch(clean), to_batch(degraded), to_batch(mask)
+    samples = damaged_samples(pool, preset, stamps, rng, batch_size)
+    return (
+        to_batch([s.clean for s in samples]),
+        to_batch([s.degraded for s in samples]),
+        to_batch([s.mask[:, :, None] for s in samples]),
+    )
 
 
 def image_batch(pool: CropPool, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
     """(B, 3, H, W) float32 crops in [0, 1], as they are (no damage added)."""
     return to_batch([pool.sample(rng) for _ in range(batch_size)])
+
+
+Batch = tuple[torch.Tensor, ...]
+
+
+class _WorkerBatches(torch.utils.data.IterableDataset):
+    """Endless batches made by ``make(rng)`` in a DataLoader worker, each worker with its own generator."""
+
+    def __init__(self, make: Callable[[np.random.Generator], Batch], seed: int, salt: int) -> None:
+        super().__init__()
+        self.make, self.seed, self.salt = make, seed, salt
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        rng = np.random.default_rng([self.seed, worker, self.salt])
+        while True:
+            yield self.make(rng)
+
+
+class BatchStream:
+    """Training batches from ``make(rng) -> tuple of tensors``.
+
+    ``workers == 0``: each batch is made when asked, from ``rng`` (the recipe's checkpointed generator), so a
+    resumed run sees exactly the batches an uninterrupted one would. ``workers > 0``: batches are made ahead
+    in that many background processes (for a GPU, whose steps outrun one CPU core's damage drawing), each
+    seeded from ``(seed, worker, first step)``, so a resumed run draws new batches rather than replaying the
+    first ones (it is then not bit-for-bit the uninterrupted run).
+    """
+
+    def __init__(
+        self,
+        make: Callable[[np.random.Generator], Batch],
+        rng: np.random.Generator,
+        *,
+        workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        self.make, self.rng = make, rng
+        self.workers, self.seed, self.pin_memory = workers, seed, pin_memory
+        self._iterator: Iterator[Batch] | None = None
+
+    def next(self, step: int) -> Batch:
+        """The batch for training step ``step``."""
+        if self.workers == 0:
+            return self.make(self.rng)
+        if self._iterator is None:
+            # One OpenCV thread per process, set before the workers fork (PyTorch sets its own to one in each
+            # worker): many workers each with a thread pool per core would oversubscribe the CPU. Setting it in a
+            # forked worker instead can deadlock on the pool inherited from the parent.
+            cv2.setNumThreads(1)
+            loader = torch.utils.data.DataLoader(
+                _WorkerBatches(self.make, self.seed, step),
+                batch_size=None,
+                num_workers=self.workers,
+                prefetch_factor=4,
+                persistent_workers=True,
+                pin_memory=self.pin_memory,
+            )
+            self._iterator = iter(loader)
+        return next(self._iterator)

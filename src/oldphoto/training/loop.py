@@ -7,6 +7,7 @@ generator, so an interrupted run continues exactly where it stopped (``resume=Tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -23,9 +24,26 @@ from torch import nn
 from oldphoto.errors import DataError
 from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import ModelSpec
+from oldphoto.runtime import autocast
 from oldphoto.weights import grow_network_from
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """Where a recipe trains and in which precision: ``fp32``, or ``bf16`` / ``fp16`` autocast (the forward pass
+    and loss run in half precision where PyTorch deems it safe; weights, gradients and optimiser stay fp32)."""
+
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.precision)
+
+    def put(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The tensors on this device (float32 kept: autocast decides what runs in half precision)."""
+        return tuple(t.to(self.device, non_blocking=True) for t in tensors)
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,16 @@ class Schedule:
     checkpoint: str
     out: str
     """Where the best network (by validation score) is exported as safetensors, with a JSON sidecar."""
+    time_budget: float | None = None
+    """Seconds of training (counted over resumes): the run ends when the steps or this run out, whichever comes
+    first, and the learning rate decays over whichever is further along (for a borrowed GPU's fixed minutes)."""
+
+    def progress(self, step: int, seconds: float) -> float:
+        """How far along the run is, 0..1: by steps, or by time when a budget is set and time runs out first."""
+        done = step / self.steps
+        if self.time_budget:
+            done = max(done, seconds / self.time_budget)
+        return min(1.0, done)
 
 
 @dataclass
@@ -106,19 +134,21 @@ def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm
     optimizer.step()
 
 
-def learning_rate_at(step: int, schedule: Schedule) -> float:
-    """Linear warm-up over 2% of the steps, then cosine decay to 2% of the peak (a pure function of the step,
-    so a resumed run follows the same schedule)."""
+def learning_rate_at(step: int, schedule: Schedule, seconds: float = 0.0) -> float:
+    """Linear warm-up over 2% of the steps, then cosine decay to 2% of the peak over the run's progress (a pure
+    function of the step and, with a time budget, the seconds trained, so a resumed run follows the same
+    schedule)."""
     warmup = max(1, schedule.steps // 50)
     if step < warmup:
         return schedule.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, schedule.steps - warmup)
+    warm = warmup / schedule.steps
+    progress = max(0.0, (schedule.progress(step, seconds) - warm) / max(1e-9, 1.0 - warm))
     return schedule.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
 def export_weights(network: nn.Module, path: Path, metadata: dict) -> None:
     """Write ``network``'s state as safetensors plus ``path.json`` with ``metadata``, atomically."""
-    tensors = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     atomic_write_bytes(path, save(tensors))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2) + "\n").encode())
 
@@ -140,7 +170,7 @@ def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
 
 
 def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=False, map_location="cpu")
     for name, module in recipe.modules().items():
         try:
             module.load_state_dict(saved["modules"][name])
@@ -175,16 +205,18 @@ def run(
     running: dict[str, float] = {}
     for module in recipe.modules().values():
         module.train()
-    while state.step < schedule.steps:
+    while schedule.progress(state.step, time.perf_counter() - started) < 1.0:
+        rate = learning_rate_at(state.step, schedule, time.perf_counter() - started)
         for optimizer in recipe.optimizers().values():
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(state.step, schedule) * group.get("lr_scale", 1.0)
+                group["lr"] = rate * group.get("lr_scale", 1.0)
         losses = recipe.train_step(state.step)
         state.step += 1
         for key, value in losses.items():
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
         figures = dict(running)
-        if state.step % schedule.validate_every == 0 or state.step == schedule.steps:
+        finishing = schedule.progress(state.step, time.perf_counter() - started) >= 1.0
+        if state.step % schedule.validate_every == 0 or finishing:
             for module in recipe.modules().values():
                 module.eval()
             with torch.inference_mode():

@@ -10,6 +10,9 @@ Order (Wan et al. Sec. 3): the two VAEs first, independently; then the mapping w
 - ``mapping``: latent L1 to VAE_B's encoding of the clean target, plus L1 + SSIM of the image decoded
   through the frozen VAE_B decoder.
 - ``restore-unet``: the direct image-to-image ablation, on the same (X, Y, mask) pairs.
+- ``detail-fusion``: with the triplet frozen, the learned mask-gated path back to the photo's own detail
+  (:mod:`oldphoto.archs.detail_fusion`), on the same pairs plus a share of undamaged crops whose target is the
+  crop itself (``clean_fraction``), so that it learns to leave a good photo alone.
 
 Adversarial image losses and feature matching (used by the paper on GPUs) are left out: on two CPU
 cores each discriminator roughly doubles the cost of a step, and the budget buys more by training
@@ -28,10 +31,11 @@ import torch.nn.functional as F
 from oldphoto.archs.discriminator import LatentDiscriminator, LatentDiscriminatorConfig
 from oldphoto.archs.mapping import latent_damage
 from oldphoto.archs.vae import VAE, kl_divergence, sample_latent
-from oldphoto.degrade import DamageStamps, get_preset
+from oldphoto.degrade import DamageStamps, get_preset, override
 from oldphoto.errors import DataError
 from oldphoto.registry import (
     ABLATION_MODEL,
+    DETAIL_MODEL,
     MAPPING_MODEL,
     SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
@@ -40,7 +44,9 @@ from oldphoto.registry import (
 )
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import threshold_mask
+from oldphoto.restore.global_ import triplet_restore
 from oldphoto.training.data import (
+    BatchStream,
     CropPool,
     damaged_batch,
     image_batch,
@@ -48,6 +54,7 @@ from oldphoto.training.data import (
     split_held_out,
 )
 from oldphoto.training.loop import (
+    Accelerator,
     Schedule,
     SingleNetworkRecipe,
     TrainState,
@@ -105,6 +112,19 @@ class GlobalTrainConfig:
     (the scratch detector's mask of the degraded crop, as ``restore`` gives it: misses and false hits included)."""
     scratch_weights: str | None = None
     """Scratch-detector weights for ``mask_source="detector"`` (default: the installed scratch-unet)."""
+    mapping: str | None = None
+    """Weights of the trained mapping for ``detail-fusion`` (default: the installed mapping)."""
+    clean_fraction: float = 0.25
+    """``detail-fusion``: share of training crops left undamaged, with the crop itself as the target."""
+    light_fraction: float = 0.0
+    """``detail-fusion``: share of training crops with structured damage only (no noise, blur or fading)."""
+    device: str = "cpu"
+    precision: str = "fp32"
+    """fp32, or bf16 / fp16 autocast (see :class:`oldphoto.training.loop.Accelerator`)."""
+    time_budget: float | None = None
+    """Seconds of training at most (see :class:`oldphoto.training.loop.Schedule`)."""
+    workers: int = 0
+    """Background processes drawing the damage (0: in the training process, exactly resumable). ``detail-fusion``."""
 
 
 MASK_SOURCES = ("synthetic", "detector")
@@ -114,8 +134,12 @@ class _Base:
     """What every global-restoration recipe shares: seeded data, stamps, presets, fixed validation pairs."""
 
     name: str
+    accelerated = False
+    """Whether the recipe honours ``device``, ``precision`` and ``workers`` (the others train on the CPU in fp32)."""
 
     def __init__(self, config: GlobalTrainConfig) -> None:
+        if not self.accelerated and (config.device != "cpu" or config.precision != "fp32" or config.workers):
+            raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
         if config.mask_source not in MASK_SOURCES:
@@ -134,16 +158,22 @@ class _Base:
             self.detector = load_network_from(self.detector_spec, config.scratch_weights).requires_grad_(False).eval()
         self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, val_rng, config.val_samples)
 
-    def damaged_pairs(self, pool: CropPool, rng: np.random.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(clean, degraded, mask) as :func:`damaged_batch`, the mask taken from ``config.mask_source``."""
-        clean, degraded, mask = damaged_batch(pool, self.presets, self.stamps, rng, count)
+    def damaged_pairs(
+        self, pool: CropPool, rng: np.random.Generator, count: int, presets: list | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(clean, degraded, mask) as :func:`damaged_batch` (``presets``: the config's by default), the mask taken
+        from ``config.mask_source``."""
+        clean, degraded, mask = damaged_batch(pool, presets or self.presets, self.stamps, rng, count)
         if self.detector is not None:
-            # Thresholded (and dilated) exactly as `restore` does by default.
-            threshold, dilation = RestoreOptions().detection_settings(self.detector_spec)
-            probability = scratch_probabilities(self.detector, luma(degraded))
-            detected = [threshold_mask(p, threshold, dilation) for p in probability]
-            mask = torch.from_numpy(np.stack(detected))[:, None]
+            mask = self.detected_masks(degraded)
         return clean, degraded, mask
+
+    def detected_masks(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) 0/1 masks of the scratch detector on (N, 3, H, W) images, thresholded (and dilated) exactly
+        as `restore` does by default."""
+        threshold, dilation = RestoreOptions().detection_settings(self.detector_spec)
+        probability = scratch_probabilities(self.detector, luma(images))
+        return torch.from_numpy(np.stack([threshold_mask(p, threshold, dilation) for p in probability]))[:, None]
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=self.config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -281,11 +311,93 @@ class AblationRecipe(_Base, SingleNetworkRecipe):
         return image_scores(in_batches(self.network, self.val_degraded, self.val_mask), self.val_clean)
 
 
-RECIPES = {recipe.name: recipe for recipe in (VaeCleanRecipe, VaeOldRecipe, MappingRecipe, AblationRecipe)}
+class DetailFusionRecipe(_Base, SingleNetworkRecipe):
+    """The detail fusion behind the frozen triplet (VAE_A -> mapping -> VAE_B)."""
+
+    name = DETAIL_MODEL
+    accelerated = True
+
+    def __init__(self, config: GlobalTrainConfig) -> None:
+        super().__init__(config)
+        multiple = 16  # the triplet's pixel grid (latent scale 4 x the mapping's two context levels)
+        if config.crop % multiple or config.val_crop % multiple:
+            raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
+        self.accelerator = Accelerator(torch.device(config.device), config.precision)
+        device = self.accelerator.device
+        self.triplet = [
+            load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old),
+            load_network_from(get_spec(MAPPING_MODEL), config.mapping),
+            load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean),
+        ]
+        self.triplet = [network.requires_grad_(False).eval().to(device) for network in self.triplet]
+        self.network = initial_network(get_spec(self.name), config.init).to(device)
+        self.optimizer = self.make_optimizer(self.network)
+        self.light_presets = [override(preset, unstructured=False) for preset in self.presets]
+        # Validation: the damaged pairs, and as many undamaged crops again as their own targets (fidelity).
+        self.val_photo = torch.cat([self.val_degraded, self.val_clean])
+        self.val_target = torch.cat([self.val_clean, self.val_clean])
+        undamaged = self.detected_masks(self.val_clean) if self.detector is not None else torch.zeros_like(self.val_mask)
+        self.val_damage = torch.cat([self.val_mask, undamaged])
+        self.batches = BatchStream(
+            self.make_batch, self.rng, workers=config.workers, seed=config.seed, pin_memory=device.type == "cuda"
+        )
+
+    def make_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(clean, photo, mask): damaged pairs; a ``clean_fraction`` of them undamaged (photo = clean) and a
+        ``light_fraction`` with structured damage only (scratches and dust on an otherwise good print). With
+        ``mask_source="detector"`` every photo gets the detector's mask, false hits on good content included, so
+        that the network learns to keep detail around a false hit instead of repainting the whole photo."""
+        light = int(round(self.config.light_fraction * self.config.batch_size))
+        clean, degraded, mask = self.damaged_pairs(self.pool, rng, self.config.batch_size - light)
+        if light:
+            parts = self.damaged_pairs(self.pool, rng, light, presets=self.light_presets)
+            clean, degraded, mask = (torch.cat([a, b]) for a, b in zip((clean, degraded, mask), parts))
+        keep = torch.from_numpy(rng.random(len(clean)) < self.config.clean_fraction)
+        if keep.any():
+            degraded[keep] = clean[keep]
+            mask[keep] = self.detected_masks(clean[keep]) if self.detector is not None else 0.0
+        return clean, degraded, mask
+
+    @torch.no_grad()
+    def _triplet(self, photo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with self.accelerator.autocast():
+            return triplet_restore(torch.cat([photo, mask], dim=1), *self.triplet).float()
+
+    def restore(self, photo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        photo, mask = self.accelerator.put(photo, mask)
+        with self.accelerator.autocast():
+            return self.network(photo, self._triplet(photo, mask), mask).float()
+
+    def train_step(self, step: int) -> dict[str, float]:
+        clean, photo, mask = self.accelerator.put(*self.batches.next(step))
+        restored = self.restore(photo, mask)
+        loss = restoration_loss(restored, clean, self.config.ssim_weight)
+        optimise(self.optimizer, loss)
+        return {"loss": loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        restored = in_batches(lambda p, m: self.restore(p, m).cpu(), self.val_photo, self.val_damage)
+        count = len(self.val_degraded)
+        damaged = image_scores(restored[:count], self.val_target[:count])
+        undamaged = image_scores(restored[count:], self.val_target[count:])
+        # The score weighs restoring damaged photos and leaving undamaged ones alone as the training mix does.
+        fraction = self.config.clean_fraction
+        return {
+            "score": (1 - fraction) * damaged["psnr"] + fraction * undamaged["psnr"],
+            "psnr": damaged["psnr"],
+            "ssim": damaged["ssim"],
+            "psnr_undamaged": undamaged["psnr"],
+            "ssim_undamaged": undamaged["ssim"],
+        }
+
+
+RECIPES = {
+    recipe.name: recipe for recipe in (VaeCleanRecipe, VaeOldRecipe, MappingRecipe, AblationRecipe, DetailFusionRecipe)
+}
 
 
 def train_global(config: GlobalTrainConfig, resume: bool = False, on_step=None) -> TrainState:
     """Run (or continue) one global-restoration recipe up to ``config.steps``."""
     recipe = RECIPES[config.model](config)
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.time_budget)
     return run(recipe, schedule, resume=resume, on_step=on_step)

@@ -1,8 +1,19 @@
 """Recipe: train the scratch-detection U-Net on clean photos with damage drawn on the fly.
 
+What it learns from, for precision on real photos (issue 16):
+
+- backgrounds: clean photos, and (``real``) real old photos with their faces, hats, white dresses and skies
+  through foliage, which must come out unmarked (their few real defects are unmarked too: a small cost,
+  measured in the model card); the photos of the real-photo test are never used;
+- the presets' scene distractors (emblems, collars, wires, lettering, glints, snow, hatching) drawn into the
+  scene before ageing and scanning, never in the mask;
+- a share of crops with no structured damage at all (``undamaged_fraction``);
+- the scored mask: damage that moved a pixel by at least 41 of 255 levels after the scan; pixels moved by
+  20-41 levels (within the photo's own noise) are don't-care, left out of the loss and of F1.
+
 Resumable: the checkpoint holds the step, network, optimiser and both random generators, so an
-interrupted run continues exactly where it stopped. The best network on the validation set (by F1 at
-its best threshold) is exported as safetensors with a JSON sidecar of the threshold and figures.
+interrupted run continues exactly where it stopped (with ``workers == 0``). The best network on the validation
+set (by F1 at its best threshold) is exported as safetensors with a JSON sidecar of the threshold and figures.
 """
 
 from __future__ import annotations
@@ -16,11 +27,19 @@ import torch
 import torch.nn.functional as F
 
 from oldphoto.archs.scratch_unet import ScratchUNet
-from oldphoto.degrade import DamageStamps, get_preset
+from oldphoto.degrade import DamageStamps, DegradedSample, get_preset, override
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.training.data import CropPool, damaged_batch, list_images
+from oldphoto.training.data import (
+    BatchStream,
+    CropPool,
+    damaged_samples,
+    list_images,
+    split_real_photos,
+    to_batch,
+)
 from oldphoto.training.loop import (
+    Accelerator,
     Schedule,
     SingleNetworkRecipe,
     TrainState,
@@ -56,6 +75,23 @@ class ScratchTrainConfig:
     val_crop: int = 384
     init: str | None = None
     """Start from these weights (safetensors) instead of a random initialisation."""
+    real: tuple[str, ...] = ()
+    """Folders of real old photos used as backgrounds too (their real-photo test part is left out)."""
+    real_labels: str | None = None
+    """The labelled real-photo test (JSON): the photos it names are never trained on."""
+    real_fraction: float = 0.3
+    """Share of training crops cut from the real old photos (when ``real`` is given)."""
+    undamaged_fraction: float = 0.1
+    """Share of training crops with no structured damage drawn (scene distractors and ageing still apply)."""
+    positive_weight: float = 5.0
+    """BCE weight of damaged pixels (lower favours precision)."""
+    device: str = "cpu"
+    precision: str = "fp32"
+    """fp32, or bf16 / fp16 autocast (see :class:`oldphoto.training.loop.Accelerator`)."""
+    time_budget: float | None = None
+    """Seconds of training at most (see :class:`oldphoto.training.loop.Schedule`)."""
+    workers: int = 0
+    """Background processes drawing the damage (0: in the training process, exactly resumable)."""
 
 
 @dataclass
@@ -65,15 +101,35 @@ class ValidationResult:
     recall: float
     iou: float
     threshold: float
+    distractor_marked: float = 0.0
+    """Share of scene-distractor pixels marked at this threshold."""
 
 
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, positive_weight: float = 5.0) -> torch.Tensor:
-    """BCE (up-weighting the rare damaged pixels) plus soft Dice, which cares about thin structures."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(positive_weight))
-    probability = torch.sigmoid(logits)
+def dice_bce_loss(
+    logits: torch.Tensor, target: torch.Tensor, care: torch.Tensor | None = None, positive_weight: float = 5.0
+) -> torch.Tensor:
+    """BCE (up-weighting the rare damaged pixels) plus soft Dice, which cares about thin structures.
+
+    logits, target: (N, 1, H, W), target 0/1. ``care`` (N, 1, H, W) of 0/1: pixels that count (0 = don't-care,
+    e.g. damage too faint to see in the photo's own noise); None = all.
+    """
+    care = torch.ones_like(target) if care is None else care
+    logits, target = logits.float(), target.float()
+    bce = F.binary_cross_entropy_with_logits(
+        logits, target, weight=care, pos_weight=torch.tensor(positive_weight, device=logits.device), reduction="sum"
+    ) / care.sum().clamp_min(1.0)
+    probability = torch.sigmoid(logits) * care
     intersection = (probability * target).sum(dim=(1, 2, 3))
-    dice = 1 - (2 * intersection + 1) / (probability.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    dice = 1 - (2 * intersection + 1) / (probability.sum(dim=(1, 2, 3)) + (target * care).sum(dim=(1, 2, 3)) + 1)
     return bce + dice.mean()
+
+
+def scored_targets(samples: list[DegradedSample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gray, target, care) of damaged samples: (N, 1, H, W) luma, the scored mask, and 1 - the don't-care band."""
+    gray = luma(to_batch([s.degraded for s in samples]))
+    target = to_batch([s.scored_mask[:, :, None] for s in samples])
+    care = 1.0 - to_batch([s.dont_care[:, :, None] for s in samples])
+    return gray, target, care
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
@@ -81,38 +137,75 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
 
 
-def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None) -> tuple[torch.Tensor, np.ndarray]:
-    """Fixed held-out damaged crops (seeded independently of training): gray (N, 1, H, W), masks (N, H, W) bool."""
+@dataclass
+class ValidationSet:
+    """Fixed held-out damaged crops: gray (N, 1, H, W); truth (scored mask), ignore (don't-care band) and
+    distractor (scene content that must stay unmarked), each (N, H, W) bool."""
+
+    gray: torch.Tensor
+    truth: np.ndarray
+    ignore: np.ndarray
+    distractor: np.ndarray
+
+
+def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None) -> ValidationSet:
+    """The validation crops of ``config.val`` (seeded independently of training)."""
     pool = CropPool(list_images(config.val), crop=config.val_crop)
     rng = np.random.default_rng(10_000 + config.seed)
     presets = [get_preset(name) for name in config.presets]
-    _, degraded, mask = damaged_batch(pool, presets, stamps, rng, config.val_samples)
-    return luma(degraded), mask[:, 0].numpy() > 0.5
+    samples = damaged_samples(pool, presets, stamps, rng, config.val_samples)
+    return ValidationSet(
+        gray=luma(to_batch([s.degraded for s in samples])),
+        truth=np.stack([s.scored_mask > 0.5 for s in samples]),
+        ignore=np.stack([s.dont_care > 0.5 for s in samples]),
+        distractor=np.stack([s.distractor > 0.5 for s in samples]),
+    )
 
 
 @torch.inference_mode()
-def scratch_probabilities(network: ScratchUNet, gray: torch.Tensor) -> np.ndarray:
+def scratch_probabilities(network: ScratchUNet, gray: torch.Tensor, accelerator: Accelerator = Accelerator()) -> np.ndarray:
     """(N, 1, H, W) luma -> (N, H, W) damage probabilities, four crops at a time."""
-    return in_batches(lambda batch: torch.sigmoid(network(batch)), gray)[:, 0].numpy()
+
+    def probabilities(batch: torch.Tensor) -> torch.Tensor:
+        with accelerator.autocast():
+            return torch.sigmoid(network(batch.to(accelerator.device)).float()).cpu()
+
+    return in_batches(probabilities, gray)[:, 0].numpy()
 
 
-def scores_by_threshold(probability: np.ndarray, truth: np.ndarray, thresholds=THRESHOLDS) -> list[ValidationResult]:
-    """Mask figures of ``probability > t`` against ``truth`` (both (N, H, W)) for each threshold t."""
+def scores_by_threshold(
+    probability: np.ndarray,
+    truth: np.ndarray,
+    thresholds=THRESHOLDS,
+    ignore: np.ndarray | None = None,
+    distractor: np.ndarray | None = None,
+) -> list[ValidationResult]:
+    """Mask figures of ``probability > t`` against ``truth`` (all (N, H, W)) for each threshold t; ``ignore``
+    pixels are left out of the counts, ``distractor`` pixels give the share of scene content marked."""
     results = []
     for threshold in thresholds:
-        counts = MaskCounts.of(probability > threshold, truth)
-        results.append(ValidationResult(counts.f1, counts.precision, counts.recall, counts.iou, float(threshold)))
+        predicted = probability > threshold
+        counts = MaskCounts.of(predicted, truth, ignore=ignore)
+        marked = float(predicted[distractor].mean()) if distractor is not None and distractor.any() else 0.0
+        results.append(ValidationResult(counts.f1, counts.precision, counts.recall, counts.iou, float(threshold), marked))
     return results
 
 
-def best_threshold(results: list[ValidationResult]) -> ValidationResult:
-    """The result with the highest F1 (the lowest threshold among ties)."""
+def best_threshold(results: list[ValidationResult], min_precision: float | None = None) -> ValidationResult:
+    """The result with the highest F1 (the lowest threshold among ties); with ``min_precision``, among those at
+    least that precise (the most precise one when none is)."""
+    if min_precision is not None:
+        precise = [r for r in results if r.precision >= min_precision]
+        if not precise:
+            return max(results, key=lambda result: (result.precision, result.f1))
+        results = precise
     return max(results, key=lambda result: (result.f1, -result.threshold))
 
 
 @torch.inference_mode()
-def validate(network: ScratchUNet, gray: torch.Tensor, truth: np.ndarray) -> ValidationResult:
-    return best_threshold(scores_by_threshold(scratch_probabilities(network, gray), truth))
+def validate(network: ScratchUNet, data: ValidationSet, accelerator: Accelerator = Accelerator()) -> ValidationResult:
+    probability = scratch_probabilities(network, data.gray, accelerator)
+    return best_threshold(scores_by_threshold(probability, data.truth, ignore=data.ignore, distractor=data.distractor))
 
 
 class ScratchRecipe(SingleNetworkRecipe):
@@ -123,23 +216,47 @@ class ScratchRecipe(SingleNetworkRecipe):
     def __init__(self, config: ScratchTrainConfig) -> None:
         self.config = config
         self.spec = get_spec(SCRATCH_MODEL)
+        self.accelerator = Accelerator(torch.device(config.device), config.precision)
         torch.manual_seed(config.seed)
-        self.network = initial_network(self.spec, config.init)
+        self.network = initial_network(self.spec, config.init).to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
         self.rng = np.random.default_rng(config.seed)
         self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
         self.pool = CropPool(list_images(config.data), crop=config.crop)
+        self.real_pool = None
+        if config.real:
+            train_real, _ = split_real_photos(list_images(config.real), config.real_labels)
+            self.real_pool = CropPool(train_real, crop=config.crop)
         self.presets = [get_preset(name) for name in config.presets]
-        self.val_gray, self.val_truth = make_validation_set(config, self.stamps)
+        self.undamaged = [override(preset, structured=False) for preset in self.presets]
+        self.validation = make_validation_set(config, self.stamps)
+        self.batches = BatchStream(
+            self.make_batch,
+            self.rng,
+            workers=config.workers,
+            seed=config.seed,
+            pin_memory=self.accelerator.device.type == "cuda",
+        )
+
+    def make_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gray, target, care) of one training batch (see :func:`scored_targets`)."""
+        samples = []
+        for _ in range(self.config.batch_size):
+            real = self.real_pool is not None and rng.random() < self.config.real_fraction
+            presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
+            samples += damaged_samples(self.real_pool if real else self.pool, presets, self.stamps, rng, 1)
+        return scored_targets(samples)
 
     def train_step(self, step: int) -> dict[str, float]:
-        _, degraded, mask = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size)
-        loss = dice_bce_loss(self.network(luma(degraded)), mask)
+        gray, target, care = self.accelerator.put(*self.batches.next(step))
+        with self.accelerator.autocast():
+            logits = self.network(gray)
+        loss = dice_bce_loss(logits, target, care, self.config.positive_weight)
         optimise(self.optimizer, loss, self.config.max_grad_norm)
         return {"loss": loss.item()}
 
     def validate(self) -> dict[str, float]:
-        result = validate(self.network, self.val_gray, self.val_truth)
+        result = validate(self.network, self.validation, self.accelerator)
         return {"score": result.f1, **asdict(result)}
 
     def metadata(self) -> dict:
@@ -152,5 +269,5 @@ def train_scratch(
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> TrainState:
     """Run (or continue) training up to ``config.steps``. Returns the final state."""
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.time_budget)
     return run(ScratchRecipe(config), schedule, resume=resume, on_step=on_step)

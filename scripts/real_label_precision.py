@@ -1,0 +1,169 @@
+"""Scratch-detector precision on real old photos: how much of each hand-labelled mask component it still marks.
+
+Reads the labelled components (``{"components": [{"photo", "box": [x, y, w, h], "label": "content"|"damage"|
+"unsure", "what"}]}``), finds each photo under ``--real`` by file name, runs the detector on the whole photo as
+``oldphoto restore --no-global --no-faces`` does (EXIF-oriented, the registry's threshold and dilation, the same
+tiles and precision) and prints, per box, the share of its pixels marked and the marked pixel count; then a
+summary: how many content boxes are more than 5% marked, their mean marked share, and the damage boxes' marked
+counts. With ``--baseline-json`` it also prints the share of a previous run's marked damage pixels this run keeps
+(goal: at least half).
+
+Usage: python scripts/real_label_precision.py --json /tmp/real_labels_baseline.json
+       python scripts/real_label_precision.py --weights runs/scratch/best.safetensors [--threshold 0.7] \
+           --baseline-json /tmp/real_labels_baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from oldphoto.errors import ConfigError
+from oldphoto.imageio import read_photo, to_rgb
+from oldphoto.registry import SCRATCH_MODEL, get_spec
+from oldphoto.restore.pipeline import RestoreOptions
+from oldphoto.restore.scratches import detect_scratches
+from oldphoto.runtime import make_runtime
+from oldphoto.weights import load_network, load_network_from
+
+CONTENT_LIMIT = 0.05
+"""A content box counts as a false hit when more than this share of its pixels is marked."""
+RETAIN_GOAL = 0.5
+"""Share of the baseline's marked damage pixels a new detector should keep."""
+
+
+def box_key(entry: dict) -> str:
+    x, y, w, h = entry["box"]
+    return f"{entry['photo']}@{x},{y},{w},{h}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labels", default="../shared/data/real_labels/real_old_mask_components.json")
+    parser.add_argument("--real", default="../shared/data/real_old", help="folder searched (recursively) for the photos")
+    parser.add_argument("--weights", help="scratch-unet safetensors file (default: the installed, verified ones)")
+    parser.add_argument("--threshold", type=float, help="detector threshold (default: the registry's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="write per-box results and the summary here")
+    parser.add_argument("--baseline-json", help="a previous run's --json: report the share of its marked damage pixels kept")
+    args = parser.parse_args()
+
+    components = json.loads(Path(args.labels).read_text())["components"]
+    names = {entry["photo"] for entry in components}
+    found: dict[str, Path] = {}
+    for path in sorted(Path(args.real).rglob("*")):
+        if path.name in names and path.is_file():
+            found.setdefault(path.name, path)
+    missing = sorted(names - found.keys())
+    if missing:
+        raise SystemExit(f"{len(missing)} labelled photos not found under {args.real}: {', '.join(missing)}")
+
+    spec = get_spec(SCRATCH_MODEL)
+    try:
+        threshold, dilation = RestoreOptions(scratch_threshold=args.threshold).detection_settings(spec)
+    except ConfigError as error:
+        parser.error(str(error))
+    network = (load_network_from(spec, args.weights) if args.weights else load_network(spec)).eval()
+    runtime = make_runtime(args.device, args.precision, threads=args.threads)
+    torch.set_num_threads(args.threads)
+    print(f"weights {args.weights or 'installed'}; threshold {threshold:g}, dilation {dilation}; {runtime.describe()}")
+
+    by_photo: dict[str, list[int]] = defaultdict(list)
+    for index, entry in enumerate(components):
+        by_photo[entry["photo"]].append(index)
+    rows: list[dict] = [{}] * len(components)
+    for name in sorted(by_photo):
+        photo = read_photo(found[name])
+        with torch.inference_mode():
+            mask = detect_scratches(
+                to_rgb(photo.pixels),
+                network,
+                runtime,
+                size_multiple=spec.contract.size_multiple,
+                min_overlap=spec.contract.min_tile_overlap,
+                threshold=threshold,
+                dilation=dilation,
+            ) > 0
+        for index in by_photo[name]:
+            entry = components[index]
+            x, y, w, h = entry["box"]
+            region = mask[max(y, 0) : y + h, max(x, 0) : x + w]
+            marked = int(region.sum())
+            rows[index] = {
+                "index": index,
+                "photo": name,
+                "box": [x, y, w, h],
+                "label": entry["label"],
+                "what": entry.get("what", ""),
+                "pixels": int(region.size),
+                "marked": marked,
+                "fraction": marked / max(region.size, 1),
+                "photo_fraction": float(mask.mean()),
+            }
+
+    print(f"\n{'#':>3} {'label':7} {'photo':40} {'box':>20} {'marked':>7} {'pixels':>8}  what")
+    for row in rows:
+        box = ",".join(map(str, row["box"]))
+        print(
+            f"{row['index']:3d} {row['label']:7} {row['photo'][:40]:40} {box:>20} {row['fraction']:7.1%} "
+            f"{row['marked']:8d}  {row['what']}"
+        )
+
+    content = [row for row in rows if row["label"] == "content"]
+    damage = [row for row in rows if row["label"] == "damage"]
+    unsure = [row for row in rows if row["label"] == "unsure"]
+    over = sum(row["fraction"] > CONTENT_LIMIT for row in content)
+    mean_content = float(np.mean([row["fraction"] for row in content])) if content else 0.0
+    summary = {
+        "content_boxes": len(content),
+        "content_over_5pct": int(over),
+        "content_mean_fraction": mean_content,
+        "damage_marked": {box_key(row): row["marked"] for row in damage},
+        "damage_marked_total": int(sum(row["marked"] for row in damage)),
+        "unsure_marked": {box_key(row): row["marked"] for row in unsure},
+    }
+    print(f"\ncontent boxes over {CONTENT_LIMIT:.0%} marked: {over} of {len(content)}; mean marked share {mean_content:.1%}")
+    for row in damage:
+        print(f"damage {row['photo']} ({row['what']}): {row['marked']} px marked ({row['fraction']:.1%} of the box)")
+    for row in unsure:
+        print(f"unsure {row['photo']} ({row['what']}): {row['marked']} px marked ({row['fraction']:.1%} of the box)")
+
+    if args.baseline_json:
+        baseline = {box_key(row): row for row in json.loads(Path(args.baseline_json).read_text())["boxes"]}
+        before = after = 0
+        for row in damage:
+            old = baseline.get(box_key(row))
+            if old is None:
+                print(f"damage {row['photo']}: not in the baseline {args.baseline_json}")
+                continue
+            before += old["marked"]
+            after += row["marked"]
+            share = row["marked"] / old["marked"] if old["marked"] else float("nan")
+            print(f"damage {row['photo']}: {row['marked']} px now vs {old['marked']} in the baseline ({share:.1%} kept)")
+        retained = after / before if before else float("nan")
+        verdict = "meets" if retained >= RETAIN_GOAL else "misses"
+        print(f"damage retained: {after} of {before} baseline px = {retained:.1%} ({verdict} the goal of {RETAIN_GOAL:.0%})")
+        summary["damage_retained"] = retained
+
+    if args.json:
+        record = {
+            "weights": args.weights or "installed",
+            "threshold": threshold,
+            "dilation": dilation,
+            "runtime": runtime.describe(),
+            "summary": summary,
+            "boxes": rows,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Train the scratch detector and the detail fusion side by side on one borrowed GPU, within a fixed time budget.
+#
+# Prepared for the device tool's machine (PyTorch there, no network, only the repository travels):
+#   python scripts/pack_device_data.py --out devdata --quality 85 --stamp-every 3      # here, ~40 MB
+#   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl platformdirs
+#   then run this script there with devdata and .whl carried; OUT is where results go.
+# Locally (a CPU smoke test of the same script): DEVICE=cpu MINUTES=0.3 WORKERS=1 bash scripts/train_on_gpu.sh
+#
+# Both runs start from the shipped weights (--init) and stop after MINUTES of training each; each exports the
+# best network on its validation set to $OUT with a JSON sidecar, and logs to $OUT/*.log.
+set -uo pipefail
+OUT=${OUT:-runs/gpu}
+DEVICE=${DEVICE:-cuda}
+MINUTES=${MINUTES:-7.5}
+WORKERS=${WORKERS:-7}
+DATA=${DATA:-devdata}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+
+python3 -m oldphoto train scratch \
+    --data "$DATA/clean" --val "$DATA/val/kodak24" --damage-dir "$DATA/damage" \
+    --real "$DATA/real_old" --real-labels "$DATA/real_labels/real_old_mask_components.json" \
+    --preset default --preset bopbtl --init weights/scratch-unet.safetensors \
+    --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
+    --batch-size 32 --crop 256 --learning-rate 1e-3 --positive-weight 3 --steps 6000 --time-budget "$MINUTES" \
+    --validate-every 500 \
+    --out "$OUT/scratch-unet.safetensors" --checkpoint "$OUT/scratch-checkpoint.pt" >"$OUT/scratch.log" 2>&1 &
+scratch=$!
+
+python3 -m oldphoto train detail-fusion \
+    --data "$DATA/clean" --val "$DATA/val/kodak24" --damage-dir "$DATA/damage" \
+    --preset default --preset bopbtl --clean-fraction 0.25 \
+    --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
+    --batch-size 16 --crop 256 --learning-rate 1e-3 --steps 8000 --time-budget "$MINUTES" \
+    --validate-every 500 --val-samples 32 \
+    --out "$OUT/detail-fusion.safetensors" --checkpoint runs/detail-fusion/checkpoint.pt >"$OUT/detail.log" 2>&1 &
+detail=$!
+
+wait $scratch; scratch_rc=$?
+wait $detail; detail_rc=$?
+echo "scratch rc $scratch_rc, detail-fusion rc $detail_rc"
+for log in "$OUT"/scratch.log "$OUT"/detail.log; do echo "== $log"; grep -E "step [0-9]+:|best validation|Error|error" "$log" | tail -30; done
+ls -la "$OUT"
