@@ -333,3 +333,18 @@ def test_report_has_speed_memory_and_run_totals(album, tmp_path, random_scratch_
     assert totals["images"] == 2 and totals["megapixels"] == pytest.approx(2 * 64 * 48 / 1e6)
     assert totals["seconds"] == pytest.approx(sum(i["seconds"] for i in payload["images"]), abs=0.002)
     assert totals["seconds_per_megapixel"] == pytest.approx(totals["seconds"] / totals["megapixels"], rel=0.01, abs=0.01)
+
+
+def test_two_photos_of_one_stem_never_share_a_mask_or_sheet(tmp_path, random_scratch_model):
+    # a.jpg and a.png restore to a.jpg and a.png, but --save-mask would write both masks to a_mask.png: the second
+    # is refused (exit 1) instead of silently overwriting the first one's mask.
+    folder = tmp_path / "scans"
+    make_photo(folder / "a.jpg")
+    make_photo(folder / "a.png", size=(40, 40))
+    out = tmp_path / "out"
+    result = invoke("restore", str(folder), "-o", str(out), "--save-mask", *STAGES)
+    assert result.exit_code == 1, result.output
+    assert "already written for" in result.output
+    with Image.open(out / "a_mask.png") as mask:
+        assert mask.size == (64, 48)  # the first photo's mask, intact
+    assert invoke("restore", str(folder), "-o", str(tmp_path / "plain"), *STAGES).exit_code == 0

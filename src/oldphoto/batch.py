@@ -105,7 +105,8 @@ def plan_jobs(
     """Decide each input's output path and whether it may be written.
 
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
-    same output; an existing output is skipped unless ``overwrite``.
+    same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
+    share); an existing output is skipped unless ``overwrite``.
     """
     input_paths = {item.path.resolve() for item in inputs}
     claimed: dict[Path, Path] = {}
@@ -123,12 +124,13 @@ def plan_jobs(
         reason, done = None, False
         if any(t in input_paths for t in resolved):
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
-        elif output.resolve() in claimed:
-            reason = f"output {output} is already written for {claimed[output.resolve()]}; use --suffix or --ext"
+        elif any(t in claimed for t in resolved):
+            taken = next(t for t in resolved if t in claimed)
+            reason = f"output {taken} is already written for {claimed[taken]}; use --suffix or --ext"
         elif output.exists() and not overwrite:
             reason, done = "output exists (use --overwrite to replace it)", True
         if reason is None:
-            claimed[output.resolve()] = item.path
+            claimed.update({t: item.path for t in resolved})
         jobs.append(Job(item.path, output, reason, already_done=done))
     return jobs
 
