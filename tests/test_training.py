@@ -324,3 +324,23 @@ def test_batch_stream_in_workers_is_seeded_and_new_after_a_resume():
     assert torch.equal(a, b) and not torch.equal(a, c)
     inline = BatchStream(make, np.random.default_rng(0))
     assert torch.equal(inline.next(0)[0], torch.from_numpy(np.random.default_rng(0).random(3)))
+
+
+def test_train_precision_is_resolved_and_checked_as_restore_does(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from oldphoto import runtime
+    from oldphoto.cli.app import app
+    from oldphoto.training.loop import Accelerator
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert Accelerator.of("cpu", "auto").precision == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert Accelerator.of("cpu", "auto").precision == "bf16"
+    config = tiny_config(tmp_path, "fp16", steps=1)
+    result = CliRunner().invoke(
+        app, ["train", "scratch", "--data", config.data[0], "--val", config.val[0], "--precision", "fp16", "--steps", "1"]
+    )
+    assert result.exit_code != 0 and "CUDA" in result.output
+    bad = CliRunner().invoke(app, ["train", "scratch", "--data", config.data[0], "--val", config.val[0], "--precision", "fp8"])
+    assert bad.exit_code == 2 and "fp8" in bad.output

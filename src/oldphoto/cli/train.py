@@ -38,8 +38,9 @@ Device = Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or 
 TrainPrecision = Annotated[
     str,
     typer.Option(
-        help="fp32, or bf16 / fp16 autocast for the forward pass (weights and optimiser stay fp32; bf16 is "
-        "1.6-1.8x faster on CPUs with native bf16).",
+        help="fp32 (the default: exactly reproducible), bf16 / fp16 autocast for the forward pass (weights and optimiser "
+        "stay fp32; bf16 is 1.6-1.8x faster on CPUs with native bf16), or auto (bf16 on such CPUs, fp16 on CUDA/MPS, "
+        "else fp32), as restore's --precision.",
         rich_help_panel=RUNTIME,
     ),
 ]
@@ -58,7 +59,7 @@ TimeBudget = Annotated[
         rich_help_panel=SCHEDULE,
     ),
 ]
-TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _check_runtime(precision: str, workers: int) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 from oldphoto.errors import DataError
 from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import ModelSpec
-from oldphoto.runtime import autocast
+from oldphoto.runtime import autocast, resolve_precision, select_device
 from oldphoto.weights import grow_network_from
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,13 @@ class Accelerator:
 
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
+
+    @classmethod
+    def of(cls, device: str, precision: str) -> Accelerator:
+        """The accelerator for a device name and ``auto|fp32|bf16|fp16``, resolved and checked as ``restore`` does
+        (:func:`oldphoto.runtime.resolve_precision`: a clear error for a precision the device cannot do well)."""
+        resolved = select_device(device)
+        return cls(resolved, resolve_precision(precision, resolved))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)

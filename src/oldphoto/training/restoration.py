@@ -322,7 +322,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         multiple = 16  # the triplet's pixel grid (latent scale 4 x the mapping's two context levels)
         if config.crop % multiple or config.val_crop % multiple:
             raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
-        self.accelerator = Accelerator(torch.device(config.device), config.precision)
+        self.accelerator = Accelerator.of(config.device, config.precision)
         device = self.accelerator.device
         self.triplet = [
             load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old),

@@ -216,7 +216,7 @@ class ScratchRecipe(SingleNetworkRecipe):
     def __init__(self, config: ScratchTrainConfig) -> None:
         self.config = config
         self.spec = get_spec(SCRATCH_MODEL)
-        self.accelerator = Accelerator(torch.device(config.device), config.precision)
+        self.accelerator = Accelerator.of(config.device, config.precision)
         torch.manual_seed(config.seed)
         self.network = initial_network(self.spec, config.init).to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
