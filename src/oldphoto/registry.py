@@ -199,8 +199,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(channels=3, size_multiple=8),
         description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
         caveat=(
-            "preliminary weights, trained on UTKFace (non-commercial licence): faces come out crisper than after "
-            "global restoration (+0.2 dB on held-out faces) but small faces stay softer than in the scan"
+            "preliminary weights, trained on UTKFace (non-commercial licence): they help damaged faces (+0.2 dB on held-out "
+            "faces) but soften sharp ones (a sharp face keeps about a sixth of its fine detail); on good portraits use "
+            "--no-faces or a low --face-strength"
         ),
     ),
 )
