@@ -185,3 +185,19 @@ def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_
     conditioned = refine_faces(photo, detector, refiner, runtime, original=before).pixels
     assert np.abs(conditioned - own).max() > 1e-3
     assert np.array_equal(conditioned[:30], own[:30]) and np.array_equal(conditioned[:30], photo[:30])
+
+
+def test_pasting_only_the_correction_keeps_a_large_faces_own_detail():
+    """A face larger than the 256 px template loses its fine detail in the down/up round trip when the refined crop
+    is pasted; pasting the correction (refined - crop) keeps it, and still applies the correction."""
+    texture = np.random.default_rng(0).uniform(-0.15, 0.15, (700, 700, 1)).astype(np.float32)
+    image = np.clip(cv2.GaussianBlur(smooth_image(700, 700), (0, 0), 2.0) * 0.5 + 0.25 + texture, 0, 1).astype(np.float32)
+    landmarks = synthetic_landmarks(scale=2.2, angle=0.1, offset=(350.0, 350.0))  # a face ~2x the template
+    aligned = align_face(image, landmarks)
+    centre = (slice(300, 400), slice(300, 400))
+    whole = paste_face(image, aligned.pixels, aligned.matrix)
+    correction = paste_face(image, aligned.pixels, aligned.matrix, base=aligned.pixels)
+    assert np.abs(whole - image)[centre].mean() > 0.03  # the round trip blurs the texture away
+    assert np.array_equal(correction, image)  # nothing to correct: the photo comes back exactly
+    brighter = paste_face(image, aligned.pixels + 0.1, aligned.matrix, base=aligned.pixels)
+    assert np.abs((brighter - image)[centre].mean() - 0.1) < 0.01

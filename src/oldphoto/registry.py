@@ -200,7 +200,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
         caveat=(
             "preliminary weights, trained on UTKFace (non-commercial licence): they help damaged faces (+0.2 dB on held-out "
-            "faces) but soften sharp ones (a sharp face keeps about a sixth of its fine detail); on good portraits use "
+            "faces) but soften sharp ones (a sharp face keeps about two thirds of its fine detail); on good portraits use "
             "--no-faces or a low --face-strength"
         ),
     ),

@@ -84,7 +84,9 @@ def match_tone(refined: np.ndarray, reference: np.ndarray, sigma: float = 8.0) -
     return np.clip(refined + low(reference) - low(refined), 0.0, 1.0).astype(np.float32)
 
 
-def paste_face(image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength: float = 1.0) -> np.ndarray:
+def paste_face(
+    image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength: float = 1.0, base: np.ndarray | None = None
+) -> np.ndarray:
     """Warp an aligned face crop back into ``image`` and blend it in with a feathered mask.
 
     Args:
@@ -92,9 +94,12 @@ def paste_face(image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength
         face: (S, S, C) float32 crop in template space.
         matrix: the (2, 3) image->crop transform the crop was made with.
         strength: 0 = leave the image as it is, 1 = the face replaces the image inside the mask.
+        base: the (S, S, C) crop ``face`` was made from. When given, only the correction ``face - base`` is warped
+            back and added: a face larger than the template keeps the detail that the down/up round trip through
+            the template's resolution would otherwise take away (the crop itself is never pasted).
 
     Returns:
-        A new (H, W, C) image; pixels where the warped mask is zero are exactly the input's.
+        A new (H, W, C) image in [0, 1]; pixels where the warped mask is zero are exactly the input's.
     """
     result = image.copy()
     if strength <= 0.0:
@@ -112,11 +117,15 @@ def paste_face(image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength
     shifted = inverse.copy()
     shifted[:, 2] -= (x0, y0)
     region = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(face, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    source = face if base is None else (face - base).astype(np.float32)
+    warped = cv2.warpAffine(source, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(face_blend_mask(size), shifted, region, flags=cv2.INTER_LINEAR, borderValue=0.0)
     if warped.ndim == 2:
         warped = warped[:, :, None]
     alpha = (np.clip(alpha, 0.0, 1.0) * min(strength, 1.0))[:, :, None]
     patch = result[y0:y1, x0:x1]
-    result[y0:y1, x0:x1] = np.where(alpha > 0, patch + (warped - patch) * alpha, patch)
+    if base is None:
+        result[y0:y1, x0:x1] = np.where(alpha > 0, patch + (warped - patch) * alpha, patch)
+    else:
+        result[y0:y1, x0:x1] = np.where(alpha > 0, np.clip(patch + warped * alpha, 0.0, 1.0), patch)
     return result

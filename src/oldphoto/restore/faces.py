@@ -78,5 +78,6 @@ def refine_faces(
         aligned = align_face(result, face.landmarks)
         condition = None if original is None else align_face(original, face.landmarks).pixels
         refined = refine_face_crop(aligned.pixels, refiner, runtime, condition)
-        result = paste_face(result, refined, aligned.matrix, strength)
+        # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
+        result = paste_face(result, refined, aligned.matrix, strength, base=aligned.pixels)
     return FaceResult(result, faces)
