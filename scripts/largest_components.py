@@ -27,7 +27,7 @@ from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_scratches
+from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
 from oldphoto.training.data import list_images, split_real_photos
 from oldphoto.weights import load_network, load_network_from
@@ -129,15 +129,7 @@ def main() -> None:
     for path in photos:
         photo = read_photo(path)
         with torch.inference_mode():
-            mask = detect_scratches(
-                to_rgb(photo.pixels),
-                network,
-                runtime,
-                size_multiple=spec.contract.size_multiple,
-                min_overlap=spec.contract.min_tile_overlap,
-                threshold=threshold,
-                dilation=dilation,
-            ).astype(np.uint8)
+            mask = detect_with_contract(to_rgb(photo.pixels), network, spec, runtime, threshold=threshold, dilation=dilation).astype(np.uint8)
         fractions[path] = float(mask.mean())
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         total += count - 1

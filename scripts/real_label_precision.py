@@ -27,7 +27,7 @@ from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_scratches
+from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_network, load_network_from
 
@@ -82,15 +82,7 @@ def main() -> None:
     for name in sorted(by_photo):
         photo = read_photo(found[name])
         with torch.inference_mode():
-            mask = detect_scratches(
-                to_rgb(photo.pixels),
-                network,
-                runtime,
-                size_multiple=spec.contract.size_multiple,
-                min_overlap=spec.contract.min_tile_overlap,
-                threshold=threshold,
-                dilation=dilation,
-            ) > 0
+            mask = detect_with_contract(to_rgb(photo.pixels), network, spec, runtime, threshold=threshold, dilation=dilation) > 0
         for index in by_photo[name]:
             entry = components[index]
             x, y, w, h = entry["box"]

@@ -20,7 +20,7 @@ from oldphoto.degrade import DamageStamps, degrade_image, get_preset
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_scratches
+from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_network, load_network_from
 
@@ -51,15 +51,7 @@ def main() -> None:
     for index in range(args.count):
         sample = degrade_image(load_rgb(found[index % len(found)].path), preset, rng, stamps)
         with torch.inference_mode():
-            detected = detect_scratches(
-                sample.degraded,
-                network,
-                runtime,
-                size_multiple=spec.contract.size_multiple,
-                min_overlap=spec.contract.min_tile_overlap,
-                threshold=threshold,
-                dilation=dilation,
-            ) > 0
+            detected = detect_with_contract(sample.degraded, network, spec, runtime, threshold=threshold, dilation=dilation) > 0
         truth = sample.mask > 0
         band = np.digitize(sample.change[truth], edges) - 1
         masked += np.bincount(band, minlength=len(masked))[: len(masked)]

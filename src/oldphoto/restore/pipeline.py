@@ -34,7 +34,7 @@ from oldphoto.restore.global_ import (
     restore_global,
     restore_global_direct,
 )
-from oldphoto.restore.scratches import detect_scratches
+from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import Runtime
 from oldphoto.weights import load_network
 
@@ -209,15 +209,8 @@ class Restorer:
             spec = self.specs[SCRATCH_MODEL]
             threshold, dilation = self.options.detection_settings(spec)
             started = time.perf_counter()
-            result.mask = detect_scratches(
-                rgb,
-                self.networks[SCRATCH_MODEL],
-                self.runtime,
-                size_multiple=spec.contract.size_multiple,
-                min_overlap=spec.contract.min_tile_overlap,
-                threshold=threshold,
-                dilation=dilation,
-                on_tile=count_tiles,
+            result.mask = detect_with_contract(
+                rgb, self.networks[SCRATCH_MODEL], spec, self.runtime, threshold=threshold, dilation=dilation, on_tile=count_tiles
             )
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from oldphoto.imageio import to_luminance
+from oldphoto.registry import ModelSpec
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_apply
 
@@ -73,3 +74,28 @@ def detect_scratches(
     """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
     probability = scratch_probability(pixels, network, runtime, size_multiple=size_multiple, min_overlap=min_overlap, on_tile=on_tile)
     return threshold_mask(probability, threshold, dilation)
+
+
+def detect_with_contract(
+    pixels: np.ndarray,
+    network: nn.Module,
+    spec: ModelSpec,
+    runtime: Runtime,
+    *,
+    threshold: float,
+    dilation: int = 0,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """:func:`detect_scratches` with the tile grid and overlap taken from ``spec``'s input contract (the registry
+    entry ``network`` was loaded from). (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1."""
+    contract = spec.contract
+    return detect_scratches(
+        pixels,
+        network,
+        runtime,
+        size_multiple=contract.size_multiple,
+        min_overlap=contract.min_tile_overlap,
+        threshold=threshold,
+        dilation=dilation,
+        on_tile=on_tile,
+    )
