@@ -269,9 +269,11 @@ def test_detail_fusion_trains_behind_the_frozen_triplet(tmp_path, random_global_
 
 
 def test_only_accelerated_recipes_take_a_device_or_precision(tmp_path):
+    from oldphoto.training.loop import TrainRuntime
+
     for change in ({"device": "cuda"}, {"precision": "bf16"}, {"workers": 2}):
         with pytest.raises(DataError, match="CPU in fp32 only"):
-            train_global(global_config(tmp_path, "vae-clean", steps=1, **change))
+            train_global(global_config(tmp_path, "vae-clean", steps=1, runtime=TrainRuntime(**change)))
 
 
 def test_time_budget_ends_the_run_and_decays_the_learning_rate(tmp_path, monkeypatch):
@@ -288,7 +290,7 @@ def test_time_budget_ends_the_run_and_decays_the_learning_rate(tmp_path, monkeyp
     # with a last validation and export.
     clock = iter(range(10**6))
     monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
-    config = dataclasses.replace(tiny_config(tmp_path, "budget", steps=1000), time_budget=6.0, validate_every=100)
+    config = dataclasses.replace(tiny_config(tmp_path, "budget", steps=1000), runtime=loop.TrainRuntime(time_budget=6.0), validate_every=100)
     state = train_scratch(config)
     assert 1 <= state.step < 5 and state.history[-1]["step"] == state.step
     assert Path(config.out).is_file()

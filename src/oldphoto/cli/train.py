@@ -69,6 +69,12 @@ def _check_runtime(precision: str, workers: int) -> None:
         raise typer.BadParameter("--workers must be 0 or more")
 
 
+def _train_runtime(device: str, precision: str, workers: int, minutes: float | None):
+    from oldphoto.training.loop import TrainRuntime
+
+    return TrainRuntime(device, precision, workers, None if minutes is None else 60.0 * minutes)
+
+
 Init = Annotated[
     Path | None,
     typer.Option(
@@ -156,10 +162,7 @@ def scratch(
         real_fraction=real_fraction,
         undamaged_fraction=undamaged_fraction,
         positive_weight=positive_weight,
-        device=device,
-        precision=precision,
-        workers=workers,
-        time_budget=None if time_budget is None else 60.0 * time_budget,
+        runtime=_train_runtime(device, precision, workers, time_budget),
     )
     _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
 
@@ -259,10 +262,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             mapping=None if mapping is None else str(mapping),
             clean_fraction=clean_fraction,
             light_fraction=light_fraction,
-            device=device,
-            precision=precision,
-            workers=workers,
-            time_budget=None if time_budget is None else 60.0 * time_budget,
+            runtime=_train_runtime(device, precision, workers, time_budget),
         )
         _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
 

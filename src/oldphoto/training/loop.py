@@ -31,6 +31,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TrainRuntime:
+    """Where and how long a recipe trains; the same fields for every recipe that honours them."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    """auto, fp32, or bf16 / fp16 autocast (see :class:`Accelerator`)."""
+    workers: int = 0
+    """Background processes drawing the damage (0: in the training process, exactly resumable)."""
+    time_budget: float | None = None
+    """Seconds of training at most (see :class:`Schedule`)."""
+
+    @property
+    def default(self) -> bool:
+        """CPU, fp32, in-process data, no time limit: what every recipe can do."""
+        return self.device == "cpu" and self.precision == "fp32" and self.workers == 0
+
+
+@dataclass(frozen=True)
 class Accelerator:
     """Where a recipe trains and in which precision: ``fp32``, or ``bf16`` / ``fp16`` autocast (the forward pass
     and loss run in half precision where PyTorch deems it safe; weights, gradients and optimiser stay fp32)."""

@@ -55,6 +55,7 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
+    TrainRuntime,
     Schedule,
     SingleNetworkRecipe,
     TrainState,
@@ -118,13 +119,8 @@ class GlobalTrainConfig:
     """``detail-fusion``: share of training crops left undamaged, with the crop itself as the target."""
     light_fraction: float = 0.0
     """``detail-fusion``: share of training crops with structured damage only (no noise, blur or fading)."""
-    device: str = "cpu"
-    precision: str = "fp32"
-    """fp32, or bf16 / fp16 autocast (see :class:`oldphoto.training.loop.Accelerator`)."""
-    time_budget: float | None = None
-    """Seconds of training at most (see :class:`oldphoto.training.loop.Schedule`)."""
-    workers: int = 0
-    """Background processes drawing the damage (0: in the training process, exactly resumable). ``detail-fusion``."""
+    runtime: TrainRuntime = TrainRuntime()
+    """Device, precision, data workers and time budget."""
 
 
 MASK_SOURCES = ("synthetic", "detector")
@@ -138,7 +134,7 @@ class _Base:
     """Whether the recipe honours ``device``, ``precision`` and ``workers`` (the others train on the CPU in fp32)."""
 
     def __init__(self, config: GlobalTrainConfig) -> None:
-        if not self.accelerated and (config.device != "cpu" or config.precision != "fp32" or config.workers):
+        if not self.accelerated and not config.runtime.default:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
@@ -322,7 +318,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         multiple = 16  # the triplet's pixel grid (latent scale 4 x the mapping's two context levels)
         if config.crop % multiple or config.val_crop % multiple:
             raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
-        self.accelerator = Accelerator.of(config.device, config.precision)
+        self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
         device = self.accelerator.device
         self.triplet = [
             load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old),
@@ -339,7 +335,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         undamaged = self.detected_masks(self.val_clean) if self.detector is not None else torch.zeros_like(self.val_mask)
         self.val_damage = torch.cat([self.val_mask, undamaged])
         self.batches = BatchStream(
-            self.make_batch, self.rng, workers=config.workers, seed=config.seed, pin_memory=device.type == "cuda"
+            self.make_batch, self.rng, workers=config.runtime.workers, seed=config.seed, pin_memory=device.type == "cuda"
         )
 
     def make_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -399,5 +395,5 @@ RECIPES = {
 def train_global(config: GlobalTrainConfig, resume: bool = False, on_step=None) -> TrainState:
     """Run (or continue) one global-restoration recipe up to ``config.steps``."""
     recipe = RECIPES[config.model](config)
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.time_budget)
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.runtime.time_budget)
     return run(recipe, schedule, resume=resume, on_step=on_step)

@@ -40,6 +40,7 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
+    TrainRuntime,
     Schedule,
     SingleNetworkRecipe,
     TrainState,
@@ -85,13 +86,8 @@ class ScratchTrainConfig:
     """Share of training crops with no structured damage drawn (scene distractors and ageing still apply)."""
     positive_weight: float = 5.0
     """BCE weight of damaged pixels (lower favours precision)."""
-    device: str = "cpu"
-    precision: str = "fp32"
-    """fp32, or bf16 / fp16 autocast (see :class:`oldphoto.training.loop.Accelerator`)."""
-    time_budget: float | None = None
-    """Seconds of training at most (see :class:`oldphoto.training.loop.Schedule`)."""
-    workers: int = 0
-    """Background processes drawing the damage (0: in the training process, exactly resumable)."""
+    runtime: TrainRuntime = TrainRuntime()
+    """Device, precision, data workers and time budget."""
 
 
 @dataclass
@@ -216,7 +212,7 @@ class ScratchRecipe(SingleNetworkRecipe):
     def __init__(self, config: ScratchTrainConfig) -> None:
         self.config = config
         self.spec = get_spec(SCRATCH_MODEL)
-        self.accelerator = Accelerator.of(config.device, config.precision)
+        self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
         torch.manual_seed(config.seed)
         self.network = initial_network(self.spec, config.init).to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
@@ -233,7 +229,7 @@ class ScratchRecipe(SingleNetworkRecipe):
         self.batches = BatchStream(
             self.make_batch,
             self.rng,
-            workers=config.workers,
+            workers=config.runtime.workers,
             seed=config.seed,
             pin_memory=self.accelerator.device.type == "cuda",
         )
@@ -269,5 +265,5 @@ def train_scratch(
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> TrainState:
     """Run (or continue) training up to ``config.steps``. Returns the final state."""
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.time_budget)
+    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.runtime.time_budget)
     return run(ScratchRecipe(config), schedule, resume=resume, on_step=on_step)
