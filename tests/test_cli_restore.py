@@ -348,3 +348,65 @@ def test_two_photos_of_one_stem_never_share_a_mask_or_sheet(tmp_path, random_scr
     with Image.open(out / "a_mask.png") as mask:
         assert mask.size == (64, 48)  # the first photo's mask, intact
     assert invoke("restore", str(folder), "-o", str(tmp_path / "plain"), *STAGES).exit_code == 0
+
+
+FACE_STAGES = ["--no-scratch", "--no-global"]  # the face stage alone (random refiner, shipped MTCNN)
+FACE_FIXTURE = Path(__file__).parent / "fixtures" / "face-1870.jpg"
+
+
+def face_photos(folder: Path) -> Path:
+    """folder/solo.png (one ~62 px face) and folder/sub/pair.png (a ~43 px face left, a ~62 px face right)."""
+    import cv2
+
+    from oldphoto.imageio import load_rgb, save_rgb
+
+    face = np.pad(load_rgb(FACE_FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    small = cv2.resize(face, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    small = np.pad(small, ((0, face.shape[0] - small.shape[0]), (0, 0), (0, 0)), mode="edge")
+    save_rgb(folder / "solo.png", face)
+    save_rgb(folder / "sub" / "pair.png", np.concatenate([small, face], axis=1))
+    return folder
+
+
+def test_save_faces_writes_each_refined_face_and_the_report_lists_every_face(tmp_path, random_face_model):
+    album, out, faces, report = face_photos(tmp_path / "album"), tmp_path / "out", tmp_path / "faces", tmp_path / "r.json"
+    args = ("restore", str(album), "-r", "-o", str(out), "--save-faces", str(faces), "--min-face-size", "50", *FACE_STAGES)
+    result = invoke(*args, "--report", str(report))
+    assert result.exit_code == 0, result.output
+    # Only the pair's large face passed --min-face-size 50: one crop each for it and for the solo face.
+    assert files_under(faces) == sorted(f"{part}/{name}" for part in ("cmp", "cropped", "restored") for name in ("solo_0.png", "sub/pair_0.png"))
+    cropped, restored = (np.asarray(Image.open(faces / part / "sub" / "pair_0.png"), np.float32) for part in ("cropped", "restored"))
+    assert cropped.shape == restored.shape == (256, 256, 3) and np.abs(cropped - restored).max() > 1
+    with Image.open(faces / "cmp" / "sub" / "pair_0.png") as sheet:
+        assert sheet.size == (512, 256) and np.array_equal(np.asarray(sheet), np.concatenate([cropped, restored], axis=1))
+    images = {Path(r["input"]).name: r for r in json.loads(report.read_text())["images"]}
+    pair = images["pair.png"]
+    assert pair["faces_found"] == 2 and [face["refined"] for face in pair["faces"]] == [True, False]
+    for face in pair["faces"]:
+        assert len(face["box"]) == 4 and np.array(face["landmarks"]).shape == (5, 2) and face["score"] > 0.9
+    large, small = pair["faces"]
+    assert 50 <= max(large["box"][2:]) and max(small["box"][2:]) < 50 and small["box"][0] < large["box"][0]
+    x, y, w, h = large["box"]
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in large["landmarks"])
+
+    # Like the other side outputs: written with the photo, so a skipped photo writes none, --overwrite rewrites them.
+    (faces / "cropped" / "solo_0.png").unlink()
+    assert invoke(*args).exit_code == 0
+    assert not (faces / "cropped" / "solo_0.png").exists()
+    assert invoke(*args, "--overwrite").exit_code == 0
+    assert (faces / "cropped" / "solo_0.png").exists()
+
+
+def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
+    album, report = face_photos(tmp_path / "album"), tmp_path / "r.json"
+    photo = album / "sub" / "pair.png"  # 432 px wide: the large face (centre x ~ 335) is the nearer to x = 216
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out"), "--only-center-face", "--report", str(report), *FACE_STAGES)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert [face["refined"] for face in payload["images"][0]["faces"]] == [True, False]
+    assert any("only the centre face" in step for step in payload["stages"])
+    bad = invoke("restore", str(photo), "-o", str(tmp_path / "bad"), "--min-face-size", "-1", *FACE_STAGES)
+    assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+    help_text = " ".join(invoke("restore", "--help").output.split())
+    assert "0 keeps the global result, 1 blends the refined face in fully (the opposite direction to CodeFormer's -w)" in help_text
+    assert "--min-face-size" in help_text and "--only-center-face" in help_text and "--save-faces" in help_text

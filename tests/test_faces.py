@@ -165,7 +165,7 @@ def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_
     runtime = make_runtime("cpu")
     conditions = []
 
-    def spy(rgb, detector, refiner, runtime, strength, original=None):
+    def spy(rgb, detector, refiner, runtime, strength, original=None, **selection):
         conditions.append(original)
         return FaceResult(rgb, [])
 
@@ -201,3 +201,79 @@ def test_pasting_only_the_correction_keeps_a_large_faces_own_detail():
     assert np.array_equal(correction, image)  # nothing to correct: the photo comes back exactly
     brighter = paste_face(image, aligned.pixels + 0.1, aligned.matrix, base=aligned.pixels)
     assert np.abs((brighter - image)[centre].mean() - 0.1) < 0.01
+
+
+def two_faces() -> np.ndarray:
+    """The fixture face twice side by side: a small one (~43 px box) on the left, the full-size one (~62 px) right."""
+    face = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    small = cv2.resize(face, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    small = np.pad(small, ((0, face.shape[0] - small.shape[0]), (0, 0), (0, 0)), mode="edge")
+    return np.concatenate([small, face], axis=1)
+
+
+def test_face_selection_by_size_and_by_nearness_to_the_centre():
+    from oldphoto.restore.face_detect import Face
+    from oldphoto.restore.faces import select_faces
+
+    def face(x: float, y: float, side: float) -> Face:
+        return Face((x, y, x + side, y + side), 0.99, np.zeros((5, 2), np.float32))
+
+    faces = [face(0, 0, 80), face(90, 40, 30), face(150, 150, 20)]  # largest first; the second is nearest (100, 60)
+    shape = (120, 200, 3)
+    assert select_faces(faces, shape) == [True, True, True]
+    assert select_faces(faces, shape, min_size=30) == [True, True, False]
+    assert select_faces(faces, shape, only_center=True) == [False, True, False]
+    assert select_faces(faces, shape, min_size=40, only_center=True) == [True, False, False]  # nearest of those kept
+    assert select_faces(faces, shape, min_size=100, only_center=True) == [False, False, False]
+    assert select_faces([], shape, only_center=True) == []
+
+
+def test_min_face_size_and_only_center_face_leave_the_other_faces_exactly_as_they_were(random_face_model):
+    from oldphoto.errors import ConfigError
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer
+    from oldphoto.runtime import make_runtime
+
+    runtime = make_runtime("cpu")
+    photo = two_faces()
+    split = photo.shape[1] * 3 // 8  # between the two faces
+
+    def run(**options):
+        restorer = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False, **options))
+        result = restorer.restore(photo)
+        return result, np.any(np.abs(result.pixels - photo) > 1e-6, axis=2), restorer.plan()
+
+    every, changed, _ = run()
+    assert every.faces_found == 2 and [f.refined for f in every.faces] == [True, True]
+    assert changed[:, :split].any() and changed[:, split:].any()
+    large, changed, plan = run(min_face_size=50)
+    assert large.faces_found == 2 and [f.refined for f in large.faces] == [True, False]
+    assert changed[:, split:].any() and not changed[:, :split].any()
+    assert "faces of 50 px or more" in plan[-1]
+    first = large.faces[0]
+    assert first.cropped.shape == first.restored.shape == (FACE_SIZE, FACE_SIZE, 3)
+    assert np.abs(first.restored - first.cropped).max() > 1e-3
+    assert large.faces[1].cropped is None and large.faces[1].restored is None
+    none, _, _ = run(min_face_size=1000)
+    assert none.faces_found == 2 and not any(f.refined for f in none.faces) and np.array_equal(none.pixels, photo)
+
+    face = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    photo = np.concatenate([face, face[:, ::-1], face], axis=1)  # three faces; the mirrored one in the middle
+    third = face.shape[1]
+    centre, changed, plan = run(only_center_face=True)
+    assert centre.faces_found == 3 and sum(f.refined for f in centre.faces) == 1
+    refined = next(f.face for f in centre.faces if f.refined)
+    assert third < (refined.box[0] + refined.box[2]) / 2 < 2 * third
+    assert changed[:, third : 2 * third].any() and not changed[:, :third].any() and not changed[:, 2 * third :].any()
+    assert "only the centre face" in plan[-1]
+    with pytest.raises(ConfigError, match="0 or more"):
+        RestoreOptions(min_face_size=-1)
+
+
+def test_face_crops_of_a_black_and_white_photo_are_black_and_white(random_face_model):
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer
+    from oldphoto.runtime import make_runtime
+
+    photo = np.repeat(np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge").mean(axis=2, keepdims=True), 3, axis=2)
+    result = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, global_restoration=False)).restore(photo)
+    crop = result.faces[0].restored
+    assert np.array_equal(crop[:, :, 0], crop[:, :, 1]) and np.array_equal(crop[:, :, 0], crop[:, :, 2])

@@ -41,6 +41,7 @@ from oldphoto.imageio import (
     write_photo,
 )
 from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
+from oldphoto.restore.faces import RefinedFace
 from oldphoto.restore.pipeline import (
     RestoreOptions,
     Restorer,
@@ -82,6 +83,38 @@ def comparison_sheet(before: np.ndarray, after: np.ndarray, max_width: int = 240
         size = (max_width, max(1, round(sheet.shape[0] * scale)))
         sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
     return sheet
+
+
+FACE_FOLDERS = ("cropped", "restored", "cmp")
+
+
+def face_paths(job: Job, output: Path, faces_dir: Path, index: int) -> dict[str, Path]:
+    """Where ``--save-faces`` writes face ``index`` of ``job``: ``faces_dir/<part>/<sub-folder>/<stem>_<index>.png``
+    for each part (cropped, restored, cmp), the sub-folder being the input's (as its output's below ``output``)."""
+    sub = job.output.parent.relative_to(output)
+    return {part: faces_dir / part / sub / f"{job.output.stem}_{index}.png" for part in FACE_FOLDERS}
+
+
+def save_faces(job: Job, output: Path, faces_dir: Path, faces: list[RefinedFace]) -> int:
+    """Write the aligned and refined crops of each refined face (largest first) and the two side by side."""
+    refined = [face for face in faces if face.refined and face.cropped is not None and face.restored is not None]
+    for index, face in enumerate(refined):
+        paths = face_paths(job, output, faces_dir, index)
+        save_rgb(paths["cropped"], face.cropped)
+        save_rgb(paths["restored"], face.restored)
+        save_rgb(paths["cmp"], np.concatenate([face.cropped, face.restored], axis=1))
+    return len(refined)
+
+
+def face_record(face: RefinedFace) -> dict[str, Any]:
+    """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined."""
+    x1, y1, x2, y2 = face.face.box
+    return {
+        "box": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.face.landmarks],
+        "score": round(float(face.face.score), 4),
+        "refined": face.refined,
+    }
 
 
 def restore(
@@ -163,9 +196,39 @@ def restore(
     face_strength: Annotated[
         float,
         typer.Option(
-            min=0.0, max=1.0, help="Blend of refined faces: 0 = global result only, 1 = fully refined.", rich_help_panel=STAGES
+            min=0.0,
+            max=1.0,
+            help="Blend of refined faces: 0 keeps the global result, 1 blends the refined face in fully "
+            "(the opposite direction to CodeFormer's -w).",
+            rich_help_panel=STAGES,
         ),
     ] = 1.0,
+    min_face_size: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Refine only faces whose box (its larger side) is at least this many pixels of the photo; smaller "
+            "faces are left as the global stage made them (default 0: every face found).",
+            rich_help_panel=STAGES,
+        ),
+    ] = 0,
+    only_center_face: Annotated[
+        bool,
+        typer.Option(
+            "--only-center-face", help="Refine only the face nearest the photo's centre.", rich_help_panel=STAGES
+        ),
+    ] = False,
+    save_faces_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-faces",
+            help="Also write each refined face (largest first, k = 0, 1, ...) to DIR/cropped/<stem>_<k>.png (the "
+            "aligned crop given to the refiner), DIR/restored/<stem>_<k>.png (the refined crop) and "
+            "DIR/cmp/<stem>_<k>.png (the two side by side), in the input's sub-folder under each.",
+            file_okay=False,
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     device: Annotated[
         str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto = CUDA, then MPS, then CPU).", rich_help_panel=PERFORMANCE)
     ] = "auto",
@@ -194,6 +257,8 @@ def restore(
             global_restoration=global_restoration,
             faces=faces,
             face_strength=face_strength,
+            min_face_size=min_face_size,
+            only_center_face=only_center_face,
             global_model=global_model.value,
         )
     discovered = discover_inputs(inputs, recursive=recursive)
@@ -213,7 +278,8 @@ def restore(
         ext=ext.value if ext else None,
         suffix=suffix,
         overwrite=overwrite,
-        side_files=save_mask or compare,
+        # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
+        side_files=save_mask or compare or save_faces_dir is not None,
     )
 
     if dry_run:
@@ -222,6 +288,8 @@ def restore(
             runtime = make_runtime(device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
         given = {job.source: given_mask_path(job, output, masks, suffix) for job in jobs} if masks is not None else {}
         _print_plan(jobs, options, runtime.describe(), given)
+        if save_faces_dir is not None:
+            console.print(f"face crops: {save_faces_dir}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
         raise typer.Exit(EXIT_FAILURES if problems or any(_refused(job) for job in jobs) else 0)
 
     with library_errors():
@@ -251,7 +319,8 @@ def restore(
                     progress.update(tiles_task, completed=done, total=total, visible=total > 1)
 
                 mask_file = None if masks is None else given_mask_path(job, output, masks, suffix)
-                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels, mask_file)
+                faces_to = None if save_faces_dir is None else (output, save_faces_dir)
+                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels, mask_file, faces_to)
                 record["device"] = str(runtime.device)
                 record["precision"] = runtime.precision
                 records.append(record)
@@ -284,8 +353,17 @@ def _record(job: Job, status: str, **fields: Any) -> dict[str, Any]:
 
 
 def _restore_one(
-    job: Job, restorer: Restorer, on_tile, save_mask: bool, compare: bool, max_pixels: int, mask_file: Path | None = None
+    job: Job,
+    restorer: Restorer,
+    on_tile,
+    save_mask: bool,
+    compare: bool,
+    max_pixels: int,
+    mask_file: Path | None = None,
+    faces_to: tuple[Path, Path] | None = None,
 ) -> dict[str, Any]:
+    """Restore one photo and write its outputs; ``faces_to`` (the output folder, the --save-faces folder) also
+    writes its refined faces."""
     started = time.perf_counter()
     try:
         with PeakMemory() as memory:
@@ -297,6 +375,8 @@ def _restore_one(
                 save_rgb(job.mask_path, result.mask[:, :, None])
             if compare:
                 save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
+            if faces_to is not None and result.faces:
+                save_faces(job, *faces_to, result.faces)
     except OldPhotoError as error:
         return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
     except Exception as error:
@@ -318,6 +398,7 @@ def _restore_one(
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
         mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
         faces_found=result.faces_found,
+        faces=None if result.faces is None else [face_record(face) for face in result.faces],
         tiles=result.tiles,
         stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
         models=restorer.model_records(),

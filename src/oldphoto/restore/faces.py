@@ -24,11 +24,42 @@ def conditions_on_original(spec: ModelSpec) -> bool:
 
 
 @dataclass(frozen=True)
+class RefinedFace:
+    """One detected face and what the face stage did with it."""
+
+    face: Face
+    refined: bool
+    """False when the selection (``min_size``, ``only_center``) left it out, or at strength 0."""
+    cropped: np.ndarray | None = None
+    """(S, S, 3) float32 in [0, 1]: the aligned crop given to the refiner; None when not refined."""
+    restored: np.ndarray | None = None
+    """(S, S, 3) float32 in [0, 1]: the refiner's output for that crop (tone matched); None when not refined."""
+
+
+@dataclass(frozen=True)
 class FaceResult:
     pixels: np.ndarray
     """(H, W, 3) float32 in [0, 1]."""
     faces: list[Face]
-    """Every face found (and refined), largest first."""
+    """Every face found, largest first (refined or not)."""
+    records: tuple[RefinedFace, ...] = ()
+    """One per entry of ``faces``, in the same order."""
+
+
+def select_faces(faces: list[Face], shape: tuple[int, ...], min_size: float = 0.0, only_center: bool = False) -> list[bool]:
+    """Which of ``faces`` to refine in an image of ``shape`` (H, W, ...): those whose box's larger side is at least
+    ``min_size`` pixels, and with ``only_center`` of those only the one whose box centre is nearest the image's."""
+    chosen = [face.size >= min_size for face in faces]
+    if only_center and any(chosen):
+        centre = np.array([shape[1] / 2.0, shape[0] / 2.0])
+
+        def distance(index: int) -> float:
+            x1, y1, x2, y2 = faces[index].box
+            return float(np.hypot(*(np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0]) - centre)))
+
+        nearest = min((index for index, keep in enumerate(chosen) if keep), key=distance)
+        chosen = [index == nearest for index in range(len(faces))]
+    return chosen
 
 
 def refine_face_crop(
@@ -55,8 +86,12 @@ def refine_faces(
     strength: float = 1.0,
     settings: DetectorSettings = DetectorSettings(),
     original: np.ndarray | None = None,
+    *,
+    min_size: float = 0.0,
+    only_center: bool = False,
 ) -> FaceResult:
-    """Refine every face in a (globally restored) photo.
+    """Refine the faces in a (globally restored) photo: every face found, or those ``min_size``/``only_center``
+    select (see :func:`select_faces`); the others are left exactly as they are.
 
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
@@ -64,20 +99,28 @@ def refine_faces(
             :func:`detect_faces`).
         refiner: face refinement network (runs on ``runtime.device`` at ``runtime.precision``).
         strength: 0 = the input unchanged, 1 = refined faces fully blended in.
+        min_size: refine only faces whose box's larger side is at least this many pixels (0 = every face).
+        only_center: refine only the (selected) face whose box centre is nearest the photo's centre.
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
             cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
             stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
     """
     faces = detect_faces(rgb, detector.cpu(), settings)
-    if not faces or strength <= 0.0:
-        return FaceResult(rgb, faces)
+    chosen = select_faces(faces, rgb.shape, min_size, only_center)
+    if not any(chosen) or strength <= 0.0:
+        return FaceResult(rgb, faces, tuple(RefinedFace(face, False) for face in faces))
     refiner = refiner.to(device=runtime.device, dtype=runtime.dtype)
     result = rgb
+    records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
-    for face in reversed(faces):
+    for index in reversed(range(len(faces))):
+        if not chosen[index]:
+            continue
+        face = faces[index]
         aligned = align_face(result, face.landmarks)
         condition = None if original is None else align_face(original, face.landmarks).pixels
         refined = refine_face_crop(aligned.pixels, refiner, runtime, condition)
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
         result = paste_face(result, refined, aligned.matrix, strength, base=aligned.pixels)
-    return FaceResult(result, faces)
+        records[index] = RefinedFace(face, True, aligned.pixels, refined)
+    return FaceResult(result, faces, tuple(records))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
-from oldphoto.restore.faces import conditions_on_original, refine_faces
+from oldphoto.restore.faces import RefinedFace, conditions_on_original, refine_faces
 from oldphoto.restore.global_ import (
     is_black_and_white,
     restore_global,
@@ -52,7 +52,11 @@ class RestoreOptions:
     faces: bool = True
     """Refine faces after global restoration."""
     face_strength: float = 1.0
-    """0 = global result only, 1 = refined faces fully blended in."""
+    """0 keeps the global result, 1 blends the refined faces in fully (the opposite direction to CodeFormer's -w)."""
+    min_face_size: int = 0
+    """Refine only faces whose box's larger side is at least this many pixels of the photo; 0 = every face found."""
+    only_center_face: bool = False
+    """Refine only the face whose box centre is nearest the photo's centre."""
     global_model: str = "triplet"
     """"triplet" (VAE_A -> mapping -> VAE_B, the method) or the ablation's "restore-unet" (evaluation only)."""
     scratch_threshold: float | None = None
@@ -66,6 +70,8 @@ class RestoreOptions:
             raise ConfigError(f"scratch threshold {self.scratch_threshold} must be between 0 and 1 (exclusive)")
         if self.mask_dilation is not None and self.mask_dilation < 0:
             raise ConfigError(f"mask dilation {self.mask_dilation} must be 0 or more pixels")
+        if self.min_face_size < 0:
+            raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
 
     def detection_settings(self, spec: ModelSpec) -> tuple[float, int]:
         """(threshold, dilation) for the detector ``spec``: these options where set, else its registry settings."""
@@ -90,6 +96,9 @@ class RestoreResult:
     """True when the mask was the caller's (``restore(mask=...)``) rather than the detector's."""
     tiles: int = 0
     faces_found: int | None = None
+    faces: list[RefinedFace] | None = None
+    """Every face found, largest first, with whether it was refined and (if so) its aligned and refined crops;
+    None when the face stage was off."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -146,6 +155,13 @@ def first_clause(text: str) -> str:
     return text[: min(cuts)].strip() if cuts else text.strip()
 
 
+def _gray_crops(record: RefinedFace) -> RefinedFace:
+    if record.cropped is None or record.restored is None:
+        return record
+    gray = [np.repeat(to_luminance(crop), 3, axis=2) for crop in (record.cropped, record.restored)]
+    return replace(record, cropped=gray[0], restored=gray[1])
+
+
 class Restorer:
     """Loads the networks for the requested stages once, then restores photos one by one."""
 
@@ -174,7 +190,15 @@ class Restorer:
         elif self.options.scratches:
             steps.append("fill scratches by classical inpainting (Telea); no global restoration")
         if self.options.faces:
-            steps.append(f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {self.options.face_strength:g})")
+            selection = "".join(
+                (
+                    f"; faces of {self.options.min_face_size} px or more" if self.options.min_face_size else "",
+                    "; only the centre face" if self.options.only_center_face else "",
+                )
+            )
+            steps.append(
+                f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {self.options.face_strength:g}{selection})"
+            )
         return steps
 
     def model_records(self) -> list[dict[str, str]]:
@@ -251,8 +275,12 @@ class Restorer:
                 self.runtime,
                 self.options.face_strength,
                 original=original if conditions_on_original(self.specs[FACE_MODEL]) else None,
+                min_size=self.options.min_face_size,
+                only_center=self.options.only_center_face,
             )
-            rgb, result.faces_found = faces.pixels, len(faces.faces)
+            rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
+            if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white
+                result.faces = [_gray_crops(record) for record in result.faces]
             result.stage_seconds["faces"] = time.perf_counter() - started
         if grayscale:
             result.pixels = to_luminance(rgb)
