@@ -30,7 +30,7 @@ from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
 from oldphoto.training.data import list_images, split_real_photos
-from oldphoto.weights import load_network, load_network_from
+from oldphoto.weights import load_network_from
 
 PAD = 16
 MIN_CROP = 96
@@ -113,9 +113,8 @@ def main() -> None:
         threshold, dilation = RestoreOptions(scratch_threshold=args.threshold).detection_settings(spec)
     except ConfigError as error:
         parser.error(str(error))
-    network = (load_network_from(spec, args.weights) if args.weights else load_network(spec)).eval()
-    runtime = make_runtime(args.device, args.precision, threads=args.threads)
-    torch.set_num_threads(args.threads)
+    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
+    runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
     photos = split_real_photos(list_images([args.real]), args.labels)[1]
     print(
         f"{len(photos)} held-out photos; weights {args.weights or 'installed'}; threshold {threshold:g}, "

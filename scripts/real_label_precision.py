@@ -29,7 +29,7 @@ from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network, load_network_from
+from oldphoto.weights import load_network_from
 
 CONTENT_LIMIT = 0.05
 """A content box counts as a false hit when more than this share of its pixels is marked."""
@@ -70,9 +70,8 @@ def main() -> None:
         threshold, dilation = RestoreOptions(scratch_threshold=args.threshold).detection_settings(spec)
     except ConfigError as error:
         parser.error(str(error))
-    network = (load_network_from(spec, args.weights) if args.weights else load_network(spec)).eval()
-    runtime = make_runtime(args.device, args.precision, threads=args.threads)
-    torch.set_num_threads(args.threads)
+    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
+    runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
     print(f"weights {args.weights or 'installed'}; threshold {threshold:g}, dilation {dilation}; {runtime.describe()}")
 
     by_photo: dict[str, list[int]] = defaultdict(list)

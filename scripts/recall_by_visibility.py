@@ -22,7 +22,7 @@ from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network, load_network_from
+from oldphoto.weights import load_network_from
 
 BANDS = (0.08, 0.12, 0.16, 0.24, 0.40, 1.0)
 """Edges of the change bands (0-1 intensity; 0.08 is the presets' mask threshold, ~20 of 255 levels)."""
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = get_spec(SCRATCH_MODEL)
     threshold, dilation = RestoreOptions().detection_settings(spec)
-    network = (load_network_from(spec, args.weights) if args.weights else load_network(spec)).eval()
+    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
     runtime = make_runtime("cpu")
     preset = get_preset(args.preset)
     stamps = DamageStamps(args.damage_dir) if args.damage_dir else None

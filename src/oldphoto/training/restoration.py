@@ -321,11 +321,9 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
         device = self.accelerator.device
         self.triplet = [
-            load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old),
-            load_network_from(get_spec(MAPPING_MODEL), config.mapping),
-            load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean),
+            load_network_from(get_spec(name), path).requires_grad_(False).eval().to(device)
+            for name, path in ((VAE_OLD_MODEL, config.vae_old), (MAPPING_MODEL, config.mapping), (VAE_CLEAN_MODEL, config.vae_clean))
         ]
-        self.triplet = [network.requires_grad_(False).eval().to(device) for network in self.triplet]
         self.network = initial_network(get_spec(self.name), config.init).to(device)
         self.optimizer = self.make_optimizer(self.network)
         self.light_presets = [override(preset, unstructured=False) for preset in self.presets]
