@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from oldphoto.batch import discover_inputs
-from oldphoto.degrade import DamageStamps, degrade_image, get_preset
+from oldphoto.degrade import degrade_image, get_preset, load_stamps
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
@@ -42,7 +42,7 @@ def main() -> None:
     network = load_network_from(spec, args.weights)  # the installed, verified weights when None
     runtime = make_runtime("cpu")
     preset = get_preset(args.preset)
-    stamps = DamageStamps(args.damage_dir) if args.damage_dir else None
+    stamps = load_stamps(args.damage_dir)  # as `degrade` does: the bundled stamps unless --damage-dir
     found = discover_inputs(args.sources).files
     rng = np.random.default_rng(args.seed)
     edges = np.array(BANDS[:-1] + (np.inf,))

@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from oldphoto.degrade import DamageStamps
+from oldphoto.degrade import load_stamps
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import list_images, readable_images
 from oldphoto.training.scratch import (
@@ -45,7 +45,7 @@ def main() -> None:
     config = ScratchTrainConfig(
         data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir), presets=tuple(args.preset or ["default"]), val_samples=args.samples
     )
-    data = make_validation_set(config, DamageStamps(args.damage_dir) if args.damage_dir else None)
+    data = make_validation_set(config, load_stamps(args.damage_dir))  # as training does: bundled unless --damage-dir
     thresholds = np.round(np.arange(0.05, 0.99, 0.025), 3)
     # A finer grid than training validates with.
     results = scores_by_threshold(

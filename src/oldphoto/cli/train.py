@@ -28,7 +28,9 @@ Val = Annotated[
 ]
 DamageDirs = Annotated[
     list[Path] | None,
-    typer.Option("--damage-dir", help="Folders of RGBA damage stamps (repeatable).", rich_help_panel=DATA),
+    typer.Option(
+        "--damage-dir", help="Folders of RGBA damage stamps (repeatable); replace the bundled stamps (the default).", rich_help_panel=DATA
+    ),
 ]
 Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]

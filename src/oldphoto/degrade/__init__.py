@@ -9,7 +9,7 @@ from oldphoto.degrade.presets import (
     load_preset_file,
     override,
 )
-from oldphoto.degrade.structured import DamageStamps
+from oldphoto.degrade.structured import DamageStamps, bundled_stamps_dir, load_stamps
 
 __all__ = [
     "DISTRACTOR_OPS",
@@ -19,8 +19,10 @@ __all__ = [
     "DamageStamps",
     "DegradedSample",
     "Preset",
+    "bundled_stamps_dir",
     "degrade_image",
     "get_preset",
     "load_preset_file",
+    "load_stamps",
     "override",
 ]

@@ -120,7 +120,8 @@ def degrade_image(
         preset: the recipe.
         rng: the only source of randomness (distractors draw from :func:`side_stream` of it, which leaves it
             untouched, so a preset without distractors draws exactly what it did before they existed).
-        stamps: real damage stamps for the ``stamps`` op (skipped and logged when None).
+        stamps: real damage stamps for the ``stamps`` op (skipped and logged when None; :func:`load_stamps` gives
+            the given folders or the bundled set, as `degrade` and `train` use).
     """
     if clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"degrade_image expects (H, W, 3) RGB, got {clean.shape}")

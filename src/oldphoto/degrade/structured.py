@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from oldphoto.degrade.unstructured import Params, _uniform
+from oldphoto.errors import ConfigError
 
 
 @dataclass
@@ -79,17 +82,32 @@ class DamageStamps:
     """Real damage stamps: RGBA images whose alpha is the shape of a scratch, speck, hair, stain...
 
     Sub-folder names are the categories (``scratches``, ``dust`` ...). Images are loaded on demand.
+    Use :func:`load_stamps` for "the given folders, else the bundled set".
     """
 
-    def __init__(self, folders: Sequence[str | Path]) -> None:
+    def __init__(self, folders: Sequence[str | Path], *, bundled: bool = False) -> None:
+        self.folders = tuple(Path(folder) for folder in folders)
+        self.bundled = bundled  # the subset shipped inside the package (:meth:`bundled_set`), for manifests
         self.files: dict[str, list[Path]] = {}
-        for folder in folders:
-            for path in sorted(Path(folder).rglob("*.png")):
+        for folder in self.folders:
+            for path in sorted(folder.rglob("*.png")):
                 self.files.setdefault(path.parent.name, []).append(path)
         self.categories = sorted(self.files)
 
+    @classmethod
+    def bundled_set(cls) -> DamageStamps:
+        """The stamps shipped inside the package (see :func:`bundled_stamps_dir`)."""
+        return cls([bundled_stamps_dir()], bundled=True)
+
     def __len__(self) -> int:
         return sum(len(v) for v in self.files.values())
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready record of which set this is, for manifests: ``{"set": "bundled", "count": n}`` or
+        ``{"set": "folders", "folders": [...as given...], "count": n}``."""
+        if self.bundled:
+            return {"set": "bundled", "count": len(self)}
+        return {"set": "folders", "folders": [str(folder) for folder in self.folders], "count": len(self)}
 
     def sample(self, rng: np.random.Generator, categories: Sequence[str] | None = None) -> tuple[np.ndarray, str]:
         """A random stamp's alpha (h, w) float32 in [0, 1] and its file name."""
@@ -97,6 +115,33 @@ class DamageStamps:
         category = pool[int(rng.integers(len(pool)))]
         path = self.files[category][int(rng.integers(len(self.files[category])))]
         return _load_alpha(path), f"{category}/{path.name}"
+
+
+def bundled_stamps_dir() -> Path:
+    """The folder of damage stamps shipped as package data: a few of each category of FilmDamageSimulator's
+    stamps, byte copies made by scripts/bundle_damage_stamps.py (MIT: its LICENSE, and a NOTICE naming the source,
+    the subset rule and each file's sha256, are in the folder)."""
+    # oldphoto.degrade is a regular package installed as files (wheel or editable), so its resources are a real
+    # folder that rglob and cv2.imread can read directly.
+    return Path(str(resources.files("oldphoto.degrade").joinpath("stamps")))
+
+
+def load_stamps(folders: Sequence[str | Path] | None = None) -> DamageStamps:
+    """The damage stamps in ``folders`` (only those: they *replace* the bundled set, so sets made from given
+    folders stay reproducible whatever ships), or the bundled set when no folder is given.
+
+    Raises:
+        ConfigError: folders were given but hold no ``*.png``; or the bundled set is missing (a broken install).
+    """
+    if folders:
+        stamps = DamageStamps(folders)
+        if len(stamps) == 0:
+            raise ConfigError(f"no RGBA damage stamps (*.png) under {', '.join(map(str, folders))}")
+        return stamps
+    stamps = DamageStamps.bundled_set()
+    if len(stamps) == 0:
+        raise ConfigError(f"the bundled damage stamps are missing from {bundled_stamps_dir()}; reinstall oldphoto or pass --damage-dir")
+    return stamps
 
 
 @lru_cache(maxsize=256)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oldphoto.degrade import DamageStamps, degrade_image, get_preset, override
+from oldphoto.degrade import degrade_image, get_preset, load_stamps, override
 from oldphoto.errors import DataError
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
@@ -66,6 +66,7 @@ class FaceTrainConfig:
     out: str = "weights/face-refine.safetensors"
     checkpoint: str = "runs/face/checkpoint.pt"
     damage_dirs: tuple[str, ...] = ()
+    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
     preset: str = "bopbtl"
     structured: bool = False
     steps: int = 3000
@@ -157,7 +158,7 @@ class FaceRecipe(SingleNetworkRecipe):
         train_files, held_out = split_held_out(list_images(config.data))
         cache = Path(config.checkpoint).with_name("aligned")
         self.faces = aligned_faces(train_files, cache)
-        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.stamps = load_stamps(config.damage_dirs)
         self.preset = override(get_preset(config.preset), structured=config.structured)
         self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)

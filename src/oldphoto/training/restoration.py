@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from oldphoto.archs.discriminator import LatentDiscriminator, LatentDiscriminatorConfig
 from oldphoto.archs.mapping import latent_damage
 from oldphoto.archs.vae import VAE, kl_divergence, sample_latent
-from oldphoto.degrade import DamageStamps, get_preset, override
+from oldphoto.degrade import get_preset, load_stamps, override
 from oldphoto.errors import DataError
 from oldphoto.registry import (
     ABLATION_MODEL,
@@ -89,6 +89,7 @@ class GlobalTrainConfig:
     real: tuple[str, ...] = ()
     """Folders of real old photos (vae-old only)."""
     damage_dirs: tuple[str, ...] = ()
+    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
     presets: tuple[str, ...] = ("default", "bopbtl")
     steps: int = 4000
     batch_size: int = 8
@@ -143,7 +144,7 @@ class _Base:
         self.config = config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.stamps = load_stamps(config.damage_dirs)
         self.presets = [get_preset(name) for name in config.presets]
         self.pool = CropPool(list_images(config.data), crop=config.crop)
         val_pool = CropPool(list_images(config.val), crop=config.val_crop)

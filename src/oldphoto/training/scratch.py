@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from oldphoto.archs.scratch_unet import ScratchUNet
-from oldphoto.degrade import DamageStamps, DegradedSample, get_preset, override
+from oldphoto.degrade import DamageStamps, DegradedSample, get_preset, load_stamps, override
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import (
@@ -62,6 +62,7 @@ class ScratchTrainConfig:
     out: str = "weights/scratch-unet.safetensors"
     checkpoint: str = "runs/scratch/checkpoint.pt"
     damage_dirs: tuple[str, ...] = ()
+    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
     presets: tuple[str, ...] = ("default",)
     """Degradation presets, one drawn per sample (training and validation crops alike)."""
     steps: int = 20000
@@ -217,7 +218,7 @@ class ScratchRecipe(SingleNetworkRecipe):
         self.network = initial_network(self.spec, config.init).to(self.accelerator.device)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
         self.rng = np.random.default_rng(config.seed)
-        self.stamps = DamageStamps(config.damage_dirs) if config.damage_dirs else None
+        self.stamps = load_stamps(config.damage_dirs)
         self.pool = CropPool(list_images(config.data), crop=config.crop)
         self.real_pool = None
         if config.real:

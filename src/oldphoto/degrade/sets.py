@@ -1,0 +1,172 @@
+"""Paired synthetic sets as `oldphoto degrade` writes them: plan the pairs, make each, then the manifest.
+
+A set folder holds clean/, degraded/, mask/, ignore/ and, for presets with distractors, distractor/: one PNG per
+pair in each, under the same stem. manifest.json records the seed, the preset, the mask definition, the damage
+stamps used and every pair's ops with the parameters drawn. The same sources, count, seed, preset, crop range and
+stamps give the same files, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from oldphoto.batch import InputFile
+from oldphoto.degrade.pipeline import MASK_DEFINITION, degrade_image
+from oldphoto.degrade.presets import Preset, preset_summary
+from oldphoto.degrade.structured import DamageStamps
+from oldphoto.errors import ImageWriteError
+from oldphoto.imageio import atomic_write_bytes, load_rgb, save_rgb
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PlannedPair:
+    """One pair to make: its file stem in every part of the set, and the clean photo it is made from."""
+
+    stem: str
+    source: Path
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A pair written to the set, as the manifest lists it.
+
+    Attributes:
+        stem: file stem in clean/, degraded/, mask/, ignore/ (and distractor/).
+        source: the clean photo's path as given.
+        size: (width, height) in pixels of the pair (after any crop).
+        ops: every op applied, in order, with the parameters drawn (JSON-ready but for numpy scalars/arrays).
+    """
+
+    stem: str
+    source: str
+    size: tuple[int, int]
+    ops: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest entry: ``{"stem", "source", "size": [w, h], "ops": [...]}``."""
+        return {"stem": self.stem, "source": self.source, "size": list(self.size), "ops": list(self.ops)}
+
+
+def plan_pairs(sources: Sequence[InputFile], count: int | None = None) -> tuple[PlannedPair, ...]:
+    """The pairs of a set: ``count`` of them (default one per source), cycling over ``sources`` in order.
+
+    With one pair per source the stem is the source's path below its input folder with "/" as "_" (``kodim01``);
+    otherwise a source may give several pairs, so the stem leads with the zero-padded index (``0003_kodim04``).
+    """
+    total = count if count is not None else len(sources)
+    width = max(4, len(str(total - 1)))
+    pairs = []
+    for index in range(total):
+        source = sources[index % len(sources)]
+        if total != len(sources):
+            stem = f"{index:0{width}d}_{source.path.stem}"
+        else:
+            stem = source.relative.with_suffix("").as_posix().replace("/", "_")
+        pairs.append(PlannedPair(stem, source.path))
+    return tuple(pairs)
+
+
+def random_crop(image: np.ndarray, rng: np.random.Generator, size_range: tuple[int, int]) -> np.ndarray:
+    """A random square crop of ``image`` ((H, W, 3) float32 in [0, 1]) with a side drawn from [MIN, MAX].
+
+    A photo smaller than the side is first upscaled (bicubic) so its short side is the side. Draws the side, then
+    y, then x from ``rng``. Returns (side, side, 3), contiguous.
+    """
+    side = int(rng.integers(size_range[0], size_range[1] + 1))
+    height, width = image.shape[:2]
+    if min(height, width) < side:
+        scale = side / min(height, width)
+        image = cv2.resize(image, (max(side, round(width * scale)), max(side, round(height * scale))), interpolation=cv2.INTER_CUBIC)
+        height, width = image.shape[:2]
+    y = int(rng.integers(0, height - side + 1))
+    x = int(rng.integers(0, width - side + 1))
+    return np.ascontiguousarray(image[y : y + side, x : x + side])
+
+
+def make_pair(
+    pair: PlannedPair,
+    output: Path,
+    preset: Preset,
+    rng: np.random.Generator,
+    stamps: DamageStamps | None = None,
+    size_range: tuple[int, int] | None = None,
+) -> PairRecord:
+    """Load, crop, damage and write one pair into the set folder ``output``.
+
+    Writes ``<part>/<stem>.png`` for clean/ and degraded/ (RGB, 8-bit) and mask/, ignore/ and, when the preset
+    has distractors, distractor/ (one channel, 0 or 255), all the size of the (cropped) photo.
+    Draws from ``rng`` the crop (when ``size_range``, see :func:`random_crop`) and then the damage, so that the
+    pairs made one after another from a seeded generator are the set that seed gives. A photo that cannot be read
+    draws nothing, leaving the generator to the next pair.
+
+    Args:
+        stamps: real damage stamps for the preset's ``stamps`` op (:func:`~oldphoto.degrade.load_stamps`).
+        size_range: (MIN, MAX) side of a random square crop, 16 <= MIN <= MAX; None keeps the whole photo.
+
+    Raises:
+        ImageReadError: the source cannot be read (nothing is written).
+        ImageWriteError: a file of the pair cannot be written (those written before it stay).
+    """
+    clean = load_rgb(pair.source)
+    if size_range is not None:
+        clean = random_crop(clean, rng, size_range)
+    sample = degrade_image(clean, preset, rng, stamps)
+    save_rgb(output / "clean" / f"{pair.stem}.png", sample.clean)
+    save_rgb(output / "degraded" / f"{pair.stem}.png", sample.degraded)
+    save_rgb(output / "mask" / f"{pair.stem}.png", sample.mask[:, :, None])
+    save_rgb(output / "ignore" / f"{pair.stem}.png", sample.dont_care[:, :, None])
+    if preset.distractors:
+        save_rgb(output / "distractor" / f"{pair.stem}.png", sample.distractor[:, :, None])
+    logger.debug("degrade: wrote pair %s from %s", pair.stem, pair.source)
+    height, width = sample.clean.shape[:2]
+    return PairRecord(pair.stem, str(pair.source), (width, height), tuple(sample.ops))
+
+
+def write_manifest(
+    output: Path, seed: int, preset: Preset, records: Sequence[PairRecord], stamps: DamageStamps | None = None
+) -> Path:
+    """Write ``output``/manifest.json (atomically) and return its path.
+
+    Keys: seed, preset (:func:`~oldphoto.degrade.presets.preset_summary`), mask_definition, damage_stamps
+    (:meth:`DamageStamps.describe`: the bundled set or the folders given; null without stamps), count, images
+    (:meth:`PairRecord.to_json` of each pair, in the order made).
+
+    Raises:
+        ImageWriteError: the file cannot be written (the set's images stay).
+    """
+    manifest = {
+        "seed": seed,
+        "preset": preset_summary(preset),
+        "mask_definition": MASK_DEFINITION,
+        "damage_stamps": stamps.describe() if stamps is not None else None,
+        "count": len(records),
+        "images": [record.to_json() for record in records],
+    }
+    path = output / MANIFEST
+    try:
+        atomic_write_bytes(path, (json.dumps(manifest, indent=1, default=_json_default) + "\n").encode())
+    except OSError as error:
+        # The error the set's images give when they cannot be written, so the CLI reports both alike.
+        raise ImageWriteError(f"{path}: cannot write ({error.strerror or error})") from None
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    # Ops record the numbers they drew, some as numpy scalars or small arrays.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
