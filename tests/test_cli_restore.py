@@ -410,3 +410,44 @@ def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     help_text = " ".join(invoke("restore", "--help").output.split())
     assert "0 keeps the global result, 1 blends the refined face in fully (the opposite direction to CodeFormer's -w)" in help_text
     assert "--min-face-size" in help_text and "--only-center-face" in help_text and "--save-faces" in help_text
+
+
+def test_jpeg_outputs_keep_the_inputs_quality_unless_told(tmp_path, random_scratch_model):
+    from oldphoto.imageio import read_photo
+
+    source = tmp_path / "in" / "scan.jpg"
+    source.parent.mkdir()
+    pixels = (smooth_image(96, 128) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(source, quality=72, subsampling=2)
+    auto, fixed = tmp_path / "auto", tmp_path / "fixed"
+    assert invoke("restore", str(source), "-o", str(auto), *STAGES).exit_code == 0
+    assert invoke("restore", str(source), "-o", str(fixed), "--jpeg-quality", "90", *STAGES).exit_code == 0
+    assert read_photo(auto / "scan.jpg").jpeg == read_photo(source).jpeg  # quality 72, 4:2:0
+    assert (read_photo(fixed / "scan.jpg").jpeg.quality, read_photo(fixed / "scan.jpg").jpeg.subsampling) == (90, 0)
+    result = invoke("restore", str(source), "-o", str(tmp_path / "bad"), "--jpeg-quality", "0", *STAGES)
+    assert result.exit_code == 2 and "quality" in result.output and not (tmp_path / "bad").exists()
+
+
+def test_ext_auto_keeps_formats_and_named_formats_convert(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    assert invoke("restore", str(album), "-o", str(out), "--ext", "auto", *STAGES).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+    assert invoke("restore", str(album), "-o", str(tmp_path / "tiff"), "--ext", "tiff", *STAGES).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "tiff").iterdir()) == ["a.tiff", "b.tiff"]
+
+
+def test_keep_tone_is_planned_and_reported(album, tmp_path, random_scratch_model):
+    report = tmp_path / "r.json"
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--keep-tone", "--report", str(report), *STAGES)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert payload["stages"][-1].startswith("keep the photo's own tone")
+    assert "tone" in payload["images"][0]["stage_seconds"]
+
+
+def test_progress_counts_megapixels_not_photos(tmp_path, random_scratch_model):
+    make_photo(tmp_path / "in" / "small.png", size=(100, 100))
+    make_photo(tmp_path / "in" / "large.png", size=(300, 1000))
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert "2/2 photos, 0.3/0.3 MP" in result.output

@@ -16,7 +16,17 @@ from oldphoto.imageio import EXTENSION_FORMATS, is_image_path
 
 log = logging.getLogger(__name__)
 
-OUTPUT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "tif": ".tif", "webp": ".webp"}
+OUTPUT_EXTENSIONS = {
+    "png": ".png",
+    "jpg": ".jpg",
+    "jpeg": ".jpeg",
+    "tif": ".tif",
+    "tiff": ".tiff",
+    "webp": ".webp",
+}
+"""``--ext`` value -> output suffix; the user's spelling is kept (``jpeg`` -> ``.jpeg``, not ``.jpg``)."""
+AUTO_EXTENSION = "auto"
+"""``--ext auto`` (like no ``--ext``): each output keeps its input's own format and suffix."""
 GLOB_CHARACTERS = set("*?[")
 
 
@@ -25,6 +35,9 @@ class InputFile:
     path: Path
     relative: Path
     """Where the output goes below the output folder: sub-folder and name as found under a folder argument."""
+    shard_key: str = ""
+    """The path relative to its input root (the folder given, a glob's non-wildcard prefix, or a file's own folder),
+    in POSIX form: what ``--shard`` hashes, so that adding files to an archive does not move the others."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,11 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
     ignored: list[Path] = []
     seen: set[Path] = set()
 
-    def add(path: Path, relative: Path) -> None:
+    def add(path: Path, relative: Path, root: Path) -> None:
         key = path.resolve()
         if key not in seen:
             seen.add(key)
-            found.append(InputFile(path, relative))
+            found.append(InputFile(path, relative, path.relative_to(root).as_posix()))
 
     for argument in arguments:
         path = Path(argument).expanduser()
@@ -79,18 +92,29 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 hint = "" if recursive else " (use --recursive for sub-folders)"
                 problems.append(f"{argument}: folder contains no images{hint}")
             for image in images:
-                add(image, image.relative_to(path))
+                add(image, image.relative_to(path), path)
         elif path.is_file():
-            add(path, Path(path.name))
+            add(path, Path(path.name), path.parent)
         elif GLOB_CHARACTERS & set(argument):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
             if not matches:
                 problems.append(f"{argument}: pattern matches no files")
+            root = glob_root(path)
             for match in matches:
-                add(match, Path(match.name))
+                add(match, Path(match.name), root)
         else:
             problems.append(f"{argument}: no such file or folder")
     return Discovered(found, problems, ignored)
+
+
+def glob_root(pattern: Path) -> Path:
+    """The non-wildcard prefix of a glob pattern: ``album/19*/*.jpg`` -> ``album``."""
+    parts: list[str] = []
+    for part in pattern.parts:
+        if GLOB_CHARACTERS & set(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path()
 
 
 def plan_jobs(
@@ -107,12 +131,23 @@ def plan_jobs(
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
     same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
     share); an existing output is skipped unless ``overwrite``.
+
+    Args:
+        ext: a key of :data:`OUTPUT_EXTENSIONS` (any case), or None / ``"auto"`` for each input's own format.
+
+    Raises:
+        ConfigError: ``ext`` is not a known output format.
     """
+    choice = AUTO_EXTENSION if ext is None else ext.lower()
+    if choice != AUTO_EXTENSION and choice not in OUTPUT_EXTENSIONS:
+        valid = ", ".join([AUTO_EXTENSION, *OUTPUT_EXTENSIONS])
+        raise ConfigError(f"unknown output format {ext!r}; use one of {valid}")
+    wanted = OUTPUT_EXTENSIONS.get(choice)  # None for auto: keep each input's own suffix
     input_paths = {item.path.resolve() for item in inputs}
     claimed: dict[Path, Path] = {}
     jobs = []
     for item in inputs:
-        extension = OUTPUT_EXTENSIONS[ext] if ext else item.path.suffix
+        extension = wanted or item.path.suffix
         if extension.lower() not in EXTENSION_FORMATS:
             extension = ".png"
         output = out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"

@@ -51,3 +51,15 @@ class ConfigError(OldPhotoError):
 
 class DataError(OldPhotoError):
     """Training or evaluation data is missing or inconsistent."""
+
+
+class OutputNotWritableError(OldPhotoError):
+    """The output folder cannot be written (read-only mount, permissions): nothing can be restored into it."""
+
+
+class DiskFullError(ImageWriteError):
+    """The output's file system is full or over quota: every later photo would fail too, so the run stops."""
+
+
+class EngineError(OldPhotoError):
+    """An execution engine (e.g. Ray) is not installed or cannot start."""

@@ -8,6 +8,8 @@ Rules (see the tests in ``tests/test_imageio.py``):
 * EXIF orientation is applied on load; on save EXIF is kept with orientation reset to 1.
 * 16-bit PNG/TIFF in -> 16-bit out; grayscale in -> grayscale out; alpha passes through untouched.
 * Writes are atomic (temporary file in the destination folder, then ``os.replace``).
+* A JPEG remembers its own quality and chroma subsampling (:class:`JpegSettings`); by default
+  (``jpeg_quality="auto"``) a JPEG is written back with them, so the output is about the input's size.
 * Unreadable, empty, truncated or non-image files raise :class:`ImageReadError` naming the file.
 """
 
@@ -19,14 +21,16 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from oldphoto.errors import ImageReadError, ImageTooLargeError, ImageWriteError
+from oldphoto.errors import ConfigError, ImageReadError, ImageTooLargeError, ImageWriteError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,129 @@ SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
 EXIF_ORIENTATION_TAG = 0x0112
 
+JpegQuality = int | Literal["auto"]
+"""A JPEG quality option: a whole number 1..100, or ``"auto"`` (the input's own settings)."""
+
+DEFAULT_JPEG_QUALITY = 95
+"""Quality for JPEGs whose source quality is unknown (a PNG input written as JPEG), with 4:4:4 chroma."""
+
+SUBSAMPLING_444, SUBSAMPLING_422, SUBSAMPLING_420 = 0, 1, 2
+"""Pillow's ``subsampling`` codes (as returned by ``JpegImagePlugin.get_sampling``)."""
+
+# The example tables of the JPEG standard (ITU-T T.81 Annex K), in natural (row-major) order, which
+# libjpeg scales by quality; Pillow's ``quantization`` dict is in the same order.
+_IJG_LUMINANCE = (
+    16, 11, 10, 16, 24, 40, 51, 61,
+    12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77,
+    24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+)  # fmt: skip
+_IJG_CHROMINANCE = (
+    17, 18, 24, 47, 99, 99, 99, 99,
+    18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99,
+    47, 66, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+    99, 99, 99, 99, 99, 99, 99, 99,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JpegSettings:
+    """How a JPEG file was compressed, as far as it can be read back from the file.
+
+    Attributes:
+        quality: estimated libjpeg quality, 1 (worst) .. 100 (best).
+        subsampling: chroma subsampling as Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0;
+            None when unknown or not applicable (grayscale or CMYK JPEG, other layouts such as 4:1:1).
+    """
+
+    quality: int
+    subsampling: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"JPEG quality {self.quality} is outside 1..100")
+        if self.subsampling not in (None, SUBSAMPLING_444, SUBSAMPLING_422, SUBSAMPLING_420):
+            raise ValueError(f"unknown JPEG subsampling code {self.subsampling}")
+
+
+DEFAULT_JPEG_SETTINGS = JpegSettings(DEFAULT_JPEG_QUALITY, SUBSAMPLING_444)
+"""What ``jpeg_quality="auto"`` uses when the photo carries no :class:`JpegSettings`."""
+
+
+def _ijg_tables(quality: int) -> np.ndarray:
+    """The (2, 64) luminance and chrominance tables libjpeg writes for ``quality`` 1..100 (baseline)."""
+    # libjpeg's jpeg_quality_scaling, then jpeg_add_quant_table with force_baseline (Pillow's setting).
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    base = np.array([_IJG_LUMINANCE, _IJG_CHROMINANCE], dtype=np.int64)
+    return np.clip((base * scale + 50) // 100, 1, 255)
+
+
+_IJG_TABLES = np.stack([_ijg_tables(quality) for quality in range(1, 101)])  # (100, 2, 64), index = quality - 1
+
+
+def estimate_jpeg_quality(quantization: Mapping[int, Sequence[int]]) -> int | None:
+    """Estimate the libjpeg quality (1..100) that produced a JPEG's quantization tables.
+
+    Args:
+        quantization: Pillow's ``image.quantization``: table id -> 64 values in natural order. Table 0 is
+            compared with the standard luminance table, table 1 (if present) with the chrominance table.
+
+    Returns:
+        The quality whose scaled standard tables are closest (least total absolute difference; the higher
+        quality on a tie, so as not to lose detail), or None when there is no table 0. Files from encoders
+        with their own tables (some cameras, Photoshop) get the nearest libjpeg equivalent.
+    """
+    tables = [quantization.get(index) for index in (0, 1)]
+    if tables[0] is None or len(tables[0]) != 64:
+        return None
+    error = np.zeros(len(_IJG_TABLES), dtype=np.int64)
+    for index, table in enumerate(tables):
+        if table is not None and len(table) == 64:
+            error += np.abs(_IJG_TABLES[:, index] - np.asarray(table, dtype=np.int64)).sum(axis=1)
+    best = len(error) - 1 - int(np.argmin(error[::-1]))  # argmin on the reversed array: highest quality wins ties
+    if error[best]:
+        log.debug("JPEG tables are not libjpeg's standard ones; nearest quality %d (difference %d)", best + 1, error[best])
+    return best + 1
+
+
+def _jpeg_settings(pil: Image.Image) -> JpegSettings | None:
+    """The source JPEG's quality and subsampling, or None for non-JPEG images (MPO counts as JPEG)."""
+    if not isinstance(pil, JpegImagePlugin.JpegImageFile):
+        return None
+    quality = estimate_jpeg_quality(getattr(pil, "quantization", None) or {})
+    if quality is None:
+        return None
+    sampling = JpegImagePlugin.get_sampling(pil)
+    return JpegSettings(quality, sampling if sampling in (SUBSAMPLING_444, SUBSAMPLING_422, SUBSAMPLING_420) else None)
+
+
+def parse_jpeg_quality(value: object) -> JpegQuality:
+    """Validate a JPEG quality option: ``"auto"`` (any case), or a whole number 1..100 (int or digit string).
+
+    Raises:
+        ConfigError: anything else, with a message that says which values are allowed.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1 <= value <= 100:
+        return int(value)
+    raise ConfigError(
+        f"JPEG quality {value!r} is not allowed: use a whole number from 1 (smallest file) to 100 (best), "
+        "or 'auto' to keep each input's own quality (95 for non-JPEG inputs)"
+    )
+
 
 @dataclass(frozen=True)
 class Photo:
@@ -63,6 +190,7 @@ class Photo:
         format: Pillow format name of the source ("JPEG", "PNG", ...).
         icc_profile: raw ICC profile bytes, or None.
         exif: EXIF block with orientation reset to 1, or None.
+        jpeg: the source JPEG's estimated quality and chroma subsampling, or None for other formats.
     """
 
     pixels: np.ndarray
@@ -71,6 +199,7 @@ class Photo:
     format: str = "PNG"
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    jpeg: JpegSettings | None = None
 
     @property
     def height(self) -> int:
@@ -98,6 +227,17 @@ def format_for_path(path: Path) -> str:
     except KeyError:
         valid = ", ".join(sorted(EXTENSION_FORMATS))
         raise ImageWriteError(f"{path}: unsupported output extension {path.suffix!r}; use one of {valid}") from None
+
+
+def image_megapixels(path: str | os.PathLike[str]) -> float:
+    """The photo's size in megapixels from its header alone (no pixels decoded), for progress by work done; 0 when
+    the header cannot be read (the restore itself then reports the problem)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # any unreadable file: the job that reads it says why
+        return 0.0
+    return width * height / 1e6
 
 
 def is_image_path(path: Path) -> bool:
@@ -211,6 +351,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         exif = pil.getexif()
         orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
         bit_depth = _source_bit_depth(pil, data)
+        jpeg = _jpeg_settings(pil)
         if bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
             color, alpha = _decode_16bit(data, path)
             scale = 65535.0
@@ -241,6 +382,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         # A CMYK profile would mislabel the RGB pixels we write back, so it is not carried over.
         icc_profile=(pil.info.get("icc_profile") or None) if pil.mode != "CMYK" else None,
         exif=exif_bytes,
+        jpeg=jpeg,
     )
 
 
@@ -274,8 +416,35 @@ def _add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None)
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
-def encode_photo(photo: Photo, fmt: str, jpeg_quality: int = 95) -> bytes:
-    """Encode a photo to bytes in ``fmt``, keeping bit depth, grayscale, alpha and metadata where the format can."""
+def jpeg_options(photo: Photo, jpeg_quality: JpegQuality = "auto") -> JpegSettings:
+    """The quality and subsampling a JPEG of ``photo`` is written with.
+
+    ``"auto"``: the photo's own :class:`JpegSettings` (unknown subsampling -> 4:4:4), else 95 with 4:4:4.
+    A number 1..100: that quality, 4:4:4 from 90 up and 4:2:0 below.
+
+    Raises:
+        ConfigError: ``jpeg_quality`` is neither ``"auto"`` nor 1..100.
+    """
+    quality = parse_jpeg_quality(jpeg_quality)
+    if quality == "auto":
+        own = photo.jpeg or DEFAULT_JPEG_SETTINGS
+        # 4:4:4 when the source layout is unknown: never lose chroma detail we cannot account for.
+        return JpegSettings(own.quality, SUBSAMPLING_444 if own.subsampling is None else own.subsampling)
+    return JpegSettings(quality, SUBSAMPLING_444 if quality >= 90 else SUBSAMPLING_420)
+
+
+def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto") -> bytes:
+    """Encode a photo to bytes in ``fmt``, keeping bit depth, grayscale, alpha and metadata where the format can.
+
+    Args:
+        jpeg_quality: for JPEG, see :func:`jpeg_options`. For WebP, a number 1..100 is its quality and
+            ``"auto"`` means 95 (a JPEG's quality does not carry over to WebP's different scale).
+
+    Raises:
+        ConfigError: ``jpeg_quality`` is neither ``"auto"`` nor 1..100 (checked for every format).
+    """
+    jpeg_quality = parse_jpeg_quality(jpeg_quality)
+    jpeg = jpeg_options(photo, jpeg_quality)
     bit_depth = 16 if (photo.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS) else 8
     values = _quantize(photo.pixels, bit_depth)
     alpha = photo.alpha if fmt in ALPHA_FORMATS else None
@@ -309,9 +478,9 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: int = 95) -> bytes:
     if photo.exif and fmt != "BMP":
         options["exif"] = photo.exif
     if fmt == "JPEG":
-        options.update(quality=jpeg_quality, subsampling=0 if jpeg_quality >= 90 else 2)
+        options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
     elif fmt == "WEBP":
-        options.update(quality=jpeg_quality)
+        options.update(quality=DEFAULT_JPEG_QUALITY if jpeg_quality == "auto" else jpeg.quality)
     elif fmt == "TIFF":
         options.update(compression="tiff_deflate")
     buffer = io.BytesIO()
@@ -343,8 +512,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: int = 95) -> None:
-    """Atomically write ``photo`` to ``path``; the format follows the extension."""
+def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: JpegQuality = "auto") -> None:
+    """Atomically write ``photo`` to ``path``; the format follows the extension.
+
+    Args:
+        jpeg_quality: ``"auto"`` (the photo's own JPEG settings, else 95 with 4:4:4) or 1..100;
+            see :func:`encode_photo`.
+
+    Raises:
+        ConfigError: invalid ``jpeg_quality``.
+        ImageWriteError: unsupported extension, or the file cannot be written.
+    """
     path = Path(path)
     fmt = format_for_path(path)
     try:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from oldphoto import __version__
-from oldphoto.cli import degrade, evaluate, models, restore, train
+from oldphoto.cli import degrade, evaluate, models, report, restore, train
 from oldphoto.cli.common import setup_logging
 from oldphoto.runtime import default_threads
 
@@ -45,6 +45,7 @@ app.command("degrade", no_args_is_help=True)(degrade.degrade)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.add_typer(train.app, name="train")
+app.add_typer(report.app, name="report")
 
 
 def main() -> None:

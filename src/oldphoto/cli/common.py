@@ -106,6 +106,19 @@ def progress_bar(transient: bool = False) -> Progress:
     )
 
 
+def megapixel_progress() -> Progress:
+    """A progress bar over megapixels, so that the time left follows the work left, not the photo count (one large
+    scan takes as long as many small ones). Each task carries a ``text`` field, shown after its bar."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[text]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=error_console,
+    )
+
+
 class PrecisionChoice(str, Enum):
     """``--precision`` values (resolved per device by :func:`oldphoto.runtime.resolve_precision`)."""
 

@@ -1,15 +1,14 @@
-"""`oldphoto restore INPUT... -o OUT`."""
+"""`oldphoto restore INPUT... -o OUT`: options, progress and exit codes; the work is in the library."""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+import os
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -24,31 +23,21 @@ from oldphoto.cli.common import (
     fail,
     fp16_option,
     library_errors,
+    megapixel_progress,
     note,
     precision_option,
-    progress_bar,
     quiet_option,
     report_discovery,
     set_quiet,
 )
-from oldphoto.errors import OldPhotoError
-from oldphoto.evaluation.runner import PeakMemory
-from oldphoto.imageio import (
-    DEFAULT_MAX_PIXELS,
-    atomic_write_bytes,
-    read_photo,
-    save_rgb,
-    write_photo,
-)
-from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
-from oldphoto.restore.faces import RefinedFace
-from oldphoto.restore.pipeline import (
-    RestoreOptions,
-    Restorer,
-    RestoreResult,
-    check_stages,
-)
+from oldphoto.errors import DiskFullError, OldPhotoError
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
+from oldphoto.registry import ABLATION_MODEL
+from oldphoto.reports import build_report, report_path, write_report
+from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, check_stages, plan_stages, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
+from oldphoto.shards import Shard, parse_shard, select_shard
 
 log = logging.getLogger(__name__)
 
@@ -59,62 +48,24 @@ class GlobalModel(str, Enum):
 
 
 class OutputExt(str, Enum):
+    auto = "auto"
     png = "png"
     jpg = "jpg"
+    jpeg = "jpeg"
     tif = "tif"
+    tiff = "tiff"
     webp = "webp"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 OUTPUT = "Output"
 STAGES = "Stages"
 PERFORMANCE = "Performance"
-
-
-def comparison_sheet(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
-    """Side-by-side before | after, (H, 2W + gap, 3) float32, shrunk to at most ``max_width`` wide."""
-    import cv2
-
-    from oldphoto.imageio import to_rgb
-
-    gap = np.ones((before.shape[0], max(4, before.shape[1] // 100), 3), np.float32)
-    sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
-    if sheet.shape[1] > max_width:
-        scale = max_width / sheet.shape[1]
-        size = (max_width, max(1, round(sheet.shape[0] * scale)))
-        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
-    return sheet
-
-
-FACE_FOLDERS = ("cropped", "restored", "cmp")
-
-
-def face_paths(job: Job, output: Path, faces_dir: Path, index: int) -> dict[str, Path]:
-    """Where ``--save-faces`` writes face ``index`` of ``job``: ``faces_dir/<part>/<sub-folder>/<stem>_<index>.png``
-    for each part (cropped, restored, cmp), the sub-folder being the input's (as its output's below ``output``)."""
-    sub = job.output.parent.relative_to(output)
-    return {part: faces_dir / part / sub / f"{job.output.stem}_{index}.png" for part in FACE_FOLDERS}
-
-
-def save_faces(job: Job, output: Path, faces_dir: Path, faces: list[RefinedFace]) -> int:
-    """Write the aligned and refined crops of each refined face (largest first) and the two side by side."""
-    refined = [face for face in faces if face.refined and face.cropped is not None and face.restored is not None]
-    for index, face in enumerate(refined):
-        paths = face_paths(job, output, faces_dir, index)
-        save_rgb(paths["cropped"], face.cropped)
-        save_rgb(paths["restored"], face.restored)
-        save_rgb(paths["cmp"], np.concatenate([face.cropped, face.restored], axis=1))
-    return len(refined)
-
-
-def face_record(face: RefinedFace) -> dict[str, Any]:
-    """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined."""
-    x1, y1, x2, y2 = face.face.box
-    return {
-        "box": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
-        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.face.landmarks],
-        "score": round(float(face.face.score), 4),
-        "refined": face.refined,
-    }
+CLUSTER = "Archives and clusters"
 
 
 def restore(
@@ -124,9 +75,18 @@ def restore(
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")
     ] = False,
     ext: Annotated[
-        OutputExt | None,
-        typer.Option(help="Output format (default: same as each input).", rich_help_panel=OUTPUT),
-    ] = None,
+        OutputExt,
+        typer.Option(help="Output format; auto keeps each input's own.", case_sensitive=False, rich_help_panel=OUTPUT),
+    ] = OutputExt.auto,
+    jpeg_quality: Annotated[
+        str,
+        typer.Option(
+            metavar="N|auto",
+            help="JPEG quality 1..100 of JPEG outputs; auto keeps the input's own quality and chroma subsampling "
+            "where they can be read, else 95 with full-resolution (4:4:4) colour.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = "auto",
     suffix: Annotated[str, typer.Option(help="Appended to each output's stem.", rich_help_panel=OUTPUT)] = "",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never replaced).", rich_help_panel=OUTPUT)
@@ -192,6 +152,15 @@ def restore(
             rich_help_panel=STAGES,
         ),
     ] = GlobalModel.triplet,
+    keep_tone: Annotated[
+        bool,
+        typer.Option(
+            "--keep-tone",
+            help="Keep the photo's own colour (sepia, cyanotype, toning): the restored luminance with the input's "
+            "smoothed colour. By default toning casts are neutralised.",
+            rich_help_panel=STAGES,
+        ),
+    ] = False,
     faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)] = True,
     face_strength: Annotated[
         float,
@@ -245,6 +214,39 @@ def restore(
         int,
         typer.Option(help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
     ] = DEFAULT_MAX_PIXELS,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N|auto|auto/N",
+            help="Restore only shard K of N (0 <= K < N): each photo's shard is a stable hash of its path below its "
+            "input root, so shards are disjoint, cover everything, and stay put when photos are added. auto: K and N "
+            "from a Slurm array ($SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT); auto/N: K from $JOB_COMPLETION_INDEX "
+            "(Kubernetes Indexed Job). --report may contain {shard}.",
+            rich_help_panel=CLUSTER,
+        ),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: this process, photo by photo. ray: Ray Data workers that each load the models once "
+            "(pip install 'oldphoto[ray]').",
+            case_sensitive=False,
+            rich_help_panel=CLUSTER,
+        ),
+    ] = Engine.local,
+    workers: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Ray workers (--engine ray).", rich_help_panel=CLUSTER)
+    ] = 1,
+    cpus_per_worker: Annotated[
+        float, typer.Option(min=0.01, metavar="N", help="CPUs per Ray worker; also its threads unless --threads.", rich_help_panel=CLUSTER)
+    ] = 1.0,
+    gpus_per_worker: Annotated[
+        float, typer.Option(min=0.0, metavar="N", help="GPUs per Ray worker (e.g. 1, or 0.5 to share one).", rich_help_panel=CLUSTER)
+    ] = 0.0,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).", rich_help_panel=CLUSTER),
+    ] = None,
     quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
@@ -260,7 +262,12 @@ def restore(
             min_face_size=min_face_size,
             only_center_face=only_center_face,
             global_model=global_model.value,
+            keep_tone=keep_tone,
         )
+        chosen_shard = None if shard is None else parse_shard(shard, os.environ)
+        report = None if report is None else report_path(report, None if chosen_shard is None else chosen_shard.name)
+        outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality))
+        runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
     discovered = discover_inputs(inputs, recursive=recursive)
     report_discovery(discovered)
     found, problems = discovered.files, discovered.problems
@@ -272,75 +279,112 @@ def restore(
         )
     if not found:
         raise fail("no input images found")
+    if chosen_shard is not None:
+        total = len(found)
+        found = select_shard(found, chosen_shard)
+        note(f"shard {chosen_shard.index}/{chosen_shard.count}: {len(found)} of {total} photos")
     jobs = plan_jobs(
         found,
         output,
-        ext=ext.value if ext else None,
+        ext=None if ext is OutputExt.auto else ext.value,
         suffix=suffix,
         overwrite=overwrite,
         # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
         side_files=save_mask or compare or save_faces_dir is not None,
     )
+    masked = [(job, None if masks is None else given_mask_path(job, output, masks, suffix)) for job in jobs]
 
     if dry_run:
         with library_errors():
             check_stages(options)
-            runtime = make_runtime(device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
-        given = {job.source: given_mask_path(job, output, masks, suffix) for job in jobs} if masks is not None else {}
-        _print_plan(jobs, options, runtime.describe(), given)
+            runtime = make_runtime(*runtime_args)
+        _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
         if save_faces_dir is not None:
             console.print(f"face crops: {save_faces_dir}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
         raise typer.Exit(EXIT_FAILURES if problems or any(_refused(job) for job in jobs) else 0)
 
+    to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
     with library_errors():
-        runtime = make_runtime(device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
-        restorer = Restorer(runtime, options)
-    for caveat in restorer.caveats(brief=True):
+        check_stages(options)
+        if to_run:
+            check_output_folder(output)
+        if engine is Engine.local:
+            runtime = make_runtime(*runtime_args)
+            restorer = Restorer(runtime, options)
+            described, used_precision = runtime.describe(), runtime.precision
+        else:
+            from oldphoto.ray_engine import RaySettings
+
+            settings = RaySettings(workers, cpus_per_worker, gpus_per_worker, ray_address)
+            described = f"Ray: {workers} worker(s) x {cpus_per_worker:g} CPU, {gpus_per_worker:g} GPU"
+            used_precision = chosen_precision(precision, fp16)
+    for caveat in stage_caveats(options, brief=True):
         note(f"{caveat} (the full caveat: oldphoto models list)")
 
-    records: list[dict[str, Any]] = []
+    records: list[JobRecord] = [not_run_record(job) for job in jobs if job.skip_reason is not None]
+    for record in records:
+        if record.counts_as_failure:
+            error_console.print(f"[red]not restored:[/] {record.input}: {record.error}", highlight=False)
     failures = len(problems)
-    interrupted = False
+    stopped: str | None = None
     try:
-        with progress_bar() as progress:
-            files_task = progress.add_task("photos", total=len(jobs))
-            tiles_task = progress.add_task("tiles", total=None, visible=False)
-            for job in jobs:
-                progress.update(files_task, description=f"[cyan]{job.source.name}")
-                if job.skip_reason:
-                    records.append(_record(job, "refused" if _refused(job) else "skipped", error=job.skip_reason))
-                    if _refused(job):
-                        failures += 1
-                        error_console.print(f"[red]not restored:[/] {job.source}: {job.skip_reason}", highlight=False)
-                    progress.advance(files_task)
-                    continue
+        with megapixel_progress() as progress:
+            sizes = {job.source: image_megapixels(job.source) for job, _ in to_run}
+            megapixels, finished, megapixels_done = sum(sizes.values()), 0, 0.0
 
-                def on_tile(done: int, total: int) -> None:
-                    progress.update(tiles_task, completed=done, total=total, visible=total > 1)
+            def photos_text() -> str:
+                return f"{finished}/{len(to_run)} photos, {megapixels_done:.1f}/{megapixels:.1f} MP"
 
-                mask_file = None if masks is None else given_mask_path(job, output, masks, suffix)
-                faces_to = None if save_faces_dir is None else (output, save_faces_dir)
-                record = _restore_one(job, restorer, on_tile, save_mask, compare, max_pixels, mask_file, faces_to)
-                record["device"] = str(runtime.device)
-                record["precision"] = runtime.precision
+            photos = progress.add_task("photos", total=megapixels or None, text=photos_text())
+            tiles = progress.add_task("tiles", total=None, visible=False, text="")
+
+            def on_tile(done: int, total: int) -> None:
+                progress.update(tiles, completed=done, total=total, visible=total > 1, text=f"{done}/{total} tiles")
+
+            if engine is Engine.local:
+                stream = _run_local(to_run, restorer, outputs, on_tile, lambda job: progress.update(photos, description=f"[cyan]{job.source.name}"))
+            else:
+                from oldphoto.ray_engine import RuntimeSettings, run_with_ray
+
+                ray_runtime = RuntimeSettings(device, used_precision, tile, tile_overlap, threads)
+                stream = run_with_ray(to_run, options, ray_runtime, outputs, settings)
+            for record in stream:
                 records.append(record)
-                if record["status"] == "failed":
-                    failures += 1
-                    error_console.print(f"[red]failed:[/] {record['error']}", highlight=False)
-                progress.update(tiles_task, visible=False)
-                progress.advance(files_task)
+                if record.counts_as_failure:
+                    error_console.print(f"[red]failed:[/] {record.error}", highlight=False)
+                finished += 1
+                megapixels_done += sizes.get(Path(record.input), 0.0)
+                progress.update(tiles, visible=False)
+                progress.update(photos, completed=megapixels_done, text=photos_text())
+    except DiskFullError as error:
+        stopped = str(error)
+    except OldPhotoError as error:  # the engine could not start (e.g. Ray missing or unreachable)
+        raise fail(str(error)) from None
     except KeyboardInterrupt:
-        interrupted = True
+        stopped = "interrupted"
     finally:
         if report is not None:
-            _write_report(report, records, restorer)
+            images = [record.to_json() for record in records]
+            extra = {"engine": engine.value} | ({"shard": chosen_shard.name} if chosen_shard else {})
+            write_report(report, build_report(images, described, used_precision, plan_stages(options), **extra))
 
+    failures += sum(record.counts_as_failure for record in records)
     _print_summary(records)
-    if interrupted:
+    if stopped == "interrupted":
         error_console.print("[yellow]interrupted[/]: finished files are complete; no partial file was left behind")
         raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped is not None:
+        error_console.print(f"[bold red]stopped:[/] {stopped}", highlight=False)
+        raise typer.Exit(EXIT_FAILURES)
     if failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _run_local(to_run, restorer: Restorer, outputs: JobOutputs, on_tile, on_start) -> Iterator[JobRecord]:
+    """The local engine: the jobs one after another in this process."""
+    for job, mask in to_run:
+        on_start(job)
+        yield restore_job(job, restorer, outputs, mask, on_tile)
 
 
 def _refused(job: Job) -> bool:
@@ -348,94 +392,10 @@ def _refused(job: Job) -> bool:
     return job.skip_reason is not None and not job.already_done
 
 
-def _record(job: Job, status: str, **fields: Any) -> dict[str, Any]:
-    return {"input": str(job.source), "output": str(job.output), "status": status, **fields}
-
-
-def _restore_one(
-    job: Job,
-    restorer: Restorer,
-    on_tile,
-    save_mask: bool,
-    compare: bool,
-    max_pixels: int,
-    mask_file: Path | None = None,
-    faces_to: tuple[Path, Path] | None = None,
-) -> dict[str, Any]:
-    """Restore one photo and write its outputs; ``faces_to`` (the output folder, the --save-faces folder) also
-    writes its refined faces."""
-    started = time.perf_counter()
-    try:
-        with PeakMemory() as memory:
-            photo = read_photo(job.source, max_pixels=max_pixels or None)
-            given = None if mask_file is None else read_photo(mask_file, max_pixels=max_pixels or None).pixels
-            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
-            write_photo(job.output, photo.with_pixels(result.pixels))
-            if save_mask and result.mask is not None:
-                save_rgb(job.mask_path, result.mask[:, :, None])
-            if compare:
-                save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
-            if faces_to is not None and result.faces:
-                save_faces(job, *faces_to, result.faces)
-    except OldPhotoError as error:
-        return _record(job, "failed", error=str(error), seconds=round(time.perf_counter() - started, 3))
-    except Exception as error:
-        log.debug("unexpected error on %s", job.source, exc_info=True)
-        message = f"{job.source}: unexpected {type(error).__name__}: {error} (run with -v for the traceback)"
-        return _record(job, "failed", error=message, seconds=round(time.perf_counter() - started, 3))
-    seconds = time.perf_counter() - started
-    megapixels = photo.width * photo.height / 1e6
-    return _record(
-        job,
-        "restored",
-        width=photo.width,
-        height=photo.height,
-        megapixels=round(megapixels, 6),
-        seconds=round(seconds, 3),
-        seconds_per_megapixel=round(seconds / megapixels, 3) if megapixels else None,
-        # PeakMemory measures the rise above the level at the start; the report gives the process's own peak.
-        peak_memory_mb=round(memory.peak_resident_bytes / 1e6, 1),
-        scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
-        mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
-        faces_found=result.faces_found,
-        faces=None if result.faces is None else [face_record(face) for face in result.faces],
-        tiles=result.tiles,
-        stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
-        models=restorer.model_records(),
-    )
-
-
-def _write_report(path: Path, records: list[dict[str, Any]], restorer: Restorer) -> None:
-    payload = {
-        "runtime": restorer.runtime.describe(),
-        "precision": restorer.runtime.precision,
-        "stages": restorer.plan(),
-        "images": records,
-        "totals": _totals(records),
-    }
-    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
-
-
-def _totals(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Run totals over the restored images."""
-    restored = [record for record in records if record["status"] == "restored"]
-    megapixels = sum(record["megapixels"] for record in restored)
-    seconds = sum(record["seconds"] for record in restored)
-    return {
-        "images": len(restored),
-        "megapixels": round(megapixels, 6),
-        "seconds": round(seconds, 3),
-        "seconds_per_megapixel": round(seconds / megapixels, 3) if megapixels else None,
-    }
-
-
 def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None]) -> None:
     console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
-    stages = [name for name, on in (("scratches", options.scratches), ("global", options.global_restoration), ("faces", options.faces)) if on]
-    console.print(f"stages: {', '.join(stages)}")
-    if options.scratches:
-        threshold, dilation = options.detection_settings(get_spec(SCRATCH_MODEL))
-        console.print(f"scratch detection: threshold {threshold:g}, dilation {dilation} px")
+    for step in plan_stages(options):
+        console.print(f"- {step}")
     table = Table()
     table.add_column("input", overflow="fold")
     table.add_column("output", overflow="fold")
@@ -446,21 +406,18 @@ def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_ma
     console.print(table)
 
 
-def _print_summary(records: list[dict[str, Any]]) -> None:
+def _print_summary(records: list[JobRecord]) -> None:
     table = Table(title="restore summary")
     for column in ("input", "status", "size", "seconds", "scratch %", "note"):
         table.add_column(column)
+    styles = {"restored": "[green]restored[/]", "failed": "[red]failed[/]", "refused": "[red]refused[/]"}
     for record in records:
-        size = f"{record['width']}x{record['height']}" if "width" in record else ""
-        coverage = record.get("scratch_coverage")
         table.add_row(
-            Path(record["input"]).name,
-            {"restored": "[green]restored[/]", "failed": "[red]failed[/]", "refused": "[red]refused[/]"}.get(
-                record["status"], record["status"]
-            ),
-            size,
-            f"{record['seconds']:.2f}" if "seconds" in record else "",
-            f"{100 * coverage:.2f}" if coverage is not None else "",
-            record.get("error", ""),
+            Path(record.input).name,
+            styles.get(record.status, record.status),
+            f"{record.width}x{record.height}" if record.width else "",
+            f"{record.seconds:.2f}" if record.seconds is not None else "",
+            f"{100 * record.scratch_coverage:.2f}" if record.scratch_coverage is not None else "",
+            record.error or "",
         )
     console.print(table)

@@ -1,4 +1,5 @@
-"""The restore pipeline: detect scratches -> global restoration (with the mask) -> face refinement.
+"""The restore pipeline: detect scratches -> global restoration (with the mask) -> face refinement -> (optionally)
+the photo's own tone back.
 
 Everything stays in memory; stages are pure functions of arrays. Stages whose trained weights are not
 available refuse to run up front (see :meth:`Restorer.__init__`) instead of passing the input through.
@@ -35,6 +36,7 @@ from oldphoto.restore.global_ import (
     restore_global_direct,
 )
 from oldphoto.restore.scratches import detect_with_contract
+from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import load_network
 
@@ -64,6 +66,9 @@ class RestoreOptions:
     data). Higher marks less (fewer false hits), lower marks more (fainter damage)."""
     mask_dilation: int | None = None
     """Pixels the detected mask is grown by before repair; None = the registry's. Given masks are used as they are."""
+    keep_tone: bool = False
+    """Give the result the input's own colour (sepia, cyanotype, toning) at low resolution, on the restored luminance
+    (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
 
     def __post_init__(self) -> None:
         if self.scratch_threshold is not None and not 0.0 < self.scratch_threshold < 1.0:
@@ -155,6 +160,37 @@ def first_clause(text: str) -> str:
     return text[: min(cuts)].strip() if cuts else text.strip()
 
 
+def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:
+    """Warnings about the models ``options`` uses that are not yet fit for general use, one per model:
+    ``name: caveat``, or with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
+    specs = [get_spec(name) for names in required_models(options).values() for name in names]
+    return [f"{spec.name}: {first_clause(spec.caveat) if brief else spec.caveat}" for spec in specs if spec.caveat]
+
+
+def plan_stages(options: RestoreOptions) -> list[str]:
+    """The stages ``options`` runs, in order, one human-readable line each (the dry run and the report show them);
+    loads nothing."""
+    steps = []
+    if options.scratches:
+        threshold, dilation = options.detection_settings(get_spec(SCRATCH_MODEL))
+        steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px)")
+    if options.global_restoration:
+        steps.append(f"global restoration ({', '.join(required_models(options)['global'])})")
+    elif options.scratches:
+        steps.append("fill scratches by classical inpainting (Telea); no global restoration")
+    if options.faces:
+        selection = "".join(
+            (
+                f"; faces of {options.min_face_size} px or more" if options.min_face_size else "",
+                "; only the centre face" if options.only_center_face else "",
+            )
+        )
+        steps.append(f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {options.face_strength:g}{selection})")
+    if options.keep_tone:
+        steps.append("keep the photo's own tone (its colour at low resolution on the restored luminance)")
+    return steps
+
+
 def _gray_crops(record: RefinedFace) -> RefinedFace:
     if record.cropped is None or record.restored is None:
         return record
@@ -175,31 +211,10 @@ class Restorer:
         self.networks = {name: load_network(spec) for name, spec in self.specs.items()}
 
     def caveats(self, brief: bool = False) -> list[str]:
-        """Warnings about models in use that are not yet fit for general use, one per model: ``name: caveat``, or
-        with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
-        return [f"{spec.name}: {first_clause(spec.caveat) if brief else spec.caveat}" for spec in self.specs.values() if spec.caveat]
+        return stage_caveats(self.options, brief)
 
     def plan(self) -> list[str]:
-        """Human-readable list of the stages that will run."""
-        steps = []
-        if self.options.scratches:
-            threshold, dilation = self.options.detection_settings(self.specs[SCRATCH_MODEL])
-            steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px)")
-        if self.options.global_restoration:
-            steps.append(f"global restoration ({', '.join(required_models(self.options)['global'])})")
-        elif self.options.scratches:
-            steps.append("fill scratches by classical inpainting (Telea); no global restoration")
-        if self.options.faces:
-            selection = "".join(
-                (
-                    f"; faces of {self.options.min_face_size} px or more" if self.options.min_face_size else "",
-                    "; only the centre face" if self.options.only_center_face else "",
-                )
-            )
-            steps.append(
-                f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {self.options.face_strength:g}{selection})"
-            )
-        return steps
+        return plan_stages(self.options)
 
     def model_records(self) -> list[dict[str, str]]:
         return [{"name": spec.name, "sha256": spec.sha256 or ""} for spec in self.specs.values()]
@@ -282,6 +297,14 @@ class Restorer:
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white
                 result.faces = [_gray_crops(record) for record in result.faces]
             result.stage_seconds["faces"] = time.perf_counter() - started
+        if self.options.keep_tone and not black_and_white:
+            # Last, so the refined faces take the photo's tone too; the source is the photo as given (its colour is
+            # smoothed there, and the scratch mask keeps damaged pixels out of it).
+            started = time.perf_counter()
+            rgb = keep_tone(original, rgb, damage=result.mask)
+            result.stage_seconds["tone"] = time.perf_counter() - started
+        elif self.options.keep_tone:
+            log.debug("keep tone: the photo is black and white, so it has no tone to keep")
         if grayscale:
             result.pixels = to_luminance(rgb)
         elif black_and_white:

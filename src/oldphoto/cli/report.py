@@ -1,0 +1,31 @@
+"""`oldphoto report merge A.json B.json ... -o all.json`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from oldphoto.cli.common import console, library_errors
+from oldphoto.reports import merge_reports, read_report, write_report
+
+app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True)
+
+
+@app.command("merge", no_args_is_help=True)
+def merge(
+    reports: Annotated[
+        list[Path], typer.Argument(metavar="REPORT.json...", help="Reports written by restore --report (e.g. one per shard).", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The merged report to write.")],
+) -> None:
+    """Combine the reports of several shards or runs into one: a photo recorded twice keeps its best outcome
+    (restored > skipped > failed > refused); totals are recomputed."""
+    with library_errors():
+        payloads = [read_report(path) for path in reports]
+        merged = merge_reports(payloads, [str(path) for path in reports])
+        write_report(output, merged)
+    totals = merged["totals"]
+    statuses = ", ".join(f"{count} {status}" for status, count in totals["statuses"].items())
+    console.print(f"merged {len(reports)} report(s): {len(merged['images'])} photos ({statuses}) -> {output}", highlight=False)

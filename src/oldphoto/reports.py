@@ -1,0 +1,99 @@
+"""The ``restore --report`` JSON file: building it, totals, and merging the reports of several shards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from oldphoto.errors import ConfigError, DataError
+from oldphoto.imageio import atomic_write_bytes
+
+STATUS_RANK = {"restored": 3, "skipped": 2, "failed": 1, "refused": 0}
+"""When two reports record the same photo (a shard re-run after a crash), the better outcome wins, then the later."""
+
+
+def run_totals(images: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Run totals over the report's image records: photos restored, their megapixels and seconds, s/MP, and the
+    count of each status."""
+    images = list(images)
+    restored = [record for record in images if record["status"] == "restored"]
+    megapixels = sum(record["megapixels"] for record in restored)
+    seconds = sum(record["seconds"] for record in restored)
+    statuses: dict[str, int] = {}
+    for record in images:
+        statuses[record["status"]] = statuses.get(record["status"], 0) + 1
+    return {
+        "images": len(restored),
+        "megapixels": round(megapixels, 6),
+        "seconds": round(seconds, 3),
+        "seconds_per_megapixel": round(seconds / megapixels, 3) if megapixels else None,
+        "statuses": dict(sorted(statuses.items())),
+    }
+
+
+def build_report(images: list[dict[str, Any]], runtime: str, precision: str, stages: list[str], **extra: Any) -> dict[str, Any]:
+    """The report's payload: the run's runtime and stages, one record per photo and the totals (``extra`` adds
+    top-level fields, e.g. the shard and the engine)."""
+    return {"runtime": runtime, "precision": precision, "stages": stages, **extra, "images": images, "totals": run_totals(images)}
+
+
+def write_report(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def report_path(template: Path, shard: str | None) -> Path:
+    """``--report`` with ``{shard}`` replaced by the shard's name (``3-of-16``).
+
+    Raises:
+        ConfigError: the name has ``{shard}`` but the run is not sharded.
+    """
+    text = str(template)
+    if "{shard}" not in text:
+        return template
+    if shard is None:
+        raise ConfigError(f"--report {template} contains {{shard}} but no --shard was given")
+    return Path(text.replace("{shard}", shard))
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """Read a report written by ``restore --report`` (or by :func:`merge_reports`).
+
+    Raises:
+        DataError: the file is missing, is not JSON, or is not such a report.
+    """
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such report") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable JSON report ({error})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
+        raise DataError(f"{path}: not an oldphoto restore report (no 'images' list); pass files written by restore --report")
+    return payload
+
+
+def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """One report from the reports of several shards or runs (``names`` says where each came from).
+
+    Photos are keyed by input path. A photo recorded twice (a shard re-run after a crash) keeps its best outcome
+    (restored > skipped > failed > refused), and of equal ones the later report's. Photos keep the order in which
+    they first appear. Totals are recomputed; the runtimes and stages of the parts are kept per part.
+    """
+    if not payloads:
+        raise ConfigError("nothing to merge: give at least one report")
+    chosen: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        for record in payload["images"]:
+            key = record["input"]
+            earlier = chosen.get(key)
+            if earlier is None or STATUS_RANK.get(record["status"], -1) >= STATUS_RANK.get(earlier["status"], -1):
+                chosen[key] = record
+    parts = [
+        {"report": name, **{key: payload[key] for key in ("runtime", "precision", "stages", "shard", "engine") if key in payload}}
+        for name, payload in zip(names, payloads, strict=True)
+    ]
+    first = payloads[0]
+    images = list(chosen.values())
+    return build_report(images, first.get("runtime", ""), first.get("precision", ""), first.get("stages", []), merged_from=parts)

@@ -1,0 +1,251 @@
+"""One photo's restore job, from its file to its written outputs and its report record.
+
+Shared by every engine (the local loop of ``oldphoto restore`` and the Ray engine), so that restore logic lives in
+one place; the engines only decide where and in which order jobs run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from glob import escape as glob_escape
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oldphoto.batch import Job
+from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
+from oldphoto.evaluation.runner import PeakMemory
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, read_photo, save_rgb, to_rgb, write_photo
+from oldphoto.restore.faces import RefinedFace
+from oldphoto.restore.pipeline import Restorer, RestoreResult
+
+log = logging.getLogger(__name__)
+
+FACE_FOLDERS = ("cropped", "restored", "cmp")
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""A write that failed for one of these will fail for every later photo too: the run stops."""
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """What a job writes besides the restored photo, and how it reads its inputs.
+
+    ``output_root`` is the ``-o`` folder (the jobs' outputs lie below it); ``faces_dir`` is ``--save-faces``;
+    ``max_pixels`` (0 = no limit) guards against decompression bombs.
+    """
+
+    output_root: Path
+    save_mask: bool = False
+    compare: bool = False
+    faces_dir: Path | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    jpeg_quality: int | str = "auto"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One photo's line in the report. ``status`` is restored, failed, skipped (output exists: done) or refused
+    (not restored for another reason). The measurements are set only for restored photos."""
+
+    input: str
+    output: str
+    status: str
+    error: str | None = None
+    seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+    megapixels: float | None = None
+    seconds_per_megapixel: float | None = None
+    peak_memory_mb: float | None = None
+    """The rise of the process's resident memory over the job (MB)."""
+    scratch_coverage: float | None = None
+    """Share of pixels marked damaged, 0..1 (None: no scratch stage and no given mask)."""
+    mask_source: str | None = None
+    faces_found: int | None = None
+    faces: list[dict[str, Any]] | None = None
+    tiles: int | None = None
+    stage_seconds: dict[str, float] | None = None
+    models: list[dict[str, str]] | None = None
+    device: str | None = None
+    precision: str | None = None
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """Failed or refused: the run exits 1. A skip because the output exists counts as done."""
+        return self.status in ("failed", "refused")
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's dict: every field for a restored photo, only the set ones otherwise."""
+        fields = asdict(self)
+        if self.status == "restored":
+            return fields
+        return {key: value for key, value in fields.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def check_output_folder(folder: Path) -> None:
+    """Make sure files can be created in ``folder`` (made if missing) before any photo is restored, so that a
+    read-only mount or a permission problem is one clear error, not one failure per photo.
+
+    Raises:
+        OutputNotWritableError: the folder cannot be created or written.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".oldphoto-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputNotWritableError(
+            f"cannot write into the output folder {folder} ({error.strerror or error}); choose a writable -o folder "
+            "or fix its permissions"
+        ) from None
+
+
+def not_run_record(job: Job) -> JobRecord:
+    """The record of a job that was planned not to run (``job.skip_reason`` is set)."""
+    return JobRecord(str(job.source), str(job.output), "skipped" if job.already_done else "refused", error=job.skip_reason)
+
+
+def comparison_sheet(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
+    """Side-by-side before | after, (H, 2W + gap, 3) float32 in [0, 1], shrunk to at most ``max_width`` wide."""
+    import cv2
+
+    gap = np.ones((before.shape[0], max(4, before.shape[1] // 100), 3), np.float32)
+    sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
+    if sheet.shape[1] > max_width:
+        scale = max_width / sheet.shape[1]
+        size = (max_width, max(1, round(sheet.shape[0] * scale)))
+        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def face_paths(job: Job, outputs: JobOutputs, index: int) -> dict[str, Path]:
+    """Where ``--save-faces`` writes face ``index`` of ``job``: ``faces_dir/<part>/<sub-folder>/<stem>_<index>.png``
+    for each part (cropped, restored, cmp), the sub-folder being the input's (as its output's below the root)."""
+    assert outputs.faces_dir is not None
+    sub = job.output.parent.relative_to(outputs.output_root)
+    return {part: outputs.faces_dir / part / sub / f"{job.output.stem}_{index}.png" for part in FACE_FOLDERS}
+
+
+def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace]) -> int:
+    """Write the aligned and refined crops of each refined face (largest first) and the two side by side."""
+    refined = [face for face in faces if face.refined and face.cropped is not None and face.restored is not None]
+    for index, face in enumerate(refined):
+        paths = face_paths(job, outputs, index)
+        save_rgb(paths["cropped"], face.cropped)
+        save_rgb(paths["restored"], face.restored)
+        save_rgb(paths["cmp"], np.concatenate([face.cropped, face.restored], axis=1))
+    return len(refined)
+
+
+def face_record(face: RefinedFace) -> dict[str, Any]:
+    """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined."""
+    x1, y1, x2, y2 = face.face.box
+    return {
+        "box": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
+        "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.face.landmarks],
+        "score": round(float(face.face.score), 4),
+        "refined": face.refined,
+    }
+
+
+def remove_partial_outputs(job: Job) -> int:
+    """Delete the temporary files an atomic write of ``job``'s outputs left behind when its process was killed
+    mid-write (``.<name>.<random>.part`` beside each output); returns how many. The outputs themselves are never
+    partial: they appear only when complete."""
+    removed = 0
+    for target in (job.output, job.mask_path, job.compare_path):
+        if target.parent.is_dir():
+            for leftover in target.parent.glob(f".{glob_escape(target.name)}.*.part"):
+                leftover.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _out_of_space(error: BaseException) -> OSError | None:
+    """The no-space OSError behind ``error`` (itself or its cause), if that is what stopped the write."""
+    for candidate in (error, error.__cause__, error.__context__):
+        if isinstance(candidate, OSError) and candidate.errno in NO_SPACE_ERRNOS:
+            return candidate
+    return None
+
+
+def restore_job(
+    job: Job,
+    restorer: Restorer,
+    outputs: JobOutputs,
+    mask_file: Path | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> JobRecord:
+    """Read ``job.source``, restore it (with the user's mask ``mask_file`` when given) and write its outputs.
+
+    Every output is written atomically, so a job that fails or is killed leaves no partial file. A photo that cannot
+    be read or restored gives a ``failed`` record; the batch goes on.
+
+    Raises:
+        DiskFullError: the output's file system is full (or over quota): every later photo would fail too.
+    """
+    started = time.perf_counter()
+
+    def failed(message: str) -> JobRecord:
+        return JobRecord(str(job.source), str(job.output), "failed", error=message, seconds=round(time.perf_counter() - started, 3))
+
+    try:
+        with PeakMemory() as memory:
+            photo = read_photo(job.source, max_pixels=outputs.max_pixels or None)
+            given = None if mask_file is None else read_photo(mask_file, max_pixels=outputs.max_pixels or None).pixels
+            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
+            write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
+            if outputs.save_mask and result.mask is not None:
+                save_rgb(job.mask_path, result.mask[:, :, None])
+            if outputs.compare:
+                save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
+            if outputs.faces_dir is not None and result.faces:
+                save_faces(job, outputs, result.faces)
+    except (OldPhotoError, OSError) as error:
+        no_space = _out_of_space(error)
+        if no_space is not None:
+            raise DiskFullError(
+                f"no space left to write {job.output} ({no_space.strerror or no_space}); free space or choose "
+                "another -o folder, then run again: finished photos are kept and skipped"
+            ) from None
+        if isinstance(error, OldPhotoError):
+            return failed(str(error))
+        return failed(f"{job.source}: {error.strerror or error}")
+    except Exception as error:
+        log.debug("unexpected error on %s", job.source, exc_info=True)
+        return failed(f"{job.source}: unexpected {type(error).__name__}: {error} (run with -v for the traceback)")
+    seconds = time.perf_counter() - started
+    megapixels = photo.width * photo.height / 1e6
+    return JobRecord(
+        str(job.source),
+        str(job.output),
+        "restored",
+        width=photo.width,
+        height=photo.height,
+        megapixels=round(megapixels, 6),
+        seconds=round(seconds, 3),
+        seconds_per_megapixel=round(seconds / megapixels, 3) if megapixels else None,
+        peak_memory_mb=round(memory.peak_resident_bytes / 1e6, 1),
+        scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
+        mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
+        faces_found=result.faces_found,
+        faces=None if result.faces is None else [face_record(face) for face in result.faces],
+        tiles=result.tiles,
+        stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
+        models=restorer.model_records(),
+        device=str(restorer.runtime.device),
+        precision=restorer.runtime.precision,
+    )

@@ -1,0 +1,189 @@
+"""Archives on many machines: --shard, report merge, batch robustness (tier 2 and 3)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from oldphoto.batch import discover_inputs
+from oldphoto.errors import ConfigError
+from oldphoto.reports import merge_reports
+from oldphoto.shards import Shard, parse_shard, select_shard
+
+from .test_cli_restore import STAGES, invoke, make_photo
+
+
+def archive(folder: Path, count: int, start: int = 0) -> list[Path]:
+    return [make_photo(folder / f"box{i % 3}" / f"scan{i:03d}.png", size=(16, 16)) for i in range(start, start + count)]
+
+
+def keys(files) -> set[str]:
+    return {item.shard_key for item in files}
+
+
+def test_shards_are_disjoint_cover_everything_and_stay_put_when_photos_are_added(tmp_path):
+    folder = tmp_path / "archive"
+    archive(folder, 60)
+    found = discover_inputs([str(folder)], recursive=True).files
+    shards = [keys(select_shard(found, Shard(k, 4))) for k in range(4)]
+    assert set().union(*shards) == keys(found) and sum(map(len, shards)) == len(found) == 60
+    assert all(5 <= len(shard) <= 25 for shard in shards)  # a hash split, not everything in one shard
+
+    archive(folder, 30, start=60)
+    grown = discover_inputs([str(folder)], recursive=True).files
+    for k in range(4):
+        assert keys(select_shard(grown, Shard(k, 4))) >= shards[k]  # nobody moved; new photos joined
+
+
+def test_the_shard_key_is_relative_to_the_input_root_so_every_machine_agrees(tmp_path):
+    for mount in ("mnt-a", "mnt-b"):
+        archive(tmp_path / mount / "archive", 12)
+    by_folder = [keys(select_shard(discover_inputs([str(tmp_path / m / "archive")], recursive=True).files, Shard(1, 3))) for m in ("mnt-a", "mnt-b")]
+    assert by_folder[0] == by_folder[1] and by_folder[0]
+    by_glob = discover_inputs([str(tmp_path / "mnt-a" / "archive" / "box*" / "*.png")]).files
+    assert keys(by_glob) == keys(discover_inputs([str(tmp_path / "mnt-a" / "archive")], recursive=True).files)
+
+
+def test_shard_auto_reads_slurm_and_kubernetes_and_refuses_clearly():
+    slurm = {"SLURM_ARRAY_TASK_ID": "14", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_STEP": "2"}
+    assert parse_shard("auto", slurm) == Shard(2, 8)
+    assert parse_shard("auto", {**slurm, "SLURM_ARRAY_TASK_STEP": "1", "SLURM_ARRAY_TASK_ID": "17"}) == Shard(7, 8)
+    assert parse_shard("auto/16", {"JOB_COMPLETION_INDEX": "5"}) == Shard(5, 16)
+    assert parse_shard("3/4", {}) == Shard(3, 4)
+    with pytest.raises(ConfigError, match="SLURM_ARRAY_TASK_ID"):
+        parse_shard("auto", {})
+    with pytest.raises(ConfigError, match="JOB_COMPLETION_INDEX"):
+        parse_shard("auto/4", {})
+    for bad in ("4/4", "-1/4", "1/0", "x/4", "3", "1/x"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad, {})
+
+
+def test_sharded_runs_together_restore_each_photo_once_and_merge_into_one_report(tmp_path, random_scratch_model, monkeypatch):
+    folder = tmp_path / "archive"
+    photos = archive(folder, 9)
+    out = tmp_path / "out"
+    template = str(tmp_path / "report-{shard}.json")
+    for k in range(3):
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", str(k))
+        result = invoke("restore", str(folder), "-r", "-o", str(out), "--shard", "auto/3", "--report", template, *STAGES)
+        assert result.exit_code == 0, result.output
+    reports = [tmp_path / f"report-{k}-of-3.json" for k in range(3)]
+    parts = [json.loads(path.read_text()) for path in reports]
+    assert [part["shard"] for part in parts] == ["0-of-3", "1-of-3", "2-of-3"]
+    inputs = [record["input"] for part in parts for record in part["images"]]
+    assert sorted(inputs) == sorted(map(str, photos))  # disjoint and complete
+    assert len(list(out.rglob("*.png"))) == 9
+
+    merged_path = tmp_path / "all.json"
+    result = invoke("report", "merge", *map(str, reports), "-o", str(merged_path))
+    assert result.exit_code == 0, result.output
+    merged = json.loads(merged_path.read_text())
+    assert sorted(record["input"] for record in merged["images"]) == sorted(map(str, photos))
+    assert merged["totals"]["images"] == 9 and merged["totals"]["statuses"] == {"restored": 9}
+    assert merged["totals"]["megapixels"] == pytest.approx(sum(p["totals"]["megapixels"] for p in parts))
+    assert [part["report"] for part in merged["merged_from"]] == list(map(str, reports))
+
+
+def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
+    def record(name: str, status: str, megapixels: float = 1.0) -> dict:
+        fields = {"megapixels": megapixels, "seconds": 2.0} if status == "restored" else {"error": "x"}
+        return {"input": name, "output": f"out/{name}", "status": status, **fields}
+
+    crashed = {"images": [record("a", "restored"), record("b", "failed")]}
+    rerun = {"images": [record("a", "skipped"), record("b", "restored", 3.0), record("c", "refused")]}
+    merged = merge_reports([crashed, rerun], ["first.json", "rerun.json"])
+    assert {r["input"]: r["status"] for r in merged["images"]} == {"a": "restored", "b": "restored", "c": "refused"}
+    assert merged["totals"]["megapixels"] == 4.0 and merged["totals"]["seconds_per_megapixel"] == 1.0
+
+
+def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):
+    bogus = tmp_path / "notes.json"
+    bogus.write_text('{"hello": 1}')
+    result = invoke("report", "merge", str(bogus), "-o", str(tmp_path / "all.json"))
+    assert result.exit_code == 2 and "not an oldphoto restore report" in result.output
+    assert not (tmp_path / "all.json").exists()
+
+
+def test_a_report_name_with_shard_needs_a_shard(tmp_path, random_scratch_model):
+    photo = make_photo(tmp_path / "a.png")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "r-{shard}.json"), *STAGES)
+    assert result.exit_code == 2 and "{shard}" in result.output
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_error_at_the_start(tmp_path, random_scratch_model):
+    photos = [make_photo(tmp_path / "in" / f"{i}.png") for i in range(3)]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(blocker / "out"), *STAGES)
+    assert result.exit_code == 2, result.output
+    assert "cannot write into the output folder" in result.output
+    assert result.output.count("failed") == 0 and len(photos) == 3
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        folder = tmp_path / name
+        if not _mount_tmpfs(folder, options):
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_read_only_output_mount_is_one_error_at_the_start(tmp_path, tmpfs, random_scratch_model):
+    make_photo(tmp_path / "in" / "a.png")
+    read_only = tmpfs("ro", "ro,size=1m")
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(read_only), *STAGES)
+    assert result.exit_code == 2 and "cannot write into the output folder" in result.output
+
+
+def test_a_full_disk_stops_the_batch_with_one_line_and_no_partial_file(tmp_path, tmpfs, random_scratch_model):
+    for i in range(6):
+        make_photo(tmp_path / "in" / f"{i}.png", size=(160, 200))  # ~90 KB as PNG: a 200 KB disk holds two
+    small = tmpfs("small", "size=200k")
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(small), "--report", str(tmp_path / "r.json"), *STAGES)
+    assert result.exit_code == 1, result.output
+    assert result.output.count("stopped:") == 1 and "no space left" in result.output
+    assert "failed:" not in result.output  # not one failure per remaining photo
+    written = sorted(p.name for p in small.iterdir())
+    assert 1 <= len(written) < 6 and not [name for name in written if name.endswith(".part")]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["totals"]["images"] == len(written)
+
+
+def test_a_full_disk_is_detected_whatever_the_file_system(tmp_path, random_scratch_model, monkeypatch):
+    """The same stop without a tmpfs: the second write fails with ENOSPC."""
+    import oldphoto.imageio as imageio
+
+    for i in range(4):
+        make_photo(tmp_path / "in" / f"{i}.png")
+    real_replace, calls = imageio.os.replace, []
+
+    def replace(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(imageio.os, "replace", replace)
+    out = tmp_path / "out"
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(out), *STAGES)
+    assert result.exit_code == 1 and "stopped:" in result.output and "no space left" in result.output
+    assert len(calls) == 2 and sorted(p.name for p in out.iterdir()) == ["0.png"]
