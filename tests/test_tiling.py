@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from oldphoto.archs.scratch_unet import ScratchUNet, ScratchUNetConfig
+from oldphoto.errors import ConfigError, DeviceError
 from oldphoto.tiling import tile_apply, tile_spans
 
 
@@ -44,6 +45,28 @@ def test_out_of_memory_halves_the_tile():
     result = tile_apply(picky, image, tile=256, overlap=16)
     assert torch.allclose(result, image * 2, atol=1e-6)
     assert min(calls) <= 100
+
+
+def test_the_out_of_memory_retry_stops_at_the_stages_floor_and_says_so():
+    calls = []
+
+    def hungry(tile: torch.Tensor) -> torch.Tensor:
+        calls.append(max(tile.shape[-2:]))
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(DeviceError, match="at least 512px"):
+        tile_apply(hungry, torch.rand(1, 1, 1500, 1500), tile=1024, overlap=128, min_tile=512)
+    assert 256 < min(calls) <= 512  # halved once, from 1024, and not into tiles that would be mostly seam
+
+
+def test_restore_refuses_a_tile_below_the_detectors_floor(tmp_path):
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer, tile_floor
+    from oldphoto.runtime import make_runtime
+
+    options = RestoreOptions(global_restoration=False, faces=False)
+    assert tile_floor(options) == (512, "scratch-unet")  # 4x its 128 px minimum overlap
+    with pytest.raises(ConfigError, match="--tile 256 is below 512.*use --tile 512 or more"):
+        Restorer(make_runtime("cpu", tile=256), options)
 
 
 def test_other_errors_are_not_swallowed():

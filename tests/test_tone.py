@@ -154,7 +154,7 @@ def test_mismatched_sizes_are_refused():
 @pytest.fixture(scope="module")
 def sepia_restorations():
     photo = sepia(grey_print())
-    runtime = make_runtime("cpu", tile=128)
+    runtime = make_runtime("cpu", tile=512)
     default = Restorer(runtime, RestoreOptions()).restore(photo)
     restorer = Restorer(runtime, RestoreOptions(keep_tone=True))
     return photo, default, restorer.restore(photo), restorer.plan()
@@ -189,7 +189,7 @@ def test_keep_tone_changes_only_the_colour(sepia_restorations):
 def test_keep_tone_leaves_a_black_and_white_photo_as_the_default_restores_it(channels):
     grey = grey_print(96, 112)
     photo = grey[:, :, None] if channels == 1 else neutral(grey)
-    runtime = make_runtime("cpu", tile=128)
+    runtime = make_runtime("cpu", tile=512)
     options = RestoreOptions(faces=False)
     default = Restorer(runtime, options).restore(photo)
     kept = Restorer(runtime, RestoreOptions(faces=False, keep_tone=True)).restore(photo)

@@ -26,6 +26,10 @@ from oldphoto.archs.vae import VAEConfig
 from oldphoto.errors import UnknownModelError
 
 
+MIN_TILE = 64
+"""The smallest tile any stage is run on, in pixels."""
+
+
 @dataclass(frozen=True)
 class InputContract:
     """What a network expects of its input tensor."""
@@ -38,6 +42,12 @@ class InputContract:
     min_tile_overlap: int = 0
     """Image pixels neighbouring tiles overlap by at least (more if ``--tile-overlap`` asks): the reach of the
     network's context, so that a tile's output near its seam agrees with the whole image's."""
+
+    @property
+    def min_tile(self) -> int:
+        """The smallest tile (pixels) this network is run on: 4x its minimum overlap, so that a tile is never mostly
+        seam (a quarter of the overlap at each edge carries no weight in the blend), and at least 64."""
+        return max(MIN_TILE, 4 * self.min_tile_overlap)
 
 
 @dataclass(frozen=True)

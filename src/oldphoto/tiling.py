@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from oldphoto.errors import DeviceError
 from oldphoto.runtime import autocast
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,12 @@ def _run_tile(
         if not is_out_of_memory(error):
             raise
         smaller = tile // 2
-        if smaller < min_tile or max(crop.shape[-2:]) <= smaller:
+        if smaller < min_tile:
+            raise DeviceError(
+                f"out of memory on {device} even with {tile}px tiles, and this stage needs tiles of at least "
+                f"{min_tile}px (4x its minimum overlap); free memory, or run on another device (--device cpu)"
+            ) from None
+        if max(crop.shape[-2:]) <= smaller:
             raise
         log.warning("out of memory on a %dpx tile; retrying it as %dpx tiles", tile, smaller)
         if torch.cuda.is_available():

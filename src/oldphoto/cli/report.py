@@ -1,4 +1,4 @@
-"""`oldphoto report merge A.json B.json ... -o all.json`."""
+"""`oldphoto report merge A.json B.json ... -o all.json` and `oldphoto report gallery REPORT.json -o index.html`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from oldphoto.cli.common import console, library_errors
+from oldphoto.gallery import write_gallery
 from oldphoto.reports import merge_reports, read_report, write_report
 
 app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True)
@@ -29,3 +30,26 @@ def merge(
     totals = merged["totals"]
     statuses = ", ".join(f"{count} {status}" for status, count in totals["statuses"].items())
     console.print(f"merged {len(reports)} report(s): {len(merged['images'])} photos ({statuses}) -> {output}", highlight=False)
+
+
+@app.command("gallery", no_args_is_help=True)
+def gallery(
+    report: Annotated[
+        Path, typer.Argument(metavar="REPORT.json", help="A report written by restore --report or report merge.", show_default=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The HTML page to write.")],
+    paths_from: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder the report's relative photo paths start from: where restore ran (default: the current folder).",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Write one static page to look at a (merged) report's photos: before/after slider, damage mask (where
+    --save-mask wrote it), faces and figures. It references the photos by relative paths and works opened from disk."""
+    with library_errors():
+        payload = read_report(report)
+        write_gallery(output, payload, root=paths_from)
+    console.print(f"gallery of {len(payload['images'])} photos -> {output}", highlight=False)

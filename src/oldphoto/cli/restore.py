@@ -31,6 +31,7 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.errors import DiskFullError, OldPhotoError
+from oldphoto.gallery import GALLERY_NAME, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
 from oldphoto.registry import ABLATION_MODEL
 from oldphoto.reports import build_report, report_path, write_report
@@ -100,6 +101,15 @@ def restore(
     report: Annotated[
         Path | None, typer.Option(help="Write a per-image JSON report to this file.", rich_help_panel=OUTPUT)
     ] = None,
+    gallery: Annotated[
+        bool,
+        typer.Option(
+            "--gallery",
+            help="Also write OUT/index.html: one page to look at the run (before/after slider, damage mask, faces, "
+            "figures) that works opened from disk. Implies --save-mask.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and write nothing.", rich_help_panel=OUTPUT)
     ] = False,
@@ -264,6 +274,7 @@ def restore(
             global_model=global_model.value,
             keep_tone=keep_tone,
         )
+        save_mask = save_mask or gallery  # the gallery's mask toggle shows the saved masks
         chosen_shard = None if shard is None else parse_shard(shard, os.environ)
         report = None if report is None else report_path(report, None if chosen_shard is None else chosen_shard.name)
         outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality))
@@ -363,10 +374,15 @@ def restore(
     except KeyboardInterrupt:
         stopped = "interrupted"
     finally:
-        if report is not None:
+        if report is not None or gallery:
             images = [record.to_json() for record in records]
             extra = {"engine": engine.value} | ({"shard": chosen_shard.name} if chosen_shard else {})
-            write_report(report, build_report(images, described, used_precision, plan_stages(options), **extra))
+            payload = build_report(images, described, used_precision, plan_stages(options), **extra)
+            if report is not None:
+                write_report(report, payload)
+            if gallery:
+                index = write_gallery(output / GALLERY_NAME, payload)
+                console.print(f"gallery: {index}", highlight=False)
 
     failures += sum(record.counts_as_failure for record in records)
     _print_summary(records)

@@ -17,6 +17,7 @@ from torch import nn
 
 from oldphoto.archs.blocks import pad_to_multiple
 from oldphoto.archs.mapping import latent_damage
+from oldphoto.registry import MIN_TILE
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_apply
 
@@ -57,6 +58,8 @@ def _tiled_with_mask(
         image,
         tile=runtime.tile,
         overlap=max(runtime.tile_overlap, min_overlap),
+        # The out-of-memory retry halves tiles down to the stage's floor, never into tiles that are mostly seam.
+        min_tile=max(MIN_TILE, 4 * min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
         precision=runtime.precision,

@@ -22,6 +22,7 @@ from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
     FACE_MODEL,
     MAPPING_MODEL,
+    MIN_TILE,
     SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
     VAE_OLD_MODEL,
@@ -160,6 +161,16 @@ def first_clause(text: str) -> str:
     return text[: min(cuts)].strip() if cuts else text.strip()
 
 
+def tile_floor(options: RestoreOptions) -> tuple[int, str]:
+    """(the smallest tile in pixels the stages of ``options`` accept, the model that sets it); the face stage runs on
+    whole aligned crops, not tiles."""
+    tiled = [get_spec(name) for stage, names in required_models(options).items() if stage != "faces" for name in names]
+    if not tiled:
+        return MIN_TILE, "no stage"
+    spec = max(tiled, key=lambda spec: spec.contract.min_tile)
+    return spec.contract.min_tile, spec.name
+
+
 def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:
     """Warnings about the models ``options`` uses that are not yet fit for general use, one per model:
     ``name: caveat``, or with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
@@ -203,6 +214,12 @@ class Restorer:
 
     def __init__(self, runtime: Runtime, options: RestoreOptions = RestoreOptions()) -> None:
         check_stages(options)
+        floor, name = tile_floor(options)
+        if runtime.tile < floor:
+            raise ConfigError(
+                f"--tile {runtime.tile} is below {floor}, the smallest tile {name} runs on (4x its {floor // 4} px "
+                f"minimum overlap); use --tile {floor} or more"
+            )
         self.runtime = runtime
         self.options = options
         self.specs: dict[str, ModelSpec] = {

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from oldphoto.imageio import to_luminance
-from oldphoto.registry import ModelSpec
+from oldphoto.registry import MIN_TILE, ModelSpec
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_apply
 
@@ -42,6 +42,8 @@ def scratch_probability(
         luma,
         tile=runtime.tile,
         overlap=max(runtime.tile_overlap, min_overlap),
+        # The out-of-memory retry halves tiles down to the stage's floor, never into tiles that are mostly seam.
+        min_tile=max(MIN_TILE, 4 * min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
         precision=runtime.precision,
