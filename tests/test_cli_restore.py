@@ -451,3 +451,19 @@ def test_progress_counts_megapixels_not_photos(tmp_path, random_scratch_model):
     result = invoke("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *STAGES)
     assert result.exit_code == 0, result.output
     assert "2/2 photos, 0.3/0.3 MP" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["restore"], ["degrade"], ["evaluate"], ["report", "merge"], ["models", "verify"], ["train", "scratch"], ["train", "detail-fusion"], ["train", "face"]],
+)
+def test_help_shows_metavars_not_python_types(command):
+    import re
+
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    raw = re.findall(r"<(?:bool|int|float|str|path|dir|file|Path|list\[[^\]]*\]|(?:int|float) range)>", result.output)
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert raw == [] and not re.search(r"\{[a-z_]+\}", usage), (raw, usage)
+    if command != ["models", "verify"]:  # it has no option that takes a value
+        assert re.search(r"\b(N|0\.\.1|PATH|DIR|FILE|TEXT)\b", result.output)

@@ -8,8 +8,10 @@ import typer
 
 from oldphoto import __version__
 from oldphoto.cli import degrade, evaluate, models, report, restore, train
-from oldphoto.cli.common import setup_logging
+from oldphoto.cli.common import install_help_metavars, setup_logging
 from oldphoto.runtime import default_threads
+
+install_help_metavars()
 
 app = typer.Typer(
     name="oldphoto",

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -157,3 +158,38 @@ def chosen_precision(precision: PrecisionChoice | str, fp16: bool) -> str:
         raise ConfigError(f"--fp16 means --precision fp16 and conflicts with --precision {name}; give only --precision")
     note("--fp16 is deprecated; use --precision fp16")
     return "fp16"
+
+
+TYPE_METAVARS = {"int": "N", "float": "N", "str": "TEXT", "path": "PATH", "file": "FILE", "dir": "DIR", "Path": "PATH"}
+
+
+def help_metavar(param: Any, ctx: Any) -> str | None:
+    """What ``--help`` shows after an option or argument: its own metavar, else ``N``, ``0..1``, ``FILE``, ``DIR``,
+    ``PATH``, ``TEXT`` or the choices, with ``...`` when it repeats; nothing for a flag. Built on Typer's own type
+    label (``<int>``, ``<list[Path]>``, ``<float range>``, ``<a|b>``), which names Python types."""
+    if param.metavar is not None:
+        # An argument's metavar is already its name in the first column.
+        return None if getattr(param, "param_type_name", "") == "argument" else param.metavar
+    label = param.display_type(ctx).strip("<>")
+    repeats = label.startswith("list[") and label.endswith("]")
+    if repeats:
+        label = label[5:-1]
+    if label == "bool":
+        return None
+    if label.endswith(" range"):
+        info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
+        unit = info is not None and info.min == 0 and info.max == 1
+        label = "0..1" if unit else "N"
+    else:
+        label = TYPE_METAVARS.get(label, label)
+    return f"{label}..." if repeats or getattr(param, "nargs", 1) != 1 else label
+
+
+def install_help_metavars() -> None:
+    """Make Typer's rich help show :func:`help_metavar` instead of raw Python types (``<bool>``, ``<list[str]>``);
+    a no-op with Typer versions that render click's metavars themselves."""
+    import typer.core
+
+    for cls in (typer.core.TyperOption, typer.core.TyperArgument):
+        if hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = help_metavar  # type: ignore[method-assign]

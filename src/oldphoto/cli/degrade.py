@@ -18,7 +18,7 @@ OVERWRITE_HELP = "Write into a non-empty folder, first removing an earlier set t
 
 
 def degrade(
-    sources: Annotated[list[str], typer.Argument(help="Clean photos: files, folders or globs.", show_default=False)],
+    sources: Annotated[list[str], typer.Argument(metavar="FILE|DIR|GLOB", help="Clean photos: files, folders or globs.", show_default=False)],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output folder (clean/, degraded/, mask/, ignore/, [distractor/], manifest.json).")
     ],

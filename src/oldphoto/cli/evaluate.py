@@ -42,7 +42,7 @@ DEFAULT_METHODS = ["identity", "classical"]
 
 def evaluate(
     dataset: Annotated[
-        Path | None, typer.Argument(help="A `oldphoto degrade` output folder (clean/, degraded/, mask/).")
+        Path | None, typer.Argument(metavar="SET_DIR", help="A `oldphoto degrade` output folder (clean/, degraded/, mask/).")
     ] = None,
     degraded: Annotated[Path | None, typer.Option(help="Folder of degraded images (instead of DATASET).")] = None,
     clean: Annotated[Path | None, typer.Option(help="Folder of clean images, matched by stem.")] = None,

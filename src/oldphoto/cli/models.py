@@ -56,7 +56,7 @@ def list_models() -> None:
 
 @app.command("verify")
 def verify(
-    names: Annotated[list[str] | None, typer.Argument(help="Models to verify (default: every shipped model).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Models to verify (default: every shipped model).")] = None,
 ) -> None:
     """Check the sha256 of shipped weights and that they load with strict=True."""
     from oldphoto.weights import load_network
