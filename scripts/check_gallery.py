@@ -12,7 +12,8 @@ face fixture and a corrupt file) into ``--out`` with ``--gallery``. Then it
    divider, then clicks at 25 % of the photo's width (on the element the browser finds at that point, so an overlay
    that swallowed clicks would fail the check) and ticks the mask toggle; it writes what followed (divider position,
    the after image's clip, the mask's display, which images loaded) into the page, which ``--dump-dom`` returns;
-4. takes a screenshot of that copy, which shows the moved divider and the red mask.
+4. takes a screenshot of that copy, which shows the moved divider and the red mask, and one of the whole page in a
+   tall window (faces, the other photos, the photos not restored).
 
 No browser automation library: Chromium's own ``--screenshot`` and ``--dump-dom`` are enough, and nothing is
 downloaded. Exits 1 when a check fails. ``tests/test_gallery.py`` uses :func:`browser_check` too.
@@ -36,6 +37,7 @@ from urllib.parse import unquote
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 WINDOW = "1280,900"
+WHOLE_HEIGHT = 2400
 CLICK_AT = 0.25
 FLAGS = [
     "--headless",
@@ -68,8 +70,10 @@ window.addEventListener("load", function () {
   if (!frame) { result.errors.push("no before/after frame"); }
   else {
     var box = frame.getBoundingClientRect();
-    if (box.bottom > innerHeight) { frame.scrollIntoView({block: "center"}); box = frame.getBoundingClientRect(); }
-    var y = box.top + box.height / 2;
+    // Click in the middle of the photo's visible part. No scrolling: headless Chromium's --screenshot of a page
+    // scrolled by a script came out blank at the top, and the first photo is on screen anyway.
+    var y = (Math.max(box.top, 0) + Math.min(box.bottom, innerHeight)) / 2;
+    if (y <= box.top || y >= box.bottom) { result.errors.push("the first photo is not on screen"); }
     function fire(type, fraction) {
       var x = box.left + fraction * box.width;
       var target = document.elementFromPoint(x, y);
@@ -104,7 +108,7 @@ window.addEventListener("load", function () {
   var pre = document.createElement("pre");
   pre.id = "%s";
   pre.textContent = JSON.stringify(result);
-  pre.style.cssText = "position:fixed;bottom:0;left:0;margin:0;max-width:100%%;white-space:pre-wrap;font-size:10px;background:#ffd;color:#000";
+  pre.hidden = true;  // for --dump-dom only: the screenshot shows the page as a person sees it
   document.body.appendChild(pre);
   document.title = "checked";
 });
@@ -180,12 +184,15 @@ def browser_check(index: Path, shots: Path, chromium: str = CHROMIUM, click_at: 
         url = f"{harnessed.as_uri()}#click={click_at}&mask=1"
         dumped = _chromium(chromium, work, f"--window-size={WINDOW}", "--dump-dom", url).stdout
         clicked = screenshot(chromium, url, shots / "gallery-clicked.png", work)
+        # The whole page in one tall window: the faces, the other photos and the list of photos not restored.
+        whole = shots / "gallery-whole.png"
+        _chromium(chromium, work, f"--window-size={WINDOW.split(',')[0]},{WHOLE_HEIGHT}", f"--screenshot={whole}", index.as_uri())
     finally:
         harnessed.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
     found = re.search(rf'<pre id="{RESULT_ID}"[^>]*>(.*?)</pre>', dumped, re.S)
     if found is None:
-        return {"problems": ["the harness wrote no result (did the page's load event fire?)"], "screenshots": [str(opened), str(clicked)]}
+        return {"problems": ["the harness wrote no result (did the page's load event fire?)"], "screenshots": [str(opened), str(clicked), str(whole)]}
     result = json.loads(html.unescape(found.group(1)))
     problems = list(result.get("errors", []))
     problems += [f"image did not load: {image['src']}" for image in result["images"] if not image["loaded"]]
@@ -203,7 +210,7 @@ def browser_check(index: Path, shots: Path, chromium: str = CHROMIUM, click_at: 
     if "mask_before" in result and not (result["mask_before"] == "none" and result["mask_after"] != "none"):
         problems.append(f"mask toggle: display {result['mask_before']} -> {result['mask_after']}")
     result["problems"] = problems
-    result["screenshots"] = [str(opened), str(clicked)]
+    result["screenshots"] = [str(opened), str(clicked), str(whole)]
     return result
 
 

@@ -51,6 +51,15 @@ def test_unstructured_ops_keep_shape_dtype_range(name):
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert isinstance(params, dict)
     json.dumps(params)
+    # Applied, the op visibly changes the photo (salt and pepper, the sparsest, moves 1-2% of the pixels fully) ...
+    change = np.abs(out - image)
+    assert change.max() > 0.05 and change.mean() > 0.002, f"{name} left the photo (almost) as it was"
+    # ... and what it draws is the seed's: the same seed again gives the same image, another seed another one.
+    again, _ = UNSTRUCTURED_OPS[name](image.copy(), np.random.default_rng(0))
+    other, _ = UNSTRUCTURED_OPS[name](image.copy(), np.random.default_rng(1))
+    assert np.array_equal(out, again)
+    if name != "grayscale":  # the one op without a random draw
+        assert not np.array_equal(out, other)
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURED_OPS))
@@ -63,6 +72,8 @@ def test_structured_ops_keep_shape_and_mark_what_they_change(name, stamps):
     threshold = 0.08
     mask = canvas.mask(threshold) > 0
     drawn = np.abs(canvas.image - clean).max(axis=2)
+    # Applied (seed 3 draws every op), the op visibly changes the photo.
+    assert (drawn > threshold).sum() >= 10, f"{name} drew (almost) nothing"
     if name == "stains":
         # Translucent discolouration: drawn, but left to the global stage rather than masked for inpainting.
         assert drawn.max() > threshold and not mask.any()
@@ -75,16 +86,19 @@ def test_structured_ops_keep_shape_and_mark_what_they_change(name, stamps):
     assert mask.any(), f"{name} drew nothing"
 
 
-def test_same_seed_same_output(stamps):
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_same_seed_same_output(stamps, name):
     clean = smooth_image(64, 80)
-    for preset in PRESETS.values():
-        first = degrade_image(clean, preset, np.random.default_rng(7), stamps)
-        second = degrade_image(clean, preset, np.random.default_rng(7), stamps)
-        assert np.array_equal(first.degraded, second.degraded)
-        assert np.array_equal(first.mask, second.mask)
-        assert first.ops == second.ops
-    other = degrade_image(clean, get_preset("default"), np.random.default_rng(8), stamps)
+    preset = PRESETS[name]
+    first = degrade_image(clean, preset, np.random.default_rng(7), stamps)
+    second = degrade_image(clean, preset, np.random.default_rng(7), stamps)
+    assert np.array_equal(first.degraded, second.degraded)
+    assert np.array_equal(first.mask, second.mask)
+    assert first.ops == second.ops
+    # The same preset with another seed draws other damage: the seed, not the preset, is what varies here.
+    other = degrade_image(clean, preset, np.random.default_rng(8), stamps)
     assert not np.array_equal(other.degraded, first.degraded)
+    assert other.ops != first.ops
 
 
 def test_mask_is_exactly_the_structured_damage():

@@ -55,10 +55,10 @@ def render_gallery(index: Path, payload: dict[str, Any], root: Path | None = Non
     shown = [record for record in images if record.get("status") in SHOWN_STATUSES]
     not_restored = [record for record in images if record.get("status") not in SHOWN_STATUSES]
     photos = "\n".join(_photo_section(number, record, locate) for number, record in enumerate(shown))
-    body = [_header(payload, images)]
+    # The photos first, the ones not restored after them: a long list of failures must not push the photos away.
+    body = [_header(payload, images, len(not_restored)), photos or '<p class="empty">No restored photos in this report.</p>']
     if not_restored:
         body.append(_not_restored_section(not_restored))
-    body.append(photos or '<p class="empty">No restored photos in this report.</p>')
     return _PAGE.format(title="oldphoto gallery", css=_CSS, svg=_SVG, body="\n".join(body), js=_JS)
 
 
@@ -80,7 +80,7 @@ class _Locator:
         return quote(Path(relative).as_posix())
 
 
-def _header(payload: dict[str, Any], images: list[dict[str, Any]]) -> str:
+def _header(payload: dict[str, Any], images: list[dict[str, Any]], not_restored: int) -> str:
     totals = payload.get("totals") or {}
     statuses = totals.get("statuses") or {}
     status_text = ", ".join(f"{count} {status}" for status, count in statuses.items()) or f"{len(images)} photos"
@@ -96,10 +96,12 @@ def _header(payload: dict[str, Any], images: list[dict[str, Any]]) -> str:
     parts = payload.get("merged_from") or []
     if parts:
         figures.append(("merged from", ", ".join(str(part.get("report", "?")) for part in parts)))
+    link = f'\n<p class="jump"><a href="#not-restored">{not_restored} not restored: see the list</a></p>' if not_restored else ""
     stages = "".join(f"<li>{escape(str(stage))}</li>" for stage in payload.get("stages") or [])
     return (
         '<header>\n<h1>oldphoto gallery</h1>\n'
         + _definition_list(figures, "totals")
+        + link
         + (f'\n<details class="stages"><summary>stages</summary><ol>{stages}</ol></details>' if stages else "")
         + "\n</header>"
     )
@@ -299,7 +301,9 @@ dl div { display: flex; gap: .4rem; }
 dt { color: #888; }
 dd { margin: 0; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 .stages ol { margin: .25rem 0; }
-section.not-restored { margin: 0 0 2rem; }
+.jump { margin: .25rem 0; }
+.jump a { color: var(--accent); }
+section.not-restored { margin: 2rem 0; }
 section.photo { margin: 0 0 2.5rem; }
 .ba, .single { position: relative; max-width: 100%; user-select: none; touch-action: none; background: #8882; line-height: 0; }
 .ba { cursor: ew-resize; --pos: 50%; }

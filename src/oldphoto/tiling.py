@@ -11,7 +11,7 @@ under the run's autocast (``precision``), and its output is cast back to float32
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -72,7 +72,7 @@ def _ramp(start: int, end: int, length: int, overlap: int) -> torch.Tensor:
 
 def tile_apply(
     fn: TileFn,
-    image: torch.Tensor,
+    image: torch.Tensor | Sequence[torch.Tensor],
     *,
     tile: int,
     overlap: int,
@@ -88,7 +88,8 @@ def tile_apply(
 
     Args:
         fn: maps (1, C, h, w) on ``device``/``dtype`` to (1, C_out, h, w).
-        image: (1, C, H, W) float32 on the CPU.
+        image: (1, C, H, W) float32 on the CPU, or several (1, C_i, H, W) parts concatenated along channels tile by
+            tile (so that e.g. a photo and its mask need no full-size stacked copy).
         tile: tile edge in pixels (rounded down to ``multiple_of``).
         overlap: overlap between neighbouring tiles, blended with linear feathering.
         dtype: dtype of the tile handed to ``fn`` (the networks' weight dtype: float32, see ``Runtime.dtype``).
@@ -102,9 +103,11 @@ def tile_apply(
     Returns:
         (1, C_out, H, W) float32 on the CPU.
     """
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"tile_apply expects a (1, C, H, W) tensor, got {tuple(image.shape)}")
-    _, channels, height, width = image.shape
+    parts = [image] if isinstance(image, torch.Tensor) else list(image)
+    if any(part.dim() != 4 or part.shape[0] != 1 or part.shape[-2:] != parts[0].shape[-2:] for part in parts):
+        raise ValueError(f"tile_apply expects (1, C, H, W) tensors of one size, got {[tuple(p.shape) for p in parts]}")
+    channels = sum(part.shape[1] for part in parts)
+    height, width = parts[0].shape[-2:]
     tile = max(multiple_of, tile // multiple_of * multiple_of)
     overlap = min(overlap, tile // 4)
     rows = tile_spans(height, tile, overlap, multiple_of)
@@ -116,7 +119,7 @@ def tile_apply(
     for y0, y1 in rows:
         wy = _ramp(y0, y1, height, overlap)
         for x0, x1 in columns:
-            crop = image[:, :, y0:y1, x0:x1]
+            crop = parts[0][:, :, y0:y1, x0:x1] if len(parts) == 1 else torch.cat([p[:, :, y0:y1, x0:x1] for p in parts], 1)
             result = _run_tile(fn, crop, tile, overlap, device, dtype, precision, multiple_of, out_channels, min_tile)
             weight = wy[:, None] * _ramp(x0, x1, width, overlap)[None, :]
             output[:, :, y0:y1, x0:x1] += result * weight
@@ -124,7 +127,7 @@ def tile_apply(
             done += 1
             if on_tile is not None:
                 on_tile(done, total)
-    return output / weight_sum
+    return output.div_(weight_sum)  # in place: no second full-size buffer
 
 
 def _run_tile(

@@ -17,7 +17,7 @@ app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True
 @app.command("merge", no_args_is_help=True)
 def merge(
     reports: Annotated[
-        list[Path], typer.Argument(metavar="REPORT.json...", help="Reports written by restore --report (e.g. one per shard).", show_default=False)
+        list[Path], typer.Argument(metavar="REPORT.json", help="Reports written by restore --report (e.g. one per shard).", show_default=False)
     ],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The merged report to write.")],
 ) -> None:

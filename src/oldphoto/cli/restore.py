@@ -70,7 +70,9 @@ CLUSTER = "Archives and clusters"
 
 
 def restore(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="FILE|DIR|GLOB", help="Image files, folders or glob patterns.", show_default=False)
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.", rich_help_panel=OUTPUT)],
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")
