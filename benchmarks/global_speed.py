@@ -17,7 +17,7 @@ import numpy as np
 from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.registry import DETAIL_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL, get_spec
-from oldphoto.restore.global_ import restore_global
+from oldphoto.restore.global_stage import restore_global
 from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
 

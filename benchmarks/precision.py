@@ -32,18 +32,18 @@ from oldphoto.errors import DeviceError, OldPhotoError
 from oldphoto.evaluation.metrics import psnr
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import (
-    ABLATION_MODEL,
     DETAIL_MODEL,
     FACE_DETECTOR_MODEL,
     FACE_MODEL,
     MAPPING_MODEL,
+    RESTORE_UNET_MODEL,
     SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
     VAE_OLD_MODEL,
     get_spec,
 )
 from oldphoto.restore.faces import conditions_on_original, refine_faces
-from oldphoto.restore.global_ import restore_global, restore_global_direct
+from oldphoto.restore.global_stage import restore_global, restore_global_direct
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import detect_scratches
 from oldphoto.runtime import DEFAULT_TILE, Runtime, cpu_has_native_bf16, make_runtime
@@ -103,7 +103,7 @@ def main() -> None:
         reduced = dataclasses.replace(fp32, precision=name)
     image, origin = sample(args.megapixels, args.images)
     mp = image.shape[0] * image.shape[1] / 1e6
-    names = (SCRATCH_MODEL, VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL, ABLATION_MODEL, FACE_DETECTOR_MODEL, FACE_MODEL)
+    names = (SCRATCH_MODEL, VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL, RESTORE_UNET_MODEL, FACE_DETECTOR_MODEL, FACE_MODEL)
     loaded = {name: network(name) for name in names}
     nets = {name: module for name, (module, _) in loaded.items()}
     print(f"{image.shape[1]}x{image.shape[0]} ({mp:.2f} MP): {origin}")
@@ -113,7 +113,7 @@ def main() -> None:
     scratch_spec = get_spec(SCRATCH_MODEL)
     threshold, dilation = RestoreOptions().detection_settings(scratch_spec)
     global_overlap = max(get_spec(name).contract.min_tile_overlap for name in (MAPPING_MODEL, DETAIL_MODEL))
-    ablation_overlap = get_spec(ABLATION_MODEL).contract.min_tile_overlap
+    ablation_overlap = get_spec(RESTORE_UNET_MODEL).contract.min_tile_overlap
     mask = detect_scratches(
         image, nets[SCRATCH_MODEL], fp32, size_multiple=scratch_spec.contract.size_multiple,
         min_overlap=scratch_spec.contract.min_tile_overlap, threshold=threshold, dilation=dilation,
@@ -129,7 +129,7 @@ def main() -> None:
             image, mask, nets[VAE_OLD_MODEL], nets[MAPPING_MODEL], nets[VAE_CLEAN_MODEL], rt, min_overlap=global_overlap,
             detail=nets[DETAIL_MODEL],
         ),
-        f"global ({ABLATION_MODEL})": lambda rt: restore_global_direct(image, mask, nets[ABLATION_MODEL], rt, min_overlap=ablation_overlap),
+        f"global ({RESTORE_UNET_MODEL})": lambda rt: restore_global_direct(image, mask, nets[RESTORE_UNET_MODEL], rt, min_overlap=ablation_overlap),
         "face refinement (detect + refine)": lambda rt: refine_faces(
             image, nets[FACE_DETECTOR_MODEL], nets[FACE_MODEL], rt,
             original=image if conditions_on_original(face_spec) else None,

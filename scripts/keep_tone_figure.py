@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from oldphoto.imageio import load_rgb, to_luminance
-from oldphoto.restore.global_ import is_black_and_white
+from oldphoto.restore.global_stage import is_black_and_white
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 

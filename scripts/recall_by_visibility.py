@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 import torch
 
-from oldphoto.batch import discover_inputs
 from oldphoto.degrade import degrade_image, get_preset, load_stamps
 from oldphoto.imageio import load_rgb
+from oldphoto.inputs import discover_inputs
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import detect_with_contract

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from oldphoto import registry
 from oldphoto.archs.detail_fusion import DetailFusionConfig
+from oldphoto.archs.face_gate import FaceGateConfig
 from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
@@ -86,5 +87,7 @@ TINY_FACE_CONFIG = FaceRefineConfig(channels=(4, 8, 8), blocks=1, condition_hidd
 
 @pytest.fixture
 def random_face_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
-    """A tiny random face refiner registered as shipped (the detector is the shipped MTCNN)."""
+    """A tiny random face refiner registered as shipped, with a random face gate that gives every face strength 0.9
+    (the detector is the shipped MTCNN)."""
+    install_random_model(monkeypatch, weights_dir, registry.FACE_GATE_MODEL, FaceGateConfig(channels=(4, 4), initial_strength=0.9), seed=5)
     return install_random_model(monkeypatch, weights_dir, registry.FACE_MODEL, TINY_FACE_CONFIG, seed=4)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from oldphoto.batch import discover_inputs
 from oldphoto.errors import ConfigError
+from oldphoto.inputs import discover_inputs
 from oldphoto.reports import merge_reports
 from oldphoto.shards import Shard, parse_shard, select_shard
 

@@ -116,6 +116,34 @@ def test_save_mask_and_compare(album, tmp_path, random_scratch_model):
     assert (out / "a_compare.jpg").exists()
 
 
+def test_compare_sheet_is_the_input_beside_the_output(tmp_path, random_scratch_model):
+    """The sheet's left half is the photo as given, the right half the restored photo (within the sheet's own JPEG
+    error), with a white gap between them: a white band drawn across the photo and repaired through --masks is
+    on the left and gone on the right."""
+    from oldphoto.imageio import load_rgb, save_rgb
+
+    pixels = smooth_image(48, 64)
+    pixels[20:24] = 1.0  # a white scratch across the photo
+    save_rgb(tmp_path / "in" / "p.png", pixels)
+    band = np.zeros((48, 64), np.uint8)
+    band[19:25] = 255
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(band).save(tmp_path / "masks" / "p_mask.png")
+    out = tmp_path / "out"
+    result = invoke("restore", str(tmp_path / "in" / "p.png"), "-o", str(out), "--masks", str(tmp_path / "masks"), "--compare", *STAGES)
+    assert result.exit_code == 0, result.output
+    before, after, sheet = load_rgb(tmp_path / "in" / "p.png"), load_rgb(out / "p.png"), load_rgb(out / "p_compare.jpg")
+    assert sheet.shape == (48, 64 + 4 + 64, 3)
+    left, gap, right = sheet[:, :64], sheet[:, 64:68], sheet[:, 68:]
+    assert np.abs(after - before)[19:25].mean() > 0.2  # the band was repaired: the two halves must differ there
+    # Measured: the sheet's JPEG (quality 95) is 3.1-3.2 levels off on average, 22 at most, on this grainy photo; with
+    # the halves swapped, 14 on average and 88 along the band.
+    for half, expected in ((left, before), (right, after)):
+        error = np.abs(half - expected)
+        assert error.mean() < 5 / 255 and error.max() < 40 / 255, (error.mean() * 255, error.max() * 255)
+    assert gap.min() > 0.9
+
+
 def test_detection_settings_reach_the_report(album, tmp_path, random_scratch_model):
     report = tmp_path / "report.json"
     result = invoke(
@@ -467,3 +495,129 @@ def test_help_shows_metavars_not_python_types(command):
     assert raw == [] and not re.search(r"\{[a-z_]+\}", usage), (raw, usage)
     if command != ["models", "verify"]:  # it has no option that takes a value
         assert re.search(r"\b(N|0\.\.1|PATH|DIR|FILE|TEXT)\b", result.output)
+
+
+# --- what a restored file keeps, and what survives a failed write ----------------------------------------------------
+
+
+def _png_with_chunks(png: bytes, chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """``png`` with extra chunks (type, body) inserted right after its IHDR chunk."""
+    import struct
+    import zlib
+
+    extra = b"".join(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks)
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return png[:ihdr_end] + extra + png[ihdr_end:]
+
+
+def _exif_and_icc() -> tuple[Image.Exif, bytes]:
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x013B] = "A. Photographer"  # Artist
+    exif.get_ifd(0x8769)[0x9003] = "1931:05:04 12:30:00"  # DateTimeOriginal, in the Exif sub-IFD
+    return exif, ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("name", ["scan.jpg", "scan16.png"])
+def test_restore_keeps_bit_depth_exif_and_icc(tmp_path, random_scratch_model, name):
+    """Through `oldphoto restore`: a 16-bit PNG comes back 16-bit (its pixels not rounded to 8 bits), and the EXIF
+    (artist, date taken) and ICC profile of a JPEG or a 16-bit PNG come back in the output."""
+    import cv2
+
+    exif, icc = _exif_and_icc()
+    source = tmp_path / "in" / name
+    source.parent.mkdir()
+    if name.endswith(".jpg"):
+        Image.fromarray((smooth_image(48, 64) * 255).astype(np.uint8)).save(source, quality=95, exif=exif.tobytes(), icc_profile=icc)
+    else:
+        pixels = np.rint(smooth_image(48, 64) * 65535).astype(np.uint16)
+        pixels[0, 0] = (1, 2, 3)  # not representable in 8 bits
+        png = cv2.imencode(".png", pixels[:, :, ::-1])[1].tobytes()
+        exif_body = exif.tobytes()
+        exif_body = exif_body[6:] if exif_body.startswith(b"Exif\x00\x00") else exif_body
+        import zlib
+
+        source.write_bytes(_png_with_chunks(png, [(b"iCCP", b"sRGB\x00\x00" + zlib.compress(icc)), (b"eXIf", exif_body)]))
+    out = tmp_path / "out"
+    result = invoke("restore", str(source), "-o", str(out), "--save-mask", *STAGES)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / name) as restored:
+        restored.load()
+        assert restored.info.get("icc_profile") == icc
+        assert restored.getexif().get(0x013B) == "A. Photographer"
+        assert restored.getexif().get_ifd(0x8769).get(0x9003) == "1931:05:04 12:30:00"
+    if name.endswith(".png"):
+        written = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == np.uint16 and written.shape == (48, 64, 3)
+        with Image.open(out / "scan16_mask.png") as mask:
+            untouched = np.asarray(mask) == 0
+        assert untouched.mean() > 0.5
+        # Where nothing was repaired the 16-bit values come back exactly (an 8-bit round trip would round them).
+        assert np.array_equal(written[untouched], cv2.imread(str(source), cv2.IMREAD_UNCHANGED)[untouched])
+        assert untouched[0, 0] and tuple(written[0, 0, ::-1]) == (1, 2, 3)
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
+def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_scratch_model, monkeypatch, failure):
+    """--overwrite writes the new output beside the old one and swaps it in: stopped at the swap (Ctrl-C, or an error),
+    the old output is intact and no temporary .part file is left."""
+    import os
+
+    from oldphoto import imageio
+
+    out = tmp_path / "out"
+    make_photo(out / "a.jpg", size=(10, 10))
+    before = (out / "a.jpg").read_bytes()
+    real_replace = os.replace
+
+    def replace(source, target, *args, **kwargs):
+        if Path(target) == out / "a.jpg":
+            raise failure() if failure is KeyboardInterrupt else failure(5, "Input/output error")
+        return real_replace(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(imageio.os, "replace", replace)
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES)
+    assert result.exit_code == (130 if failure is KeyboardInterrupt else 1), result.output
+    assert (out / "a.jpg").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]  # no .a.jpg.*.part left behind
+    monkeypatch.setattr(imageio.os, "replace", real_replace)
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES).exit_code == 0
+    assert (out / "a.jpg").read_bytes() != before
+
+
+def _flip_a_byte(path: Path, keep_mtime: bool = False) -> None:
+    """Change one byte of ``path`` in place (same size); with ``keep_mtime`` its modification time is put back."""
+    import os
+
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    if keep_mtime:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+
+
+def test_tampered_weights_stop_restore_and_fail_verify(album, tmp_path, random_scratch_model, weights_dir):
+    _flip_a_byte(weights_dir / random_scratch_model.weights_file)
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 2  # the run cannot start
+    text = " ".join(result.output.split())
+    assert "sha256 does not match" in text and "scratch-unet" in text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    verified = invoke("models", "verify", "scratch-unet")
+    assert verified.exit_code == 1
+    assert "FAILED" in verified.output and "sha256" in verified.output
+
+
+def test_tampered_weights_are_refused_even_with_their_size_and_mtime_kept(random_scratch_model, weights_dir):
+    """The sha256 check is cached per file within a process; a same-size edit whose modification time is put back
+    must still be caught (issue 20: a cache keyed on path, size and mtime alone took it for the verified file)."""
+    from oldphoto.errors import WeightsIntegrityError
+    from oldphoto.weights import verify_weights
+
+    verify_weights(random_scratch_model)  # verified once, as a long-running process (a Ray worker, a notebook) would
+    _flip_a_byte(weights_dir / random_scratch_model.weights_file, keep_mtime=True)
+    with pytest.raises(WeightsIntegrityError, match="sha256"):
+        verify_weights(random_scratch_model)

@@ -72,7 +72,7 @@ def test_structured_ops_keep_shape_and_mark_what_they_change(name, stamps):
     threshold = 0.08
     mask = canvas.mask(threshold) > 0
     drawn = np.abs(canvas.image - clean).max(axis=2)
-    # Applied (seed 3 draws every op), the op visibly changes the photo.
+    # Applied, the op visibly changes the photo (dust, the smallest, moves 13 pixels here).
     assert (drawn > threshold).sum() >= 10, f"{name} drew (almost) nothing"
     if name == "stains":
         # Translucent discolouration: drawn, but left to the global stage rather than masked for inpainting.
@@ -83,7 +83,7 @@ def test_structured_ops_keep_shape_and_mark_what_they_change(name, stamps):
     assert drawn[mask].min(initial=1) > threshold
     # Every pixel the damage left untouched is outside the mask.
     assert not np.any(mask & (canvas.opacity == 0))
-    assert mask.any(), f"{name} drew nothing"
+    assert mask.sum() >= 10, f"{name} marked (almost) nothing"  # dust, the smallest, marks 13 pixels here
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

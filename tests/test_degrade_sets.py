@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto.batch import InputFile
 from oldphoto.degrade import MASK_DEFINITION, get_preset, load_stamps
 from oldphoto.degrade.sets import PairRecord, PlannedPair, make_pair, plan_pairs, random_crop, write_manifest
 from oldphoto.errors import ImageReadError
+from oldphoto.inputs import InputFile
 
 from .conftest import smooth_image
 

@@ -13,9 +13,10 @@ from skimage.metrics import peak_signal_noise_ratio
 from typer.testing import CliRunner
 
 from oldphoto.cli.app import app
-from oldphoto.evaluation.metrics import MaskCounts
+from oldphoto.evaluation.metrics import MaskCounts, psnr
 from oldphoto.evaluation.runner import MASK_SCORING_WHOLE, find_pairs, score_image, summarize
 from oldphoto.imageio import load_rgb, save_rgb
+from oldphoto.restore.classical import classical_restore
 
 from .conftest import smooth_image
 
@@ -59,18 +60,52 @@ def test_identity_scores_what_the_metric_library_says(tiny_set, tmp_path):
         for i in range(2)
     ])
     assert summary["identity"]["psnr"] == pytest.approx(expected, abs=1e-6)
-    assert "f1" in summary["classical"] and 0 <= summary["classical"]["f1"] <= 1
+    # The classical baseline's figures are those of its own restoration and top-hat mask, pooled over the pairs.
+    restored = {i: classical_restore(load_rgb(tiny_set / "degraded" / f"p{i}.png")) for i in range(2)}
+    counts = [MaskCounts.of(restored[i][1], load_rgb(tiny_set / "mask" / f"p{i}.png")[:, :, 0]) for i in range(2)]
+    assert summary["classical"]["f1"] == pytest.approx((counts[0] + counts[1]).f1)
+    assert summary["classical"]["psnr"] == pytest.approx(np.mean([psnr(load_rgb(tiny_set / "clean" / f"p{i}.png"), restored[i][0]) for i in range(2)]))
     with per_image.open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4
-    assert (tmp_path / "saved" / "sheets" / "p0.jpg").exists()
+    by_method = {(row["method"], row["stem"]): row for row in rows}
+    assert [int(by_method["classical", f"p{i}"]["tp"]) for i in range(2)] == [c.tp for c in counts]
+    # The sheet: the degraded photo, then each method's output (and mask), side by side (within JPEG error).
+    sheet = load_rgb(tmp_path / "saved" / "sheets" / "p0.jpg")
+    degraded = load_rgb(tiny_set / "degraded" / "p0.png")
+    panels = [degraded, degraded, load_rgb(tmp_path / "saved" / "classical" / "p0.png"), load_rgb(tmp_path / "saved" / "classical" / "p0_mask.png")]
+    assert sheet.shape == (40, 4 * 56, 3)
+    for k, panel in enumerate(panels):
+        assert np.abs(sheet[:, 56 * k : 56 * (k + 1)] - panel).mean() < 6 / 255, k
+    assert np.array_equal(load_rgb(tmp_path / "saved" / "classical" / "p0.png"), np.clip(np.rint(restored[0][0] * 255), 0, 255) / np.float32(255))
+
+
+def pipeline_on_pairs(root: Path, options) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(restored, mask) of ``restore`` with ``options`` on each degraded photo of a tiny set, in stem order."""
+    from oldphoto.restore.pipeline import Restorer
+    from oldphoto.runtime import make_runtime
+
+    restorer = Restorer(make_runtime("cpu", precision="fp32"), options)
+    results = [restorer.restore(load_rgb(path)) for path in sorted((root / "degraded").iterdir())]
+    return [(result.pixels, result.mask) for result in results]
 
 
 def test_scratch_stage_by_model_name(tiny_set, random_scratch_model, tmp_path):
-    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "scratch-unet", "--json", str(tmp_path / "s.json")])
+    from oldphoto.restore.pipeline import RestoreOptions
+
+    # Threshold 0.5: the random detector's probabilities are 0.31-0.51, so it marks about a tenth of each photo.
+    args = ["evaluate", str(tiny_set), "-m", "scratch-unet", "--scratch-threshold", "0.5", "--precision", "fp32"]
+    result = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     method = json.loads((tmp_path / "s.json").read_text())["methods"][0]
-    assert method["method"] == "scratch-unet" and "iou" in method
+    assert method["method"] == "scratch-unet"
+    # The scores are those of `restore --no-global --no-faces`: its detected masks and Telea's fill.
+    runs = pipeline_on_pairs(tiny_set, RestoreOptions(global_restoration=False, faces=False, scratch_threshold=0.5))
+    truths = [load_rgb(tiny_set / "mask" / f"p{i}.png")[:, :, 0] for i in range(2)]
+    counts = MaskCounts.of(runs[0][1], truths[0]) + MaskCounts.of(runs[1][1], truths[1])
+    assert counts.tp + counts.fp > 100  # a mask to score
+    assert (method["iou"], method["f1"]) == pytest.approx((counts.iou, counts.f1))
+    assert method["psnr"] == pytest.approx(np.mean([psnr(load_rgb(tiny_set / "clean" / f"p{i}.png"), runs[i][0]) for i in range(2)]))
 
 
 def test_scratch_threshold_reaches_the_pipeline_methods(tiny_set, random_scratch_model, tmp_path):
@@ -110,9 +145,20 @@ def test_unknown_method_lists_valid_models(tiny_set):
 
 
 def test_real_folder_writes_contact_sheets(tiny_set, tmp_path):
+    from oldphoto.restore.classical import inpaint_telea, tophat_scratch_mask
+
     result = CliRunner().invoke(app, ["evaluate", "--real", str(tiny_set / "degraded"), "-m", "tophat", "--save", str(tmp_path / "sheets")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "sheets" / "sheets").iterdir()) == ["p0.jpg", "p1.jpg"]
+    # Each sheet: the photo | the top-hat repair | the top-hat mask (within the sheet's JPEG error).
+    for i in range(2):
+        photo = load_rgb(tiny_set / "degraded" / f"p{i}.png")
+        mask = tophat_scratch_mask(photo)
+        assert mask.any()
+        sheet = load_rgb(tmp_path / "sheets" / "sheets" / f"p{i}.jpg")
+        assert sheet.shape == (40, 3 * 56, 3)
+        for k, panel in enumerate((photo, inpaint_telea(photo, mask), np.repeat(mask[:, :, None], 3, axis=2))):
+            assert np.abs(sheet[:, 56 * k : 56 * (k + 1)] - panel).mean() < 6 / 255, (i, k)
 
 
 def test_summary_of_nothing():
@@ -125,13 +171,21 @@ def test_global_and_ablation_methods(tiny_set, random_scratch_model, random_glob
 
     from .conftest import install_random_model
 
-    install_random_model(monkeypatch, weights_dir, registry.ABLATION_MODEL, RestoreUNetConfig(channels=(4, 8, 16), bottleneck_blocks=1))
+    install_random_model(monkeypatch, weights_dir, registry.RESTORE_UNET_MODEL, RestoreUNetConfig(channels=(4, 8, 16), bottleneck_blocks=1))
     out = tmp_path / "s.json"
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "global", "-m", "restore-unet", "--json", str(out)])
     assert result.exit_code == 0, result.output
     methods = {m["method"]: m for m in json.loads(out.read_text())["methods"]}
     assert set(methods) == {"global", "restore-unet"}
     assert all(np.isfinite(m["psnr"]) and "f1" in m for m in methods.values())
+    # Each is scored on what `restore` makes with that global model (and no face stage).
+    from oldphoto.restore.pipeline import RestoreOptions
+
+    clean = [load_rgb(tiny_set / "clean" / f"p{i}.png") for i in range(2)]
+    for name, options in (("global", RestoreOptions(faces=False)), ("restore-unet", RestoreOptions(faces=False, global_model="restore-unet"))):
+        runs = pipeline_on_pairs(tiny_set, options)
+        assert methods[name]["psnr"] == pytest.approx(np.mean([psnr(clean[i], runs[i][0]) for i in range(2)]), abs=1e-4), name
+    assert abs(methods["global"]["psnr"] - methods["restore-unet"]["psnr"]) > 1e-3  # two different networks
 
 
 def test_ignored_pixels_count_nowhere():

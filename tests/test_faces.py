@@ -128,7 +128,11 @@ def test_face_stage_refines_only_the_face_and_strength_zero_is_identity(random_f
     assert untouched.faces_found == 1 and np.array_equal(untouched.pixels, photo)
 
 
-def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_global_models, random_face_model, tmp_path):
+def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_face_model, tmp_path):
+    """The shipped global stage (so that the face is still a face the detector finds after it) and a random refiner:
+    with the face found, --face-strength 0 gives exactly the --no-faces output, and strength 1 changes the face."""
+    import json
+
     from typer.testing import CliRunner
 
     from oldphoto.cli.app import app
@@ -138,14 +142,22 @@ def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_glob
     save_rgb(photo, np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge"))
     runs = {"no-faces": ["--no-faces"], "strength0": ["--face-strength", "0"], "full": []}
     for name, flags in runs.items():
-        result = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / name), "--no-scratch", *flags, "--report", str(tmp_path / f"{name}.json")])
+        args = ["restore", str(photo), "-o", str(tmp_path / name), "--no-scratch", "--device", "cpu", *flags]
+        result = CliRunner().invoke(app, [*args, "--report", str(tmp_path / f"{name}.json")])
         assert result.exit_code == 0, result.output
     outputs = {name: load_rgb(tmp_path / name / "face.png") for name in runs}
+    reports = {name: json.loads((tmp_path / f"{name}.json").read_text())["images"][0] for name in runs}
+    assert reports["no-faces"]["faces_found"] is None
+    for name in ("strength0", "full"):
+        assert reports[name]["faces_found"] == 1, f"{name}: the detector must find the face in the global output"
+    assert [face["refined"] for face in reports["strength0"]["faces"]] == [False]
+    assert [face["refined"] for face in reports["full"]["faces"]] == [True]
     assert np.array_equal(outputs["no-faces"], outputs["strength0"])
-    import json
-
-    report = json.loads((tmp_path / "strength0.json").read_text())
-    assert report["images"][0]["faces_found"] is not None
+    # Strength 1 pastes the refined face: the face changes, the photo far from it does not.
+    x, y, w, h = (round(v) for v in reports["full"]["faces"][0]["box"])
+    change = np.abs(outputs["full"] - outputs["no-faces"]).max(axis=2)
+    assert change[y : y + h, x : x + w].mean() > 2 / 255
+    assert not change[:30].any() and not change[:, :50].any()
     bad = CliRunner().invoke(app, ["restore", str(photo), "-o", str(tmp_path / "x"), "--face-strength", "1.5"])
     assert bad.exit_code == 2
 

@@ -10,8 +10,8 @@ import torch
 
 from oldphoto.archs.mapping import LatentMapping
 from oldphoto.archs.vae import VAE
-from oldphoto.registry import MAPPING_MODEL, get_spec
-from oldphoto.restore.global_ import is_black_and_white, restore_global, triplet_size_multiple
+from oldphoto.registry import MAPPING_MODEL, all_specs, get_spec
+from oldphoto.restore.global_stage import is_black_and_white, restore_global, triplet_size_multiple
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 
@@ -33,11 +33,24 @@ def scratch_mask(height: int, width: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(150, 170), (97, 203)])
-def test_global_stage_keeps_size_and_range(shape):
-    rgb = smooth_image(*shape)
-    out = restore_global(rgb, scratch_mask(*shape), *tiny_triplet(), make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP)
+def test_global_stage_keeps_size_and_is_the_triplet_with_the_mask(shape):
+    """In one tile, the stage is exactly the triplet run on the photo stacked with its mask (sizes that are not on the
+    stage's grid are padded and cropped back); the mask reaches the mapping."""
+    from oldphoto.restore.global_stage import triplet_restore
+
+    rgb, mask = smooth_image(*shape), scratch_mask(*shape)
+    networks = tiny_triplet()
+    tiles = []
+    out = restore_global(rgb, mask, *networks, make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP, on_tile=lambda done, total: tiles.append(total))
+    assert tiles == [1]
     assert out.shape == rgb.shape and out.dtype == np.float32
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    stacked = torch.from_numpy(np.concatenate([rgb, mask[:, :, None]], axis=2)).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        reference = triplet_restore(stacked, *networks)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out, reference, atol=1e-5)
+    # The photo is repainted, not passed through, and the mask changes the result (the mapping fills the band).
+    assert np.abs(out - rgb).mean() > 0.01
+    assert np.abs(out - restore_global(rgb, None, *networks, make_runtime("cpu", tile=512), min_overlap=MAPPING_OVERLAP)).max() > 1e-3
 
 
 def test_global_stage_tiled_equals_untiled():
@@ -107,13 +120,28 @@ def test_global_stage_runs_without_scratch_mask(random_global_models):
     assert result.mask is None and result.pixels.shape == (48, 48, 3)
 
 
-def test_registry_specs_build_the_shipped_architectures():
-    from oldphoto import registry
+def shipped_tensor_shapes(spec) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in the spec's shipped safetensors file (read from the header, no data loaded)."""
+    from safetensors import safe_open
 
-    for name in (registry.VAE_OLD_MODEL, registry.VAE_CLEAN_MODEL, registry.MAPPING_MODEL, registry.ABLATION_MODEL):
-        spec = registry.get_spec(name)
-        network = spec.build()
-        assert dataclasses.asdict(network.config) == dataclasses.asdict(spec.config)
+    from oldphoto.weights import locate_weights
+
+    with safe_open(str(locate_weights(spec)), framework="pt") as handle:
+        slices = {name: handle.get_slice(name) for name in handle.keys()}
+        assert {piece.get_dtype() for piece in slices.values()} == {"F32"}, f"{spec.name}: not all float32"
+        return {name: tuple(piece.get_shape()) for name, piece in slices.items()}
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in all_specs() if spec.shipped])
+def test_registry_specs_build_the_shipped_architectures(name):
+    """The network each registry spec builds has exactly the shipped file's tensors: the same names, shapes and
+    dtype (the strict load would refuse anything else, so a config that drifted from the weights is caught here)."""
+    spec = get_spec(name)
+    expected = {key: (tuple(value.shape), value.dtype) for key, value in spec.build().state_dict().items()}
+    shipped = shipped_tensor_shapes(spec)
+    assert sorted(shipped) == sorted(expected), f"{name}: tensor names differ from the registry's architecture"
+    assert shipped == {key: shape for key, (shape, _) in expected.items()}, f"{name}: tensor shapes differ"
+    assert {dtype for _, dtype in expected.values()} == {torch.float32}
 
 
 # --- the detail fusion (tiny random networks) ----------------------------------------------------------------------
@@ -167,7 +195,7 @@ def test_detail_path_learns_to_keep_undamaged_texture():
     new texture far closer to the photo than the same triplet without it."""
     from oldphoto.archs.detail_fusion import DetailFusion
     from oldphoto.evaluation.metrics import psnr
-    from oldphoto.restore.global_ import triplet_restore
+    from oldphoto.restore.global_stage import triplet_restore
 
     from .conftest import TINY_DETAIL_CONFIG
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from oldphoto.batch import InputFile, plan_jobs
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import (
     JpegSettings,
-    parse_jpeg_quality,
     estimate_jpeg_quality,
+    parse_jpeg_quality,
     read_photo,
     write_photo,
 )
+from oldphoto.inputs import InputFile, plan_jobs
 
 from .conftest import smooth_image
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from oldphoto.evaluation.metrics import MaskCounts, psnr
+from oldphoto.evaluation.runner import classical, tophat
 from oldphoto.registry import SCRATCH_MODEL, get_spec
+from oldphoto.restore.classical import tophat_scratch_mask
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.restore.scratches import scratch_probability
 from oldphoto.runtime import make_runtime
@@ -52,6 +56,10 @@ def test_scratch_weights_find_a_drawn_scratch(scratch_spec):
     counts = MaskCounts.of(probability > scratch_spec.settings["threshold"], truth)
     chance_f1 = 2 * truth.mean() / (1 + truth.mean())  # predicting every pixel as damaged
     assert counts.f1 > 5 * chance_f1, counts
+    # Better than the classical detector on the same photo (top-hat/black-hat, the mask of evaluate's `tophat` and
+    # `classical` baselines). Measured: shipped F1 0.928 (precision 0.99), top-hat 0.777 (0.78 at its best settings).
+    classical = MaskCounts.of(tophat_scratch_mask(damaged), truth)
+    assert counts.f1 > classical.f1 + 0.1, (counts.f1, classical.f1)
 
 
 def test_scratch_repair_improves_the_sample(scratch_spec):
@@ -59,47 +67,85 @@ def test_scratch_repair_improves_the_sample(scratch_spec):
     restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=True, global_restoration=False, faces=False))
     restored = restorer.restore(damaged).pixels
     assert psnr(clean, restored) > psnr(clean, damaged) + 1.0
+    # Better than the classical repairs of the same photo, evaluate's baselines: `tophat` (top-hat mask filled by
+    # Telea) and `classical` (non-local means, then the same). Measured: input 20.8 dB, shipped 32.1, tophat 25.2,
+    # classical 24.7; the audit's blur + Telea stand-in scored 29.3.
+    best_classical = max(psnr(clean, method(damaged)[0]) for method in (tophat, classical))
+    assert psnr(clean, restored) > best_classical + 5.0, (psnr(clean, restored), best_classical)
 
 
-def test_shipped_global_models_restore_a_noisy_scratched_sample():
-    from oldphoto.evaluation.metrics import ssim
-    from oldphoto.registry import MAPPING_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL
-    from oldphoto.restore.global_ import restore_global
-
-    specs = [get_spec(name) for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL)]
-    if not all(spec.shipped for spec in specs):
-        pytest.fail("the global restoration models must be shipped")
+def noisy_scratched_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean, noisy, mask): the scratched sample with Gaussian noise (sigma 0.06) on top."""
     clean, damaged, truth = scratched_sample()
     noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
-    networks = (load_network(spec) for spec in specs)
-    restored = restore_global(noisy, truth, *networks, make_runtime("cpu"), min_overlap=specs[1].contract.min_tile_overlap)
+    return clean, noisy, truth
+
+
+def restored_by(model: str, noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The shipped global stage given the true mask: the triplet (VAE_A -> mapping -> VAE_B) or the ablation."""
+    from oldphoto.registry import MAPPING_MODEL, RESTORE_UNET_MODEL, VAE_CLEAN_MODEL, VAE_OLD_MODEL
+    from oldphoto.restore.global_stage import restore_global, restore_global_direct
+
+    if model == "triplet":
+        specs = [get_spec(name) for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL)]
+        if not all(spec.shipped for spec in specs):
+            pytest.fail("the global restoration models must be shipped")
+        networks = (load_network(spec) for spec in specs)
+        return restore_global(noisy, truth, *networks, make_runtime("cpu"), min_overlap=specs[1].contract.min_tile_overlap)
+    spec = get_spec(RESTORE_UNET_MODEL)
+    return restore_global_direct(noisy, truth, load_network(spec), make_runtime("cpu"), min_overlap=spec.contract.min_tile_overlap)
+
+
+def error_inside(image: np.ndarray, clean: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.abs(image - clean)[truth > 0].mean())
+
+
+# Measured on this sample (PSNR dB / SSIM / mean error inside the scratches): noisy input 19.35 / 0.378 / 0.382;
+# evaluate's `classical` baseline (non-local means, top-hat mask, Telea) 25.70 / 0.841 / 0.145; the triplet
+# 25.93 / 0.885 / 0.057; the ablation 29.24 / 0.901 / 0.060.
+BEATS_CLASSICAL = {"triplet": {"psnr": 0.0, "ssim": 0.02}, "restore-unet": {"psnr": 2.0, "ssim": 0.03}}
+
+
+@pytest.mark.parametrize("model", sorted(BEATS_CLASSICAL))
+def test_shipped_global_models_restore_a_noisy_scratched_sample(model):
+    from oldphoto.evaluation.metrics import ssim
+
+    clean, noisy, truth = noisy_scratched_sample()
+    restored = restored_by(model, noisy, truth)
     assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
     assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
     # The scratches themselves are filled: inside the mask the error drops by more than half.
-    inside = truth > 0
-    assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()
+    assert error_inside(restored, clean, truth) < 0.5 * error_inside(noisy, clean, truth)
+    # And better than the classical restoration of the same photo. The triplet's PSNR lead is thin (0.23 dB), so
+    # its margin is on SSIM and on the scratches.
+    baseline, _ = classical(noisy)
+    margin = BEATS_CLASSICAL[model]
+    assert psnr(clean, restored) > psnr(clean, baseline) + margin["psnr"], (psnr(clean, restored), psnr(clean, baseline))
+    assert ssim(clean, restored) > ssim(clean, baseline) + margin["ssim"], (ssim(clean, restored), ssim(clean, baseline))
+    assert error_inside(restored, clean, truth) < 0.5 * error_inside(baseline, clean, truth)
 
 
-def test_shipped_ablation_restores_a_noisy_scratched_sample():
-    from oldphoto.evaluation.metrics import ssim
-    from oldphoto.registry import ABLATION_MODEL
-    from oldphoto.restore.global_ import restore_global_direct
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20: given the same (true) mask, the classical repair (non-local means, then Telea on the mask) "
+    "restores this sample better than the shipped global models: 31.31 dB and 0.032 mean error inside the scratches, "
+    "against the triplet's 25.93 dB / 0.057 and the ablation's 29.24 dB / 0.060 (their SSIM is higher: 0.885 and "
+    "0.901 against 0.873)",
+)
+@pytest.mark.parametrize("model", sorted(BEATS_CLASSICAL))
+def test_shipped_global_models_beat_the_classical_repair_given_the_same_mask(model):
+    from oldphoto.restore.classical import denoise_nlm, inpaint_telea
 
-    clean, damaged, truth = scratched_sample()
-    noisy = np.clip(damaged + np.random.default_rng(0).normal(0, 0.06, damaged.shape), 0, 1).astype(np.float32)
-    spec = get_spec(ABLATION_MODEL)
-    restored = restore_global_direct(noisy, truth, load_network(spec), make_runtime("cpu"), min_overlap=spec.contract.min_tile_overlap)
-    assert psnr(clean, restored) > psnr(clean, noisy) + 2.0
-    assert ssim(clean, restored) > ssim(clean, noisy) + 0.2
-    inside = truth > 0
-    assert np.abs(restored - clean)[inside].mean() < 0.5 * np.abs(noisy - clean)[inside].mean()
+    clean, noisy, truth = noisy_scratched_sample()
+    restored = restored_by(model, noisy, truth)
+    baseline = inpaint_telea(denoise_nlm(noisy), truth)
+    assert psnr(clean, restored) > psnr(clean, baseline), (psnr(clean, restored), psnr(clean, baseline))
+    assert error_inside(restored, clean, truth) < error_inside(baseline, clean, truth)
 
 
 def test_shipped_global_stage_leaves_an_undamaged_texture_alone():
     """A sharp, undamaged, textured photo crop (tests/fixtures/texture-lichen.jpg: thin bright strands, the kind of
     content the detector can mistake for scratches) comes back essentially unchanged from `restore --no-faces`."""
-    from pathlib import Path
-
     from oldphoto.evaluation.metrics import ssim
     from oldphoto.imageio import load_rgb
 
@@ -143,3 +189,119 @@ def test_shipped_detector_leaves_a_bright_badge_alone_and_finds_the_scratch_besi
     marked = probability > scratch_spec.settings["threshold"]
     assert marked[badges].mean() < 0.05
     assert marked[scratch].mean() > 0.6
+
+
+FACE_FIXTURE = Path(__file__).parent / "fixtures" / "face-1870.jpg"
+
+
+@pytest.fixture(scope="module")
+def degraded_face_restorations():
+    """(clean, degraded, global only, refined) of the fixture face (black and white, padded to 216 x 176) after a
+    scan-like degradation: blur (sigma 1), noise (sigma 0.04), JPEG quality 50. The shipped global stage in fp32, then
+    the shipped refiner at full strength on its face (as `restore` runs it: conditioned on the photo before the
+    global stage; no face gate, so this is the refiner's own work)."""
+    from oldphoto.imageio import load_rgb, to_luminance
+    from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL
+    from oldphoto.restore.faces import conditions_on_original, refine_faces
+
+    face = np.pad(load_rgb(FACE_FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    clean = np.repeat(to_luminance(face), 3, axis=2)
+    noisy = cv2.GaussianBlur(clean, (0, 0), 1.0) + np.random.default_rng(0).normal(0, 0.04, clean.shape)
+    encoded = cv2.imencode(".jpg", np.clip(np.rint(noisy * 255), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])[1]
+    degraded = cv2.imdecode(encoded, cv2.IMREAD_COLOR).astype(np.float32) / 255.0
+    runtime = make_runtime("cpu", precision="fp32")
+    global_only = Restorer(runtime, RestoreOptions(scratches=False, faces=False)).restore(degraded).pixels
+    refiner_spec = get_spec(FACE_MODEL)
+    assert conditions_on_original(refiner_spec)
+    refined = refine_faces(global_only, load_network(get_spec(FACE_DETECTOR_MODEL)), load_network(refiner_spec), runtime, original=degraded)
+    return clean, degraded, global_only, refined
+
+
+def face_box(result) -> tuple[slice, slice]:
+    x1, y1, x2, y2 = (int(round(v)) for v in result.faces[0].box)
+    return slice(max(0, y1), y2), slice(max(0, x1), x2)
+
+
+def test_shipped_face_refiner_refines_the_degraded_face(degraded_face_restorations):
+    _, _, global_only, refined = degraded_face_restorations
+    assert len(refined.faces) == 1 and refined.records[0].refined
+    change = np.abs(refined.pixels - global_only).max(axis=2)
+    assert change[face_box(refined)].mean() > 0.5 / 255  # the refiner's correction is pasted in (measured: 1 level)
+    assert not change[:20].any()  # and nothing far from the face
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20: on the fixture face the shipped refiner does not improve on the global stage: in the face box "
+    "30.95 dB / SSIM 0.884 after the global stage, 30.77 / 0.871 refined (luma; the degraded input 31.63 / 0.842). "
+    "Also with the bopbtl preset (6 seeds: -0.14 dB / -0.012 SSIM on average) and at twice the size (-0.45 dB)",
+)
+def test_shipped_face_refiner_improves_a_degraded_face(degraded_face_restorations):
+    from oldphoto.evaluation.metrics import ssim
+    from oldphoto.imageio import to_luminance
+
+    clean, _, global_only, refined = degraded_face_restorations
+    box = face_box(refined)
+    reference = to_luminance(clean)[box]
+    before, after = to_luminance(global_only)[box], to_luminance(refined.pixels)[box]
+    assert psnr(reference, after) > psnr(reference, before) + 0.1, (psnr(reference, after), psnr(reference, before))
+    assert ssim(reference, after) > ssim(reference, before), (ssim(reference, after), ssim(reference, before))
+
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "old-mountain.jpg"
+
+
+def test_shipped_detector_in_tiles_matches_the_whole_photo(scratch_spec):
+    """The example photo (640 x 360) in the smallest tiles `restore` allows the detector (512 px: two tiles) against
+    in one tile. The dilated context reaches past a tile, so not exactly; the contract's 128 px overlap keeps the two
+    within measured bounds. Measured: mask IoU 0.981, probability max difference 0.44 (mean 1.2e-4); with the default
+    32 px overlap instead of the contract's: 0.940, 0.78 (3.8e-4)."""
+    from oldphoto.imageio import load_rgb
+    from oldphoto.restore.scratches import detect_with_contract
+
+    photo = load_rgb(EXAMPLE)
+    network = load_network(scratch_spec)
+    threshold = scratch_spec.settings["threshold"]
+    contract = scratch_spec.contract
+    outputs = {}
+    for tile in (1024, 512):
+        runtime = make_runtime("cpu", precision="fp32", tile=tile)  # the default 32 px overlap: the contract raises it
+        tiles = []
+        mask = detect_with_contract(photo, network, scratch_spec, runtime, threshold=threshold, on_tile=lambda done, total: tiles.append(total))
+        probability = scratch_probability(photo, network, runtime, size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap)
+        outputs[tile] = (mask > 0.5, probability, tiles[-1])
+    (whole, whole_p, one), (tiled, tiled_p, two) = outputs[1024], outputs[512]
+    assert (one, two) == (1, 2)
+    assert whole.sum() > 500  # the example's scratches are found (819 pixels), so the IoU means something
+    iou = (whole & tiled).sum() / (whole | tiled).sum()
+    difference = np.abs(whole_p - tiled_p)
+    assert iou > 0.96 and difference.max() < 0.6 and difference.mean() < 2.5e-4, (iou, difference.max(), difference.mean())
+
+
+def test_restore_the_example_with_the_shipped_models(tmp_path):
+    """`oldphoto restore examples/old-mountain.jpg --no-faces` (a landscape) with the shipped models: the two bright scratches it repairs (the
+    left one from y 150 to 285, the right one from the top to y 125) come out darker, and the rest of the photo stays
+    close. Measured (auto and fp32 alike): scratch pixels darkened by 0.27 and 0.19 on average; elsewhere a mean luma
+    change of 0.019 (99th percentile 0.041; the global stage also neutralises the sepia cast), 32.8-32.9 dB.
+    Not repaired (the detector's known misses): the lower part of the right scratch, the dark crack beside it."""
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+    from oldphoto.imageio import load_rgb, to_luminance
+
+    result = CliRunner().invoke(app, ["restore", str(EXAMPLE), "-o", str(tmp_path), "--device", "cpu", "--no-faces"])
+    assert result.exit_code == 0, result.output
+    before, after = load_rgb(EXAMPLE), load_rgb(tmp_path / EXAMPLE.name)
+    assert after.shape == before.shape
+    luma_before, luma_after = to_luminance(before)[:, :, 0], to_luminance(after)[:, :, 0]
+    scratches = [(slice(150, 285), slice(145, 172)), (slice(20, 125), slice(578, 618))]
+    elsewhere = np.ones(luma_before.shape, bool)
+    for box in scratches:
+        elsewhere[box] = False
+        region = luma_before[box]
+        scratch = region > np.median(region) + 0.15  # the bright scratch within its box
+        assert scratch.sum() > 200
+        assert (region - luma_after[box])[scratch].mean() > 0.12
+    change = np.abs(luma_after - luma_before)[elsewhere]
+    assert change.mean() < 0.03 and np.quantile(change, 0.99) < 0.055, (change.mean(), np.quantile(change, 0.99))
+    assert psnr(before[elsewhere], after[elsewhere]) > 31.5

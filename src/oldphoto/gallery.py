@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from oldphoto.batch import Job
 from oldphoto.imageio import atomic_write_bytes
+from oldphoto.inputs import Job
 
 log = logging.getLogger(__name__)
 

@@ -539,12 +539,20 @@ def to_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+"""Rec. 601 luma weights of R, G, B, the ones OpenCV and Pillow use: the one home of this fact."""
+
+
 def to_luminance(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) float RGB -> (H, W, 1) Rec. 601 luma, the same weights OpenCV and Pillow use."""
     if pixels.shape[2] == 1:
         return pixels
-    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return (pixels @ weights)[:, :, None].astype(np.float32)
+    return (pixels @ LUMA_WEIGHTS)[:, :, None].astype(np.float32)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (any shape) -> uint8, rounded to the nearest level and clipped."""
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
 
 
 def load_rgb(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

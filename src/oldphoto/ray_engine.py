@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oldphoto.batch import Job
 from oldphoto.errors import DiskFullError, EngineError
+from oldphoto.inputs import Job
 from oldphoto.restore.jobs import JobOutputs, JobRecord, remove_partial_outputs, restore_job
 from oldphoto.restore.pipeline import RestoreOptions
 

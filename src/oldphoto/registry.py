@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from oldphoto.archs.detail_fusion import DetailFusionConfig
+from oldphoto.archs.face_gate import FaceGateConfig
 from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.mtcnn import MTCNNConfig
@@ -24,7 +25,6 @@ from oldphoto.archs.restore_unet import RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.archs.vae import VAEConfig
 from oldphoto.errors import UnknownModelError
-
 
 MIN_TILE = 64
 """The smallest tile any stage is run on, in pixels."""
@@ -36,7 +36,6 @@ class InputContract:
 
     channels: int
     """1 = grayscale (luma), 3 = RGB; latent networks: the latent channels."""
-    value_range: tuple[float, float] = (0.0, 1.0)
     size_multiple: int = 1
     """Networks pad internally to this; tiling aligns tile offsets to it."""
     min_tile_overlap: int = 0
@@ -63,7 +62,6 @@ class ModelSpec:
     sha256: str | None
     """sha256 of the shipped safetensors file; None = not trained/shipped yet."""
     contract: InputContract
-    description: str
     settings: Mapping[str, float | str] = field(default_factory=dict)
     """Inference settings chosen on validation data (e.g. the scratch threshold), or fixed by how the weights
     were trained (e.g. what the face refiner is conditioned on)."""
@@ -93,7 +91,8 @@ VAE_CLEAN_MODEL = "vae-clean"
 MAPPING_MODEL = "mapping"
 FACE_MODEL = "face-refine"
 FACE_DETECTOR_MODEL = "face-detect"
-ABLATION_MODEL = "restore-unet"
+FACE_GATE_MODEL = "face-gate"
+RESTORE_UNET_MODEL = "restore-unet"
 DETAIL_MODEL = "detail-fusion"
 
 REGISTRY: Mapping[str, ModelSpec] = _entries(
@@ -108,7 +107,6 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # thresholded mask matches the whole-image mask with IoU 0.961 at a 32 px overlap and 0.974 at 128 px, for
         # about 10% more time.
         contract=InputContract(channels=1, size_multiple=32, min_tile_overlap=128),
-        description="U-Net with blur-pool downsampling on native-resolution luma; one logit per pixel",
         # Threshold chosen for precision on validation data (kodak24: damaged crops of both presets, and the photos as
         # they are): precision 0.735 and 0.27% of undamaged pixels marked at 0.75, against 0.61% at the best-F1 0.175.
         # No dilation (the global stage max-pools the mask onto its 4x4 latent cells anyway).
@@ -128,7 +126,6 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         weights_file="vae-old.safetensors",
         sha256="2f1d0491932e9753c5249ed7c3a1cb94fcd7dedb7a4ce39042385111ebdc0660",
         contract=InputContract(channels=3, size_multiple=4),
-        description="VAE_A: shared latent space of real old and synthetic degraded photos",
     ),
     ModelSpec(
         name=VAE_CLEAN_MODEL,
@@ -138,7 +135,6 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         weights_file="vae-clean.safetensors",
         sha256="07eae1adf6d6494949821ac8fe6331ccf710ef9bc2817efd0bc47e74c440da5d",
         contract=InputContract(channels=3, size_multiple=4),
-        description="VAE_B: latent space of clean photos",
     ),
     ModelSpec(
         name=MAPPING_MODEL,
@@ -154,10 +150,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(
             channels=MappingConfig().latent_channels,
             size_multiple=4,
-            value_range=(-float("inf"), float("inf")),
             min_tile_overlap=64,
         ),
-        description="Latent mapping A->B with a partial non-local block and coarse latent context",
         caveat=(
             "preliminary weights (held-out synthetic pairs, with the detail fusion: +1.8 dB PSNR over the input on the "
             "default preset, +2.5 dB on bopbtl): noise, scratches and casts are improved and undamaged detail is kept, but "
@@ -173,17 +167,15 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         sha256="db280fa35d0aebf14d6bbe1318ad206f8fa6835d3ea66afa565172fc024c4f5d",
         # Works on the photo, the triplet's result and the mask at half resolution, three levels down: a 16 px grid.
         contract=InputContract(channels=3, size_multiple=16, min_tile_overlap=64),
-        description="Detail fusion: a learned, mask-gated path from the photo back into the triplet's result",
     ),
     ModelSpec(
-        name=ABLATION_MODEL,
+        name=RESTORE_UNET_MODEL,
         task="ablation",
         arch="restore_unet:RestoreUNet",
         config=RestoreUNetConfig(),
         weights_file="restore-unet.safetensors",
         sha256="51446560f9835f030079b55d836fcf157d8e23649e730f54caed96c283c94114",
         contract=InputContract(channels=3, size_multiple=8, min_tile_overlap=64),
-        description="The ablation: direct image-to-image residual U-Net for global restoration (restore --global-model restore-unet)",
     ),
     ModelSpec(
         name=FACE_DETECTOR_MODEL,
@@ -194,8 +186,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # MTCNN (Zhang et al. 2016) weights from facenet-pytorch 2.6.0 (MIT), converted by
         # scripts/convert_mtcnn_weights.py; not trained by this project.
         sha256="45209c89a01a216d7ae9baf3fa8e506dfb0e8ff1269007ce26e28338a9148cd3",
-        contract=InputContract(channels=3, value_range=(-1.0, 1.0)),
-        description="MTCNN face detector with five landmarks (pretrained, MIT licence, from facenet-pytorch)",
+        contract=InputContract(channels=3),
     ),
     ModelSpec(
         name=FACE_MODEL,
@@ -207,12 +198,20 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # Trained with --condition original: the SPADE blocks see the face before global restoration.
         settings={"condition": "original"},
         contract=InputContract(channels=3, size_multiple=8),
-        description="Face refinement on aligned 256px crops (SPADE-modulated encoder-decoder)",
         caveat=(
             "preliminary weights, trained on UTKFace (non-commercial licence): they help damaged faces (+0.2 dB on held-out "
             "faces) but soften sharp ones (a sharp face keeps about two thirds of its fine detail); on good portraits use "
             "--no-faces or a low --face-strength"
         ),
+    ),
+    ModelSpec(
+        name=FACE_GATE_MODEL,
+        task="face",
+        arch="face_gate:FaceGate",
+        config=FaceGateConfig(),
+        weights_file="face-gate.safetensors",
+        sha256=None,
+        contract=InputContract(channels=3),
     ),
 )
 

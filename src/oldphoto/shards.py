@@ -12,8 +12,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from oldphoto.batch import InputFile
 from oldphoto.errors import ConfigError
+from oldphoto.inputs import InputFile
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from oldphoto.errors import DeviceError
-from oldphoto.runtime import autocast
+from oldphoto.registry import MIN_TILE
+from oldphoto.runtime import Runtime, autocast
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +175,31 @@ def _run_tile(
             out_channels=out_channels,
             min_tile=min_tile,
         )
+
+
+def tile_stage(
+    fn: TileFn,
+    image: torch.Tensor | Sequence[torch.Tensor],
+    runtime: Runtime,
+    *,
+    min_overlap: int,
+    multiple_of: int = 1,
+    out_channels: int | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """:func:`tile_apply` as a restore stage runs it: the run's tile, overlap (at least the network's
+    ``min_overlap``), device, dtype and precision, and the out-of-memory retry stopping at the stage's floor (4x its
+    minimum overlap: tiles that are mostly seam would change the result)."""
+    return tile_apply(
+        fn,
+        image,
+        tile=runtime.tile,
+        overlap=max(runtime.tile_overlap, min_overlap),
+        min_tile=max(MIN_TILE, 4 * min_overlap),
+        device=runtime.device,
+        dtype=runtime.dtype,
+        precision=runtime.precision,
+        multiple_of=multiple_of,
+        out_channels=out_channels,
+        on_tile=on_tile,
+    )

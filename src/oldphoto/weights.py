@@ -71,15 +71,22 @@ def file_sha256(path: Path) -> str:
 
 
 @lru_cache(maxsize=32)
-def _verified(path: Path, size: int, mtime_ns: int, expected: str) -> bool:
+def _verified(path: Path, identity: tuple[int, ...], expected: str) -> bool:
+    """Whether ``path`` hashes to ``expected``; cached per file identity, so a run hashes each file once."""
     return file_sha256(path) == expected
+
+
+def _identity(stat) -> tuple[int, ...]:
+    """What changes whenever a file's bytes can have changed: its inode, size, mtime and ctime. The ctime matters:
+    an edit that keeps the size and puts the mtime back (os.utime) still moves the ctime, which no user call sets."""
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def verify_weights(spec: ModelSpec) -> Path:
     """Locate the spec's weights and check their sha256. Returns the verified path."""
     path = locate_weights(spec)
     stat = path.stat()
-    if not _verified(path, stat.st_size, stat.st_mtime_ns, spec.sha256):
+    if not _verified(path, _identity(stat), spec.sha256):
         raise WeightsIntegrityError(
             f"{path}: sha256 does not match the registry entry of {spec.name!r} (file damaged or replaced); "
             "reinstall oldphoto or remove the file so the next location is used"

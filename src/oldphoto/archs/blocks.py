@@ -49,3 +49,20 @@ class ConvBlock(nn.Module):
         y = self.act(self.conv1(x))
         y = self.conv2(y)
         return self.act(y + self.skip(x))
+
+
+def unet_pass(
+    x: torch.Tensor, down: nn.ModuleList, encoders: nn.ModuleList, middle: nn.Module, decoders: nn.ModuleList
+) -> torch.Tensor:
+    """The U-Net body the scratch detector, the detail fusion and the ablation share: each level saves a skip, then
+    downsamples and encodes; ``middle`` runs at the coarsest level; each decoder takes the bilinearly upsampled
+    features beside the skip of its level. (N, C, H, W) -> (N, C', H, W)."""
+    skips = []
+    for downsample, encoder in zip(down, encoders):
+        skips.append(x)
+        x = encoder(downsample(x))
+    x = middle(x)
+    for decoder, skip in zip(reversed(decoders), reversed(skips)):
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = decoder(torch.cat([x, skip], dim=1))
+    return x

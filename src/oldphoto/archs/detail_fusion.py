@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple
+from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple, unet_pass
 from oldphoto.archs.mapping import ResidualBlock
 
 
@@ -75,14 +75,7 @@ class DetailFusion(nn.Module):
         """The gate (N, 1, H, W) in [0, 1] (0 on grown damage) and residual (N, 3, H, W) for padded inputs."""
         x = torch.cat([photo - 0.5, triplet - 0.5, photo - triplet, damage], dim=1)
         x = self.act(self.stem(F.pixel_unshuffle(x, 2)))
-        skips = []
-        for down, encoder in zip(self.down, self.encoders):
-            skips.append(x)
-            x = encoder(down(x))
-        x = self.bottleneck(x)
-        for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = decoder(torch.cat([x, skip], dim=1))
+        x = unet_pass(x, self.down, self.encoders, self.bottleneck, self.decoders)
         out = F.pixel_shuffle(self.head(x), 2)
         growth = self.config.mask_growth
         grown = F.max_pool2d(damage, 2 * growth + 1, stride=1, padding=growth) if growth > 0 else damage

@@ -176,6 +176,6 @@ class LatentMapping(nn.Module):
         return self.out(local * (1.0 - damage) + global_ * damage)
 
 
-def latent_damage(mask: torch.Tensor, scale: int = 4) -> torch.Tensor:
+def latent_damage(mask: torch.Tensor, scale: int) -> torch.Tensor:
     """(N, 1, H, W) pixel mask in [0, 1] -> (N, 1, H/scale, W/scale): a latent cell is damaged if any pixel is."""
     return F.max_pool2d(mask, scale, scale)

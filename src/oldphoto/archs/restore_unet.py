@@ -1,7 +1,7 @@
 """Ablation baseline: a direct image-to-image residual U-Net for global restoration.
 
-Not used by ``restore``; it exists to test the triplet-domain design honestly (Wan et al. compare
-against such networks). It sees the same inputs as the triplet model (the photo and the damage mask),
+``restore --global-model restore-unet`` and ``evaluate -m restore-unet`` run it in place of the triplet; it exists
+to test the triplet-domain design honestly (Wan et al. compare against such networks). It sees the same inputs as the triplet model (the photo and the damage mask),
 is trained on the same synthetic pairs, and is sized to a similar cost per megapixel.
 """
 
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple
+from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple, unet_pass
 from oldphoto.archs.mapping import ResidualBlock
 
 
@@ -49,12 +48,5 @@ class RestoreUNet(nn.Module):
     def forward(self, rgb: torch.Tensor, damage: torch.Tensor) -> torch.Tensor:
         x, (height, width) = pad_to_multiple(torch.cat([rgb, damage], dim=1), self.size_multiple)
         x = self.act(self.stem(x - 0.5))
-        skips = []
-        for down, encoder in zip(self.down, self.encoders):
-            skips.append(x)
-            x = encoder(down(x))
-        x = self.bottleneck(x)
-        for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = decoder(torch.cat([x, skip], dim=1))
+        x = unet_pass(x, self.down, self.encoders, self.bottleneck, self.decoders)
         return rgb + self.head(x)[:, :, :height, :width]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple
+from oldphoto.archs.blocks import BlurPool, ConvBlock, pad_to_multiple, unet_pass
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,6 @@ class ScratchUNet(nn.Module):
         x, (height, width) = pad_to_multiple(gray, self.size_multiple)
         x = F.pixel_unshuffle(x - 0.5, self.config.space_to_depth)
         x = self.stem(x)
-        skips = []
-        for down, encoder in zip(self.down, self.encoders):
-            skips.append(x)
-            x = encoder(down(x))
-        x = self.context(x)
-        for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = decoder(torch.cat([x, skip], dim=1))
+        x = unet_pass(x, self.down, self.encoders, self.context, self.decoders)
         logits = F.pixel_shuffle(self.head(x), self.config.space_to_depth)
         return logits[:, :, :height, :width]

@@ -70,8 +70,9 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """Encoder + decoder. ``forward`` reconstructs (N, 3, H, W) in [0, 1] at any H, W (padded internally)."""
 
-    size_multiple = 4
     latent_scale = 4
+    """Image pixels per latent cell along each axis (two space-to-depth folds): the one home of this fact."""
+    size_multiple = latent_scale
 
     def __init__(self, config: VAEConfig = VAEConfig()) -> None:
         super().__init__()

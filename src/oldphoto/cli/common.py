@@ -24,9 +24,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from oldphoto.batch import Discovered
 from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
+from oldphoto.inputs import Discovered
 
 console = Console()
 error_console = Console(stderr=True)

@@ -8,11 +8,21 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from oldphoto.batch import discover_inputs, prepare_set_folder
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, fail, library_errors, progress_bar, quiet_option, report_discovery, set_quiet
+from oldphoto.cli.common import (
+    EXIT_FAILURES,
+    console,
+    error_console,
+    fail,
+    library_errors,
+    progress_bar,
+    quiet_option,
+    report_discovery,
+    set_quiet,
+)
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
 from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, write_manifest
 from oldphoto.errors import OldPhotoError
+from oldphoto.inputs import discover_inputs, prepare_set_folder
 
 OVERWRITE_HELP = "Write into a non-empty folder, first removing an earlier set there (clean/, degraded/, mask/, ignore/, distractor/, manifest.json; nothing else)."
 

@@ -27,6 +27,7 @@ from oldphoto.cli.common import (
 )
 from oldphoto.errors import OldPhotoError
 from oldphoto.evaluation.runner import (
+    METHOD_NAMES,
     Pair,
     build_method,
     find_pairs,
@@ -52,7 +53,8 @@ def evaluate(
     ] = None,
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help="identity, classical, tophat, restore, global (restore --no-faces), scratch-unet, restore-unet (repeatable)."),
+        typer.Option("--method", "-m", help=f"{', '.join(METHOD_NAMES)} (repeatable; global = restore --no-faces, scratch-unet = restore --no-global --no-faces).",
+            metavar="METHOD",),
     ] = None,
     true_masks: Annotated[
         bool,

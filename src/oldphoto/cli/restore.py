@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from oldphoto.batch import Job, discover_inputs, given_mask_path, plan_jobs, split_own_outputs
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
@@ -33,19 +32,19 @@ from oldphoto.cli.common import (
 from oldphoto.errors import DiskFullError, OldPhotoError
 from oldphoto.gallery import GALLERY_NAME, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
-from oldphoto.registry import ABLATION_MODEL
+from oldphoto.inputs import Job, discover_inputs, plan_jobs, split_own_outputs, user_mask_path
 from oldphoto.reports import build_report, report_path, write_report
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
-from oldphoto.restore.pipeline import RestoreOptions, Restorer, check_stages, plan_stages, stage_caveats
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
-from oldphoto.shards import Shard, parse_shard, select_shard
+from oldphoto.shards import parse_shard, select_shard
 
 log = logging.getLogger(__name__)
 
 
-class GlobalModel(str, Enum):
-    triplet = "triplet"
-    restore_unet = ABLATION_MODEL
+GlobalModel = Enum("GlobalModel", {name: name for name in GLOBAL_BACKENDS}, type=str)  # type: ignore[misc]
+GLOBAL_MODEL_HELP = "Global network: " + "; ".join(f"'{b.name}', {b.help}" for b in GLOBAL_BACKENDS.values()) + "."
 
 
 class OutputExt(str, Enum):
@@ -159,11 +158,10 @@ def restore(
     global_model: Annotated[
         GlobalModel,
         typer.Option(
-            help="Global network: 'triplet' (the paper's VAE_A -> mapping -> VAE_B) or 'restore-unet' (the direct "
-            "residual U-Net of the ablation: keeps more fine detail, leaves warm casts warmer).",
+            help=GLOBAL_MODEL_HELP,
             rich_help_panel=STAGES,
         ),
-    ] = GlobalModel.triplet,
+    ] = GlobalModel(DEFAULT_GLOBAL_BACKEND),
     keep_tone: Annotated[
         bool,
         typer.Option(
@@ -305,11 +303,11 @@ def restore(
         # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
         side_files=save_mask or compare or save_faces_dir is not None,
     )
-    masked = [(job, None if masks is None else given_mask_path(job, output, masks, suffix)) for job in jobs]
+    masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix)) for job in jobs]
 
     if dry_run:
         with library_errors():
-            check_stages(options)
+            require_stages(options)
             runtime = make_runtime(*runtime_args)
         _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
         if save_faces_dir is not None:
@@ -318,7 +316,7 @@ def restore(
 
     to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
     with library_errors():
-        check_stages(options)
+        require_stages(options)
         if to_run:
             check_output_folder(output)
         if engine is Engine.local:

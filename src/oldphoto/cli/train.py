@@ -342,3 +342,51 @@ def face(
         init=None if init is None else str(init),
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))
+
+
+@app.command("face-gate")
+def face_gate(
+    data: Data,
+    damage_dir: DamageDirs = None,
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(help="Degradation presets of the damaged faces, one drawn per face (repeatable; default: bopbtl-v1 and default-v1).", rich_help_panel=DATA),
+    ] = None,
+    clean_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of faces left undamaged (they must come back as they are).", rich_help_panel=DATA)
+    ] = 0.35,
+    pool: Annotated[int, typer.Option(min=16, help="Training faces drawn once through the global stage and the refiner.", rich_help_panel=DATA)] = 1600,
+    val_samples: Annotated[int, typer.Option(min=8, help="Held-out faces drawn for validation.", rich_help_panel=DATA)] = 96,
+    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+    seed: Seed = 0,
+    validate_every: ValidateEvery = 250,
+    precision: TrainPrecision = "fp32",
+    init: Init = None,
+    out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-gate.safetensors"),
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face-gate/checkpoint.pt"),
+    resume: Resume = False,
+) -> None:
+    """Train the face gate: how much of the refiner's correction each face takes (0 keeps a sharp face as it is)."""
+    from oldphoto.training.face_gate import FaceGateTrainConfig, train_face_gate
+
+    _check_runtime(precision, 0)
+    config = FaceGateTrainConfig(
+        data=tuple(map(str, data)),
+        out=str(out),
+        checkpoint=str(checkpoint),
+        damage_dirs=tuple(map(str, damage_dir or ())),
+        presets=tuple(preset) if preset else FaceGateTrainConfig.presets,
+        clean_fraction=clean_fraction,
+        pool=pool,
+        val_samples=val_samples,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        validate_every=validate_every,
+        init=None if init is None else str(init),
+        runtime=_train_runtime("cpu", precision, 0, None),
+    )
+    _train_with_progress("face-gate", steps, lambda on_step: train_face_gate(config, resume=resume, on_step=on_step))

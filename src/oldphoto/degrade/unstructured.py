@@ -16,10 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from oldphoto.imageio import LUMA_WEIGHTS, to_uint8
+
 Params = dict[str, Any]
 Op = Callable[..., tuple[np.ndarray, Params]]
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = LUMA_WEIGHTS
 
 
 def _uniform(rng: np.random.Generator, bounds: Sequence[float]) -> float:
@@ -133,7 +135,7 @@ def downscale(image, rng, scale=(0.5, 1.0), up=("nearest", "bilinear")):
 
 def jpeg(image, rng, quality=(40, 100)):
     q = int(rng.integers(int(quality[0]), int(quality[1]) + 1))
-    encoded = cv2.imencode(".jpg", np.clip(np.rint(image[:, :, ::-1] * 255), 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, q])[1]
+    encoded = cv2.imencode(".jpg", to_uint8(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])[1]
     decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
     return decoded.astype(np.float32) / 255.0, {"quality": q}
 

@@ -22,12 +22,13 @@ import numpy as np
 from oldphoto.errors import DataError, OldPhotoError
 from oldphoto.evaluation.metrics import MaskCounts, RegionCounts, psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, to_luminance
-from oldphoto.registry import ABLATION_MODEL, SCRATCH_MODEL, get_spec
+from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.classical import (
     classical_restore,
     inpaint_telea,
     tophat_scratch_mask,
 )
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import Runtime
 
@@ -121,8 +122,8 @@ PIPELINE_METHODS: dict[str, RestoreOptions] = {
     "global": RestoreOptions(faces=False),
     # `restore --no-global --no-faces`: the detector's mask, filled by Telea.
     SCRATCH_MODEL: RestoreOptions(global_restoration=False, faces=False),
-    # The ablation in place of the triplet global stage, after the same scratch detection.
-    ABLATION_MODEL: RestoreOptions(faces=False, global_model=ABLATION_MODEL),
+    # Every other global network in place of the default one, after the same scratch detection (e.g. the ablation).
+    **{name: RestoreOptions(faces=False, global_model=name) for name in GLOBAL_BACKENDS if name != DEFAULT_GLOBAL_BACKEND},
 }
 
 
@@ -135,6 +136,11 @@ class PipelineMethod:
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         result = self.restorer.restore(image, mask=mask)
         return result.pixels, result.mask
+
+
+CLASSICAL_METHODS = ("identity", "classical", "tophat")
+METHOD_NAMES = (*CLASSICAL_METHODS, *PIPELINE_METHODS)
+"""Every name ``evaluate -m`` accepts."""
 
 
 def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = None) -> Method:

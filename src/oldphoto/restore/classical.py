@@ -9,9 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+from oldphoto.imageio import to_uint8
 
 
 def tophat_scratch_mask(rgb: np.ndarray, kernel_size: int = 9, threshold: float = 0.12) -> np.ndarray:
@@ -19,7 +17,7 @@ def tophat_scratch_mask(rgb: np.ndarray, kernel_size: int = 9, threshold: float 
 
     Returns a (H, W) float32 mask of 0/1.
     """
-    gray = cv2.cvtColor(_to_uint8(rgb), cv2.COLOR_RGB2GRAY) if rgb.shape[2] == 3 else _to_uint8(rgb[:, :, 0])
+    gray = cv2.cvtColor(to_uint8(rgb), cv2.COLOR_RGB2GRAY) if rgb.shape[2] == 3 else to_uint8(rgb[:, :, 0])
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
     bright = cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel)
     dark = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel)
@@ -35,7 +33,7 @@ def inpaint_telea(rgb: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndar
     if not mask.any():
         return rgb.copy()
     mask_u8 = (mask > 0.5).astype(np.uint8)
-    image = _to_uint8(rgb)
+    image = to_uint8(rgb)
     filled = cv2.inpaint(image, mask_u8, radius, cv2.INPAINT_TELEA)
     filled = filled.reshape(rgb.shape).astype(np.float32) / 255.0
     keep = (mask_u8 == 0)[:, :, None]
@@ -44,7 +42,7 @@ def inpaint_telea(rgb: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndar
 
 def denoise_nlm(rgb: np.ndarray, strength: float = 7.0) -> np.ndarray:
     """OpenCV non-local-means denoising of a (H, W, 3) image."""
-    image = _to_uint8(rgb)
+    image = to_uint8(rgb)
     if rgb.shape[2] == 3:
         result = cv2.fastNlMeansDenoisingColored(image, None, strength, strength, 7, 21)
     else:

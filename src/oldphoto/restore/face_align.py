@@ -32,11 +32,6 @@ class AlignedFace:
     pixels: np.ndarray
     matrix: np.ndarray
 
-    @property
-    def scale(self) -> float:
-        """Crop pixels per image pixel (above 1 when a small face was upsampled)."""
-        return float(np.hypot(self.matrix[0, 0], self.matrix[1, 0]))
-
 
 def similarity_to_template(landmarks: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
     """(2, 3) least-squares similarity (rotation, uniform scale, translation) taking (5, 2) landmarks to the template."""

@@ -34,6 +34,12 @@ class RefinedFace:
     """(S, S, 3) float32 in [0, 1]: the aligned crop given to the refiner; None when not refined."""
     restored: np.ndarray | None = None
     """(S, S, 3) float32 in [0, 1]: the refiner's output for that crop (tone matched); None when not refined."""
+    degradation: float | None = None
+    """0..1, the gate's estimate of how much of the refiner's correction this face needs (0: a sharp, clean face that
+    stays as the global stage left it); None when not refined or without a gate."""
+    strength: float | None = None
+    """The blend strength applied: ``--face-strength`` times ``degradation`` (or ``--face-strength`` alone without a
+    gate); None when not refined."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,19 @@ def refine_face_crop(
     return match_tone(refined, crop)
 
 
+def estimate_need(gate: nn.Module, original: np.ndarray, restored: np.ndarray, refined: np.ndarray, runtime: Runtime) -> float:
+    """The gate's strength in [0, 1] for one aligned face: (S, S, 3) float32 crops in [0, 1] of the face before the
+    global stage, after it, and as the refiner made it. Run in float32 on the CPU: it is tiny, and one number decides
+    the whole face."""
+    del runtime  # the gate is cheap everywhere; float32 keeps the decision the same on every device
+
+    def tensor(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    with torch.inference_mode():
+        return float(gate.cpu().float()(tensor(original), tensor(restored), tensor(refined))[0])
+
+
 def refine_faces(
     rgb: np.ndarray,
     detector: nn.Module,
@@ -89,6 +108,7 @@ def refine_faces(
     *,
     min_size: float = 0.0,
     only_center: bool = False,
+    gate: nn.Module | None = None,
 ) -> FaceResult:
     """Refine the faces in a (globally restored) photo: every face found, or those ``min_size``/``only_center``
     select (see :func:`select_faces`); the others are left exactly as they are.
@@ -98,7 +118,9 @@ def refine_faces(
         detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops; always in float32, see
             :func:`detect_faces`).
         refiner: face refinement network (runs on ``runtime.device`` at ``runtime.precision``).
-        strength: 0 = the input unchanged, 1 = refined faces fully blended in.
+        strength: 0 = the input unchanged, 1 = refined faces blended in as far as the gate says (fully without one).
+        gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`): each face's blend is ``strength`` times its
+            estimate of how much the face needs the refiner's correction, so a sharp face stays as it is.
         min_size: refine only faces whose box's larger side is at least this many pixels (0 = every face).
         only_center: refine only the (selected) face whose box centre is nearest the photo's centre.
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
@@ -120,7 +142,12 @@ def refine_faces(
         aligned = align_face(result, face.landmarks)
         condition = None if original is None else align_face(original, face.landmarks).pixels
         refined = refine_face_crop(aligned.pixels, refiner, runtime, condition)
+        need = None
+        if gate is not None:
+            before = condition if condition is not None else align_face(rgb if original is None else original, face.landmarks).pixels
+            need = estimate_need(gate, before, aligned.pixels, refined, runtime)
+        applied = strength if need is None else strength * need
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
-        result = paste_face(result, refined, aligned.matrix, strength, base=aligned.pixels)
-        records[index] = RefinedFace(face, True, aligned.pixels, refined)
+        result = paste_face(result, refined, aligned.matrix, applied, base=aligned.pixels)
+        records[index] = RefinedFace(face, True, aligned.pixels, refined, need, applied)
     return FaceResult(result, faces, tuple(records))

@@ -7,22 +7,22 @@ one place; the engines only decide where and in which order jobs run.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import tempfile
-from glob import escape as glob_escape
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from oldphoto.batch import Job
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, read_photo, save_rgb, to_rgb, write_photo
+from oldphoto.inputs import Job
 from oldphoto.restore.faces import RefinedFace
 from oldphoto.restore.pipeline import Restorer, RestoreResult
 
@@ -151,13 +151,16 @@ def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace]) -> int:
 
 
 def face_record(face: RefinedFace) -> dict[str, Any]:
-    """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined."""
+    """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined, the gate's
+    estimated degradation (0..1: how much of the refiner's correction it needs) and the strength applied."""
     x1, y1, x2, y2 = face.face.box
     return {
         "box": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.face.landmarks],
         "score": round(float(face.face.score), 4),
         "refined": face.refined,
+        "degradation": None if face.degradation is None else round(face.degradation, 4),
+        "strength": None if face.strength is None else round(face.strength, 4),
     }
 
 
@@ -240,7 +243,7 @@ def restore_job(
         seconds_per_megapixel=round(seconds / megapixels, 3) if megapixels else None,
         peak_memory_mb=round(memory.peak_resident_bytes / 1e6, 1),
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
-        mask_source=None if result.mask is None else (str(mask_file) if result.mask_given else "detected"),
+        mask_source=None if result.mask is None else (str(mask_file) if result.mask_from_user else "detected"),
         faces_found=result.faces_found,
         faces=None if result.faces is None else [face_record(face) for face in result.faces],
         tiles=result.tiles,

@@ -17,25 +17,17 @@ import numpy as np
 from oldphoto.errors import ConfigError, DataError, StageUnavailableError
 from oldphoto.imageio import to_luminance, to_rgb
 from oldphoto.registry import (
-    ABLATION_MODEL,
-    DETAIL_MODEL,
     FACE_DETECTOR_MODEL,
+    FACE_GATE_MODEL,
     FACE_MODEL,
-    MAPPING_MODEL,
     MIN_TILE,
     SCRATCH_MODEL,
-    VAE_CLEAN_MODEL,
-    VAE_OLD_MODEL,
     ModelSpec,
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, conditions_on_original, refine_faces
-from oldphoto.restore.global_ import (
-    is_black_and_white,
-    restore_global,
-    restore_global_direct,
-)
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
 from oldphoto.restore.scratches import detect_with_contract
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
@@ -43,7 +35,6 @@ from oldphoto.weights import load_network
 
 log = logging.getLogger(__name__)
 
-GLOBAL_MODELS = (VAE_OLD_MODEL, VAE_CLEAN_MODEL, MAPPING_MODEL, DETAIL_MODEL)
 
 
 @dataclass(frozen=True)
@@ -60,8 +51,9 @@ class RestoreOptions:
     """Refine only faces whose box's larger side is at least this many pixels of the photo; 0 = every face found."""
     only_center_face: bool = False
     """Refine only the face whose box centre is nearest the photo's centre."""
-    global_model: str = "triplet"
-    """"triplet" (VAE_A -> mapping -> VAE_B, the method) or the ablation's "restore-unet" (evaluation only)."""
+    global_model: str = DEFAULT_GLOBAL_BACKEND
+    """A name in :data:`~oldphoto.restore.global_stage.GLOBAL_BACKENDS`: "triplet" (VAE_A -> mapping -> VAE_B, the method)
+    or the ablation's "restore-unet"."""
     scratch_threshold: float | None = None
     """Probability above which the detector marks a pixel damaged; None = the registry's (chosen on validation
     data). Higher marks less (fewer false hits), lower marks more (fainter damage)."""
@@ -72,6 +64,8 @@ class RestoreOptions:
     (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
 
     def __post_init__(self) -> None:
+        if self.global_model not in GLOBAL_BACKENDS:
+            raise ConfigError(f"unknown global model {self.global_model!r}; use one of {', '.join(GLOBAL_BACKENDS)}")
         if self.scratch_threshold is not None and not 0.0 < self.scratch_threshold < 1.0:
             raise ConfigError(f"scratch threshold {self.scratch_threshold} must be between 0 and 1 (exclusive)")
         if self.mask_dilation is not None and self.mask_dilation < 0:
@@ -98,7 +92,7 @@ class RestoreResult:
 
     pixels: np.ndarray
     mask: np.ndarray | None
-    mask_given: bool = False
+    mask_from_user: bool = False
     """True when the mask was the caller's (``restore(mask=...)``) rather than the detector's."""
     tiles: int = 0
     faces_found: int | None = None
@@ -118,16 +112,16 @@ def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     if options.scratches:
         stages["scratches"] = (SCRATCH_MODEL,)
     if options.global_restoration:
-        stages["global"] = GLOBAL_MODELS if options.global_model == "triplet" else (ABLATION_MODEL,)
+        stages["global"] = GLOBAL_BACKENDS[options.global_model].models
     if options.faces:
-        stages["faces"] = (FACE_DETECTOR_MODEL, FACE_MODEL)
+        stages["faces"] = (FACE_DETECTOR_MODEL, FACE_MODEL, FACE_GATE_MODEL)
     return stages
 
 
 STAGE_FLAGS = {"scratches": "--no-scratch", "global": "--no-global", "faces": "--no-faces"}
 
 
-def check_stages(options: RestoreOptions) -> None:
+def require_stages(options: RestoreOptions) -> None:
     """Raise :class:`StageUnavailableError` naming every requested stage whose weights are not shipped."""
     missing = []
     for stage, names in required_models(options).items():
@@ -144,7 +138,7 @@ def check_stages(options: RestoreOptions) -> None:
         )
 
 
-def given_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def user_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A caller's damage mask as the pipeline uses it: (H, W) float32 of 0/1 (values above 0.5 = damaged)."""
     if mask.shape[:2] != tuple(size):
         raise DataError(
@@ -196,7 +190,10 @@ def plan_stages(options: RestoreOptions) -> list[str]:
                 "; only the centre face" if options.only_center_face else "",
             )
         )
-        steps.append(f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}; strength {options.face_strength:g}{selection})")
+        steps.append(
+            f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}, {FACE_GATE_MODEL}; strength {options.face_strength:g} times "
+            f"each face's need{selection})"
+        )
     if options.keep_tone:
         steps.append("keep the photo's own tone (its colour at low resolution on the restored luminance)")
     return steps
@@ -213,7 +210,7 @@ class Restorer:
     """Loads the networks for the requested stages once, then restores photos one by one."""
 
     def __init__(self, runtime: Runtime, options: RestoreOptions = RestoreOptions()) -> None:
-        check_stages(options)
+        require_stages(options)
         floor, name = tile_floor(options)
         if runtime.tile < floor:
             raise ConfigError(
@@ -252,7 +249,7 @@ class Restorer:
         rgb = original = to_rgb(pixels)
         result = RestoreResult(pixels=rgb, mask=None)
         if mask is not None:
-            result.mask, result.mask_given = given_mask(mask, pixels.shape[:2]), True
+            result.mask, result.mask_from_user = user_mask(mask, pixels.shape[:2]), True
         tiles = 0
 
         def count_tiles(done: int, total: int) -> None:
@@ -261,7 +258,7 @@ class Restorer:
             if on_tile is not None:
                 on_tile(done, total)
 
-        if self.options.scratches and not result.mask_given:
+        if self.options.scratches and not result.mask_from_user:
             spec = self.specs[SCRATCH_MODEL]
             threshold, dilation = self.options.detection_settings(spec)
             started = time.perf_counter()
@@ -272,27 +269,8 @@ class Restorer:
         black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:
             started = time.perf_counter()
-            if self.options.global_model == "triplet":
-                rgb = restore_global(
-                    rgb,
-                    result.mask,
-                    self.networks[VAE_OLD_MODEL],
-                    self.networks[MAPPING_MODEL],
-                    self.networks[VAE_CLEAN_MODEL],
-                    self.runtime,
-                    min_overlap=max(self.specs[name].contract.min_tile_overlap for name in (MAPPING_MODEL, DETAIL_MODEL)),
-                    detail=self.networks[DETAIL_MODEL],
-                    on_tile=count_tiles,
-                )
-            else:
-                rgb = restore_global_direct(
-                    rgb,
-                    result.mask,
-                    self.networks[ABLATION_MODEL],
-                    self.runtime,
-                    min_overlap=self.specs[ABLATION_MODEL].contract.min_tile_overlap,
-                    on_tile=count_tiles,
-                )
+            backend = GLOBAL_BACKENDS[self.options.global_model]
+            rgb = backend.run(rgb, result.mask, self.networks, self.specs, self.runtime, count_tiles)
             result.stage_seconds["global"] = time.perf_counter() - started
         elif result.mask is not None:
             started = time.perf_counter()
@@ -309,6 +287,7 @@ class Restorer:
                 original=original if conditions_on_original(self.specs[FACE_MODEL]) else None,
                 min_size=self.options.min_face_size,
                 only_center=self.options.only_center_face,
+                gate=self.networks[FACE_GATE_MODEL],
             )
             rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white

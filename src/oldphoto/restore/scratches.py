@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from oldphoto.imageio import to_luminance
-from oldphoto.registry import MIN_TILE, ModelSpec
+from oldphoto.registry import ModelSpec
 from oldphoto.runtime import Runtime
-from oldphoto.tiling import tile_apply
+from oldphoto.tiling import tile_stage
 
 
 def scratch_probability(
@@ -36,17 +36,12 @@ def scratch_probability(
     """
     luma = torch.from_numpy(np.ascontiguousarray(to_luminance(pixels)[:, :, 0]))[None, None]
     network = network.to(device=runtime.device, dtype=runtime.dtype)
-    probability = tile_apply(
+    probability = tile_stage(
         # Logits to float32 first: under bf16 autocast the sigmoid would otherwise round probabilities to 3 digits.
         lambda tile: torch.sigmoid(network(tile).float()),
         luma,
-        tile=runtime.tile,
-        overlap=max(runtime.tile_overlap, min_overlap),
-        # The out-of-memory retry halves tiles down to the stage's floor, never into tiles that are mostly seam.
-        min_tile=max(MIN_TILE, 4 * min_overlap),
-        device=runtime.device,
-        dtype=runtime.dtype,
-        precision=runtime.precision,
+        runtime,
+        min_overlap=min_overlap,
         multiple_of=size_multiple,
         on_tile=on_tile,
     )

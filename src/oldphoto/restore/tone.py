@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from oldphoto.errors import DataError
+from oldphoto.imageio import LUMA_WEIGHTS
 
 LOW_RES_SIDE = 96
 """The chroma model is fitted on the photo shrunk so that its long side is this many pixels ..."""
@@ -30,7 +31,6 @@ LOW_RES_SIGMA = 1.5
 EPSILON = 1e-3
 """Regularises the slope: neighbourhoods whose luminance variance is well below this (standard deviation under
 ~0.03) get the average chroma as an offset rather than a slope fitted to their noise."""
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 """Rec. 601, as :func:`oldphoto.imageio.to_luminance`, so the luminance kept is the one black-and-white output uses."""
 
 

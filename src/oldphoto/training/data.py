@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import torch
 
 from oldphoto.degrade import DamageStamps, DegradedSample, Preset, degrade_image
 from oldphoto.errors import DataError, OldPhotoError
-from oldphoto.imageio import is_image_path, load_rgb
+from oldphoto.imageio import is_image_path, load_rgb, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class CropPool:
             if scale != 1.0:
                 size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-            self.images.append(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8))
+            self.images.append(to_uint8(image))
         if not self.images:
             raise DataError("none of the training images could be read")
 

@@ -26,6 +26,7 @@ import torch
 
 from oldphoto.degrade import degrade_image, get_preset, load_stamps, override
 from oldphoto.errors import DataError
+from oldphoto.imageio import to_uint8
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
     FACE_MODEL,
@@ -37,7 +38,7 @@ from oldphoto.registry import (
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
 from oldphoto.restore.faces import CONDITION_ORIGINAL
-from oldphoto.restore.global_ import triplet_restore
+from oldphoto.restore.global_stage import triplet_restore
 from oldphoto.training.data import (
     list_images,
     readable_images,
@@ -95,7 +96,7 @@ def largest_faces_aligned(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndar
         faces = detect_faces(image, detector)
         if faces:
             crop = align_face(image, faces[0].landmarks).pixels
-            yield path, np.clip(np.rint(crop * 255), 0, 255).astype(np.uint8)
+            yield path, to_uint8(crop)
 
 
 def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:

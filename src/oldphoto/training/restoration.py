@@ -34,17 +34,17 @@ from oldphoto.archs.vae import VAE, kl_divergence, sample_latent
 from oldphoto.degrade import get_preset, load_stamps, override
 from oldphoto.errors import DataError
 from oldphoto.registry import (
-    ABLATION_MODEL,
     DETAIL_MODEL,
     MAPPING_MODEL,
+    RESTORE_UNET_MODEL,
     SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
     VAE_OLD_MODEL,
     get_spec,
 )
+from oldphoto.restore.global_stage import LATENT_SCALE, triplet_forward, triplet_restore, triplet_size_multiple
 from oldphoto.restore.pipeline import RestoreOptions
 from oldphoto.restore.scratches import threshold_mask
-from oldphoto.restore.global_ import triplet_restore
 from oldphoto.training.data import (
     BatchStream,
     CropPool,
@@ -55,9 +55,9 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
-    TrainRuntime,
     Schedule,
     SingleNetworkRecipe,
+    TrainRuntime,
     TrainState,
     in_batches,
     initial_network,
@@ -271,15 +271,14 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
         self.optimizer = self.make_optimizer(self.network)
 
     def restore(self, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        latent = self.network(self.vae_old.encode(degraded)[0], latent_damage(mask))
-        return self.vae_clean.decode(latent)
+        return triplet_forward(degraded, mask, self.vae_old, self.network, self.vae_clean)
 
     def train_step(self, step: int) -> dict[str, float]:
         clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.batch_size)
         with torch.no_grad():
             source = self.vae_old.encode(degraded)[0]
             target = self.vae_clean.encode(clean)[0]
-        latent = self.network(source, latent_damage(mask))
+        latent = self.network(source, latent_damage(mask, LATENT_SCALE))
         latent_loss = F.l1_loss(latent, target)
         image_loss = restoration_loss(self.vae_clean.decode(latent), clean, self.config.ssim_weight)
         loss = self.config.latent_weight * latent_loss + image_loss
@@ -291,7 +290,7 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
 
 
 class AblationRecipe(_Base, SingleNetworkRecipe):
-    name = ABLATION_MODEL
+    name = RESTORE_UNET_MODEL
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
@@ -316,15 +315,15 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        multiple = 16  # the triplet's pixel grid (latent scale 4 x the mapping's two context levels)
-        if config.crop % multiple or config.val_crop % multiple:
-            raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
         self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
         device = self.accelerator.device
         self.triplet = [
             load_network_from(get_spec(name), path).requires_grad_(False).eval().to(device)
             for name, path in ((VAE_OLD_MODEL, config.vae_old), (MAPPING_MODEL, config.mapping), (VAE_CLEAN_MODEL, config.vae_clean))
         ]
+        multiple = triplet_size_multiple(self.triplet[1])  # the triplet's pixel grid
+        if config.crop % multiple or config.val_crop % multiple:
+            raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
         self.network = initial_network(get_spec(self.name), config.init).to(device)
         self.optimizer = self.make_optimizer(self.network)
         self.light_presets = [override(preset, unstructured=False) for preset in self.presets]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from oldphoto.archs.scratch_unet import ScratchUNet
 from oldphoto.degrade import DamageStamps, DegradedSample, get_preset, load_stamps, override
 from oldphoto.evaluation.metrics import MaskCounts
+from oldphoto.imageio import LUMA_WEIGHTS
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import (
     BatchStream,
@@ -40,9 +41,9 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
-    TrainRuntime,
     Schedule,
     SingleNetworkRecipe,
+    TrainRuntime,
     TrainState,
     in_batches,
     initial_network,
@@ -131,7 +132,7 @@ def scored_targets(samples: list[DegradedSample]) -> tuple[torch.Tensor, torch.T
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) Rec. 601 luma, as the restore stage feeds the network."""
-    return (rgb * torch.tensor([0.299, 0.587, 0.114])[None, :, None, None]).sum(1, keepdim=True)
+    return (rgb * torch.from_numpy(LUMA_WEIGHTS)[None, :, None, None]).sum(1, keepdim=True)
 
 
 @dataclass

@@ -208,7 +208,7 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
     return kept, left_out
 
 
-def given_mask_path(job: Job, output: Path, masks: Path, suffix: str = "") -> Path | None:
+def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "") -> Path | None:
     """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
     stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
     job's output below ``output`` (the layout ``--save-mask`` writes)."""

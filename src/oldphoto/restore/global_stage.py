@@ -9,7 +9,9 @@ receptive field and its squeeze-and-excitation gates reach further than the defa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -17,21 +19,34 @@ from torch import nn
 
 from oldphoto.archs.blocks import pad_to_multiple
 from oldphoto.archs.mapping import latent_damage
-from oldphoto.registry import MIN_TILE
+from oldphoto.archs.vae import VAE
+from oldphoto.registry import (
+    DETAIL_MODEL,
+    MAPPING_MODEL,
+    RESTORE_UNET_MODEL,
+    VAE_CLEAN_MODEL,
+    VAE_OLD_MODEL,
+    ModelSpec,
+)
 from oldphoto.runtime import Runtime
-from oldphoto.tiling import tile_apply
+from oldphoto.tiling import tile_stage
 
-LATENT_SCALE = 4
+LATENT_SCALE = VAE.latent_scale
+
+
+def triplet_forward(rgb: torch.Tensor, mask: torch.Tensor, vae_old: nn.Module, mapping: nn.Module, vae_clean: nn.Module) -> torch.Tensor:
+    """The paper's path: VAE_A's latent, mapped to VAE_B's with the damage mask (1 = damaged) pooled onto the latent
+    grid, decoded by VAE_B. (N, 3, H, W) in [0, 1] and (N, 1, H, W), H and W on :func:`triplet_size_multiple`'s grid
+    -> (N, 3, H, W), not clamped (training needs the gradient everywhere)."""
+    return vae_clean.decode(mapping(vae_old.encode(rgb)[0], latent_damage(mask, LATENT_SCALE)))
 
 
 def triplet_restore(
     rgb_and_mask: torch.Tensor, vae_old: nn.Module, mapping: nn.Module, vae_clean: nn.Module
 ) -> torch.Tensor:
-    """(N, 4, H, W) RGB in [0, 1] + damage mask (1 = damaged) -> (N, 3, H, W) restored RGB in [0, 1]."""
+    """(N, 4, H, W) RGB in [0, 1] + damage mask (1 = damaged), any size -> (N, 3, H, W) restored RGB in [0, 1]."""
     x, (height, width) = pad_to_multiple(rgb_and_mask, triplet_size_multiple(mapping))
-    rgb, mask = x[:, :3], x[:, 3:]
-    latent = mapping(vae_old.encode(rgb)[0], latent_damage(mask, LATENT_SCALE))
-    return vae_clean.decode(latent)[:, :, :height, :width].clamp(0.0, 1.0)
+    return triplet_forward(x[:, :3], x[:, 3:], vae_old, mapping, vae_clean)[:, :, :height, :width].clamp(0.0, 1.0)
 
 
 def triplet_size_multiple(mapping: nn.Module) -> int:
@@ -54,20 +69,7 @@ def _tiled_with_mask(
     # Two views of the caller's arrays, stacked tile by tile: a full-size 4-channel copy would cost 16 bytes a pixel.
     photo = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
     image = (photo, torch.from_numpy(np.ascontiguousarray(damage))[None, None])
-    restored = tile_apply(
-        fn,
-        image,
-        tile=runtime.tile,
-        overlap=max(runtime.tile_overlap, min_overlap),
-        # The out-of-memory retry halves tiles down to the stage's floor, never into tiles that are mostly seam.
-        min_tile=max(MIN_TILE, 4 * min_overlap),
-        device=runtime.device,
-        dtype=runtime.dtype,
-        precision=runtime.precision,
-        multiple_of=multiple_of,
-        out_channels=3,
-        on_tile=on_tile,
-    )
+    restored = tile_stage(fn, image, runtime, min_overlap=min_overlap, multiple_of=multiple_of, out_channels=3, on_tile=on_tile)
     return restored[0].permute(1, 2, 0).numpy()
 
 
@@ -137,3 +139,53 @@ def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:
     within ``tolerance``); its restoration must stay black-and-white."""
     spread = rgb.max(axis=2) - rgb.min(axis=2)
     return bool(np.quantile(spread, 0.99) <= tolerance)
+
+
+@dataclass(frozen=True)
+class GlobalBackend:
+    """One global restoration network: what ``restore --global-model``, ``evaluate -m`` and the stage table read."""
+
+    name: str
+    models: tuple[str, ...]
+    """The registered models it needs, in the order its ``run`` takes them."""
+    help: str
+    """One line for ``--help``."""
+    run: Callable[..., np.ndarray]
+    """``run(rgb, mask, networks, specs, runtime, on_tile)`` -> (H, W, 3) float32 in [0, 1] (``networks`` and
+    ``specs``: by model name)."""
+
+
+def _run_triplet(rgb, mask, networks: Mapping[str, nn.Module], specs: Mapping[str, ModelSpec], runtime, on_tile) -> np.ndarray:
+    vae_old, mapping, vae_clean, detail = (networks[name] for name in TRIPLET_MODELS)
+    min_overlap = max(specs[name].contract.min_tile_overlap for name in (MAPPING_MODEL, DETAIL_MODEL))
+    return restore_global(rgb, mask, vae_old, mapping, vae_clean, runtime, min_overlap=min_overlap, detail=detail, on_tile=on_tile)
+
+
+def _run_direct(rgb, mask, networks: Mapping[str, nn.Module], specs: Mapping[str, ModelSpec], runtime, on_tile) -> np.ndarray:
+    min_overlap = specs[RESTORE_UNET_MODEL].contract.min_tile_overlap
+    return restore_global_direct(rgb, mask, networks[RESTORE_UNET_MODEL], runtime, min_overlap=min_overlap, on_tile=on_tile)
+
+
+TRIPLET_MODELS = (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL)
+DEFAULT_GLOBAL_BACKEND = "triplet"
+GLOBAL_BACKENDS: Mapping[str, GlobalBackend] = MappingProxyType(
+    {
+        backend.name: backend
+        for backend in (
+            GlobalBackend(
+                DEFAULT_GLOBAL_BACKEND,
+                TRIPLET_MODELS,
+                "the paper's VAE_A -> mapping -> VAE_B, with the learned detail fusion (the default)",
+                _run_triplet,
+            ),
+            GlobalBackend(
+                RESTORE_UNET_MODEL,
+                (RESTORE_UNET_MODEL,),
+                "the direct residual U-Net of the ablation: keeps more fine detail, leaves warm casts warmer",
+                _run_direct,
+            ),
+        )
+    }
+)
+"""Every global restoration network by name: adding one means an architecture, a registry entry, a recipe and a row
+here."""
