@@ -22,12 +22,16 @@ from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
 
 
+CPU = make_runtime("cpu")
+"""Only for placing networks as ``restore`` does (device, layout); the runs use their own runtimes."""
+
+
 def network(name: str):
     spec = get_spec(name)
     try:
-        return load_network(spec), "shipped"
+        return CPU.place(load_network(spec), spec.contract), "shipped"
     except OldPhotoError:
-        return spec.build().eval(), "random"
+        return CPU.place(spec.build().eval(), spec.contract), "random"
 
 
 def scratch_lines(height: int, width: int, coverage: float, rng: np.random.Generator) -> np.ndarray:

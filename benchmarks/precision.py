@@ -44,21 +44,24 @@ from oldphoto.registry import (
 )
 from oldphoto.restore.faces import conditions_on_original, refine_faces
 from oldphoto.restore.global_stage import restore_global, restore_global_direct
-from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_scratches
+from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.runtime import DEFAULT_TILE, Runtime, cpu_has_native_bf16, make_runtime
-from oldphoto.weights import load_network
+from oldphoto.weights import LoadedModel, load_network
 
 KODAK = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "val" / "kodak24"
 MOSAIC = ("kodim04.png", "kodim15.png", "kodim18.png", "kodim05.png")  # three faces, 500x500 crops each
 
 
+CPU = make_runtime("cpu")
+"""Only for placing networks as ``restore`` does (device, layout); the runs use their own runtimes."""
+
+
 def network(name: str) -> tuple[torch.nn.Module, str]:
     spec = get_spec(name)
     try:
-        return load_network(spec), "shipped"
+        return CPU.place(load_network(spec), spec.contract), "shipped"
     except OldPhotoError:
-        return spec.build().eval(), "random"
+        return CPU.place(spec.build().eval(), spec.contract), "random"
 
 
 def sample(megapixels: float, folder: Path = KODAK) -> tuple[np.ndarray, str]:
@@ -111,20 +114,15 @@ def main() -> None:
     print("weights: " + ", ".join(f"{name} {origin}" for name, (_, origin) in loaded.items()))
 
     scratch_spec = get_spec(SCRATCH_MODEL)
-    threshold, dilation = RestoreOptions().detection_settings(scratch_spec)
+    threshold, dilation = detection_settings(scratch_spec)
+    detector = LoadedModel(scratch_spec, nets[SCRATCH_MODEL])  # CPU runtimes only here: no placement needed
     global_overlap = max(get_spec(name).contract.min_tile_overlap for name in (MAPPING_MODEL, DETAIL_MODEL))
     ablation_overlap = get_spec(RESTORE_UNET_MODEL).contract.min_tile_overlap
-    mask = detect_scratches(
-        image, nets[SCRATCH_MODEL], fp32, size_multiple=scratch_spec.contract.size_multiple,
-        min_overlap=scratch_spec.contract.min_tile_overlap, threshold=threshold, dilation=dilation,
-    )  # the later stages get the same (fp32) mask at both precisions, so only their own precision differs
+    mask = detect_scratches(image, detector, fp32, threshold=threshold, dilation=dilation)  # the later stages get the same (fp32) mask at both precisions, so only their own precision differs
     face_spec = get_spec(FACE_MODEL)
 
     stages: dict[str, Callable[[Runtime], np.ndarray]] = {
-        f"scratch detection ({SCRATCH_MODEL}, threshold {threshold:g})": lambda rt: detect_scratches(
-            image, nets[SCRATCH_MODEL], rt, size_multiple=scratch_spec.contract.size_multiple,
-            min_overlap=scratch_spec.contract.min_tile_overlap, threshold=threshold, dilation=dilation,
-        ),
+        f"scratch detection ({SCRATCH_MODEL}, threshold {threshold:g})": lambda rt: detect_scratches(image, detector, rt, threshold=threshold, dilation=dilation),
         "global (triplet + detail fusion)": lambda rt: restore_global(
             image, mask, nets[VAE_OLD_MODEL], nets[MAPPING_MODEL], nets[VAE_CLEAN_MODEL], rt, min_overlap=global_overlap,
             detail=nets[DETAIL_MODEL],

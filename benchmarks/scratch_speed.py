@@ -16,7 +16,7 @@ from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.scratches import detect_scratches
 from oldphoto.runtime import DEFAULT_TILE, make_runtime
-from oldphoto.weights import load_network
+from oldphoto.weights import LoadedModel, load_network
 
 
 def main() -> None:
@@ -39,14 +39,7 @@ def main() -> None:
         image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
         with PeakMemory() as memory:
             started = time.perf_counter()
-            detect_scratches(
-                image,
-                network,
-                runtime,
-                size_multiple=spec.contract.size_multiple,
-                min_overlap=spec.contract.min_tile_overlap,
-                threshold=0.5,
-            )
+            detect_scratches(image, LoadedModel(spec, runtime.place(network, spec.contract)), runtime, threshold=0.5)
             seconds = time.perf_counter() - started
         mp = height * width / 1e6
         print(f"{width}x{height} ({mp:.1f} MP): {seconds:.2f} s = {seconds / mp:.3f} s/MP, peak +{memory.peak_bytes / 1e6:.0f} MB")

@@ -21,7 +21,7 @@ from oldphoto.imageio import is_image_path, read_photo, to_luminance, to_rgb
 from oldphoto.registry import FACE_GATE_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network_from
+from oldphoto.weights import LoadedModel, load_model
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,9 +43,9 @@ def main() -> None:
     runtime = make_runtime("cpu", args.precision, threads=args.threads)
     with_faces = Restorer(runtime, RestoreOptions())
     if args.gate:
-        with_faces.networks[FACE_GATE_MODEL] = load_network_from(get_spec(FACE_GATE_MODEL), args.gate)
+        with_faces.models[FACE_GATE_MODEL] = load_model(get_spec(FACE_GATE_MODEL), runtime, args.gate)
     if args.no_gate:
-        with_faces.networks[FACE_GATE_MODEL] = None
+        with_faces.models[FACE_GATE_MODEL] = LoadedModel(get_spec(FACE_GATE_MODEL), None)
     without = Restorer(runtime, RestoreOptions(faces=False))
     for folder in args.folders:
         rows = []

@@ -26,11 +26,10 @@ import torch
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_with_contract
+from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.runtime import make_runtime
 from oldphoto.training.data import list_images, split_real_photos
-from oldphoto.weights import load_network_from
+from oldphoto.weights import load_model
 
 PAD = 16
 MIN_CROP = 96
@@ -110,11 +109,11 @@ def main() -> None:
 
     spec = get_spec(SCRATCH_MODEL)
     try:
-        threshold, dilation = RestoreOptions(scratch_threshold=args.threshold).detection_settings(spec)
+        threshold, dilation = detection_settings(spec, args.threshold)
     except ConfigError as error:
         parser.error(str(error))
-    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
     runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
+    detector = load_model(spec, runtime, args.weights)  # the installed, verified weights when None
     photos = split_real_photos(list_images([args.real]), args.labels)[1]
     print(
         f"{len(photos)} held-out photos; weights {args.weights or 'installed'}; threshold {threshold:g}, "
@@ -128,7 +127,7 @@ def main() -> None:
     for path in photos:
         photo = read_photo(path)
         with torch.inference_mode():
-            mask = detect_with_contract(to_rgb(photo.pixels), network, spec, runtime, threshold=threshold, dilation=dilation).astype(np.uint8)
+            mask = detect_scratches(to_rgb(photo.pixels), detector, runtime, threshold=threshold, dilation=dilation).astype(np.uint8)
         fractions[path] = float(mask.mean())
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         total += count - 1

@@ -26,10 +26,9 @@ import torch
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_with_contract
+from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network_from
+from oldphoto.weights import load_model
 
 CONTENT_LIMIT = 0.05
 """A content box counts as a false hit when more than this share of its pixels is marked."""
@@ -67,11 +66,11 @@ def main() -> None:
 
     spec = get_spec(SCRATCH_MODEL)
     try:
-        threshold, dilation = RestoreOptions(scratch_threshold=args.threshold).detection_settings(spec)
+        threshold, dilation = detection_settings(spec, args.threshold)
     except ConfigError as error:
         parser.error(str(error))
-    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
     runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
+    detector = load_model(spec, runtime, args.weights)  # the installed, verified weights when None
     print(f"weights {args.weights or 'installed'}; threshold {threshold:g}, dilation {dilation}; {runtime.describe()}")
 
     by_photo: dict[str, list[int]] = defaultdict(list)
@@ -81,7 +80,7 @@ def main() -> None:
     for name in sorted(by_photo):
         photo = read_photo(found[name])
         with torch.inference_mode():
-            mask = detect_with_contract(to_rgb(photo.pixels), network, spec, runtime, threshold=threshold, dilation=dilation) > 0
+            mask = detect_scratches(to_rgb(photo.pixels), detector, runtime, threshold=threshold, dilation=dilation) > 0
         for index in by_photo[name]:
             entry = components[index]
             x, y, w, h = entry["box"]

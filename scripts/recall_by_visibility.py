@@ -19,10 +19,9 @@ from oldphoto.degrade import degrade_image, get_preset, load_stamps
 from oldphoto.imageio import load_rgb
 from oldphoto.inputs import discover_inputs
 from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import detect_with_contract
+from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network_from
+from oldphoto.weights import load_model
 
 BANDS = (0.08, 0.12, 0.16, 0.24, 0.40, 1.0)
 """Edges of the change bands (0-1 intensity; 0.08 is the presets' mask threshold, ~20 of 255 levels)."""
@@ -38,9 +37,9 @@ def main() -> None:
     parser.add_argument("--weights", help="scratch-unet weights (default: the installed ones)")
     args = parser.parse_args()
     spec = get_spec(SCRATCH_MODEL)
-    threshold, dilation = RestoreOptions().detection_settings(spec)
-    network = load_network_from(spec, args.weights)  # the installed, verified weights when None
+    threshold, dilation = detection_settings(spec)
     runtime = make_runtime("cpu")
+    detector = load_model(spec, runtime, args.weights)  # the installed, verified weights when None
     preset = get_preset(args.preset)
     stamps = load_stamps(args.damage_dir)  # as `degrade` does: the bundled stamps unless --damage-dir
     found = discover_inputs(args.sources).files
@@ -51,7 +50,7 @@ def main() -> None:
     for index in range(args.count):
         sample = degrade_image(load_rgb(found[index % len(found)].path), preset, rng, stamps)
         with torch.inference_mode():
-            detected = detect_with_contract(sample.degraded, network, spec, runtime, threshold=threshold, dilation=dilation) > 0
+            detected = detect_scratches(sample.degraded, detector, runtime, threshold=threshold, dilation=dilation) > 0
         truth = sample.mask > 0
         band = np.digitize(sample.change[truth], edges) - 1
         masked += np.bincount(band, minlength=len(masked))[: len(masked)]

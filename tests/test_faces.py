@@ -190,8 +190,8 @@ def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_
     assert conditions[0] is None and np.array_equal(conditions[1], photo)
 
     # The condition reaches the refiner: a different "before" photo changes the face, and only the face.
-    network = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False)).networks
-    detector, refiner = network[registry.FACE_DETECTOR_MODEL], network[registry.FACE_MODEL]
+    models = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False)).models
+    detector, refiner = models[registry.FACE_DETECTOR_MODEL].network, models[registry.FACE_MODEL].network
     own = refine_faces(photo, detector, refiner, runtime).pixels
     before = np.clip(photo + np.random.default_rng(0).normal(0, 0.2, photo.shape), 0, 1).astype(np.float32)
     conditioned = refine_faces(photo, detector, refiner, runtime, original=before).pixels

@@ -24,14 +24,7 @@ def test_threshold_and_dilation_override_the_registry(random_scratch_model):
     runtime = make_runtime("cpu")
     pixels = smooth_image(64, 96)
     restorer = Restorer(runtime, RestoreOptions(**DETECTION_ONLY))
-    contract = restorer.specs[SCRATCH_MODEL].contract
-    probability = scratch_probability(
-        pixels,
-        restorer.networks[SCRATCH_MODEL],
-        runtime,
-        size_multiple=contract.size_multiple,
-        min_overlap=contract.min_tile_overlap,
-    )
+    probability = scratch_probability(pixels, restorer.models[SCRATCH_MODEL], runtime)
     low, high = (float(q) for q in np.quantile(probability, [0.3, 0.7]))
     sensitive = detected_mask(runtime, pixels, scratch_threshold=low) > 0
     strict = detected_mask(runtime, pixels, scratch_threshold=high) > 0

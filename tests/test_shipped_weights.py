@@ -15,7 +15,7 @@ from oldphoto.restore.classical import tophat_scratch_mask
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.restore.scratches import scratch_probability
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network
+from oldphoto.weights import load_model, load_network
 
 from .conftest import smooth_image
 
@@ -44,13 +44,9 @@ def scratch_spec():
 
 
 def test_scratch_weights_find_a_drawn_scratch(scratch_spec):
-    network = load_network(scratch_spec)
     _, damaged, truth = scratched_sample()
     runtime = make_runtime("cpu")
-    contract = scratch_spec.contract
-    probability = scratch_probability(
-        damaged, network, runtime, size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap
-    )
+    probability = scratch_probability(damaged, load_model(scratch_spec, runtime), runtime)
     on, off = probability[truth > 0].mean(), probability[truth == 0].mean()
     assert on > 4 * off, (on, off)
     counts = MaskCounts.of(probability > scratch_spec.settings["threshold"], truth)
@@ -182,10 +178,8 @@ def shaded_badges() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_shipped_detector_leaves_a_bright_badge_alone_and_finds_the_scratch_beside_it(scratch_spec):
     # The detector shipped before issue 16 marked both badges entirely (and the scratch).
     photo, badges, scratch = shaded_badges()
-    contract = scratch_spec.contract
-    probability = scratch_probability(
-        photo, load_network(scratch_spec), make_runtime("cpu"), size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap
-    )
+    runtime = make_runtime("cpu")
+    probability = scratch_probability(photo, load_model(scratch_spec, runtime), runtime)
     marked = probability > scratch_spec.settings["threshold"]
     assert marked[badges].mean() < 0.05
     assert marked[scratch].mean() > 0.6
@@ -257,18 +251,17 @@ def test_shipped_detector_in_tiles_matches_the_whole_photo(scratch_spec):
     within measured bounds. Measured: mask IoU 0.981, probability max difference 0.44 (mean 1.2e-4); with the default
     32 px overlap instead of the contract's: 0.940, 0.78 (3.8e-4)."""
     from oldphoto.imageio import load_rgb
-    from oldphoto.restore.scratches import detect_with_contract
+    from oldphoto.restore.scratches import detect_scratches
 
     photo = load_rgb(EXAMPLE)
-    network = load_network(scratch_spec)
+    detector = load_model(scratch_spec)
     threshold = scratch_spec.settings["threshold"]
-    contract = scratch_spec.contract
     outputs = {}
     for tile in (1024, 512):
         runtime = make_runtime("cpu", precision="fp32", tile=tile)  # the default 32 px overlap: the contract raises it
         tiles = []
-        mask = detect_with_contract(photo, network, scratch_spec, runtime, threshold=threshold, on_tile=lambda done, total: tiles.append(total))
-        probability = scratch_probability(photo, network, runtime, size_multiple=contract.size_multiple, min_overlap=contract.min_tile_overlap)
+        mask = detect_scratches(photo, detector, runtime, threshold=threshold, on_tile=lambda done, total: tiles.append(total))
+        probability = scratch_probability(photo, detector, runtime)
         outputs[tile] = (mask > 0.5, probability, tiles[-1])
     (whole, whole_p, one), (tiled, tiled_p, two) = outputs[1024], outputs[512]
     assert (one, two) == (1, 2)

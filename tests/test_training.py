@@ -13,6 +13,7 @@ from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.errors import DataError
 from oldphoto.imageio import save_rgb
 from oldphoto.registry import get_spec
+from oldphoto.training.loop import TrainSetup
 from oldphoto.training.restoration import GlobalTrainConfig, train_global
 from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
 from oldphoto.weights import load_network_from
@@ -55,19 +56,35 @@ def assert_trained(started: dict, name: str, exported) -> None:
     assert not unmoved, f"{name}: {len(unmoved)} of {len(initial)} parameters never moved, e.g. {unmoved[:3]}"
 
 
+def changed(config, **changes):
+    """``config`` (a recipe's) with ``changes``, those of the shared fields made to its ``setup``."""
+    shared = {field.name for field in dataclasses.fields(TrainSetup)}
+    setup = dataclasses.replace(config.setup, **{k: v for k, v in changes.items() if k in shared})
+    return dataclasses.replace(config, setup=setup, **{k: v for k, v in changes.items() if k not in shared})
+
+
+def tiny_setup(data, run, steps: int, learning_rate: float, **changes) -> TrainSetup:
+    """Two samples a step, validated every second step; weights and checkpoint in the folder ``run``."""
+    return TrainSetup(
+        data=(str(data),),
+        out=str(run / "weights.safetensors"),
+        checkpoint=str(run / "checkpoint.pt"),
+        steps=steps,
+        batch_size=2,
+        learning_rate=learning_rate,
+        validate_every=2,
+        **changes,
+    )
+
+
 def tiny_config(tmp_path, name: str, steps: int) -> ScratchTrainConfig:
     for i in range(3):
         save_rgb(tmp_path / "data" / f"{i}.png", smooth_image(48, 64, seed=i))
     save_rgb(tmp_path / "val" / "v.png", smooth_image(64, 64, seed=9))
     return ScratchTrainConfig(
-        data=(str(tmp_path / "data"),),
+        setup=tiny_setup(tmp_path / "data", tmp_path / name, steps, learning_rate=2e-3),
         val=(str(tmp_path / "val"),),
-        out=str(tmp_path / name / "scratch.safetensors"),
-        checkpoint=str(tmp_path / name / "checkpoint.pt"),
-        steps=steps,
-        batch_size=2,
         crop=32,
-        validate_every=2,
         val_samples=2,
         val_crop=32,
     )
@@ -87,17 +104,17 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, started):
     state = train_scratch(straight)
     assert state.step == 4 and len(state.history) == 2
     assert all(np.isfinite(h["loss"]) for h in state.history)
-    assert_trained(started, "scratch-unet", straight.out)  # the best (exported) weights are trained ones
+    assert_trained(started, "scratch-unet", straight.setup.out)  # the best (exported) weights are trained ones
 
     interrupted = tiny_config(tmp_path, "resumed", steps=4)
-    train_scratch(dataclasses.replace(interrupted, steps=2))
+    train_scratch(changed(interrupted, steps=2))
     # Same schedule length as the straight run: resume the 2-step checkpoint towards 4 steps.
     resumed = train_scratch(interrupted, resume=True)
     assert resumed.step == 4
-    a = torch.load(straight.checkpoint, weights_only=False)["modules"]["network"]
-    b = torch.load(interrupted.checkpoint, weights_only=False)["modules"]["network"]
+    a = torch.load(straight.setup.checkpoint, weights_only=False)["modules"]["network"]
+    b = torch.load(interrupted.setup.checkpoint, weights_only=False)["modules"]["network"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    assert load_file(straight.out)  # best weights exported
+    assert load_file(straight.setup.out)  # best weights exported
 
 
 def test_scratch_training_starts_from_init_weights(tmp_path):
@@ -108,7 +125,7 @@ def test_scratch_training_starts_from_init_weights(tmp_path):
     # Weights no seeded initialisation would produce.
     shifted = {k: (v + 0.125).contiguous() for k, v in fresh.network.state_dict().items()}
     save_file(shifted, str(tmp_path / "init.safetensors"))
-    started = ScratchRecipe(dataclasses.replace(config, init=str(tmp_path / "init.safetensors")))
+    started = ScratchRecipe(changed(config, init=str(tmp_path / "init.safetensors")))
     for name, value in started.network.state_dict().items():
         torch.testing.assert_close(value, shifted[name])
 
@@ -121,16 +138,18 @@ def test_resuming_a_checkpoint_of_another_architecture_says_what_to_do(tmp_path,
     spec = dataclasses.replace(get_spec(registry.SCRATCH_MODEL), config=ScratchUNetConfig(channels=(4, 8, 8)))
     monkeypatch.setattr(registry, "REGISTRY", {**registry.REGISTRY, registry.SCRATCH_MODEL: spec})
     with pytest.raises(DataError, match="does not fit the scratch-unet architecture.*without --resume"):
-        train_scratch(dataclasses.replace(config, steps=2), resume=True)
+        train_scratch(changed(config, steps=2), resume=True)
 
 
 def test_scratch_validation_draws_from_every_preset(tmp_path):
     from oldphoto.training.scratch import make_validation_set
 
     config = tiny_config(tmp_path, "presets", steps=1)
-    default_only = make_validation_set(config, None).truth
-    bopbtl_only = make_validation_set(dataclasses.replace(config, presets=("bopbtl",)), None).truth
-    mixed = make_validation_set(dataclasses.replace(config, presets=("default", "bopbtl")), None).truth
+
+    def truth(presets):
+        return make_validation_set(config.val, presets, None, config.val_samples, config.val_crop).truth
+
+    default_only, bopbtl_only, mixed = truth(["default"]), truth(["bopbtl"]), truth(["default", "bopbtl"])
     assert not np.array_equal(default_only, bopbtl_only)
     assert not np.array_equal(mixed, default_only) and not np.array_equal(mixed, bopbtl_only)
 
@@ -141,22 +160,16 @@ def global_config(tmp_path, model: str, steps: int, name: str | None = None, **c
             path = tmp_path / folder / f"{i}.png"
             if not path.exists():
                 save_rgb(path, smooth_image(48, 64, seed=10 * len(folder) + i))
-    run = tmp_path / (name or model)
-    return GlobalTrainConfig(
+    config = GlobalTrainConfig(
         model=model,
-        data=(str(tmp_path / "data"),),
+        setup=tiny_setup(tmp_path / "data", tmp_path / (name or model), steps, learning_rate=1e-3),
         val=(str(tmp_path / "val"),),
         real=(str(tmp_path / "real"),),
-        out=str(run / f"{model}.safetensors"),
-        checkpoint=str(run / "checkpoint.pt"),
-        steps=steps,
-        batch_size=2,
         crop=32,
-        validate_every=2,
         val_samples=2,
         val_crop=32,
-        **changes,
     )
+    return changed(config, **changes)
 
 
 def test_global_recipes_train_in_order_and_export_loadable_weights(tmp_path, started):
@@ -164,21 +177,21 @@ def test_global_recipes_train_in_order_and_export_loadable_weights(tmp_path, sta
         state = train_global(global_config(tmp_path, model, steps=2))
         assert state.step == 2 and np.isfinite(state.best["score"])
         spec = get_spec(model)
-        load_network_from(spec, tmp_path / model / f"{model}.safetensors")
-        assert_trained(started, model, tmp_path / model / f"{model}.safetensors")
+        load_network_from(spec, tmp_path / model / "weights.safetensors")
+        assert_trained(started, model, tmp_path / model / "weights.safetensors")
         # Two steps already help on the validation pairs (measured: +0.3 to +0.6 dB).
         assert state.best["score"] > started["validation"][model]["score"] + 0.1, model
     mapping = global_config(
         tmp_path,
         "mapping",
         steps=2,
-        vae_old=str(tmp_path / "vae-old" / "vae-old.safetensors"),
-        vae_clean=str(tmp_path / "vae-clean" / "vae-clean.safetensors"),
+        vae_old=str(tmp_path / "vae-old" / "weights.safetensors"),
+        vae_clean=str(tmp_path / "vae-clean" / "weights.safetensors"),
     )
     state = train_global(mapping)
     assert state.step == 2 and {"psnr", "ssim"} <= set(state.best)
-    load_network_from(get_spec("mapping"), mapping.out)
-    assert_trained(started, "mapping", mapping.out)
+    load_network_from(get_spec("mapping"), mapping.setup.out)
+    assert_trained(started, "mapping", mapping.setup.out)
 
 
 def test_detector_mask_source_gives_the_installed_detectors_mask(tmp_path):
@@ -202,10 +215,10 @@ def test_vae_old_resumes_exactly(tmp_path):
     straight = global_config(tmp_path, "vae-old", steps=4, name="straight")
     train_global(straight)
     interrupted = global_config(tmp_path, "vae-old", steps=4, name="resumed")
-    train_global(dataclasses.replace(interrupted, steps=2))
+    train_global(changed(interrupted, steps=2))
     train_global(interrupted, resume=True)
-    a = torch.load(straight.checkpoint, weights_only=False)["modules"]
-    b = torch.load(interrupted.checkpoint, weights_only=False)["modules"]
+    a = torch.load(straight.setup.checkpoint, weights_only=False)["modules"]
+    b = torch.load(interrupted.setup.checkpoint, weights_only=False)["modules"]
     for module in ("vae", "discriminator"):
         assert all(torch.allclose(a[module][k], b[module][k], atol=1e-6) for k in a[module]), module
 
@@ -223,12 +236,12 @@ def test_train_command_runs_and_reports(tmp_path):
     config = global_config(tmp_path, "restore-unet", steps=2)
     result = CliRunner().invoke(
         app,
-        ["train", "restore-unet", "--data", config.data[0], "--val", config.val[0], "--steps", "2", "--batch-size", "2",
-         "--crop", "32", "--validate-every", "1", "--val-samples", "2", "--out", config.out, "--checkpoint", config.checkpoint],
+        ["train", "restore-unet", "--data", config.setup.data[0], "--val", config.val[0], "--steps", "2", "--batch-size", "2",
+         "--crop", "32", "--validate-every", "1", "--val-samples", "2", "--out", config.setup.out, "--checkpoint", config.setup.checkpoint],
     )
     assert result.exit_code == 0, result.output
     assert "restore-unet step 2" in result.output and "best validation of restore-unet" in result.output
-    bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.data[0], "--val", config.val[0], "--crop", "30"])
+    bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--crop", "30"])
     assert bad.exit_code == 2 and "multiples of 4" in bad.output
 
 
@@ -251,22 +264,13 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path, started):
     _face_folder(tmp_path / "faces")
     train, held_out = split_held_out(sorted((tmp_path / "faces").iterdir()))
     assert held_out == [tmp_path / "faces" / "0.png"] and len(train) == 3
-    config = FaceTrainConfig(
-        data=(str(tmp_path / "faces"),),
-        out=str(tmp_path / "run" / "face.safetensors"),
-        checkpoint=str(tmp_path / "run" / "checkpoint.pt"),
-        steps=2,
-        batch_size=2,
-        crop=64,
-        validate_every=2,
-        val_samples=1,
-    )
+    config = FaceTrainConfig(setup=tiny_setup(tmp_path / "faces", tmp_path / "run", steps=2, learning_rate=1e-3), crop=64, val_samples=1)
     state = train_face(config)
     assert state.step == 2 and np.isfinite(state.best["psnr"])
-    assert_trained(started, "face-refine", config.out)
+    assert_trained(started, "face-refine", config.setup.out)
     assert state.best["psnr"] > started["validation"]["face-refine"]["psnr"] + 0.5  # measured: 11.5 -> 14.1 dB
     # Two training faces aligned (the landscape has none) and cached for the next run.
-    assert load_file(config.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2
+    assert load_file(config.setup.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2
 
 
 def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
@@ -279,7 +283,8 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     )
 
     _face_folder(tmp_path / "faces")
-    base = {"data": (str(tmp_path / "faces"),), "checkpoint": str(tmp_path / "run" / "checkpoint.pt"), "crop": 64, "val_samples": 1}
+    setup = tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3)
+    base = {"setup": setup, "crop": 64, "val_samples": 1}
     raw = FaceRecipe(FaceTrainConfig(**base, after_global=False))
     after = FaceRecipe(FaceTrainConfig(**base, after_global=True))
     torch.testing.assert_close(raw.val_degraded, after.val_degraded)  # same seed, same damage
@@ -295,7 +300,7 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     # Weights no seeded initialisation would produce.
     shifted = {k: (v + 0.125).contiguous() for k, v in after.network.state_dict().items()}
     save_file(shifted, str(tmp_path / "init.safetensors"))
-    started = FaceRecipe(FaceTrainConfig(**base, init=str(tmp_path / "init.safetensors")))
+    started = FaceRecipe(changed(FaceTrainConfig(**base), init=str(tmp_path / "init.safetensors")))
     for name, value in started.network.state_dict().items():
         torch.testing.assert_close(value, shifted[name])
 
@@ -304,9 +309,9 @@ def test_detail_fusion_trains_behind_the_frozen_triplet(tmp_path, random_global_
     config = global_config(tmp_path, "detail-fusion", steps=2, clean_fraction=0.5, light_fraction=0.5)
     state = train_global(config)
     assert state.step == 2
-    assert_trained(started, "detail-fusion", config.out)
+    assert_trained(started, "detail-fusion", config.setup.out)
     assert {"psnr", "ssim", "psnr_undamaged", "ssim_undamaged"} <= set(state.best)
-    load_network_from(get_spec("detail-fusion"), config.out)
+    load_network_from(get_spec("detail-fusion"), config.setup.out)
     with pytest.raises(DataError, match="multiples of"):  # the triplet's grid: 16 px shipped, less for tiny mappings
         train_global(dataclasses.replace(config, crop=37))
 
@@ -333,10 +338,10 @@ def test_time_budget_ends_the_run_and_decays_the_learning_rate(tmp_path, monkeyp
     # with a last validation and export.
     clock = iter(range(10**6))
     monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
-    config = dataclasses.replace(tiny_config(tmp_path, "budget", steps=1000), runtime=loop.TrainRuntime(time_budget=6.0), validate_every=100)
+    config = changed(tiny_config(tmp_path, "budget", steps=1000), runtime=loop.TrainRuntime(time_budget=6.0), validate_every=100)
     state = train_scratch(config)
     assert 1 <= state.step < 5 and state.history[-1]["step"] == state.step
-    assert Path(config.out).is_file()
+    assert Path(config.setup.out).is_file()
 
 
 def test_real_photo_split_keeps_the_labelled_test_out(tmp_path):
@@ -384,8 +389,8 @@ def test_train_precision_is_resolved_and_checked_as_restore_does(tmp_path, monke
     assert Accelerator.of("cpu", "auto").precision == "bf16"
     config = tiny_config(tmp_path, "fp16", steps=1)
     result = CliRunner().invoke(
-        app, ["train", "scratch", "--data", config.data[0], "--val", config.val[0], "--precision", "fp16", "--steps", "1"]
+        app, ["train", "scratch", "--data", config.setup.data[0], "--val", config.val[0], "--precision", "fp16", "--steps", "1"]
     )
     assert result.exit_code != 0 and "CUDA" in result.output
-    bad = CliRunner().invoke(app, ["train", "scratch", "--data", config.data[0], "--val", config.val[0], "--precision", "fp8"])
+    bad = CliRunner().invoke(app, ["train", "scratch", "--data", config.setup.data[0], "--val", config.val[0], "--precision", "fp8"])
     assert bad.exit_code == 2 and "fp8" in bad.output

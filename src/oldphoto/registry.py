@@ -41,6 +41,12 @@ class InputContract:
     min_tile_overlap: int = 0
     """Image pixels neighbouring tiles overlap by at least (more if ``--tile-overlap`` asks): the reach of the
     network's context, so that a tile's output near its seam agrees with the whole image's."""
+    cpu_only: bool = False
+    """Runs on the CPU in float32 whatever the run's device and precision: networks that work on many tiny crops
+    (MTCNN) or decide one number per face, where a device round trip costs more than it saves and reduced precision
+    moved the results."""
+    channels_last: bool = False
+    """Placed in channels-last memory format (about 20% faster convolutions on the CPU here, same results to 1e-6)."""
 
     @property
     def min_tile(self) -> int:
@@ -125,7 +131,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         config=VAEConfig(),
         weights_file="vae-old.safetensors",
         sha256="2f1d0491932e9753c5249ed7c3a1cb94fcd7dedb7a4ce39042385111ebdc0660",
-        contract=InputContract(channels=3, size_multiple=4),
+        contract=InputContract(channels=3, size_multiple=4, channels_last=True),
     ),
     ModelSpec(
         name=VAE_CLEAN_MODEL,
@@ -134,7 +140,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         config=VAEConfig(),
         weights_file="vae-clean.safetensors",
         sha256="07eae1adf6d6494949821ac8fe6331ccf710ef9bc2817efd0bc47e74c440da5d",
-        contract=InputContract(channels=3, size_multiple=4),
+        contract=InputContract(channels=3, size_multiple=4, channels_last=True),
     ),
     ModelSpec(
         name=MAPPING_MODEL,
@@ -151,6 +157,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
             channels=MappingConfig().latent_channels,
             size_multiple=4,
             min_tile_overlap=64,
+            channels_last=True,
         ),
         caveat=(
             "preliminary weights (held-out synthetic pairs, with the detail fusion: +1.8 dB PSNR over the input on the "
@@ -166,7 +173,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         weights_file="detail-fusion.safetensors",
         sha256="db280fa35d0aebf14d6bbe1318ad206f8fa6835d3ea66afa565172fc024c4f5d",
         # Works on the photo, the triplet's result and the mask at half resolution, three levels down: a 16 px grid.
-        contract=InputContract(channels=3, size_multiple=16, min_tile_overlap=64),
+        contract=InputContract(channels=3, size_multiple=16, min_tile_overlap=64, channels_last=True),
     ),
     ModelSpec(
         name=RESTORE_UNET_MODEL,
@@ -186,7 +193,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # MTCNN (Zhang et al. 2016) weights from facenet-pytorch 2.6.0 (MIT), converted by
         # scripts/convert_mtcnn_weights.py; not trained by this project.
         sha256="45209c89a01a216d7ae9baf3fa8e506dfb0e8ff1269007ce26e28338a9148cd3",
-        contract=InputContract(channels=3),
+        contract=InputContract(channels=3, cpu_only=True),
     ),
     ModelSpec(
         name=FACE_MODEL,
@@ -211,7 +218,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         config=FaceGateConfig(),
         weights_file="face-gate.safetensors",
         sha256=None,
-        contract=InputContract(channels=3),
+        contract=InputContract(channels=3, cpu_only=True),
     ),
 )
 

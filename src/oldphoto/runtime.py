@@ -8,11 +8,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 
 from oldphoto.errors import DeviceError
+
+if TYPE_CHECKING:
+    from oldphoto.registry import InputContract
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,14 @@ class Runtime:
 
     def describe(self) -> str:
         return f"{self.device} {self.precision}, tile {self.tile}/{self.tile_overlap}, {self.threads} threads"
+
+    def place(self, network: torch.nn.Module, contract: InputContract) -> torch.nn.Module:
+        """Move ``network`` where its contract says it runs in this run (once, when it is loaded): this runtime's
+        device in float32, or the CPU for ``cpu_only`` networks; channels-last where the contract asks for it."""
+        device = torch.device("cpu") if contract.cpu_only else self.device
+        if contract.channels_last:
+            return network.to(device=device, dtype=torch.float32, memory_format=torch.channels_last)
+        return network.to(device=device, dtype=torch.float32)
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager[object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from oldphoto.errors import WeightsIntegrityError, WeightsNotFoundError
-from oldphoto.registry import ModelSpec
+from oldphoto.registry import InputContract, ModelSpec
+from oldphoto.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,31 @@ def _existing(path: str | Path, spec: ModelSpec, what: str) -> Path:
 def load_network(spec: ModelSpec) -> nn.Module:
     """Build the spec's network and load its verified weights (``strict=True``). Returns it in eval mode on CPU."""
     return _load_into(spec, verify_weights(spec))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified network with the registry spec it was built from, as spandrel's model descriptors carry their
+    network's contract: stages read the size multiple, tile overlap and settings from here, never from loose
+    integers. Built by :func:`load_model`, placed on the run's device once."""
+
+    spec: ModelSpec
+    network: nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def contract(self) -> InputContract:
+        return self.spec.contract
+
+
+def load_model(spec: ModelSpec, runtime: Runtime | None = None, path: str | Path | None = None) -> LoadedModel:
+    """The spec's verified network (or the one in ``path``, see :func:`load_network_from`) as a
+    :class:`LoadedModel`, placed for ``runtime`` when given (:meth:`Runtime.place`)."""
+    network = load_network_from(spec, path)
+    return LoadedModel(spec, network if runtime is None else runtime.place(network, spec.contract))
 
 
 def load_network_from(spec: ModelSpec, path: str | Path | None) -> nn.Module:

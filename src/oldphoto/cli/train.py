@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from oldphoto.cli.common import console, library_errors, progress_bar
+
+if TYPE_CHECKING:
+    from oldphoto.training.loop import TrainSetup
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
@@ -32,9 +35,15 @@ DamageDirs = Annotated[
         "--damage-dir", help="Folders of RGBA damage stamps (repeatable); replace the bundled stamps (the default).", rich_help_panel=DATA
     ),
 ]
+Steps = Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)]
+CropsPerStep = Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)]
+FacesPerStep = Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)]
+LearningRate = Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)]
 Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.", rich_help_panel=SCHEDULE)]
+Out = Annotated[Path, typer.Option(help="Where the best weights are exported.")]
+Checkpoint = Annotated[Path, typer.Option(help="Checkpoint file for --resume.")]
 RUNTIME = "Runtime"
 Device = Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or mps.", rich_help_panel=RUNTIME)]
 TrainPrecision = Annotated[
@@ -71,12 +80,6 @@ def _check_runtime(precision: str, workers: int) -> None:
         raise typer.BadParameter("--workers must be 0 or more")
 
 
-def _train_runtime(device: str, precision: str, workers: int, minutes: float | None):
-    from oldphoto.training.loop import TrainRuntime
-
-    return TrainRuntime(device, precision, workers, None if minutes is None else 60.0 * minutes)
-
-
 Init = Annotated[
     Path | None,
     typer.Option(
@@ -84,6 +87,38 @@ Init = Annotated[
         rich_help_panel=SCHEDULE,
     ),
 ]
+
+
+def _strings(paths: list[Path] | None) -> tuple[str, ...]:
+    return tuple(map(str, paths or ()))
+
+
+def _string(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _setup(ctx: typer.Context) -> TrainSetup:
+    """The :class:`~oldphoto.training.loop.TrainSetup` of a command, from the shared options above (--data, --damage-dir,
+    --steps, --batch-size, --learning-rate, --seed, --validate-every, --out, --checkpoint, --init and the runtime's);
+    the runtime options a command lacks keep their defaults (the CPU, fp32, in-process data, no time limit)."""
+    from oldphoto.training.loop import TrainRuntime, TrainSetup
+
+    options = ctx.params
+    precision, workers, minutes = options.get("precision", "fp32"), options.get("workers", 0), options.get("time_budget")
+    _check_runtime(precision, workers)
+    return TrainSetup(
+        data=_strings(options["data"]),
+        out=str(options["out"]),
+        checkpoint=str(options["checkpoint"]),
+        steps=options["steps"],
+        batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        damage_dirs=_strings(options["damage_dir"]),
+        seed=options["seed"],
+        validate_every=options["validate_every"],
+        init=_string(options["init"]),
+        runtime=TrainRuntime(options.get("device", "cpu"), precision, workers, None if minutes is None else 60.0 * minutes),
+    )
 
 
 def _train_with_progress(name: str, steps: int, train: Callable) -> None:
@@ -106,21 +141,22 @@ def _train_with_progress(name: str, steps: int, train: Callable) -> None:
 
 @app.command("scratch")
 def scratch(
+    ctx: typer.Context,
     data: Data,
     val: Val,
     damage_dir: DamageDirs = None,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 20000,
-    batch_size: Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)] = 8,
+    steps: Steps = 20000,
+    batch_size: CropsPerStep = 8,
     crop: Annotated[int, typer.Option(help="Crop size in pixels.", rich_help_panel=SCHEDULE)] = 192,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 2e-3,
+    learning_rate: LearningRate = 2e-3,
     seed: Seed = 0,
     preset: Annotated[
         list[str] | None,
         typer.Option("--preset", help="Degradation presets, one drawn per crop (repeatable; default: default).", rich_help_panel=DATA),
     ] = None,
     validate_every: ValidateEvery = 250,
-    out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/scratch-unet.safetensors"),
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/scratch/checkpoint.pt"),
+    out: Out = Path("weights/scratch-unet.safetensors"),
+    checkpoint: Checkpoint = Path("runs/scratch/checkpoint.pt"),
     resume: Resume = False,
     init: Init = None,
     real: Annotated[
@@ -144,33 +180,23 @@ def scratch(
     """Train the scratch-detection U-Net with damage drawn on the fly."""
     from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
 
-    _check_runtime(precision, workers)
     config = ScratchTrainConfig(
-        data=tuple(map(str, data)),
-        val=tuple(map(str, val)),
-        out=str(out),
-        checkpoint=str(checkpoint),
-        damage_dirs=tuple(map(str, damage_dir or ())),
+        setup=_setup(ctx),
+        val=_strings(val),
         presets=tuple(preset or ("default",)),
-        steps=steps,
-        batch_size=batch_size,
         crop=crop,
-        learning_rate=learning_rate,
-        seed=seed,
-        validate_every=validate_every,
-        init=None if init is None else str(init),
-        real=tuple(map(str, real or ())),
-        real_labels=None if real_labels is None else str(real_labels),
+        real=_strings(real),
+        real_labels=_string(real_labels),
         real_fraction=real_fraction,
         undamaged_fraction=undamaged_fraction,
         positive_weight=positive_weight,
-        runtime=_train_runtime(device, precision, workers, time_budget),
     )
     _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
 
 
 def _global_command(model: str, summary: str, default_steps: int) -> None:
     def command(
+        ctx: typer.Context,
         data: Data,
         val: Val,
         damage_dir: DamageDirs = None,
@@ -182,10 +208,10 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             list[str] | None,
             typer.Option("--preset", help="Degradation presets, one drawn per sample (default: default and bopbtl).", rich_help_panel=DATA),
         ] = None,
-        steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = default_steps,
-        batch_size: Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)] = 8,
+        steps: Steps = default_steps,
+        batch_size: CropsPerStep = 8,
         crop: Annotated[int, typer.Option(help="Crop size in pixels (multiple of 4).", rich_help_panel=SCHEDULE)] = 128,
-        learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+        learning_rate: LearningRate = 1e-3,
         seed: Seed = 0,
         validate_every: ValidateEvery = 250,
         val_samples: Annotated[int, typer.Option(help="Validation pairs (fixed, 256 px crops).", rich_help_panel=SCHEDULE)] = 16,
@@ -213,8 +239,8 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             Path | None,
             typer.Option(help="Scratch-detector weights for --mask-source detector (default: the installed ones).", rich_help_panel=DATA),
         ] = None,
-        out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path(f"weights/{model}.safetensors"),
-        checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path(f"runs/{model}/checkpoint.pt"),
+        out: Out = Path(f"weights/{model}.safetensors"),
+        checkpoint: Checkpoint = Path(f"runs/{model}/checkpoint.pt"),
         resume: Resume = False,
         init: Init = None,
         mapping: Annotated[
@@ -235,36 +261,25 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
     ) -> None:
         from oldphoto.training.restoration import GlobalTrainConfig, train_global
 
-        _check_runtime(precision, workers)
         config = GlobalTrainConfig(
             model=model,
-            data=tuple(map(str, data)),
-            val=tuple(map(str, val)),
-            out=str(out),
-            checkpoint=str(checkpoint),
-            real=tuple(map(str, real or ())),
-            damage_dirs=tuple(map(str, damage_dir or ())),
+            setup=_setup(ctx),
+            val=_strings(val),
+            real=_strings(real),
             presets=tuple(preset or ("default", "bopbtl")),
-            steps=steps,
-            batch_size=batch_size,
             crop=crop,
-            learning_rate=learning_rate,
-            seed=seed,
-            validate_every=validate_every,
             val_samples=val_samples,
             kl_weight=kl_weight,
             ssim_weight=ssim_weight,
             adversarial_weight=adversarial_weight,
             latent_weight=latent_weight,
-            vae_old=None if vae_old is None else str(vae_old),
-            vae_clean=None if vae_clean is None else str(vae_clean),
-            init=None if init is None else str(init),
+            vae_old=_string(vae_old),
+            vae_clean=_string(vae_clean),
             mask_source=mask_source,
-            scratch_weights=None if scratch_weights is None else str(scratch_weights),
-            mapping=None if mapping is None else str(mapping),
+            scratch_weights=_string(scratch_weights),
+            mapping=_string(mapping),
             clean_fraction=clean_fraction,
             light_fraction=light_fraction,
-            runtime=_train_runtime(device, precision, workers, time_budget),
         )
         _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
 
@@ -285,16 +300,17 @@ _global_command(
 
 @app.command("face")
 def face(
+    ctx: typer.Context,
     data: Data,
     damage_dir: DamageDirs = None,
     preset: Annotated[str, typer.Option(help="Degradation preset for the face crops.", rich_help_panel=DATA)] = "bopbtl",
     structured: Annotated[
         bool, typer.Option("--structured/--no-structured", help="Also draw scratches and spots on the faces.", rich_help_panel=DATA)
     ] = False,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 3000,
-    batch_size: Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)] = 4,
+    steps: Steps = 3000,
+    batch_size: FacesPerStep = 4,
     crop: Annotated[int, typer.Option(help="Training crop of the 256 px aligned face (multiple of 8).", rich_help_panel=SCHEDULE)] = 256,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+    learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
     validate_every: ValidateEvery = 250,
     val_samples: Annotated[int, typer.Option(help="Held-out faces used for validation.", rich_help_panel=SCHEDULE)] = 16,
@@ -315,37 +331,29 @@ def face(
         ),
     ] = FaceCondition.original,
     init: Init = None,
-    out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-refine.safetensors"),
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face/checkpoint.pt"),
+    out: Out = Path("weights/face-refine.safetensors"),
+    checkpoint: Checkpoint = Path("runs/face/checkpoint.pt"),
     resume: Resume = False,
 ) -> None:
     """Train the face refiner on aligned faces (found and aligned as `restore` does) with damage drawn on the fly."""
     from oldphoto.training.faces import FaceTrainConfig, train_face
 
     config = FaceTrainConfig(
-        data=tuple(map(str, data)),
-        out=str(out),
-        checkpoint=str(checkpoint),
-        damage_dirs=tuple(map(str, damage_dir or ())),
+        setup=_setup(ctx),
         preset=preset,
         structured=structured,
-        steps=steps,
-        batch_size=batch_size,
         crop=crop,
-        learning_rate=learning_rate,
-        seed=seed,
-        validate_every=validate_every,
         val_samples=val_samples,
         ssim_weight=ssim_weight,
         after_global=after_global,
         condition=condition.value,
-        init=None if init is None else str(init),
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))
 
 
 @app.command("face-gate")
 def face_gate(
+    ctx: typer.Context,
     data: Data,
     damage_dir: DamageDirs = None,
     preset: Annotated[
@@ -357,36 +365,25 @@ def face_gate(
     ] = 0.35,
     pool: Annotated[int, typer.Option(min=16, help="Training faces drawn once through the global stage and the refiner.", rich_help_panel=DATA)] = 1600,
     val_samples: Annotated[int, typer.Option(min=8, help="Held-out faces drawn for validation.", rich_help_panel=DATA)] = 96,
-    steps: Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_panel=SCHEDULE)] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)] = 16,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)] = 1e-3,
+    steps: Steps = 2000,
+    batch_size: FacesPerStep = 16,
+    learning_rate: LearningRate = 1e-3,
     seed: Seed = 0,
     validate_every: ValidateEvery = 250,
     precision: TrainPrecision = "fp32",
     init: Init = None,
-    out: Annotated[Path, typer.Option(help="Where the best weights are exported.")] = Path("weights/face-gate.safetensors"),
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file for --resume.")] = Path("runs/face-gate/checkpoint.pt"),
+    out: Out = Path("weights/face-gate.safetensors"),
+    checkpoint: Checkpoint = Path("runs/face-gate/checkpoint.pt"),
     resume: Resume = False,
 ) -> None:
     """Train the face gate: how much of the refiner's correction each face takes (0 keeps a sharp face as it is)."""
     from oldphoto.training.face_gate import FaceGateTrainConfig, train_face_gate
 
-    _check_runtime(precision, 0)
     config = FaceGateTrainConfig(
-        data=tuple(map(str, data)),
-        out=str(out),
-        checkpoint=str(checkpoint),
-        damage_dirs=tuple(map(str, damage_dir or ())),
+        setup=_setup(ctx),
         presets=tuple(preset) if preset else FaceGateTrainConfig.presets,
         clean_fraction=clean_fraction,
         pool=pool,
         val_samples=val_samples,
-        steps=steps,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        validate_every=validate_every,
-        init=None if init is None else str(init),
-        runtime=_train_runtime("cpu", precision, 0, None),
     )
     _train_with_progress("face-gate", steps, lambda on_step: train_face_gate(config, resume=resume, on_step=on_step))

@@ -4,8 +4,9 @@ P-Net scans an image pyramid for 12x12 face windows, R-Net re-scores the candida
 at 48x48 adds the five landmarks (eyes, nose tip, mouth corners). Between stages boxes are refined by
 the predicted offsets, squared, and thinned by non-maximum suppression.
 
-Large photos are searched on a copy whose long side is at most ``max_side`` (faces there stay above
-``min_face`` pixels for any face worth refining), and boxes and landmarks are scaled back.
+Large photos are searched on a copy whose long side is at most ``max_side``, but never shrunk so far that a face of
+``smallest_face`` pixels in the photo falls below the cascade's ``min_face`` there (small faces in group photos and
+street scenes of large scans); boxes and landmarks are scaled back.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class DetectorSettings:
     """Face-probability thresholds of P-Net, R-Net and O-Net."""
     pyramid_factor: float = 0.709
     max_side: int = 1600
+    """Long side of the copy large photos are searched on (bounds the time), unless ``smallest_face`` needs more."""
+    smallest_face: int = 24
+    """Smallest face side to find, in the photo's own pixels: the search copy is never shrunk below
+    ``min_face / smallest_face``, so such a face keeps ``min_face`` pixels there."""
+
+    def search_scale(self, height: int, width: int) -> float:
+        """The scale of the copy a (height, width) photo is searched on, at most 1."""
+        return min(1.0, max(self.max_side / max(height, width), self.min_face / self.smallest_face))
 
 
 def _normalise(rgb: np.ndarray) -> torch.Tensor:
@@ -152,7 +161,7 @@ def detect_faces(rgb: np.ndarray, network: MTCNN, settings: DetectorSettings = D
 
 def _detect(rgb: np.ndarray, network: MTCNN, settings: DetectorSettings) -> list[Face]:
     height, width = rgb.shape[:2]
-    shrink = min(1.0, settings.max_side / max(height, width))
+    shrink = settings.search_scale(height, width)
     image = rgb if shrink == 1.0 else cv2.resize(rgb, (round(width * shrink), round(height * shrink)), interpolation=cv2.INTER_AREA)
 
     rows = _proposals(image, network, settings)

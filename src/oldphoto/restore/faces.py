@@ -84,17 +84,16 @@ def refine_face_crop(
     return match_tone(refined, crop)
 
 
-def estimate_need(gate: nn.Module, original: np.ndarray, restored: np.ndarray, refined: np.ndarray, runtime: Runtime) -> float:
+def estimate_need(gate: nn.Module, original: np.ndarray, restored: np.ndarray, refined: np.ndarray) -> float:
     """The gate's strength in [0, 1] for one aligned face: (S, S, 3) float32 crops in [0, 1] of the face before the
-    global stage, after it, and as the refiner made it. Run in float32 on the CPU: it is tiny, and one number decides
-    the whole face."""
-    del runtime  # the gate is cheap everywhere; float32 keeps the decision the same on every device
+    global stage, after it, and as the refiner made it. The gate runs where it was placed, in float32 on the CPU
+    (its contract is ``cpu_only``: it is tiny, and one number decides the whole face), outside any autocast."""
 
     def tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
 
     with torch.inference_mode():
-        return float(gate.cpu().float()(tensor(original), tensor(restored), tensor(refined))[0])
+        return float(gate(tensor(original), tensor(restored), tensor(refined))[0])
 
 
 def refine_faces(
@@ -115,9 +114,10 @@ def refine_faces(
 
     Args:
         rgb: (H, W, 3) float32 in [0, 1].
-        detector: the MTCNN cascade (runs on the CPU: its work is many tiny crops; always in float32, see
+        detector: the MTCNN cascade, on the CPU (its work is many tiny crops; always in float32, see
             :func:`detect_faces`).
-        refiner: face refinement network (runs on ``runtime.device`` at ``runtime.precision``).
+        refiner: face refinement network, on ``runtime.device`` (it runs at ``runtime.precision``).
+        The networks are placed by the caller once (:meth:`oldphoto.runtime.Runtime.place` per their contracts).
         strength: 0 = the input unchanged, 1 = refined faces blended in as far as the gate says (fully without one).
         gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`): each face's blend is ``strength`` times its
             estimate of how much the face needs the refiner's correction, so a sharp face stays as it is.
@@ -127,11 +127,10 @@ def refine_faces(
             cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
             stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
     """
-    faces = detect_faces(rgb, detector.cpu(), settings)
+    faces = detect_faces(rgb, detector, settings)
     chosen = select_faces(faces, rgb.shape, min_size, only_center)
     if not any(chosen) or strength <= 0.0:
         return FaceResult(rgb, faces, tuple(RefinedFace(face, False) for face in faces))
-    refiner = refiner.to(device=runtime.device, dtype=runtime.dtype)
     result = rgb
     records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
@@ -145,7 +144,7 @@ def refine_faces(
         need = None
         if gate is not None:
             before = condition if condition is not None else align_face(rgb if original is None else original, face.landmarks).pixels
-            need = estimate_need(gate, before, aligned.pixels, refined, runtime)
+            need = estimate_need(gate, before, aligned.pixels, refined)
         applied = strength if need is None else strength * need
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
         result = paste_face(result, refined, aligned.matrix, applied, base=aligned.pixels)

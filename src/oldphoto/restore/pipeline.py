@@ -28,10 +28,10 @@ from oldphoto.registry import (
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, conditions_on_original, refine_faces
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
-from oldphoto.restore.scratches import detect_with_contract
+from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
-from oldphoto.weights import load_network
+from oldphoto.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,8 @@ class RestoreOptions:
             raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
 
     def detection_settings(self, spec: ModelSpec) -> tuple[float, int]:
-        """(threshold, dilation) for the detector ``spec``: these options where set, else its registry settings."""
-        threshold = float(spec.settings["threshold"]) if self.scratch_threshold is None else self.scratch_threshold
-        dilation = int(spec.settings.get("dilation", 0)) if self.mask_dilation is None else self.mask_dilation
-        return threshold, dilation
+        """(threshold, dilation) for the detector ``spec`` (:func:`oldphoto.restore.scratches.detection_settings`)."""
+        return detection_settings(spec, self.scratch_threshold, self.mask_dilation)
 
 
 @dataclass
@@ -219,10 +217,10 @@ class Restorer:
             )
         self.runtime = runtime
         self.options = options
-        self.specs: dict[str, ModelSpec] = {
-            name: get_spec(name) for names in required_models(options).values() for name in names
+        # Each network is loaded, verified and placed on the run's device once; stages read its contract from here.
+        self.models: dict[str, LoadedModel] = {
+            name: load_model(get_spec(name), runtime) for names in required_models(options).values() for name in names
         }
-        self.networks = {name: load_network(spec) for name, spec in self.specs.items()}
 
     def caveats(self, brief: bool = False) -> list[str]:
         return stage_caveats(self.options, brief)
@@ -231,7 +229,7 @@ class Restorer:
         return plan_stages(self.options)
 
     def model_records(self) -> list[dict[str, str]]:
-        return [{"name": spec.name, "sha256": spec.sha256 or ""} for spec in self.specs.values()]
+        return [{"name": model.name, "sha256": model.spec.sha256 or ""} for model in self.models.values()]
 
     def restore(
         self,
@@ -259,18 +257,16 @@ class Restorer:
                 on_tile(done, total)
 
         if self.options.scratches and not result.mask_from_user:
-            spec = self.specs[SCRATCH_MODEL]
-            threshold, dilation = self.options.detection_settings(spec)
+            detector = self.models[SCRATCH_MODEL]
+            threshold, dilation = self.options.detection_settings(detector.spec)
             started = time.perf_counter()
-            result.mask = detect_with_contract(
-                rgb, self.networks[SCRATCH_MODEL], spec, self.runtime, threshold=threshold, dilation=dilation, on_tile=count_tiles
-            )
+            result.mask = detect_scratches(rgb, detector, self.runtime, threshold=threshold, dilation=dilation, on_tile=count_tiles)
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:
             started = time.perf_counter()
             backend = GLOBAL_BACKENDS[self.options.global_model]
-            rgb = backend.run(rgb, result.mask, self.networks, self.specs, self.runtime, count_tiles)
+            rgb = backend.run(rgb, result.mask, self.models, self.runtime, count_tiles)
             result.stage_seconds["global"] = time.perf_counter() - started
         elif result.mask is not None:
             started = time.perf_counter()
@@ -280,14 +276,14 @@ class Restorer:
             started = time.perf_counter()
             faces = refine_faces(
                 rgb,
-                self.networks[FACE_DETECTOR_MODEL],
-                self.networks[FACE_MODEL],
+                self.models[FACE_DETECTOR_MODEL].network,
+                self.models[FACE_MODEL].network,
                 self.runtime,
                 self.options.face_strength,
-                original=original if conditions_on_original(self.specs[FACE_MODEL]) else None,
+                original=original if conditions_on_original(self.models[FACE_MODEL].spec) else None,
                 min_size=self.options.min_face_size,
                 only_center=self.options.only_center_face,
-                gate=self.networks[FACE_GATE_MODEL],
+                gate=self.models[FACE_GATE_MODEL].network,
             )
             rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white

@@ -7,42 +7,43 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from oldphoto.imageio import to_luminance
 from oldphoto.registry import ModelSpec
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_stage
+from oldphoto.weights import LoadedModel
+
+
+def detection_settings(spec: ModelSpec, threshold: float | None = None, dilation: int | None = None) -> tuple[float, int]:
+    """(threshold, dilation) of a detection run: the given values where set (``--scratch-threshold``,
+    ``--mask-dilation``), else the detector's registry settings (chosen on validation data). The one place where
+    these are resolved."""
+    chosen_threshold = float(spec.settings["threshold"]) if threshold is None else threshold
+    chosen_dilation = int(spec.settings.get("dilation", 0)) if dilation is None else dilation
+    return chosen_threshold, chosen_dilation
 
 
 def scratch_probability(
     pixels: np.ndarray,
-    network: nn.Module,
+    model: LoadedModel,
     runtime: Runtime,
-    *,
-    size_multiple: int,
-    min_overlap: int,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Per-pixel damage probability.
+    """Per-pixel damage probability: (H, W, 1|3) float32 in [0, 1] -> (H, W) float32 in [0, 1].
 
-    Args:
-        pixels: (H, W, 1|3) float32 in [0, 1].
-        network: maps (1, 1, h, w) luma in [0, 1] to (1, 1, h, w) logits.
-        size_multiple, min_overlap: the network's input contract (tile grid, least tile overlap in pixels).
-
-    Returns:
-        (H, W) float32 probabilities in [0, 1].
+    ``model`` is the detector placed for ``runtime`` (:func:`~oldphoto.weights.load_model`): its network maps
+    (1, 1, h, w) luma in [0, 1] to logits; its contract gives the tile grid and the least tile overlap.
     """
     luma = torch.from_numpy(np.ascontiguousarray(to_luminance(pixels)[:, :, 0]))[None, None]
-    network = network.to(device=runtime.device, dtype=runtime.dtype)
+    network = model.network
     probability = tile_stage(
         # Logits to float32 first: under bf16 autocast the sigmoid would otherwise round probabilities to 3 digits.
         lambda tile: torch.sigmoid(network(tile).float()),
         luma,
         runtime,
-        min_overlap=min_overlap,
-        multiple_of=size_multiple,
+        min_overlap=model.contract.min_tile_overlap,
+        multiple_of=model.contract.size_multiple,
         on_tile=on_tile,
     )
     return probability[0, 0].numpy()
@@ -59,40 +60,13 @@ def threshold_mask(probability: np.ndarray, threshold: float, dilation: int = 0)
 
 def detect_scratches(
     pixels: np.ndarray,
-    network: nn.Module,
-    runtime: Runtime,
-    *,
-    size_multiple: int,
-    min_overlap: int,
-    threshold: float,
-    dilation: int = 0,
-    on_tile: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
-    probability = scratch_probability(pixels, network, runtime, size_multiple=size_multiple, min_overlap=min_overlap, on_tile=on_tile)
-    return threshold_mask(probability, threshold, dilation)
-
-
-def detect_with_contract(
-    pixels: np.ndarray,
-    network: nn.Module,
-    spec: ModelSpec,
+    model: LoadedModel,
     runtime: Runtime,
     *,
     threshold: float,
     dilation: int = 0,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """:func:`detect_scratches` with the tile grid and overlap taken from ``spec``'s input contract (the registry
-    entry ``network`` was loaded from). (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1."""
-    contract = spec.contract
-    return detect_scratches(
-        pixels,
-        network,
-        runtime,
-        size_multiple=contract.size_multiple,
-        min_overlap=contract.min_tile_overlap,
-        threshold=threshold,
-        dilation=dilation,
-        on_tile=on_tile,
-    )
+    """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged), at
+    ``threshold`` and grown by ``dilation`` pixels (see :func:`detection_settings` for the run's values)."""
+    return threshold_mask(scratch_probability(pixels, model, runtime, on_tile), threshold, dilation)

@@ -41,9 +41,8 @@ from oldphoto.training.data import list_images, split_held_out, to_batch
 from oldphoto.training.faces import aligned_faces
 from oldphoto.training.loop import (
     Accelerator,
-    Schedule,
     SingleNetworkRecipe,
-    TrainRuntime,
+    TrainSetup,
     TrainState,
     initial_network,
     optimise,
@@ -56,25 +55,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaceGateTrainConfig:
-    data: tuple[str, ...]
-    """Folders of face photos (e.g. UTKFace crops), one clearly visible face each."""
-    out: str = "weights/face-gate.safetensors"
-    checkpoint: str = "runs/face-gate/checkpoint.pt"
-    damage_dirs: tuple[str, ...] = ()
-    """Folders of RGBA damage stamps; empty: the stamps bundled with the package."""
+    setup: TrainSetup
+    """Face photos (e.g. UTKFace crops, one clearly visible face each), outputs, schedule, seed and start weights; of the
+    runtime, the precision is used for drawing the pools (the global stage and the refiner, on the CPU), and the time
+    budget."""
     presets: tuple[str, ...] = ("bopbtl-v1", "default-v1")
     clean_fraction: float = 0.35
     """Share of the pool left undamaged: sharp faces that must come back as the global stage left them."""
     pool: int = 1600
     val_samples: int = 96
-    steps: int = 2000
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validate_every: int = 250
-    init: str | None = None
-    runtime: TrainRuntime = TrainRuntime()
-    """Only the precision is used, for drawing the pool (the global stage and the refiner)."""
 
 
 @dataclass(frozen=True)
@@ -91,13 +80,13 @@ class FacePool:
 
 def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: np.random.Generator, batch: int = 8) -> FacePool:
     """``count`` faces from the uint8 aligned crops ``faces``, each damaged or not, through the installed global stage
-    and refiner (frozen; in the precision of ``config.runtime``)."""
-    stamps = load_stamps(config.damage_dirs)
+    and refiner (frozen; in the precision of ``config.setup.runtime``)."""
+    stamps = load_stamps(config.setup.damage_dirs)
     presets = [get_preset(name) for name in config.presets]
     vae_old, mapping, vae_clean, fusion, refiner = (
         load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL, FACE_MODEL)
     )
-    accelerator = Accelerator.of("cpu", config.runtime.precision)
+    accelerator = Accelerator.of("cpu", config.setup.runtime.precision)
     parts: dict[str, list[torch.Tensor]] = {"original": [], "restored": [], "refined": [], "clean": []}
     damaged_flags = []
     for start in range(0, count, batch):
@@ -132,7 +121,8 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
 def cached_pool(cache: Path, part: str, draw, config: FaceGateTrainConfig, files: list[Path]) -> FacePool:
     """The pool ``draw()`` makes, saved beside the checkpoint keyed by everything it depends on (drawing one takes
     minutes: every face goes through the global stage and the refiner)."""
-    depends_on = (part, config.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, config.damage_dirs, config.runtime.precision)
+    setup = config.setup
+    depends_on = (part, setup.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, setup.damage_dirs, setup.runtime.precision)
     key = hashlib.sha256(repr((depends_on, [str(f) for f in files])).encode()).hexdigest()[:16]
     path = cache.with_name(f"pool-{part}-{key}.pt")
     if path.exists():
@@ -163,18 +153,19 @@ class FaceGateRecipe(SingleNetworkRecipe):
         if not 0.0 <= config.clean_fraction <= 1.0:
             raise DataError("--clean-fraction must be between 0 and 1")
         self.config = config
-        torch.manual_seed(config.seed)
-        train_files, held_out = split_held_out(list_images(config.data))
-        cache = Path(config.checkpoint).with_name("aligned")
+        setup = config.setup
+        torch.manual_seed(setup.seed)
+        train_files, held_out = split_held_out(list_images(setup.data))
+        cache = Path(setup.checkpoint).with_name("aligned")
         # The pool has its own generator, so that a resumed run draws the same pool before restoring self.rng.
-        self.pool = cached_pool(cache, "train", lambda: draw_pool(aligned_faces(train_files, cache), config.pool, config, np.random.default_rng(config.seed)), config, train_files)
+        self.pool = cached_pool(cache, "train", lambda: draw_pool(aligned_faces(train_files, cache), config.pool, config, np.random.default_rng(setup.seed)), config, train_files)
         self.val = cached_pool(
-            cache, "val", lambda: draw_pool(aligned_faces(held_out, cache), config.val_samples, config, np.random.default_rng(10_000 + config.seed)), config, held_out
+            cache, "val", lambda: draw_pool(aligned_faces(held_out, cache), config.val_samples, config, setup.validation_rng()), config, held_out
         )
         log.info("face-gate pools: %d training faces (%d damaged), %d validation", config.pool, self.pool.damaged.sum(), config.val_samples)
-        self.rng = np.random.default_rng(config.seed + 1)
-        self.network = initial_network(get_spec(FACE_GATE_MODEL), config.init)
-        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
+        self.rng = np.random.default_rng(setup.seed + 1)
+        self.network = initial_network(get_spec(FACE_GATE_MODEL), setup.init)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=setup.learning_rate, weight_decay=1e-4)
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_GATE_MODEL).config)}
@@ -185,7 +176,7 @@ class FaceGateRecipe(SingleNetworkRecipe):
         return strength, blend_psnr(strength, *parts[1:])
 
     def train_step(self, step: int) -> dict[str, float]:
-        indices = torch.from_numpy(self.rng.integers(0, self.config.pool, self.config.batch_size))
+        indices = torch.from_numpy(self.rng.integers(0, self.config.pool, self.config.setup.batch_size))
         original, restored, refined, clean = (getattr(self.pool, key)[indices].float() for key in ("original", "restored", "refined", "clean"))
         logits = self.network.logits(original, restored, refined)
         loss = F.binary_cross_entropy_with_logits(logits, best_strength(restored, refined, clean))
@@ -216,5 +207,4 @@ class FaceGateRecipe(SingleNetworkRecipe):
 
 
 def train_face_gate(config: FaceGateTrainConfig, resume: bool = False, on_step=None) -> TrainState:
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
-    return run(FaceGateRecipe(config), schedule, resume=resume, on_step=on_step)
+    return run(FaceGateRecipe(config), config.setup.schedule(), resume=resume, on_step=on_step)

@@ -46,8 +46,8 @@ from oldphoto.training.data import (
     to_batch,
 )
 from oldphoto.training.loop import (
-    Schedule,
     SingleNetworkRecipe,
+    TrainSetup,
     TrainState,
     in_batches,
     initial_network,
@@ -62,20 +62,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FaceTrainConfig:
-    data: tuple[str, ...]
-    """Folders of face photos (e.g. UTKFace crops); each must contain one clearly visible face."""
-    out: str = "weights/face-refine.safetensors"
-    checkpoint: str = "runs/face/checkpoint.pt"
-    damage_dirs: tuple[str, ...] = ()
-    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
+    setup: TrainSetup
+    """Face photos (e.g. UTKFace crops, one clearly visible face each), outputs, schedule, seed and start weights
+    (the refiner trains on the CPU in fp32, within the runtime's time budget if it has one)."""
     preset: str = "bopbtl"
     structured: bool = False
-    steps: int = 3000
-    batch_size: int = 4
     crop: int = 256
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validate_every: int = 250
     val_samples: int = 16
     ssim_weight: float = 0.2
     after_global: bool = True
@@ -84,8 +76,6 @@ class FaceTrainConfig:
     """What the SPADE blocks modulate with: ``"original"``, the damaged face as it was before the global stage
     (as ``restore`` does for a model with this registry setting ``condition``), or ``"input"``, the refiner's own
     input. Copy it into the registry entry of the weights this run ships."""
-    init: str | None = None
-    """Start from these refiner weights (safetensors) instead of a random initialisation."""
 
 
 def largest_faces_aligned(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray]]:
@@ -151,31 +141,34 @@ class FaceRecipe(SingleNetworkRecipe):
     name = FACE_MODEL
 
     def __init__(self, config: FaceTrainConfig) -> None:
+        setup = config.setup
         if config.crop % 8 or not 64 <= config.crop <= FACE_SIZE:
             raise DataError(f"--crop must be a multiple of 8 between 64 and {FACE_SIZE}")
+        if not setup.runtime.default:
+            raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
         self.config = config
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        train_files, held_out = split_held_out(list_images(config.data))
-        cache = Path(config.checkpoint).with_name("aligned")
+        torch.manual_seed(setup.seed)
+        self.rng = np.random.default_rng(setup.seed)
+        train_files, held_out = split_held_out(list_images(setup.data))
+        cache = Path(setup.checkpoint).with_name("aligned")
         self.faces = aligned_faces(train_files, cache)
-        self.stamps = load_stamps(config.damage_dirs)
+        self.stamps = load_stamps(setup.damage_dirs)
         self.preset = override(get_preset(config.preset), structured=config.structured)
         self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
         self.val_clean, self.val_degraded, val_mask = damaged_faces(
-            val_faces, range(len(val_faces)), self.preset, self.stamps, np.random.default_rng(10_000 + config.seed), FACE_SIZE
+            val_faces, range(len(val_faces)), self.preset, self.stamps, setup.validation_rng(), FACE_SIZE
         )
         self.val_input = in_batches(self.before_refiner, self.val_degraded, val_mask)
         spec = get_spec(FACE_MODEL)
-        self.network = initial_network(spec, config.init)
-        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
+        self.network = initial_network(spec, setup.init)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=setup.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_MODEL).config), "faces": len(self.faces)}
 
     def train_step(self, step: int) -> dict[str, float]:
-        indices = self.rng.integers(0, len(self.faces), self.config.batch_size)
+        indices = self.rng.integers(0, len(self.faces), self.config.setup.batch_size)
         clean, degraded, mask = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
         inputs = self.before_refiner(degraded, mask)
         loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
@@ -191,5 +184,4 @@ class FaceRecipe(SingleNetworkRecipe):
 
 
 def train_face(config: FaceTrainConfig, resume: bool = False, on_step=None) -> TrainState:
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out)
-    return run(FaceRecipe(config), schedule, resume=resume, on_step=on_step)
+    return run(FaceRecipe(config), config.setup.schedule(), resume=resume, on_step=on_step)

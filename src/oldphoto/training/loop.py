@@ -91,6 +91,51 @@ class Schedule:
         return min(1.0, done)
 
 
+VALIDATION_SEED_OFFSET = 10_000
+"""A recipe's validation data is drawn with the seed ``VALIDATION_SEED_OFFSET + seed``: apart from the training draws
+(seeded with ``seed``), and the same for every run with that seed."""
+
+
+def validation_rng(seed: int, part: int = 0) -> np.random.Generator:
+    """The generator of a recipe's fixed validation data for the training seed ``seed``; ``part`` numbers further
+    validation sets of one recipe (1: vae-old's real photos), each with a seed of its own."""
+    return np.random.default_rng(VALIDATION_SEED_OFFSET * (1 + part) + seed)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """What every recipe's config shares, meaning the same in each: data, outputs, schedule, seed, start, runtime."""
+
+    data: tuple[str, ...]
+    """Folders of training photos (clean photos; for the face recipes, photos with one clearly visible face each)."""
+    out: str
+    """Where the best network (by validation score) is exported as safetensors, with a JSON sidecar."""
+    checkpoint: str
+    """The checkpoint, written at each validation and continued from with ``resume``."""
+    steps: int
+    batch_size: int
+    learning_rate: float
+    """The peak learning rate (see :func:`learning_rate_at`)."""
+    damage_dirs: tuple[str, ...] = ()
+    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
+    seed: int = 0
+    """Seeds the training data, the damage and the initialisation; the validation data's seed derives from it
+    (:meth:`validation_rng`)."""
+    validate_every: int = 250
+    init: str | None = None
+    """Start the trained network from these weights (safetensors) instead of a random initialisation: fine-tuning,
+    or growing a network by layers the file lacks."""
+    runtime: TrainRuntime = TrainRuntime()
+    """Device, precision, data workers and time budget (each recipe says which it honours)."""
+
+    def schedule(self) -> Schedule:
+        return Schedule(self.steps, self.learning_rate, self.validate_every, self.checkpoint, self.out, self.runtime.time_budget)
+
+    def validation_rng(self, part: int = 0) -> np.random.Generator:
+        """The generator of the recipe's fixed validation data (see :func:`validation_rng`)."""
+        return validation_rng(self.seed, part)
+
+
 @dataclass
 class TrainState:
     step: int = 0

@@ -55,9 +55,8 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
-    Schedule,
     SingleNetworkRecipe,
-    TrainRuntime,
+    TrainSetup,
     TrainState,
     in_batches,
     initial_network,
@@ -79,24 +78,16 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GlobalTrainConfig:
     model: str
-    """vae-clean, vae-old, mapping or restore-unet."""
-    data: tuple[str, ...]
-    """Folders of clean photos."""
+    """vae-clean, vae-old, mapping, restore-unet or detail-fusion."""
+    setup: TrainSetup
+    """Clean photos, outputs, schedule, seed, start weights (of the trained network: fine-tuning, or growing it by
+    new layers) and runtime (detail-fusion only; the others train on the CPU in fp32)."""
     val: tuple[str, ...]
     """Folders of held-out clean photos (validation pairs are made from them with a fixed seed)."""
-    out: str
-    checkpoint: str
     real: tuple[str, ...] = ()
     """Folders of real old photos (vae-old only)."""
-    damage_dirs: tuple[str, ...] = ()
-    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
     presets: tuple[str, ...] = ("default", "bopbtl")
-    steps: int = 4000
-    batch_size: int = 8
     crop: int = 128
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validate_every: int = 250
     val_samples: int = 16
     val_crop: int = 256
     kl_weight: float = 1e-4
@@ -107,8 +98,6 @@ class GlobalTrainConfig:
     """Weights of the trained VAE_A for ``mapping`` (default: the installed vae-old)."""
     vae_clean: str | None = None
     """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
-    init: str | None = None
-    """Start the trained network from these weights (fine-tuning, or growing it by new layers)."""
     mask_source: str = "synthetic"
     """The damage mask given to mapping / restore-unet: "synthetic" (the damage that was drawn) or "detector"
     (the scratch detector's mask of the degraded crop, as ``restore`` gives it: misses and false hits included)."""
@@ -120,8 +109,6 @@ class GlobalTrainConfig:
     """``detail-fusion``: share of training crops left undamaged, with the crop itself as the target."""
     light_fraction: float = 0.0
     """``detail-fusion``: share of training crops with structured damage only (no noise, blur or fading)."""
-    runtime: TrainRuntime = TrainRuntime()
-    """Device, precision, data workers and time budget."""
 
 
 MASK_SOURCES = ("synthetic", "detector")
@@ -135,25 +122,25 @@ class _Base:
     """Whether the recipe honours ``device``, ``precision`` and ``workers`` (the others train on the CPU in fp32)."""
 
     def __init__(self, config: GlobalTrainConfig) -> None:
-        if not self.accelerated and not config.runtime.default:
+        setup = config.setup
+        if not self.accelerated and not setup.runtime.default:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
         if config.mask_source not in MASK_SOURCES:
             raise DataError(f"unknown mask source {config.mask_source!r}; valid: {', '.join(MASK_SOURCES)}")
         self.config = config
-        torch.manual_seed(config.seed)
-        self.rng = np.random.default_rng(config.seed)
-        self.stamps = load_stamps(config.damage_dirs)
+        torch.manual_seed(setup.seed)
+        self.rng = np.random.default_rng(setup.seed)
+        self.stamps = load_stamps(setup.damage_dirs)
         self.presets = [get_preset(name) for name in config.presets]
-        self.pool = CropPool(list_images(config.data), crop=config.crop)
+        self.pool = CropPool(list_images(setup.data), crop=config.crop)
         val_pool = CropPool(list_images(config.val), crop=config.val_crop)
-        val_rng = np.random.default_rng(10_000 + config.seed)
         self.detector = None
         if config.mask_source == "detector":
             self.detector_spec = get_spec(SCRATCH_MODEL)
             self.detector = load_network_from(self.detector_spec, config.scratch_weights).requires_grad_(False).eval()
-        self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, val_rng, config.val_samples)
+        self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, setup.validation_rng(), config.val_samples)
 
     def damaged_pairs(
         self, pool: CropPool, rng: np.random.Generator, count: int, presets: list | None = None
@@ -173,7 +160,7 @@ class _Base:
         return torch.from_numpy(np.stack([threshold_mask(p, threshold, dilation) for p in probability]))[:, None]
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(module.parameters(), lr=self.config.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
+        return torch.optim.AdamW(module.parameters(), lr=self.config.setup.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(self.name).config)}
@@ -193,11 +180,11 @@ class VaeCleanRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.network = initial_network(get_spec(self.name), config.init)
+        self.network = initial_network(get_spec(self.name), config.setup.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
-        images = image_batch(self.pool, self.rng, self.config.batch_size)
+        images = image_batch(self.pool, self.rng, self.config.setup.batch_size)
         if self.rng.random() < 0.15:  # black-and-white prints are common: keep them in Y's distribution
             images = images.mean(1, keepdim=True).expand_as(images).contiguous()
         loss, _, figures = _vae_step(self.network, images, self.config)
@@ -217,8 +204,8 @@ class VaeOldRecipe(_Base):
             raise DataError("vae-old needs real old photos: pass --real ../shared/data/real_old")
         train_real, held_out = split_held_out(list_images(config.real))
         self.real_pool = CropPool(train_real, crop=config.crop)
-        self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), np.random.default_rng(20_000 + config.seed), config.val_samples)
-        self.vae = initial_network(get_spec(self.name), config.init)
+        self.val_real = image_batch(CropPool(held_out, crop=config.val_crop), config.setup.validation_rng(part=1), config.val_samples)
+        self.vae = initial_network(get_spec(self.name), config.setup.init)
         self.discriminator = LatentDiscriminator(LatentDiscriminatorConfig(latent_channels=self.vae.config.latent_channels))
         self.opt = self.make_optimizer(self.vae)
         self.opt_d = self.make_optimizer(self.discriminator)
@@ -233,8 +220,8 @@ class VaeOldRecipe(_Base):
         return self.vae
 
     def train_step(self, step: int) -> dict[str, float]:
-        half = self.config.batch_size // 2
-        _, synthetic, _ = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.batch_size - half)
+        half = self.config.setup.batch_size // 2
+        _, synthetic, _ = damaged_batch(self.pool, self.presets, self.stamps, self.rng, self.config.setup.batch_size - half)
         real = image_batch(self.real_pool, self.rng, half)
         loss_x, mean_x, figures = _vae_step(self.vae, synthetic, self.config)
         loss_r, mean_r, _ = _vae_step(self.vae, real, self.config)
@@ -267,14 +254,14 @@ class MappingRecipe(_Base, SingleNetworkRecipe):
         super().__init__(config)
         self.vae_old = load_network_from(get_spec(VAE_OLD_MODEL), config.vae_old).requires_grad_(False).eval()
         self.vae_clean = load_network_from(get_spec(VAE_CLEAN_MODEL), config.vae_clean).requires_grad_(False).eval()
-        self.network = initial_network(get_spec(self.name), config.init)
+        self.network = initial_network(get_spec(self.name), config.setup.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def restore(self, degraded: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return triplet_forward(degraded, mask, self.vae_old, self.network, self.vae_clean)
 
     def train_step(self, step: int) -> dict[str, float]:
-        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.batch_size)
+        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.setup.batch_size)
         with torch.no_grad():
             source = self.vae_old.encode(degraded)[0]
             target = self.vae_clean.encode(clean)[0]
@@ -294,11 +281,11 @@ class AblationRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.network = initial_network(get_spec(self.name), config.init)
+        self.network = initial_network(get_spec(self.name), config.setup.init)
         self.optimizer = self.make_optimizer(self.network)
 
     def train_step(self, step: int) -> dict[str, float]:
-        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.batch_size)
+        clean, degraded, mask = self.damaged_pairs(self.pool, self.rng, self.config.setup.batch_size)
         loss = restoration_loss(self.network(degraded, mask), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
         return {"loss": loss.item()}
@@ -315,7 +302,8 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         super().__init__(config)
-        self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
+        runtime = config.setup.runtime
+        self.accelerator = Accelerator.of(runtime.device, runtime.precision)
         device = self.accelerator.device
         self.triplet = [
             load_network_from(get_spec(name), path).requires_grad_(False).eval().to(device)
@@ -324,7 +312,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         multiple = triplet_size_multiple(self.triplet[1])  # the triplet's pixel grid
         if config.crop % multiple or config.val_crop % multiple:
             raise DataError(f"detail-fusion crops must be multiples of {multiple} pixels")
-        self.network = initial_network(get_spec(self.name), config.init).to(device)
+        self.network = initial_network(get_spec(self.name), config.setup.init).to(device)
         self.optimizer = self.make_optimizer(self.network)
         self.light_presets = [override(preset, unstructured=False) for preset in self.presets]
         # Validation: the damaged pairs, and as many undamaged crops again as their own targets (fidelity).
@@ -333,7 +321,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         undamaged = self.detected_masks(self.val_clean) if self.detector is not None else torch.zeros_like(self.val_mask)
         self.val_damage = torch.cat([self.val_mask, undamaged])
         self.batches = BatchStream(
-            self.make_batch, self.rng, workers=config.runtime.workers, seed=config.seed, pin_memory=device.type == "cuda"
+            self.make_batch, self.rng, workers=runtime.workers, seed=config.setup.seed, pin_memory=device.type == "cuda"
         )
 
     def make_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -341,8 +329,8 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         ``light_fraction`` with structured damage only (scratches and dust on an otherwise good print). With
         ``mask_source="detector"`` every photo gets the detector's mask, false hits on good content included, so
         that the network learns to keep detail around a false hit instead of repainting the whole photo."""
-        light = int(round(self.config.light_fraction * self.config.batch_size))
-        clean, degraded, mask = self.damaged_pairs(self.pool, rng, self.config.batch_size - light)
+        light = int(round(self.config.light_fraction * self.config.setup.batch_size))
+        clean, degraded, mask = self.damaged_pairs(self.pool, rng, self.config.setup.batch_size - light)
         if light:
             parts = self.damaged_pairs(self.pool, rng, light, presets=self.light_presets)
             clean, degraded, mask = (torch.cat([a, b]) for a, b in zip((clean, degraded, mask), parts))
@@ -391,7 +379,5 @@ RECIPES = {
 
 
 def train_global(config: GlobalTrainConfig, resume: bool = False, on_step=None) -> TrainState:
-    """Run (or continue) one global-restoration recipe up to ``config.steps``."""
-    recipe = RECIPES[config.model](config)
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.runtime.time_budget)
-    return run(recipe, schedule, resume=resume, on_step=on_step)
+    """Run (or continue) one global-restoration recipe up to ``config.setup.steps``."""
+    return run(RECIPES[config.model](config), config.setup.schedule(), resume=resume, on_step=on_step)

@@ -19,7 +19,7 @@ set (by F1 at its best threshold) is exported as safetensors with a JSON sidecar
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,14 +41,14 @@ from oldphoto.training.data import (
 )
 from oldphoto.training.loop import (
     Accelerator,
-    Schedule,
     SingleNetworkRecipe,
-    TrainRuntime,
+    TrainSetup,
     TrainState,
     in_batches,
     initial_network,
     optimise,
     run,
+    validation_rng,
 )
 
 log = logging.getLogger(__name__)
@@ -58,26 +58,17 @@ THRESHOLDS = np.round(np.arange(0.1, 0.96, 0.05), 2)
 
 @dataclass(frozen=True)
 class ScratchTrainConfig:
-    data: tuple[str, ...]
+    setup: TrainSetup
+    """Data, outputs, schedule, seed, start weights and runtime (device, precision, workers and time budget)."""
     val: tuple[str, ...]
-    out: str = "weights/scratch-unet.safetensors"
-    checkpoint: str = "runs/scratch/checkpoint.pt"
-    damage_dirs: tuple[str, ...] = ()
-    """Folders of RGBA damage stamps; empty: the stamps bundled with the package (given folders replace them)."""
+    """Folders of held-out clean photos (the validation crops are cut from them with a fixed seed)."""
     presets: tuple[str, ...] = ("default",)
     """Degradation presets, one drawn per sample (training and validation crops alike)."""
-    steps: int = 20000
-    batch_size: int = 8
     crop: int = 192
-    learning_rate: float = 2e-3
     max_grad_norm: float | None = 1.0
     """Clip the gradient norm to this (None: no clipping): wider networks otherwise diverge now and then."""
-    seed: int = 0
-    validate_every: int = 250
     val_samples: int = 32
     val_crop: int = 384
-    init: str | None = None
-    """Start from these weights (safetensors) instead of a random initialisation."""
     real: tuple[str, ...] = ()
     """Folders of real old photos used as backgrounds too (their real-photo test part is left out)."""
     real_labels: str | None = None
@@ -88,8 +79,6 @@ class ScratchTrainConfig:
     """Share of training crops with no structured damage drawn (scene distractors and ageing still apply)."""
     positive_weight: float = 5.0
     """BCE weight of damaged pixels (lower favours precision)."""
-    runtime: TrainRuntime = TrainRuntime()
-    """Device, precision, data workers and time budget."""
 
 
 @dataclass
@@ -146,12 +135,13 @@ class ValidationSet:
     distractor: np.ndarray
 
 
-def make_validation_set(config: ScratchTrainConfig, stamps: DamageStamps | None) -> ValidationSet:
-    """The validation crops of ``config.val`` (seeded independently of training)."""
-    pool = CropPool(list_images(config.val), crop=config.val_crop)
-    rng = np.random.default_rng(10_000 + config.seed)
-    presets = [get_preset(name) for name in config.presets]
-    samples = damaged_samples(pool, presets, stamps, rng, config.val_samples)
+def make_validation_set(
+    folders: Sequence[str], presets: Sequence[str], stamps: DamageStamps | None, count: int, crop: int, seed: int = 0
+) -> ValidationSet:
+    """``count`` validation crops of ``crop`` pixels cut from the photos in ``folders``, each damaged by one of
+    ``presets``: those a training run with the seed ``seed`` validates on (:func:`validation_rng`)."""
+    pool = CropPool(list_images(folders), crop=crop)
+    samples = damaged_samples(pool, [get_preset(name) for name in presets], stamps, validation_rng(seed), count)
     return ValidationSet(
         gray=luma(to_batch([s.degraded for s in samples])),
         truth=np.stack([s.scored_mask > 0.5 for s in samples]),
@@ -213,33 +203,34 @@ class ScratchRecipe(SingleNetworkRecipe):
 
     def __init__(self, config: ScratchTrainConfig) -> None:
         self.config = config
+        setup = config.setup
         self.spec = get_spec(SCRATCH_MODEL)
-        self.accelerator = Accelerator.of(config.runtime.device, config.runtime.precision)
-        torch.manual_seed(config.seed)
-        self.network = initial_network(self.spec, config.init).to(self.accelerator.device)
-        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.learning_rate, weight_decay=1e-4)
-        self.rng = np.random.default_rng(config.seed)
-        self.stamps = load_stamps(config.damage_dirs)
-        self.pool = CropPool(list_images(config.data), crop=config.crop)
+        self.accelerator = Accelerator.of(setup.runtime.device, setup.runtime.precision)
+        torch.manual_seed(setup.seed)
+        self.network = initial_network(self.spec, setup.init).to(self.accelerator.device)
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=setup.learning_rate, weight_decay=1e-4)
+        self.rng = np.random.default_rng(setup.seed)
+        self.stamps = load_stamps(setup.damage_dirs)
+        self.pool = CropPool(list_images(setup.data), crop=config.crop)
         self.real_pool = None
         if config.real:
             train_real, _ = split_real_photos(list_images(config.real), config.real_labels)
             self.real_pool = CropPool(train_real, crop=config.crop)
         self.presets = [get_preset(name) for name in config.presets]
         self.undamaged = [override(preset, structured=False) for preset in self.presets]
-        self.validation = make_validation_set(config, self.stamps)
+        self.validation = make_validation_set(config.val, config.presets, self.stamps, config.val_samples, config.val_crop, setup.seed)
         self.batches = BatchStream(
             self.make_batch,
             self.rng,
-            workers=config.runtime.workers,
-            seed=config.seed,
+            workers=setup.runtime.workers,
+            seed=setup.seed,
             pin_memory=self.accelerator.device.type == "cuda",
         )
 
     def make_batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(gray, target, care) of one training batch (see :func:`scored_targets`)."""
         samples = []
-        for _ in range(self.config.batch_size):
+        for _ in range(self.config.setup.batch_size):
             real = self.real_pool is not None and rng.random() < self.config.real_fraction
             presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
             samples += damaged_samples(self.real_pool if real else self.pool, presets, self.stamps, rng, 1)
@@ -266,6 +257,5 @@ def train_scratch(
     resume: bool = False,
     on_step: Callable[[int, int, dict], None] | None = None,
 ) -> TrainState:
-    """Run (or continue) training up to ``config.steps``. Returns the final state."""
-    schedule = Schedule(config.steps, config.learning_rate, config.validate_every, config.checkpoint, config.out, config.runtime.time_budget)
-    return run(ScratchRecipe(config), schedule, resume=resume, on_step=on_step)
+    """Run (or continue) training up to ``config.setup.steps``. Returns the final state."""
+    return run(ScratchRecipe(config), config.setup.schedule(), resume=resume, on_step=on_step)
