@@ -42,10 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     network = load_network_from(get_spec(SCRATCH_MODEL), args.weights)
-    config = ScratchTrainConfig(
-        data=(), val=tuple(args.val), damage_dirs=tuple(args.damage_dir), presets=tuple(args.preset or ["default"]), val_samples=args.samples
-    )
-    data = make_validation_set(config, load_stamps(args.damage_dir))  # as training does: bundled unless --damage-dir
+    stamps = load_stamps(args.damage_dir)  # as training does: bundled unless --damage-dir
+    data = make_validation_set(args.val, args.preset or ["default"], stamps, args.samples, ScratchTrainConfig.val_crop)
     thresholds = np.round(np.arange(0.05, 0.99, 0.025), 3)
     # A finer grid than training validates with.
     results = scores_by_threshold(

@@ -26,7 +26,7 @@ from rich.progress import (
 
 from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
-from oldphoto.inputs import Discovered
+from oldphoto.inputs import Discovered, discover_inputs
 
 console = Console()
 error_console = Console(stderr=True)
@@ -79,6 +79,16 @@ def report_discovery(discovered: Discovered) -> None:
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
         readable = " ".join(sorted(EXTENSION_FORMATS))
         note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}): {names}{more}")
+
+
+def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:
+    """:func:`~oldphoto.inputs.discover_inputs` for a command: the arguments that matched nothing are printed as
+    errors and the folder files left out as a note (:func:`report_discovery`); no photo at all stops the command."""
+    discovered = discover_inputs(arguments, recursive=recursive)
+    report_discovery(discovered)
+    if not discovered.files:
+        raise fail("no input images found")
+    return discovered
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -11,20 +11,17 @@ import typer
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     console,
+    discovered_inputs,
     error_console,
-    fail,
     library_errors,
     progress_bar,
     quiet_option,
-    report_discovery,
     set_quiet,
 )
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
 from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, write_manifest
 from oldphoto.errors import OldPhotoError
-from oldphoto.inputs import discover_inputs, prepare_set_folder
-
-OVERWRITE_HELP = "Write into a non-empty folder, first removing an earlier set there (clean/, degraded/, mask/, ignore/, distractor/, manifest.json; nothing else)."
+from oldphoto.inputs import prepare_set_folder
 
 
 def degrade(
@@ -49,28 +46,21 @@ def degrade(
     ] = True,
     grayscale_prob: Annotated[float | None, typer.Option(help="Override the preset's chance of a B&W print.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a non-empty folder, first removing an earlier set there (its parts only).")
+    ] = False,
     quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
-    """Damage clean photos with the degradation library, writing pairs and their masks.
-
-    mask/ is the visible damage, ignore/ the faint part of it that scoring leaves out (don't-care), distractor/
-    (presets with distractors) the scene content drawn to look like damage, which the mask never includes.
-    """
+    """Damage clean photos with the degradation library into pairs (mask/: damage; ignore/: its faint part; distractor/)."""
     set_quiet(quiet)
     with library_errors():
         recipe = load_preset_file(config) if config else get_preset(preset)
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob, distractors=distractors)
-    discovered = discover_inputs(sources, recursive=recursive)
-    report_discovery(discovered)
-    if not discovered.files:
-        raise fail("no source images found")
-    if size_range is not None and not 16 <= size_range[0] <= size_range[1]:
-        raise fail("--size-range MIN MAX needs 16 <= MIN <= MAX")
+    discovered = discovered_inputs(sources, recursive)
     with library_errors():
         stamps = load_stamps(damage_dir)  # the bundled stamps unless --damage-dir
         prepare_set_folder(output, [source.path for source in discovered.files], overwrite)
-    pairs = plan_pairs(discovered.files, count)
+        pairs = plan_pairs(discovered.files, count, size_range)
     rng = np.random.default_rng(seed)
     records: list[PairRecord] = []
     failures = len(discovered.problems)

@@ -5,36 +5,33 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from oldphoto.cli import restore_options as opt
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
     PrecisionChoice,
     chosen_precision,
     console,
+    discovered_inputs,
     error_console,
     fail,
-    fp16_option,
     library_errors,
     megapixel_progress,
     note,
-    precision_option,
-    quiet_option,
-    report_discovery,
     set_quiet,
 )
+from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import DiskFullError, OldPhotoError
 from oldphoto.gallery import GALLERY_NAME, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, discover_inputs, plan_jobs, split_own_outputs, user_mask_path
+from oldphoto.inputs import Job, plan_jobs, split_own_outputs, user_mask_path
 from oldphoto.reports import build_report, report_path, write_report
-from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
@@ -43,221 +40,45 @@ from oldphoto.shards import parse_shard, select_shard
 log = logging.getLogger(__name__)
 
 
-GlobalModel = Enum("GlobalModel", {name: name for name in GLOBAL_BACKENDS}, type=str)  # type: ignore[misc]
-GLOBAL_MODEL_HELP = "Global network: " + "; ".join(f"'{b.name}', {b.help}" for b in GLOBAL_BACKENDS.values()) + "."
-
-
-class OutputExt(str, Enum):
-    auto = "auto"
-    png = "png"
-    jpg = "jpg"
-    jpeg = "jpeg"
-    tif = "tif"
-    tiff = "tiff"
-    webp = "webp"
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
-OUTPUT = "Output"
-STAGES = "Stages"
-PERFORMANCE = "Performance"
-CLUSTER = "Archives and clusters"
-
-
 def restore(
-    inputs: Annotated[
-        list[str], typer.Argument(metavar="FILE|DIR|GLOB", help="Image files, folders or glob patterns.", show_default=False)
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.", rich_help_panel=OUTPUT)],
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")
-    ] = False,
-    ext: Annotated[
-        OutputExt,
-        typer.Option(help="Output format; auto keeps each input's own.", case_sensitive=False, rich_help_panel=OUTPUT),
-    ] = OutputExt.auto,
-    jpeg_quality: Annotated[
-        str,
-        typer.Option(
-            metavar="N|auto",
-            help="JPEG quality 1..100 of JPEG outputs; auto keeps the input's own quality and chroma subsampling "
-            "where they can be read, else 95 with full-resolution (4:4:4) colour.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = "auto",
-    suffix: Annotated[str, typer.Option(help="Appended to each output's stem.", rich_help_panel=OUTPUT)] = "",
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never replaced).", rich_help_panel=OUTPUT)
-    ] = False,
-    save_mask: Annotated[
-        bool, typer.Option("--save-mask", help="Also write the scratch mask as <stem>_mask.png.", rich_help_panel=OUTPUT)
-    ] = False,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Also write a before|after sheet <stem>_compare.jpg.", rich_help_panel=OUTPUT)
-    ] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Write a per-image JSON report to this file.", rich_help_panel=OUTPUT)
-    ] = None,
-    gallery: Annotated[
-        bool,
-        typer.Option(
-            "--gallery",
-            help="Also write OUT/index.html: one page to look at the run (before/after slider, damage mask, faces, "
-            "figures) that works opened from disk. Implies --save-mask.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan and write nothing.", rich_help_panel=OUTPUT)
-    ] = False,
-    with_scratch: Annotated[
-        bool, typer.Option("--with-scratch/--no-scratch", help="Detect and repair scratches.", rich_help_panel=STAGES)
-    ] = True,
-    masks: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of your own damage masks (white = damaged), named <stem>_mask.png or <stem><suffix>_mask.png "
-            "as --save-mask writes them (sub-folders mirroring the inputs'). A photo with a mask there is repaired where its mask says instead of "
-            "where the detector would; photos without one are detected as usual.",
-            exists=True,
-            file_okay=False,
-            rich_help_panel=STAGES,
-        ),
-    ] = None,
-    scratch_threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Detector sensitivity: the probability above which a pixel counts as damaged (default: the model's, "
-            "chosen on validation data). Raise it when bright areas are marked, lower it for faint cracks.",
-            rich_help_panel=STAGES,
-        ),
-    ] = None,
-    mask_dilation: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Grow the detected mask by this many pixels before repair, to cover the soft edges of scratches "
-            "(default: the model's, 0). Masks given with --masks are used as they are.",
-            rich_help_panel=STAGES,
-        ),
-    ] = None,
-    global_restoration: Annotated[
-        bool,
-        typer.Option(
-            "--global/--no-global",
-            help="Global restoration network. With --no-global, detected scratches are filled by classical inpainting.",
-            rich_help_panel=STAGES,
-        ),
-    ] = True,
-    global_model: Annotated[
-        GlobalModel,
-        typer.Option(
-            help=GLOBAL_MODEL_HELP,
-            rich_help_panel=STAGES,
-        ),
-    ] = GlobalModel(DEFAULT_GLOBAL_BACKEND),
-    keep_tone: Annotated[
-        bool,
-        typer.Option(
-            "--keep-tone",
-            help="Keep the photo's own colour (sepia, cyanotype, toning): the restored luminance with the input's "
-            "smoothed colour. By default toning casts are neutralised.",
-            rich_help_panel=STAGES,
-        ),
-    ] = False,
-    faces: Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)] = True,
-    face_strength: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Blend of refined faces: 0 keeps the global result, 1 blends the refined face in fully "
-            "(the opposite direction to CodeFormer's -w).",
-            rich_help_panel=STAGES,
-        ),
-    ] = 1.0,
-    min_face_size: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Refine only faces whose box (its larger side) is at least this many pixels of the photo; smaller "
-            "faces are left as the global stage made them (default 0: every face found).",
-            rich_help_panel=STAGES,
-        ),
-    ] = 0,
-    only_center_face: Annotated[
-        bool,
-        typer.Option(
-            "--only-center-face", help="Refine only the face nearest the photo's centre.", rich_help_panel=STAGES
-        ),
-    ] = False,
-    save_faces_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--save-faces",
-            help="Also write each refined face (largest first, k = 0, 1, ...) to DIR/cropped/<stem>_<k>.png (the "
-            "aligned crop given to the refiner), DIR/restored/<stem>_<k>.png (the refined crop) and "
-            "DIR/cmp/<stem>_<k>.png (the two side by side), in the input's sub-folder under each.",
-            file_okay=False,
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto = CUDA, then MPS, then CPU).", rich_help_panel=PERFORMANCE)
-    ] = "auto",
-    precision: Annotated[PrecisionChoice, precision_option(PERFORMANCE)] = PrecisionChoice.auto,
-    fp16: Annotated[bool, fp16_option(PERFORMANCE)] = False,
-    tile: Annotated[int, typer.Option(help="Tile size in pixels (smaller tiles use less memory).", rich_help_panel=PERFORMANCE)] = DEFAULT_TILE,
-    tile_overlap: Annotated[
-        int, typer.Option(help="Overlap between tiles in pixels.", rich_help_panel=PERFORMANCE)
-    ] = DEFAULT_TILE_OVERLAP,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads (default: all cores).", rich_help_panel=PERFORMANCE)
-    ] = None,
-    max_pixels: Annotated[
-        int,
-        typer.Option(help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
-    ] = DEFAULT_MAX_PIXELS,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            metavar="K/N|auto|auto/N",
-            help="Restore only shard K of N (0 <= K < N): each photo's shard is a stable hash of its path below its "
-            "input root, so shards are disjoint, cover everything, and stay put when photos are added. auto: K and N "
-            "from a Slurm array ($SLURM_ARRAY_TASK_ID, _MIN, _STEP, _COUNT); auto/N: K from $JOB_COMPLETION_INDEX "
-            "(Kubernetes Indexed Job). --report may contain {shard}.",
-            rich_help_panel=CLUSTER,
-        ),
-    ] = None,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="local: this process, photo by photo. ray: Ray Data workers that each load the models once "
-            "(pip install 'oldphoto[ray]').",
-            case_sensitive=False,
-            rich_help_panel=CLUSTER,
-        ),
-    ] = Engine.local,
-    workers: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Ray workers (--engine ray).", rich_help_panel=CLUSTER)
-    ] = 1,
-    cpus_per_worker: Annotated[
-        float, typer.Option(min=0.01, metavar="N", help="CPUs per Ray worker; also its threads unless --threads.", rich_help_panel=CLUSTER)
-    ] = 1.0,
-    gpus_per_worker: Annotated[
-        float, typer.Option(min=0.0, metavar="N", help="GPUs per Ray worker (e.g. 1, or 0.5 to share one).", rich_help_panel=CLUSTER)
-    ] = 0.0,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(metavar="ADDRESS", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: start a local Ray).", rich_help_panel=CLUSTER),
-    ] = None,
-    quiet: Annotated[bool, quiet_option()] = False,
+    inputs: opt.InputsOption,
+    output: opt.OutputOption,
+    recursive: opt.RecursiveOption = False,
+    ext: opt.ExtOption = OutputExt.auto,
+    jpeg_quality: opt.JpegQualityOption = "auto",
+    suffix: opt.SuffixOption = "",
+    overwrite: opt.OverwriteOption = False,
+    save_mask: opt.SaveMaskOption = False,
+    compare: opt.CompareOption = False,
+    report: opt.ReportOption = None,
+    gallery: opt.GalleryOption = False,
+    dry_run: opt.DryRunOption = False,
+    with_scratch: opt.WithScratchOption = True,
+    masks: opt.MasksOption = None,
+    scratch_threshold: opt.ScratchThresholdOption = None,
+    mask_dilation: opt.MaskDilationOption = None,
+    global_restoration: opt.GlobalRestorationOption = True,
+    global_model: opt.GlobalModelOption = GlobalModel(DEFAULT_GLOBAL_BACKEND),
+    keep_tone: opt.KeepToneOption = False,
+    faces: opt.FacesOption = True,
+    face_strength: opt.FaceStrengthOption = 1.0,
+    min_face_size: opt.MinFaceSizeOption = 0,
+    only_center_face: opt.OnlyCenterFaceOption = False,
+    save_faces_dir: opt.SaveFacesDirOption = None,
+    device: opt.DeviceOption = "auto",
+    precision: opt.PrecisionOption = PrecisionChoice.auto,
+    fp16: opt.Fp16Option = False,
+    tile: opt.TileOption = DEFAULT_TILE,
+    tile_overlap: opt.TileOverlapOption = DEFAULT_TILE_OVERLAP,
+    threads: opt.ThreadsOption = None,
+    max_pixels: opt.MaxPixelsOption = DEFAULT_MAX_PIXELS,
+    shard: opt.ShardOption = None,
+    engine: opt.EngineOption = Engine.local,
+    workers: opt.WorkersOption = 1,
+    cpus_per_worker: opt.CpusPerWorkerOption = 1.0,
+    gpus_per_worker: opt.GpusPerWorkerOption = 0.0,
+    ray_address: opt.RayAddressOption = None,
+    quiet: opt.QuietOption = False,
 ) -> None:
     """Restore old photos: detect scratches, restore globally, refine faces."""
     set_quiet(quiet)
@@ -279,8 +100,7 @@ def restore(
         report = None if report is None else report_path(report, None if chosen_shard is None else chosen_shard.name)
         outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality))
         runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
-    discovered = discover_inputs(inputs, recursive=recursive)
-    report_discovery(discovered)
+    discovered = discovered_inputs(inputs, recursive)
     found, problems = discovered.files, discovered.problems
     found, own_outputs = split_own_outputs(found, suffix)
     if own_outputs:
@@ -289,7 +109,7 @@ def restore(
             f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
         )
     if not found:
-        raise fail("no input images found")
+        raise fail("no input images found: only oldphoto's own outputs")
     if chosen_shard is not None:
         total = len(found)
         found = select_shard(found, chosen_shard)

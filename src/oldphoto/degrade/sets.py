@@ -21,7 +21,7 @@ import numpy as np
 from oldphoto.degrade.pipeline import MASK_DEFINITION, degrade_image
 from oldphoto.degrade.presets import Preset, preset_summary
 from oldphoto.degrade.structured import DamageStamps
-from oldphoto.errors import ImageWriteError
+from oldphoto.errors import ConfigError, ImageWriteError
 from oldphoto.imageio import atomic_write_bytes, load_rgb, save_rgb
 from oldphoto.inputs import InputFile
 
@@ -59,12 +59,18 @@ class PairRecord:
         return {"stem": self.stem, "source": self.source, "size": list(self.size), "ops": list(self.ops)}
 
 
-def plan_pairs(sources: Sequence[InputFile], count: int | None = None) -> tuple[PlannedPair, ...]:
-    """The pairs of a set: ``count`` of them (default one per source), cycling over ``sources`` in order.
+def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_range: tuple[int, int] | None = None) -> tuple[PlannedPair, ...]:
+    """The pairs of a set: ``count`` of them (default one per source), cycling over ``sources`` in order; with
+    ``size_range`` (MIN, MAX) each will be a random square crop with a side in it.
+
+    Raises:
+        ConfigError: ``size_range`` is not 16 <= MIN <= MAX.
 
     With one pair per source the stem is the source's path below its input folder with "/" as "_" (``kodim01``);
     otherwise a source may give several pairs, so the stem leads with the zero-padded index (``0003_kodim04``).
     """
+    if size_range is not None and not 16 <= size_range[0] <= size_range[1]:
+        raise ConfigError("--size-range MIN MAX needs 16 <= MIN <= MAX")
     total = count if count is not None else len(sources)
     width = max(4, len(str(total - 1)))
     pairs = []
