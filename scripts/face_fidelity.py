@@ -73,7 +73,8 @@ def main() -> None:
             continue
         table = np.array(rows)
         print(
-            f"{folder}: {len(rows)} faces; face stage vs --no-faces {table[:, 0].mean():.2f} dB, Laplacian kept "
+            f"{folder}: {len(rows)} faces; face stage vs --no-faces {table[:, 0].mean():.2f} dB (min {table[:, 0].min():.2f}, "
+            f"median {np.median(table[:, 0]):.2f}), Laplacian kept "
             f"{table[:, 1].mean():.3f} (min {table[:, 1].min():.3f}); full pipeline vs input {table[:, 2].mean():.2f} dB; "
             f"gate degradation mean {np.nanmean(table[:, 3]):.3f} (max {np.nanmax(table[:, 3]) if not np.all(np.isnan(table[:, 3])) else float('nan'):.3f})"
         )

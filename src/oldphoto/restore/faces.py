@@ -96,6 +96,23 @@ def estimate_need(gate: nn.Module, original: np.ndarray, restored: np.ndarray, r
         return float(gate(tensor(original), tensor(restored), tensor(refined))[0])
 
 
+def gate_ramp(spec: ModelSpec) -> tuple[float, float] | None:
+    """The face gate's registry ramp (``need_floor``, ``need_full``), or None when its settings have none."""
+    if "need_floor" not in spec.settings:
+        return None
+    return float(spec.settings["need_floor"]), float(spec.settings["need_full"])
+
+
+def strength_for_need(need: float, ramp: tuple[float, float] | None) -> float:
+    """The blend strength (0..1, before ``--face-strength``) for the gate's estimate ``need``: 0 up to ``ramp[0]``,
+    1 from ``ramp[1]``, linear between (the gate's registry setting, chosen on its validation faces); ``need``
+    itself without a ramp."""
+    if ramp is None:
+        return need
+    low, high = ramp
+    return float(min(1.0, max(0.0, (need - low) / (high - low))))
+
+
 def refine_faces(
     rgb: np.ndarray,
     detector: nn.Module,
@@ -108,6 +125,7 @@ def refine_faces(
     min_size: float = 0.0,
     only_center: bool = False,
     gate: nn.Module | None = None,
+    gate_ramp: tuple[float, float] | None = None,
 ) -> FaceResult:
     """Refine the faces in a (globally restored) photo: every face found, or those ``min_size``/``only_center``
     select (see :func:`select_faces`); the others are left exactly as they are.
@@ -120,7 +138,8 @@ def refine_faces(
         The networks are placed by the caller once (:meth:`oldphoto.runtime.Runtime.place` per their contracts).
         strength: 0 = the input unchanged, 1 = refined faces blended in as far as the gate says (fully without one).
         gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`): each face's blend is ``strength`` times its
-            estimate of how much the face needs the refiner's correction, so a sharp face stays as it is.
+            estimate of how much the face needs the refiner's correction (mapped by ``gate_ramp``, see
+            :func:`strength_for_need`), so a sharp face stays as it is.
         min_size: refine only faces whose box's larger side is at least this many pixels (0 = every face).
         only_center: refine only the (selected) face whose box centre is nearest the photo's centre.
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
@@ -145,7 +164,7 @@ def refine_faces(
         if gate is not None:
             before = condition if condition is not None else align_face(rgb if original is None else original, face.landmarks).pixels
             need = estimate_need(gate, before, aligned.pixels, refined)
-        applied = strength if need is None else strength * need
+        applied = strength if need is None else strength * strength_for_need(need, gate_ramp)
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
         result = paste_face(result, refined, aligned.matrix, applied, base=aligned.pixels)
         records[index] = RefinedFace(face, True, aligned.pixels, refined, need, applied)
