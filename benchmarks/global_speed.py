@@ -21,7 +21,6 @@ from oldphoto.restore.global_stage import restore_global
 from oldphoto.runtime import DEFAULT_TILE, make_runtime
 from oldphoto.weights import load_network
 
-
 CPU = make_runtime("cpu")
 """Only for placing networks as ``restore`` does (device, layout); the runs use their own runtimes."""
 

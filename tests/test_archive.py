@@ -170,11 +170,11 @@ def test_a_full_disk_stops_the_batch_with_one_line_and_no_partial_file(tmp_path,
 
 def test_a_full_disk_is_detected_whatever_the_file_system(tmp_path, random_scratch_model, monkeypatch):
     """The same stop without a tmpfs: the second write fails with ENOSPC."""
-    import oldphoto.imageio as imageio
+    import oldphoto.atomic as atomic
 
     for i in range(4):
         make_photo(tmp_path / "in" / f"{i}.png")
-    real_replace, calls = imageio.os.replace, []
+    real_replace, calls = atomic.os.replace, []
 
     def replace(source, target):
         calls.append(target)
@@ -182,7 +182,7 @@ def test_a_full_disk_is_detected_whatever_the_file_system(tmp_path, random_scrat
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(source, target)
 
-    monkeypatch.setattr(imageio.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
     out = tmp_path / "out"
     result = invoke("restore", str(tmp_path / "in"), "-o", str(out), *STAGES)
     assert result.exit_code == 1 and "stopped:" in result.output and "no space left" in result.output

@@ -564,7 +564,7 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
     the old output is intact and no temporary .part file is left."""
     import os
 
-    from oldphoto import imageio
+    from oldphoto import atomic
 
     out = tmp_path / "out"
     make_photo(out / "a.jpg", size=(10, 10))
@@ -576,12 +576,12 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
             raise failure() if failure is KeyboardInterrupt else failure(5, "Input/output error")
         return real_replace(source, target, *args, **kwargs)
 
-    monkeypatch.setattr(imageio.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES)
     assert result.exit_code == (130 if failure is KeyboardInterrupt else 1), result.output
     assert (out / "a.jpg").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]  # no .a.jpg.*.part left behind
-    monkeypatch.setattr(imageio.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES).exit_code == 0
     assert (out / "a.jpg").read_bytes() != before
 

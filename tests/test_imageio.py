@@ -174,7 +174,7 @@ def test_write_is_atomic_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def broken_replace(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("oldphoto.imageio.os.replace", broken_replace)
+    monkeypatch.setattr("oldphoto.atomic.os.replace", broken_replace)
     with pytest.raises(KeyboardInterrupt):
         write_photo(target, photo)
     assert list(target.parent.iterdir()) == []

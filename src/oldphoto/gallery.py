@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from oldphoto.imageio import atomic_write_bytes
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.inputs import Job
 
 log = logging.getLogger(__name__)

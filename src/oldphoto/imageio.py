@@ -19,7 +19,6 @@ import io
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError, ImageReadError, ImageTooLargeError, ImageWriteError
 
 log = logging.getLogger(__name__)
@@ -486,30 +486,6 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto") -> 
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp would make it private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # includes KeyboardInterrupt: never leave a partial file behind
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: JpegQuality = "auto") -> None:

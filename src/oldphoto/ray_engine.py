@@ -73,12 +73,12 @@ def _inject_fault(source: Path) -> None:
         if marker.exists():
             return
         marker.touch()
-        import oldphoto.imageio as imageio
+        import oldphoto.atomic as atomic
 
         def die_before_rename(*_: Any) -> None:  # the temporary file is complete, the output not yet in place
             os._exit(3)
 
-        imageio.os.replace = die_before_rename  # type: ignore[attr-defined]
+        atomic.os.replace = die_before_rename  # type: ignore[attr-defined]
 
 
 class AttemptCounter:

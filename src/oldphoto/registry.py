@@ -206,9 +206,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         settings={"condition": "original"},
         contract=InputContract(channels=3, size_multiple=8),
         caveat=(
-            "preliminary weights, trained on UTKFace (non-commercial licence): they help damaged faces (+0.2 dB on held-out "
-            "faces) but soften sharp ones (a sharp face keeps about two thirds of its fine detail); on good portraits use "
-            "--no-faces or a low --face-strength"
+            "preliminary weights, trained on UTKFace (non-commercial licence): they help damaged faces a little (+0.2 dB on "
+            "held-out faces); the face gate leaves sharp faces as they are (they keep over 0.9 of their fine detail), and "
+            "small faces stay softer than in the scan"
         ),
     ),
     ModelSpec(

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError, DataError
-from oldphoto.imageio import atomic_write_bytes
 
 STATUS_RANK = {"restored": 3, "skipped": 2, "failed": 1, "refused": 0}
 """When two reports record the same photo (a shard re-run after a crash), the better outcome wins, then the later."""

@@ -194,8 +194,9 @@ def make_runtime(
     chosen = resolve_precision(precision, resolved)
     if tile < 64:
         raise DeviceError(f"--tile {tile} is too small; use at least 64 pixels")
-    if not 0 <= tile_overlap < tile // 2:
-        raise DeviceError(f"--tile-overlap {tile_overlap} must be between 0 and half the tile size ({tile // 2})")
+    if not 0 <= tile_overlap <= tile // 4:
+        # The tiler blends over the overlap: more than a quarter of the tile would make tiles mostly seam.
+        raise DeviceError(f"--tile-overlap {tile_overlap} must be between 0 and a quarter of the tile size ({tile // 4})")
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     return Runtime(

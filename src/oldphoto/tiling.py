@@ -110,6 +110,8 @@ def tile_apply(
     channels = sum(part.shape[1] for part in parts)
     height, width = parts[0].shape[-2:]
     tile = max(multiple_of, tile // multiple_of * multiple_of)
+    # Only the out-of-memory retry's halved tiles can meet this: never below a stage's minimum overlap, since they
+    # stop at 4x it (restore refuses smaller tiles and larger overlaps up front).
     overlap = min(overlap, tile // 4)
     rows = tile_spans(height, tile, overlap, multiple_of)
     columns = tile_spans(width, tile, overlap, multiple_of)

@@ -12,6 +12,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     PrecisionChoice,
@@ -35,7 +36,7 @@ from oldphoto.evaluation.runner import (
     score_image,
     summarize,
 )
-from oldphoto.imageio import atomic_write_bytes, save_rgb
+from oldphoto.imageio import save_rgb
 from oldphoto.runtime import make_runtime
 
 DEFAULT_METHODS = ["identity", "classical"]

@@ -18,11 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.degrade.pipeline import MASK_DEFINITION, degrade_image
 from oldphoto.degrade.presets import Preset, preset_summary
 from oldphoto.degrade.structured import DamageStamps
 from oldphoto.errors import ConfigError, ImageWriteError
-from oldphoto.imageio import atomic_write_bytes, load_rgb, save_rgb
+from oldphoto.imageio import load_rgb, save_rgb
 from oldphoto.inputs import InputFile
 
 logger = logging.getLogger(__name__)

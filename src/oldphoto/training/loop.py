@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
+from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import DataError
-from oldphoto.imageio import atomic_write_bytes
 from oldphoto.registry import ModelSpec
 from oldphoto.runtime import autocast, resolve_precision, select_device
 from oldphoto.weights import grow_network_from
