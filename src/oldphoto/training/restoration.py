@@ -43,8 +43,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.global_stage import LATENT_SCALE, triplet_forward, triplet_restore, triplet_size_multiple
-from oldphoto.restore.pipeline import RestoreOptions
-from oldphoto.restore.scratches import threshold_mask
+from oldphoto.restore.scratches import detection_settings, threshold_mask
 from oldphoto.training.data import (
     BatchStream,
     CropPool,
@@ -155,7 +154,7 @@ class _Base:
     def detected_masks(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) 0/1 masks of the scratch detector on (N, 3, H, W) images, thresholded (and dilated) exactly
         as `restore` does by default."""
-        threshold, dilation = RestoreOptions().detection_settings(self.detector_spec)
+        threshold, dilation = detection_settings(self.detector_spec)
         probability = scratch_probabilities(self.detector, luma(images))
         return torch.from_numpy(np.stack([threshold_mask(p, threshold, dilation) for p in probability]))[:, None]
 
