@@ -187,3 +187,15 @@ def test_a_full_disk_is_detected_whatever_the_file_system(tmp_path, random_scrat
     result = invoke("restore", str(tmp_path / "in"), "-o", str(out), *STAGES)
     assert result.exit_code == 1 and "stopped:" in result.output and "no space left" in result.output
     assert len(calls) == 2 and sorted(p.name for p in out.iterdir()) == ["0.png"]
+
+
+def test_engine_ray_without_the_extra_is_one_clear_error_before_anything_runs(tmp_path, random_scratch_model, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if `oldphoto[ray]` were not installed
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    photo = make_photo(tmp_path / "a.png")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out"), "--engine", "ray", *STAGES)
+    assert result.exit_code == 2
+    assert "pip install 'oldphoto[ray]'" in result.output  # the extra's brackets survive Rich's markup
+    assert "photos" not in result.output and not (tmp_path / "out").exists()

@@ -142,6 +142,18 @@ class RestoreActor:
         return {"record": np.array(records, dtype=object)}
 
 
+def require_ray() -> None:
+    """Check up front that Ray Data can be imported.
+
+    Raises:
+        EngineError: the ``ray`` extra is not installed.
+    """
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise EngineError("--engine ray needs Ray Data: pip install 'oldphoto[ray]'") from None
+
+
 def run_with_ray(
     jobs: list[tuple[Job, Path | None]],
     options: RestoreOptions,
@@ -156,11 +168,10 @@ def run_with_ray(
         EngineError: Ray is not installed or cannot start.
         DiskFullError: a worker found the output's file system full (the run stops; finished photos stay).
     """
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise EngineError("--engine ray needs Ray Data: pip install 'oldphoto[ray]'") from None
+    require_ray()
+    import ray
+    import ray.data
+
     if not jobs:
         return
     started_here = not ray.is_initialized()

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -50,7 +51,7 @@ def note(message: str) -> None:
     """A yellow ``note:`` line on stderr, unless ``--quiet``: caveats and hints, never errors."""
     if not _quiet:
         # soft_wrap: one line per note however narrow the terminal (Rich would otherwise wrap and indent nothing).
-        error_console.print(f"[yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+        error_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def quiet_option() -> typer.models.OptionInfo:
@@ -73,7 +74,7 @@ def report_discovery(discovered: Discovered) -> None:
     """Print the arguments that matched nothing (errors) and the folder files left out (a note, so that nothing
     is skipped unseen)."""
     for problem in discovered.problems:
-        error_console.print(f"[red]error:[/] {problem}", highlight=False)
+        error_console.print(f"[red]error:[/] {escape(problem)}", highlight=False)
     if discovered.ignored:
         names = ", ".join(path.name for path in discovered.ignored[:3])
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
@@ -92,7 +93,7 @@ def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from oldphoto.cli.common import (
     EXIT_FAILURES,
@@ -71,7 +72,7 @@ def degrade(
                 records.append(make_pair(pair, output, recipe, rng, stamps, size_range))
             except OldPhotoError as error:  # one photo failed: report it, make the rest
                 failures += 1
-                error_console.print(f"[red]skipped:[/] {error}", highlight=False)
+                error_console.print(f"[red]skipped:[/] {escape(str(error))}", highlight=False)
             progress.advance(task)
     with library_errors():
         write_manifest(output, seed, recipe, records, stamps)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from oldphoto.atomic import atomic_write_bytes
@@ -118,7 +119,7 @@ def evaluate(
                     score, degraded_image, restored, predicted = score_image(name, run, pair, true_masks)
                 except OldPhotoError as error:
                     failures += 1
-                    error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {error}", highlight=False)
+                    error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {escape(str(error))}", highlight=False)
                     progress.advance(task)
                     continue
                 scores[name].append(score)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors
@@ -51,7 +52,7 @@ def list_models() -> None:
     console.print(table)
     for spec in all_specs():
         if spec.caveat and spec.shipped:
-            console.print(f"[yellow]note:[/] {spec.name}: {spec.caveat}", highlight=False)
+            console.print(f"[yellow]note:[/] {spec.name}: {escape(spec.caveat)}", highlight=False)
 
 
 @app.command("verify")
@@ -71,7 +72,7 @@ def verify(
             console.print(f"[green]ok[/]      {spec.name}  {path}")
         except OldPhotoError as error:
             failures += 1
-            error_console.print(f"[red]FAILED[/]  {spec.name}: {error}", highlight=False)
+            error_console.print(f"[red]FAILED[/]  {spec.name}: {escape(str(error))}", highlight=False)
     if not specs:
         console.print("no shipped models to verify")
     if failures:

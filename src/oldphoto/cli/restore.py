@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from oldphoto.cli import restore_options as opt
@@ -137,25 +138,26 @@ def restore(
     to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
     with library_errors():
         require_stages(options)
-        if to_run:
-            check_output_folder(output)
         if engine is Engine.local:
             runtime = make_runtime(*runtime_args)
             restorer = Restorer(runtime, options)
             described, used_precision = runtime.describe(), runtime.precision
         else:
-            from oldphoto.ray_engine import RaySettings
+            from oldphoto.ray_engine import RaySettings, require_ray
 
+            require_ray()
             settings = RaySettings(workers, cpus_per_worker, gpus_per_worker, ray_address)
             described = f"Ray: {workers} worker(s) x {cpus_per_worker:g} CPU, {gpus_per_worker:g} GPU"
             used_precision = chosen_precision(precision, fp16)
+        if to_run:  # after the engine's own checks: a run that cannot start leaves no folder behind
+            check_output_folder(output)
     for caveat in stage_caveats(options, brief=True):
         note(f"{caveat} (the full caveat: oldphoto models list)")
 
     records: list[JobRecord] = [not_run_record(job) for job in jobs if job.skip_reason is not None]
     for record in records:
         if record.counts_as_failure:
-            error_console.print(f"[red]not restored:[/] {record.input}: {record.error}", highlight=False)
+            error_console.print(f"[red]not restored:[/] {escape(record.input)}: {escape(record.error or '')}", highlight=False)
     failures = len(problems)
     stopped: str | None = None
     try:
@@ -182,7 +184,7 @@ def restore(
             for record in stream:
                 records.append(record)
                 if record.counts_as_failure:
-                    error_console.print(f"[red]failed:[/] {record.error}", highlight=False)
+                    error_console.print(f"[red]failed:[/] {escape(record.error or '')}", highlight=False)
                 finished += 1
                 megapixels_done += sizes.get(Path(record.input), 0.0)
                 progress.update(tiles, visible=False)
@@ -210,7 +212,7 @@ def restore(
         error_console.print("[yellow]interrupted[/]: finished files are complete; no partial file was left behind")
         raise typer.Exit(EXIT_INTERRUPTED)
     if stopped is not None:
-        error_console.print(f"[bold red]stopped:[/] {stopped}", highlight=False)
+        error_console.print(f"[bold red]stopped:[/] {escape(stopped)}", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
     if failures:
         raise typer.Exit(EXIT_FAILURES)
@@ -254,6 +256,6 @@ def _print_summary(records: list[JobRecord]) -> None:
             f"{record.width}x{record.height}" if record.width else "",
             f"{record.seconds:.2f}" if record.seconds is not None else "",
             f"{100 * record.scratch_coverage:.2f}" if record.scratch_coverage is not None else "",
-            record.error or "",
+            escape(record.error or ""),
         )
     console.print(table)
