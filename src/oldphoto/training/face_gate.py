@@ -27,18 +27,13 @@ import torch.nn.functional as F
 from oldphoto.degrade import degrade_image, get_preset, load_stamps
 from oldphoto.errors import DataError
 from oldphoto.registry import (
-    DETAIL_MODEL,
     FACE_GATE_MODEL,
     FACE_MODEL,
-    MAPPING_MODEL,
-    VAE_CLEAN_MODEL,
-    VAE_OLD_MODEL,
     get_spec,
 )
 from oldphoto.restore.face_align import match_tone
-from oldphoto.restore.global_stage import triplet_restore
 from oldphoto.training.data import list_images, split_held_out, to_batch
-from oldphoto.training.faces import aligned_faces
+from oldphoto.training.faces import aligned_faces, global_stage_on_faces
 from oldphoto.training.loop import (
     Accelerator,
     SingleNetworkRecipe,
@@ -83,9 +78,8 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
     and refiner (frozen; in the precision of ``config.setup.runtime``)."""
     stamps = load_stamps(config.setup.damage_dirs)
     presets = [get_preset(name) for name in config.presets]
-    vae_old, mapping, vae_clean, fusion, refiner = (
-        load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL, FACE_MODEL)
-    )
+    global_stage = global_stage_on_faces(config.setup.runtime.precision)
+    refiner = load_network(get_spec(FACE_MODEL)).eval()
     accelerator = Accelerator.of("cpu", config.setup.runtime.precision)
     parts: dict[str, list[torch.Tensor]] = {"original": [], "restored": [], "refined": [], "clean": []}
     damaged_flags = []
@@ -107,9 +101,8 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
                 clean.append(face)
             damaged_flags.append(damaged)
         clean_t, original_t, mask_t = to_batch(clean), to_batch(original), to_batch(masks)
+        restored = global_stage(original_t, mask_t)
         with torch.no_grad(), accelerator.autocast():
-            triplet = triplet_restore(torch.cat([original_t, mask_t], dim=1), vae_old, mapping, vae_clean)
-            restored = fusion(original_t, triplet, mask_t).clamp(0, 1).float()
             refined = refiner(restored, original_t).clamp(0, 1).float()
         # As restore does: the refiner's output is tone matched to its input.
         matched = [match_tone(r.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()) for r, x in zip(refined, restored, strict=True)]

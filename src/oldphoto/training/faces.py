@@ -30,15 +30,12 @@ from oldphoto.imageio import to_uint8
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
     FACE_MODEL,
-    MAPPING_MODEL,
-    VAE_CLEAN_MODEL,
-    VAE_OLD_MODEL,
     get_spec,
 )
 from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
 from oldphoto.restore.faces import CONDITION_ORIGINAL
-from oldphoto.restore.global_stage import triplet_restore
+from oldphoto.restore.global_stage import TRIPLET_MODELS, triplet_restore
 from oldphoto.training.data import (
     list_images,
     readable_images,
@@ -46,6 +43,7 @@ from oldphoto.training.data import (
     to_batch,
 )
 from oldphoto.training.loop import (
+    Accelerator,
     SingleNetworkRecipe,
     TrainSetup,
     TrainState,
@@ -124,15 +122,19 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
     return to_batch(clean), to_batch(degraded), to_batch(mask)
 
 
-def global_stage_on_faces():
-    """The installed global stage as a function of a (B, 3, S, S) batch in [0, 1] and its (B, 1, S, S) 0/1
-    damage mask -> (B, 3, S, S) in [0, 1] (networks frozen, in eval mode)."""
-    vae_old, mapping, vae_clean = (load_network(get_spec(name)).eval() for name in (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL))
+def global_stage_on_faces(precision: str = "fp32"):
+    """The installed default global stage (the triplet, then the detail fusion, as ``restore`` runs it) as a function
+    of a (B, 3, S, S) batch in [0, 1] and its (B, 1, S, S) 0/1 damage mask -> (B, 3, S, S) float32 in [0, 1]
+    (networks frozen, in eval mode; ``precision`` as ``restore --precision``, on the CPU)."""
+    vae_old, mapping, vae_clean, fusion = (load_network(get_spec(name)).eval() for name in TRIPLET_MODELS)
+    accelerator = Accelerator.of("cpu", precision)
 
     # no_grad, not inference_mode: the results are training inputs, which autograd may have to save.
     @torch.no_grad()
     def restore(batch: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return triplet_restore(torch.cat([batch, mask], dim=1), vae_old, mapping, vae_clean)
+        with accelerator.autocast():
+            triplet = triplet_restore(torch.cat([batch, mask], dim=1), vae_old, mapping, vae_clean)
+            return fusion(batch, triplet, mask).clamp(0.0, 1.0).float()
 
     return restore
 
