@@ -130,7 +130,7 @@ class RestoreActor:
         for source, output, mask in zip(batch["source"], batch["output"], batch["mask"], strict=True):
             job = Job(Path(source), Path(output))
             if ray.get(self.counter.next_attempt.remote(str(job.source))) > MAX_RETRIES + 1:
-                remove_partial_outputs(job)
+                remove_partial_outputs([job])
                 records.append(json.dumps(died_too_often(job).to_json()))
                 continue
             _inject_fault(job.source)
@@ -161,8 +161,9 @@ def run_with_ray(
     outputs: JobOutputs,
     settings: RaySettings,
 ) -> Iterator[JobRecord]:
-    """Restore ``jobs`` (each with its user mask or None) on Ray; yields one record per job as workers finish them,
-    then a ``failed`` record for each job whose workers died on it :data:`MAX_RETRIES` + 1 times.
+    """Restore ``jobs`` (each with its user mask or None) on Ray; yields one record per job as workers finish them (a
+    job whose workers died on it :data:`MAX_RETRIES` + 1 times is recorded as failed), then a ``failed`` record for
+    any job whose Ray task failed all the same.
 
     Raises:
         EngineError: Ray is not installed or cannot start.
@@ -189,8 +190,7 @@ def run_with_ray(
     try:
         yield from _run(ray, jobs, options, runtime, outputs, settings)
     finally:
-        for job, _ in jobs:
-            remove_partial_outputs(job)
+        remove_partial_outputs(job for job, _ in jobs)
         if started_here:
             ray.shutdown()
 

@@ -11,9 +11,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +163,23 @@ def face_record(face: RefinedFace) -> dict[str, Any]:
     }
 
 
-def remove_partial_outputs(job: Job) -> int:
-    """Delete the temporary files an atomic write of ``job``'s outputs left behind when its process was killed
-    mid-write (``.<name>.<random>.part`` beside each output); returns how many. The outputs themselves are never
-    partial: they appear only when complete."""
+def remove_partial_outputs(jobs: Iterable[Job]) -> int:
+    """Delete the temporary files that atomic writes of these jobs' outputs left behind when their process was killed
+    mid-write (``.<name>.<random>.part`` beside each output, mask and sheet); returns how many. The outputs themselves
+    are never partial: they appear only when complete. Each output folder is listed once, however many jobs it holds.
+    """
+    names: dict[Path, set[str]] = {}
+    for job in jobs:
+        for target in (job.output, job.mask_path, job.compare_path):
+            names.setdefault(target.parent, set()).add(target.name)
     removed = 0
-    for target in (job.output, job.mask_path, job.compare_path):
-        if target.parent.is_dir():
-            for leftover in target.parent.glob(f".{glob_escape(target.name)}.*.part"):
-                leftover.unlink(missing_ok=True)
+    for folder, wanted in names.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            # mkstemp's names: "." + the target's name + "." + 8 random characters + ".part"
+            if entry.name.startswith(".") and entry.name.endswith(".part") and entry.name[1:-14] in wanted:
+                Path(entry.path).unlink(missing_ok=True)
                 removed += 1
     return removed
 
