@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oldphoto.errors import DiskFullError, EngineError
+from oldphoto.errors import ConfigError, DiskFullError, EngineError
 from oldphoto.inputs import Job
 from oldphoto.restore.jobs import JobOutputs, JobRecord, remove_partial_outputs, restore_job
 from oldphoto.restore.pipeline import RestoreOptions
@@ -43,8 +43,6 @@ class RaySettings:
     address: str | None = None
 
     def __post_init__(self) -> None:
-        from oldphoto.errors import ConfigError
-
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: need at least 1")
         if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:

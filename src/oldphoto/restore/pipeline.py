@@ -28,7 +28,7 @@ from oldphoto.registry import (
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, conditions_on_original, gate_ramp, refine_faces
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
-from oldphoto.restore.scratches import detect_scratches, detection_settings
+from oldphoto.restore.scratches import check_detection_overrides, detect_scratches, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel, load_model
@@ -66,10 +66,7 @@ class RestoreOptions:
     def __post_init__(self) -> None:
         if self.global_model not in GLOBAL_BACKENDS:
             raise ConfigError(f"unknown global model {self.global_model!r}; use one of {', '.join(GLOBAL_BACKENDS)}")
-        if self.scratch_threshold is not None and not 0.0 < self.scratch_threshold < 1.0:
-            raise ConfigError(f"scratch threshold {self.scratch_threshold} must be between 0 and 1 (exclusive)")
-        if self.mask_dilation is not None and self.mask_dilation < 0:
-            raise ConfigError(f"mask dilation {self.mask_dilation} must be 0 or more pixels")
+        check_detection_overrides(self.scratch_threshold, self.mask_dilation)
         if self.min_face_size < 0:
             raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
 
@@ -221,9 +218,6 @@ class Restorer:
         self.models: dict[str, LoadedModel] = {
             name: load_model(get_spec(name), runtime) for names in required_models(options).values() for name in names
         }
-
-    def caveats(self, brief: bool = False) -> list[str]:
-        return stage_caveats(self.options, brief)
 
     def plan(self) -> list[str]:
         return plan_stages(self.options)

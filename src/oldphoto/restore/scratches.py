@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from oldphoto.errors import ConfigError
 from oldphoto.imageio import to_luminance
 from oldphoto.registry import ModelSpec
 from oldphoto.runtime import Runtime
@@ -15,10 +16,27 @@ from oldphoto.tiling import tile_stage
 from oldphoto.weights import LoadedModel
 
 
+def check_detection_overrides(threshold: float | None, dilation: int | None) -> None:
+    """Refuse a ``--scratch-threshold`` outside (0, 1) or a negative ``--mask-dilation`` (None: the registry's).
+
+    Raises:
+        ConfigError: with what the value must be.
+    """
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ConfigError(f"scratch threshold {threshold} must be between 0 and 1 (exclusive)")
+    if dilation is not None and dilation < 0:
+        raise ConfigError(f"mask dilation {dilation} must be 0 or more pixels")
+
+
 def detection_settings(spec: ModelSpec, threshold: float | None = None, dilation: int | None = None) -> tuple[float, int]:
     """(threshold, dilation) of a detection run: the given values where set (``--scratch-threshold``,
     ``--mask-dilation``), else the detector's registry settings (chosen on validation data). The one place where
-    these are resolved."""
+    these are resolved.
+
+    Raises:
+        ConfigError: a given value is out of range (:func:`check_detection_overrides`).
+    """
+    check_detection_overrides(threshold, dilation)
     chosen_threshold = float(spec.settings["threshold"]) if threshold is None else threshold
     chosen_dilation = int(spec.settings.get("dilation", 0)) if dilation is None else dilation
     return chosen_threshold, chosen_dilation
