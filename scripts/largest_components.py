@@ -22,14 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from detection_args import add_detection_arguments, describe, detection_from_args
 
-from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
-from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.scratches import detect_scratches, detection_settings
-from oldphoto.runtime import make_runtime
 from oldphoto.training.data import list_images, split_real_photos
-from oldphoto.weights import load_model
 
 PAD = 16
 MIN_CROP = 96
@@ -97,28 +93,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", default="../shared/data/real_old", help="folder of real old photos (searched recursively)")
     parser.add_argument("--labels", default="../shared/data/real_labels/real_old_mask_components.json")
-    parser.add_argument("--weights", help="scratch-unet safetensors file (default: the installed, verified ones)")
-    parser.add_argument("--threshold", type=float, help="detector threshold (default: the registry's)")
     parser.add_argument("--count", type=int, default=40)
+    parser.add_argument(
+        "--split", choices=("test", "train"), default="test", help="the held-out photos (default), or the training ones (to find real damage there)"
+    )
     parser.add_argument("--out", default="sheet.jpg", help="contact sheet (JPEG)")
     parser.add_argument("--json", help="write the listed components here")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_detection_arguments(parser)
     args = parser.parse_args()
 
-    spec = get_spec(SCRATCH_MODEL)
-    try:
-        threshold, dilation = detection_settings(spec, args.threshold)
-    except ConfigError as error:
-        parser.error(str(error))
-    runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
-    detector = load_model(spec, runtime, args.weights)  # the installed, verified weights when None
-    photos = split_real_photos(list_images([args.real]), args.labels)[1]
-    print(
-        f"{len(photos)} held-out photos; weights {args.weights or 'installed'}; threshold {threshold:g}, "
-        f"dilation {dilation}; {runtime.describe()}"
-    )
+    detection, runtime = detection_from_args(parser, args)
+    photos = split_real_photos(list_images([args.real]), args.labels)[0 if args.split == "train" else 1]
+    print(f"{len(photos)} {'held-out' if args.split == 'test' else 'training'} photos; {describe(detection, args, runtime)}")
 
     masks: dict[Path, np.ndarray] = {}
     fractions: dict[Path, float] = {}
@@ -127,7 +113,7 @@ def main() -> None:
     for path in photos:
         photo = read_photo(path)
         with torch.inference_mode():
-            mask = detect_scratches(to_rgb(photo.pixels), detector, runtime, threshold=threshold, dilation=dilation).astype(np.uint8)
+            mask = detection.mask(to_rgb(photo.pixels), runtime).astype(np.uint8)
         fractions[path] = float(mask.mean())
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         total += count - 1
@@ -161,8 +147,10 @@ def main() -> None:
     if args.json:
         record = {
             "weights": args.weights or "installed",
-            "threshold": threshold,
-            "dilation": dilation,
+            "threshold": detection.threshold,
+            "dilation": detection.dilation,
+            "verifier": None if detection.verifier is None else (args.verifier_weights or "installed"),
+            "min_score": detection.min_score,
             "photos": len(photos),
             "components_total": total,
             "marked_fraction": {path.name: value for path, value in fractions.items()},

@@ -22,13 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from detection_args import add_detection_arguments, describe, detection_from_args
 
-from oldphoto.errors import ConfigError
 from oldphoto.imageio import read_photo, to_rgb
-from oldphoto.registry import SCRATCH_MODEL, get_spec
-from oldphoto.restore.scratches import detect_scratches, detection_settings
-from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_model
 
 CONTENT_LIMIT = 0.05
 """A content box counts as a false hit when more than this share of its pixels is marked."""
@@ -45,11 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", default="../shared/data/real_labels/real_old_mask_components.json")
     parser.add_argument("--real", default="../shared/data/real_old", help="folder searched (recursively) for the photos")
-    parser.add_argument("--weights", help="scratch-unet safetensors file (default: the installed, verified ones)")
-    parser.add_argument("--threshold", type=float, help="detector threshold (default: the registry's)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
-    parser.add_argument("--threads", type=int, default=1)
+    add_detection_arguments(parser)
     parser.add_argument("--json", help="write per-box results and the summary here")
     parser.add_argument("--baseline-json", help="a previous run's --json: report the share of its marked damage pixels kept")
     args = parser.parse_args()
@@ -64,14 +56,8 @@ def main() -> None:
     if missing:
         raise SystemExit(f"{len(missing)} labelled photos not found under {args.real}: {', '.join(missing)}")
 
-    spec = get_spec(SCRATCH_MODEL)
-    try:
-        threshold, dilation = detection_settings(spec, args.threshold)
-    except ConfigError as error:
-        parser.error(str(error))
-    runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
-    detector = load_model(spec, runtime, args.weights)  # the installed, verified weights when None
-    print(f"weights {args.weights or 'installed'}; threshold {threshold:g}, dilation {dilation}; {runtime.describe()}")
+    detection, runtime = detection_from_args(parser, args)
+    print(describe(detection, args, runtime))
 
     by_photo: dict[str, list[int]] = defaultdict(list)
     for index, entry in enumerate(components):
@@ -80,7 +66,7 @@ def main() -> None:
     for name in sorted(by_photo):
         photo = read_photo(found[name])
         with torch.inference_mode():
-            mask = detect_scratches(to_rgb(photo.pixels), detector, runtime, threshold=threshold, dilation=dilation) > 0
+            mask = detection.mask(to_rgb(photo.pixels), runtime) > 0
         for index in by_photo[name]:
             entry = components[index]
             x, y, w, h = entry["box"]
@@ -145,8 +131,10 @@ def main() -> None:
     if args.json:
         record = {
             "weights": args.weights or "installed",
-            "threshold": threshold,
-            "dilation": dilation,
+            "threshold": detection.threshold,
+            "dilation": detection.dilation,
+            "verifier": None if detection.verifier is None else (args.verifier_weights or "installed"),
+            "min_score": detection.min_score,
             "runtime": runtime.describe(),
             "summary": summary,
             "boxes": rows,

@@ -17,6 +17,7 @@ from oldphoto.archs.face_gate import FaceGateConfig
 from oldphoto.archs.face_refine import FaceRefineConfig
 from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.archs.scratch_verifier import ScratchVerifierConfig
 from oldphoto.archs.vae import VAEConfig
 from oldphoto.weights import WEIGHTS_ENV, file_sha256
 
@@ -38,12 +39,16 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     return np.clip(image, 0, 1).astype(np.float32)
 
 
-def install_random_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0):
-    """Save random weights for ``name`` (with ``config``) into ``weights_dir`` and register them as shipped."""
+def install_random_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0, adjust=None):
+    """Save random weights for ``name`` (with ``config``) into ``weights_dir`` and register them as shipped;
+    ``adjust(network)`` may set some of them first."""
     spec = registry.get_spec(name)
     spec = dataclasses.replace(spec, config=config, sha256="0" * 64)
     torch.manual_seed(seed)
     network = spec.build()
+    if adjust is not None:
+        with torch.no_grad():
+            adjust(network)
     path = weights_dir / spec.weights_file
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))
     spec = dataclasses.replace(spec, sha256=file_sha256(path))
@@ -63,7 +68,23 @@ def weights_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def random_scratch_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path):
+    """A tiny random detector registered as shipped, with a verifier that keeps every mark (so that the mask is the
+    detector's, as these tests expect; the verifier's own tests are in test_scratch_verifier.py)."""
+    install_keep_all_verifier(monkeypatch, weights_dir)
     return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_MODEL, TINY_SCRATCH_CONFIG)
+
+
+TINY_VERIFIER_CONFIG = ScratchVerifierConfig(crop=32, channels=(4, 8), hidden=8)
+
+
+def install_keep_all_verifier(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, logit: float = 30.0):
+    """A tiny scratch verifier registered as shipped whose score is sigmoid(``logit``) for every component."""
+
+    def constant(network) -> None:
+        network.head[-1].weight.zero_()
+        network.head[-1].bias.fill_(logit)
+
+    return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant)
 
 
 TINY_VAE_CONFIG = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)

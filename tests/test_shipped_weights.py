@@ -7,13 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from oldphoto.evaluation.metrics import MaskCounts, psnr
 from oldphoto.evaluation.runner import classical, tophat
+from oldphoto.imageio import load_rgb
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.restore.classical import tophat_scratch_mask
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
-from oldphoto.restore.scratches import scratch_probability
+from oldphoto.restore.scratches import load_scratch_detection, scratch_probability
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_model, load_network
 
@@ -326,3 +328,19 @@ def test_the_face_stage_leaves_a_sharp_face_alone_and_refines_a_blurred_one():
         strengths.append(result.faces[0].strength)
     assert strengths[0] < 0.05 and changes[0] < 0.05, (strengths, changes)
     assert strengths[1] > 0.15 and changes[1] > changes[0] + 0.1, (strengths, changes)
+
+
+def test_shipped_verifier_drops_a_bright_street_and_keeps_real_emulsion_loss():
+    """On a sunlit street the detector alone marks a large blob (painted grey by the global stage before the
+    verifier); on a portrait's edge it marks real black emulsion loss. The verified mask keeps the damage and drops
+    the street: a verifier that keeps everything fails the first, one that drops everything the second."""
+    runtime = make_runtime("cpu", "fp32", threads=1)
+    verified, unverified = load_scratch_detection(runtime), load_scratch_detection(runtime, verify=False)
+    street = load_rgb(Path(__file__).parent / "fixtures" / "street-1900s.jpg")
+    damage = load_rgb(Path(__file__).parent / "fixtures" / "emulsion-loss-1895.jpg")
+    with torch.inference_mode():
+        assert unverified.mask(street, runtime).mean() > 0.05
+        assert verified.mask(street, runtime).mean() < 0.01
+        marked = unverified.mask(damage, runtime)
+        assert marked.mean() > 0.05
+        assert verified.mask(damage, runtime)[marked > 0].mean() > 0.9

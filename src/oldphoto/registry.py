@@ -23,6 +23,7 @@ from oldphoto.archs.mapping import MappingConfig
 from oldphoto.archs.mtcnn import MTCNNConfig
 from oldphoto.archs.restore_unet import RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
+from oldphoto.archs.scratch_verifier import ScratchVerifierConfig
 from oldphoto.archs.vae import VAEConfig
 from oldphoto.errors import UnknownModelError
 
@@ -92,6 +93,7 @@ def _entries(*specs: ModelSpec) -> Mapping[str, ModelSpec]:
 
 
 SCRATCH_MODEL = "scratch-unet"
+SCRATCH_VERIFIER_MODEL = "scratch-verifier"
 VAE_OLD_MODEL = "vae-old"
 VAE_CLEAN_MODEL = "vae-clean"
 MAPPING_MODEL = "mapping"
@@ -119,9 +121,29 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         settings={"threshold": 0.75, "dilation": 0},
         caveat=(
             "preliminary weights (held-out F1 0.86 on the paper's scratches, 0.47 at precision 0.73 on the default "
-            "preset's damage; target 0.65 at 0.85): on real photos they leave most bright content alone but still mark "
-            "some (about 0.3% of an undamaged photo; up to 6% where a blown-out sky meets foliage), and miss faint damage; check "
+            "preset's damage; target 0.65 at 0.85): on real photos, after the verifier, they still mark some thin scene "
+            "lines (poles, rails, frame edges; about 0.2% of an undamaged photo, up to 2%), and miss faint damage; check "
             "with --save-mask, then raise --scratch-threshold (e.g. 0.9) or correct the mask and pass it with --masks"
+        ),
+    ),
+    ModelSpec(
+        name=SCRATCH_VERIFIER_MODEL,
+        task="scratch",
+        arch="scratch_verifier:ScratchVerifier",
+        config=ScratchVerifierConfig(),
+        weights_file="scratch-verifier.safetensors",
+        sha256="8f0dfaad19e386efe21c07012a4bbc3303827ed901ba064f64e84d367e7128ea",
+        # One decision per mask component on small crops: as the face gate, cheaper on the CPU in float32 than a
+        # round trip to a device.
+        contract=InputContract(channels=3, cpu_only=True),
+        # min_score: the score that keeps 85% of the damage pixels of its validation pool (synthetic damage on held-out
+        # clean and real photos), removing 52% of the content pixels there. keep_width: lines at most 4 px thick are kept
+        # unjudged: the synthetic scene distractors (wires, poles, frames) taught it to drop straight lines, scratches too.
+        settings={"min_score": 0.41, "keep_width": 4.0},
+        caveat=(
+            "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "
+            "streets, flowers, white dresses), but on synthetic damage they also drop some large stains and blotches "
+            "(see weights/README.md); use --no-scratch-verify to repair every mark the detector makes"
         ),
     ),
     ModelSpec(

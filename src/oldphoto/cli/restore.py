@@ -57,6 +57,7 @@ def restore(
     with_scratch: opt.WithScratchOption = True,
     masks: opt.MasksOption = None,
     scratch_threshold: opt.ScratchThresholdOption = None,
+    scratch_verify: opt.ScratchVerifyOption = True,
     mask_dilation: opt.MaskDilationOption = None,
     global_restoration: opt.GlobalRestorationOption = True,
     global_model: opt.GlobalModelOption = GlobalModel(DEFAULT_GLOBAL_BACKEND),
@@ -86,6 +87,7 @@ def restore(
     with library_errors():
         options = RestoreOptions(
             scratch_threshold=scratch_threshold,
+            verify_scratches=scratch_verify,
             mask_dilation=mask_dilation,
             scratches=with_scratch,
             global_restoration=global_restoration,

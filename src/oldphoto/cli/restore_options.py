@@ -120,6 +120,17 @@ ScratchThresholdOption = Annotated[
         ),
     ]
 
+ScratchVerifyOption = Annotated[
+        bool,
+        typer.Option(
+            "--scratch-verify/--no-scratch-verify",
+            help="Let the scratch verifier judge each mark the detector makes and keep only those that look like damage "
+            "(scene content such as white flowers or a bright sky is left alone). --no-scratch-verify repairs every mark: "
+            "more faint damage found, more content painted over.",
+            rich_help_panel=STAGES,
+        ),
+    ]
+
 MaskDilationOption = Annotated[
         int | None,
         typer.Option(

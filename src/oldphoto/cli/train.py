@@ -387,3 +387,57 @@ def face_gate(
         val_samples=val_samples,
     )
     _train_with_progress("face-gate", steps, lambda on_step: train_face_gate(config, resume=resume, on_step=on_step))
+
+
+@app.command("scratch-verifier")
+def scratch_verifier(
+    ctx: typer.Context,
+    data: Data,
+    damage_dir: DamageDirs = None,
+    real: Annotated[
+        list[Path] | None,
+        typer.Option("--real", help="Folders of real old photos: damaged crops of them and the photos as they are (their test part is left out).", rich_help_panel=DATA),
+    ] = None,
+    real_labels: Annotated[
+        Path | None,
+        typer.Option(help="The labelled real-photo test (JSON); the photos it names are never used.", rich_help_panel=DATA),
+    ] = None,
+    preset: Annotated[
+        list[str] | None,
+        typer.Option("--preset", help="Degradation presets of the damaged crops (repeatable; default: default and bopbtl).", rich_help_panel=DATA),
+    ] = None,
+    crops: Annotated[int, typer.Option(min=10, help="Damaged crops drawn once into the training pool (a tenth more for validation).", rich_help_panel=DATA)] = 4000,
+    crop: Annotated[int, typer.Option(min=64, help="Side of the damaged crops in pixels (large stamps need room).", rich_help_panel=DATA)] = 512,
+    real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the damaged crops cut from the --real photos.", rich_help_panel=DATA)] = 0.4,
+    keep_damage: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Share of validation damage pixels the chosen threshold keeps.", rich_help_panel=DATA)
+    ] = 0.85,
+    average_decay: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Decay of the running average of the weights that is validated and exported (0: the trained weights).", rich_help_panel=SCHEDULE)
+    ] = 0.995,
+    steps: Steps = 3000,
+    batch_size: Annotated[int, typer.Option(help="Components per step.", rich_help_panel=SCHEDULE)] = 128,
+    learning_rate: LearningRate = 1e-3,
+    seed: Seed = 0,
+    validate_every: ValidateEvery = 250,
+    precision: TrainPrecision = "fp32",
+    init: Init = None,
+    out: Out = Path("weights/scratch-verifier.safetensors"),
+    checkpoint: Checkpoint = Path("runs/scratch-verifier/checkpoint.pt"),
+    resume: Resume = False,
+) -> None:
+    """Train the scratch verifier: which of the detector's mask components are damage (kept) and which scene content (dropped)."""
+    from oldphoto.training.scratch_verifier import ScratchVerifierTrainConfig, train_scratch_verifier
+
+    config = ScratchVerifierTrainConfig(
+        setup=_setup(ctx),
+        real=_strings(real),
+        real_labels=_string(real_labels),
+        presets=tuple(preset) if preset else ScratchVerifierTrainConfig.presets,
+        crops=crops,
+        crop=crop,
+        real_fraction=real_fraction,
+        keep_damage=keep_damage,
+        average_decay=average_decay,
+    )
+    _train_with_progress("scratch-verifier", steps, lambda on_step: train_scratch_verifier(config, resume=resume, on_step=on_step))

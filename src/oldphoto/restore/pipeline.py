@@ -22,13 +22,14 @@ from oldphoto.registry import (
     FACE_MODEL,
     MIN_TILE,
     SCRATCH_MODEL,
+    SCRATCH_VERIFIER_MODEL,
     ModelSpec,
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, conditions_on_original, gate_ramp, refine_faces
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
-from oldphoto.restore.scratches import check_detection_overrides, detect_scratches, detection_settings
+from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel, load_model
@@ -59,6 +60,9 @@ class RestoreOptions:
     data). Higher marks less (fewer false hits), lower marks more (fainter damage)."""
     mask_dilation: int | None = None
     """Pixels the detected mask is grown by before repair; None = the registry's. Given masks are used as they are."""
+    verify_scratches: bool = True
+    """Let the scratch verifier drop the detector's marks that look like scene content (bright flowers, a hair
+    ornament, a blown-out sky); off, every mark above the threshold is repaired."""
     keep_tone: bool = False
     """Give the result the input's own colour (sepia, cyanotype, toning) at low resolution, on the restored luminance
     (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
@@ -70,9 +74,9 @@ class RestoreOptions:
         if self.min_face_size < 0:
             raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
 
-    def detection_settings(self, spec: ModelSpec) -> tuple[float, int]:
-        """(threshold, dilation) for the detector ``spec`` (:func:`oldphoto.restore.scratches.detection_settings`)."""
-        return detection_settings(spec, self.scratch_threshold, self.mask_dilation)
+    def detection_settings(self) -> tuple[float, int]:
+        """(threshold, dilation) of the detection these options run (:func:`oldphoto.restore.scratches.detection_settings`)."""
+        return detection_settings(get_spec(SCRATCH_MODEL), self.scratch_threshold, self.mask_dilation)
 
 
 @dataclass
@@ -105,7 +109,7 @@ def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     """Stage name -> the registered models it needs, for the stages ``options`` turns on."""
     stages: dict[str, tuple[str, ...]] = {}
     if options.scratches:
-        stages["scratches"] = (SCRATCH_MODEL,)
+        stages["scratches"] = (SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL) if options.verify_scratches else (SCRATCH_MODEL,)
     if options.global_restoration:
         stages["global"] = GLOBAL_BACKENDS[options.global_model].models
     if options.faces:
@@ -172,8 +176,9 @@ def plan_stages(options: RestoreOptions) -> list[str]:
     loads nothing."""
     steps = []
     if options.scratches:
-        threshold, dilation = options.detection_settings(get_spec(SCRATCH_MODEL))
-        steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px)")
+        threshold, dilation = options.detection_settings()
+        verified = f"marks judged by {SCRATCH_VERIFIER_MODEL}" if options.verify_scratches else "every mark kept"
+        steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px; {verified})")
     if options.global_restoration:
         steps.append(f"global restoration ({', '.join(required_models(options)['global'])})")
     elif options.scratches:
@@ -222,6 +227,11 @@ class Restorer:
     def plan(self) -> list[str]:
         return plan_stages(self.options)
 
+    def scratch_detection(self) -> ScratchDetection:
+        """The loaded detector and verifier at the options' settings."""
+        threshold, dilation = self.options.detection_settings()
+        return ScratchDetection.of(self.models[SCRATCH_MODEL], self.models.get(SCRATCH_VERIFIER_MODEL), threshold, dilation)
+
     def model_records(self) -> list[dict[str, str]]:
         return [{"name": model.name, "sha256": model.spec.sha256 or ""} for model in self.models.values()]
 
@@ -251,10 +261,8 @@ class Restorer:
                 on_tile(done, total)
 
         if self.options.scratches and not result.mask_from_user:
-            detector = self.models[SCRATCH_MODEL]
-            threshold, dilation = self.options.detection_settings(detector.spec)
             started = time.perf_counter()
-            result.mask = detect_scratches(rgb, detector, self.runtime, threshold=threshold, dilation=dilation, on_tile=count_tiles)
+            result.mask = self.scratch_detection().mask(rgb, self.runtime, on_tile=count_tiles)
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from oldphoto.archs.scratch_verifier import COMPONENT_SCALARS
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import to_luminance
-from oldphoto.registry import ModelSpec
+from oldphoto.registry import SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL, ModelSpec, get_spec
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_stage
-from oldphoto.weights import LoadedModel
+from oldphoto.weights import LoadedModel, load_model
 
 
 def check_detection_overrides(threshold: float | None, dilation: int | None) -> None:
@@ -67,13 +70,217 @@ def scratch_probability(
     return probability[0, 0].numpy()
 
 
-def threshold_mask(probability: np.ndarray, threshold: float, dilation: int = 0) -> np.ndarray:
-    """Binary (H, W) float32 mask of 0/1: probability above ``threshold``, grown by ``dilation`` pixels."""
-    mask = (probability > threshold).astype(np.uint8)
+def dilate_mask(mask: np.ndarray, dilation: int) -> np.ndarray:
+    """(H, W) mask of 0/1 grown by ``dilation`` pixels (a disc), as float32."""
+    mask = (mask > 0).astype(np.uint8)
     if dilation > 0:
         size = 2 * dilation + 1
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
     return mask.astype(np.float32)
+
+
+def threshold_mask(probability: np.ndarray, threshold: float, dilation: int = 0) -> np.ndarray:
+    """Binary (H, W) float32 mask of 0/1: probability above ``threshold``, grown by ``dilation`` pixels."""
+    return dilate_mask(probability > threshold, dilation)
+
+
+@dataclass(frozen=True)
+class MaskComponents:
+    """The 8-connected components of a binary mask.
+
+    Attributes:
+        labels: (H, W) int32, 0 outside the mask, k + 1 on component k.
+        boxes: (K, 4) int64 x, y, width, height of each component's bounding box, in pixels.
+        areas: (K,) int64 pixel count of each component.
+    """
+
+    labels: np.ndarray
+    boxes: np.ndarray
+    areas: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.areas)
+
+    def mask_of(self, keep: np.ndarray) -> np.ndarray:
+        """(H, W) float32 mask of 0/1 of the components where ``keep`` ((K,) bool) is true."""
+        return np.concatenate([[False], keep])[self.labels].astype(np.float32)
+
+
+def mask_components(mask: np.ndarray) -> MaskComponents:
+    """The 8-connected components of ``mask`` ((H, W), nonzero = marked)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask > 0, dtype=np.uint8), connectivity=8)
+    return MaskComponents(labels=labels, boxes=stats[1:, :4].astype(np.int64), areas=stats[1:, 4].astype(np.int64))
+
+
+RING = 3
+"""Width (pixels) of the ring around a component whose luma the verifier compares with the component's own."""
+
+
+def _square_crop(image: np.ndarray, x0: int, y0: int, side: int, fill: float | None) -> np.ndarray:
+    """``image[y0 : y0 + side, x0 : x0 + side]`` where it lies outside ``image`` padded with its edge (``fill``
+    None) or with ``fill``."""
+    height, width = image.shape
+    top, left = max(y0, 0), max(x0, 0)
+    part = image[top : min(y0 + side, height), left : min(x0 + side, width)]
+    before_y, before_x = top - y0, left - x0
+    padding = ((before_y, side - before_y - part.shape[0]), (before_x, side - before_x - part.shape[1]))
+    if fill is None:
+        return np.pad(part, padding, mode="edge")
+    return np.pad(part, padding, mode="constant", constant_values=fill)
+
+
+def component_features(
+    luma: np.ndarray, probability: np.ndarray, components: MaskComponents, crop: int, which=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the scratch verifier sees of each component: (crops, scalars).
+
+    ``luma`` and ``probability`` are (H, W) float32 in [0, 1] (the photo's luma and the detector's output). Each
+    component is cropped with context (a square of twice its longer side plus 24 px, centred on its box) and
+    resized to ``crop`` pixels: crops is (K, 3, crop, crop) float32 in [0, 1] (luma, probability, the component's
+    own pixels). scalars is (K, 10) float32: log2 of the area, of the longer and of the shorter box side (scaled to
+    about [0, 1]), the share of its box it fills, its mean and max probability, whether it touches the photo's
+    edge, its mean luma, and the mean and standard deviation of the luma in a 3 px ring around it. ``which``: only
+    the components of these numbers (a range or an index array; K = its length; default all).
+    """
+    height, width = luma.shape
+    which = range(len(components)) if which is None else which
+    crops = np.empty((len(which), 3, crop, crop), np.float32)
+    scalars = np.empty((len(which), COMPONENT_SCALARS), np.float32)
+    ring_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING + 1, 2 * RING + 1))
+    for row, k in enumerate(which):
+        (x, y, w, h), area = components.boxes[k], components.areas[k]
+        side = 2 * int(max(w, h)) + 24
+        x0, y0 = int(x) + int(w) // 2 - side // 2, int(y) + int(h) // 2 - side // 2
+        own = (_square_crop(components.labels, x0, y0, side, 0) == k + 1).astype(np.float32)
+        interpolation = cv2.INTER_AREA if side > crop else cv2.INTER_LINEAR
+        for channel, image in enumerate((_square_crop(luma, x0, y0, side, None), _square_crop(probability, x0, y0, side, None), own)):
+            crops[row, channel] = cv2.resize(image, (crop, crop), interpolation=interpolation)
+        # The component and its ring, measured in its box grown by the ring's width.
+        bx0, by0 = max(int(x) - RING, 0), max(int(y) - RING, 0)
+        bx1, by1 = min(int(x + w) + RING, width), min(int(y + h) + RING, height)
+        inside = components.labels[by0:by1, bx0:bx1] == k + 1
+        ring = (cv2.dilate(inside.astype(np.uint8), ring_kernel) > 0) & (components.labels[by0:by1, bx0:bx1] == 0)
+        box_luma, box_probability = luma[by0:by1, bx0:bx1], probability[by0:by1, bx0:bx1]
+        ring_luma = box_luma[ring] if ring.any() else box_luma[inside]
+        scalars[row] = (
+            np.log2(area) / 16,
+            np.log2(max(w, h)) / 12,
+            np.log2(min(w, h)) / 12,
+            area / (w * h),
+            box_probability[inside].mean(),
+            box_probability[inside].max(),
+            float(x == 0 or y == 0 or x + w == width or y + h == height),
+            box_luma[inside].mean(),
+            ring_luma.mean(),
+            ring_luma.std(),
+        )
+    return crops, scalars
+
+
+VERIFIER_BATCH = 256
+"""Components the verifier scores at once: bounds its memory (3 MB per batch) on photos with thousands of specks."""
+
+
+@torch.inference_mode()
+def damage_scores(
+    pixels: np.ndarray, probability: np.ndarray, components: MaskComponents, verifier: LoadedModel, which: np.ndarray | None = None
+) -> np.ndarray:
+    """(K,) float32 probability in [0, 1] that each of ``components`` (of a mask of ``probability``, (H, W) in
+    [0, 1]) is damage, or of those numbered ``which``; ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    luma = np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)
+    network = verifier.network
+    chosen = np.arange(len(components)) if which is None else which
+    scores = [np.zeros(0, np.float32)]
+    for start in range(0, len(chosen), VERIFIER_BATCH):
+        batch = chosen[start : start + VERIFIER_BATCH]
+        crops, scalars = component_features(luma, probability, components, network.config.crop, batch)
+        scores.append(torch.sigmoid(network(torch.from_numpy(crops), torch.from_numpy(scalars))).numpy())
+    return np.concatenate(scores)
+
+
+def thin_components(components: MaskComponents, width: float) -> np.ndarray:
+    """(K,) bool: the components at most ``width`` pixels thick on average (area over the longer box side): lines,
+    which the verifier does not judge."""
+    return components.areas <= width * components.boxes[:, 2:].max(axis=1)
+
+
+def verified_mask(
+    pixels: np.ndarray, probability: np.ndarray, threshold: float, verifier: LoadedModel, min_score: float, keep_width: float = 0.0
+) -> np.ndarray:
+    """(H, W) float32 mask of 0/1: the components of ``probability > threshold`` that the verifier scores at least
+    ``min_score`` as damage, and every line at most ``keep_width`` pixels thick (:func:`thin_components`);
+    ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    components = mask_components(probability > threshold)
+    thin = thin_components(components, keep_width)
+    judged = np.flatnonzero(~thin)
+    keep = thin.copy()
+    keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= min_score
+    return components.mask_of(keep)
+
+
+@dataclass(frozen=True)
+class ScratchDetection:
+    """What a detection run needs: the detector, the verifier (None: every mark is kept) and the settings."""
+
+    detector: LoadedModel
+    verifier: LoadedModel | None
+    threshold: float
+    dilation: int = 0
+    min_score: float = 0.5
+    """The verifier's score (probability of damage) a component needs to be kept."""
+    keep_width: float = 0.0
+    """Lines at most this thick (pixels, on average) are kept without being judged (:func:`thin_components`)."""
+
+    @classmethod
+    def of(
+        cls, detector: LoadedModel, verifier: LoadedModel | None, threshold: float, dilation: int, min_score: float | None = None
+    ) -> ScratchDetection:
+        """A detection at the verifier's registry settings (``min_score``: another score to keep a mark)."""
+        if min_score is not None and not 0.0 <= min_score <= 1.0:
+            raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
+        if verifier is None:
+            return cls(detector, None, threshold, dilation, 0.0)
+        settings = verifier.spec.settings
+        chosen = float(settings["min_score"]) if min_score is None else min_score
+        return cls(detector, verifier, threshold, dilation, chosen, float(settings.get("keep_width", 0.0)))
+
+    def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
+        return detect_scratches(
+            pixels,
+            self.detector,
+            runtime,
+            threshold=self.threshold,
+            dilation=self.dilation,
+            verifier=self.verifier,
+            min_score=self.min_score,
+            keep_width=self.keep_width,
+            on_tile=on_tile,
+        )
+
+
+def load_scratch_detection(
+    runtime: Runtime,
+    *,
+    verify: bool = True,
+    threshold: float | None = None,
+    dilation: int | None = None,
+    min_score: float | None = None,
+    detector_weights: str | Path | None = None,
+    verifier_weights: str | Path | None = None,
+) -> ScratchDetection:
+    """The registry's detector (and, with ``verify``, verifier) loaded for ``runtime``, at the registry's settings
+    unless given (``*_weights``: other files than the installed, verified ones, for the scripts' comparisons).
+
+    Raises:
+        ConfigError: a given setting is out of range.
+    """
+    detector_spec = get_spec(SCRATCH_MODEL)
+    verifier_spec = get_spec(SCRATCH_VERIFIER_MODEL) if verify else None
+    chosen_threshold, chosen_dilation = detection_settings(detector_spec, threshold, dilation)
+    detector = load_model(detector_spec, runtime, detector_weights)
+    verifier = load_model(verifier_spec, runtime, verifier_weights) if verifier_spec else None
+    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score)
 
 
 def detect_scratches(
@@ -83,8 +290,16 @@ def detect_scratches(
     *,
     threshold: float,
     dilation: int = 0,
+    verifier: LoadedModel | None = None,
+    min_score: float = 0.5,
+    keep_width: float = 0.0,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged), at
-    ``threshold`` and grown by ``dilation`` pixels (see :func:`detection_settings` for the run's values)."""
-    return threshold_mask(scratch_probability(pixels, model, runtime, on_tile), threshold, dilation)
+    ``threshold``, with only the components ``verifier`` (when given) scores at least ``min_score`` as damage (and
+    the lines at most ``keep_width`` px thick), grown
+    by ``dilation`` pixels (see :func:`detection_settings` for the run's values)."""
+    probability = scratch_probability(pixels, model, runtime, on_tile)
+    if verifier is None:
+        return threshold_mask(probability, threshold, dilation)
+    return dilate_mask(verified_mask(pixels, probability, threshold, verifier, min_score, keep_width), dilation)

@@ -1,0 +1,46 @@
+"""The detector options the mask scripts share (``real_label_precision.py``, ``largest_components.py``,
+``mask_coverage.py``): which weights, threshold and verifier, and the runtime, as ``restore`` would run them."""
+
+from __future__ import annotations
+
+import argparse
+
+from oldphoto.errors import ConfigError
+from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
+from oldphoto.runtime import Runtime, make_runtime
+
+
+def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="scratch-unet safetensors file (default: the installed, verified ones)")
+    parser.add_argument("--threshold", type=float, help="detector threshold (default: the registry's for the chosen verification)")
+    parser.add_argument("--verifier-weights", help="scratch-verifier safetensors file (default: the installed, verified ones)")
+    parser.add_argument("--min-score", type=float, help="verifier score a mark needs to be kept (default: the registry's)")
+    parser.add_argument("--no-verify", action="store_true", help="keep every mark (as restore --no-scratch-verify)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[ScratchDetection, Runtime]:
+    """The loaded detection and its runtime; a setting out of range exits through ``parser.error``."""
+    runtime = make_runtime(args.device, args.precision, threads=args.threads)  # sets torch's threads
+    try:
+        detection = load_scratch_detection(
+            runtime,
+            verify=not args.no_verify,
+            threshold=args.threshold,
+            min_score=args.min_score,
+            detector_weights=args.weights,
+            verifier_weights=args.verifier_weights,
+        )
+    except ConfigError as error:
+        parser.error(str(error))
+    return detection, runtime
+
+
+def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Runtime) -> str:
+    verifier = "none" if detection.verifier is None else f"{args.verifier_weights or 'installed'} (score >= {detection.min_score:g})"
+    return (
+        f"weights {args.weights or 'installed'}; threshold {detection.threshold:g}, dilation {detection.dilation}; "
+        f"verifier {verifier}; {runtime.describe()}"
+    )

@@ -1,0 +1,202 @@
+"""The scratch verifier: mask components, what the verifier sees of them, and that it can learn to tell them apart."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from oldphoto import registry
+from oldphoto.archs.scratch_verifier import ScratchVerifier
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages
+from oldphoto.restore.scratches import (
+    component_features,
+    damage_scores,
+    mask_components,
+    thin_components,
+    verified_mask,
+)
+from oldphoto.runtime import make_runtime
+from oldphoto.training.scratch_verifier import (
+    _PoolBuilder,
+    labels_and_weights,
+    separation,
+)
+from oldphoto.weights import LoadedModel
+from tests.conftest import TINY_VERIFIER_CONFIG, install_keep_all_verifier, smooth_image
+
+
+def two_blobs() -> np.ndarray:
+    mask = np.zeros((60, 80), np.float32)
+    mask[10:20, 5:40] = 1  # a 10 x 35 bar
+    cv2.circle(mask, (60, 45), 6, 1.0, -1)
+    return mask
+
+
+def test_components_are_found_and_kept_one_by_one():
+    components = mask_components(two_blobs())
+    assert len(components) == 2
+    bar = int(np.argmax(components.boxes[:, 2]))  # the wider box
+    assert tuple(components.boxes[bar]) == (5, 10, 35, 10)
+    assert components.areas[bar] == 350
+    keep = np.zeros(2, bool)
+    keep[bar] = True
+    only_bar = components.mask_of(keep)
+    expected = np.zeros_like(only_bar)
+    expected[10:20, 5:40] = 1
+    np.testing.assert_array_equal(only_bar, expected)
+    assert components.mask_of(np.zeros(2, bool)).sum() == 0
+
+
+def test_component_features_describe_each_component():
+    mask = two_blobs()
+    luma = np.full(mask.shape, 0.2, np.float32)
+    luma[mask > 0] = 0.9  # bright marks on a dark scene
+    probability = mask * 0.8
+    components = mask_components(mask)
+    crops, scalars = component_features(luma, probability, components, crop=32)
+    assert crops.shape == (2, 3, 32, 32) and scalars.shape == (2, 10)
+    assert crops.min() >= 0 and crops.max() <= 1
+    bar = int(np.argmax(components.boxes[:, 2]))
+    # The crop is centred on the component: its own-pixels channel is on in the middle, off at the corners.
+    assert crops[bar, 2, 16, 16] == pytest.approx(1.0) and crops[bar, 2, 0, 0] == 0
+    log_area, log_long, log_short, fill, mean_p, max_p, edge, inside, ring, ring_std = scalars[bar]
+    assert log_area == pytest.approx(np.log2(350) / 16)
+    assert log_long == pytest.approx(np.log2(35) / 12) and log_short == pytest.approx(np.log2(10) / 12)
+    assert fill == pytest.approx(1.0)
+    assert mean_p == pytest.approx(0.8) and max_p == pytest.approx(0.8)
+    assert edge == 0
+    assert inside == pytest.approx(0.9) and ring == pytest.approx(0.2) and ring_std == pytest.approx(0.0, abs=1e-6)
+    # Only some of them: the same rows as computing all.
+    some, _ = component_features(luma, probability, components, crop=32, which=range(1, 2))
+    np.testing.assert_array_equal(some[0], crops[1])
+
+
+def test_a_component_at_the_photo_edge_is_flagged():
+    mask = np.zeros((40, 40), np.float32)
+    mask[0:3, 10:30] = 1
+    _, scalars = component_features(np.zeros_like(mask), mask, mask_components(mask), crop=16)
+    assert scalars[0, 6] == 1.0
+
+
+def constant_verifier(logit: float) -> LoadedModel:
+    network = ScratchVerifier(TINY_VERIFIER_CONFIG).eval()
+    with torch.no_grad():
+        network.head[-1].weight.zero_()
+        network.head[-1].bias.fill_(logit)
+    return LoadedModel(registry.get_spec(registry.SCRATCH_VERIFIER_MODEL), network)
+
+
+def test_verified_mask_keeps_what_the_verifier_scores_high_enough():
+    mask = two_blobs()
+    pixels = np.repeat(mask[:, :, None], 3, axis=2)
+    probability = mask * 0.9
+    np.testing.assert_array_equal(verified_mask(pixels, probability, 0.5, constant_verifier(3.0), min_score=0.5), mask)
+    assert verified_mask(pixels, probability, 0.5, constant_verifier(-3.0), min_score=0.5).sum() == 0
+    # The score needed decides: sigmoid(1) = 0.73 is kept at 0.7, dropped at 0.8.
+    assert verified_mask(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.7).sum() == mask.sum()
+    assert verified_mask(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.8).sum() == 0
+    assert damage_scores(pixels, probability, mask_components(probability > 0.95), constant_verifier(1.0)).shape == (0,)
+
+
+def test_thin_lines_are_kept_without_being_judged():
+    mask = two_blobs()  # a 10 px thick bar and a disc
+    mask[50:52, 2:45] = 1  # a 2 px line
+    pixels = np.repeat(mask[:, :, None], 3, axis=2)
+    components = mask_components(mask)
+    np.testing.assert_array_equal(thin_components(components, 2.0), components.boxes[:, 3] == 2)
+    kept = verified_mask(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=2.0)
+    expected = np.zeros_like(mask)
+    expected[50:52, 2:45] = 1
+    np.testing.assert_array_equal(kept, expected)
+    # Thicker than the width: judged (and dropped) like any other mark.
+    assert verified_mask(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=1.5).sum() == 0
+
+
+def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pixels, probability, damage): a smooth scene with bright thin lines (damage, in ``damage``) and bright
+    discs (scene content, not in it); a stand-in detector marks both alike."""
+    pixels = smooth_image(size, size, seed=int(rng.integers(1 << 30))) * 0.5
+    lines = np.zeros((size, size), np.uint8)
+    discs = np.zeros((size, size), np.uint8)
+    for _ in range(2):
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(5, size - 5, 4))
+        cv2.line(lines, (x0, y0), (x1, y1), 1, 1)
+        cx, cy = (int(v) for v in rng.integers(12, size - 12, 2))
+        cv2.circle(discs, (cx, cy), int(rng.integers(4, 9)), 1, -1)
+    # Apart by 2 px at least: a disc touching a line would be one component of both, neither damage nor content.
+    discs[cv2.dilate(lines, np.ones((5, 5), np.uint8)) > 0] = 0
+    marked = (lines | discs) > 0
+    pixels[marked] = 0.95
+    return pixels, marked.astype(np.float32) * 0.9, lines.astype(np.float32)
+
+
+def pool_of(images: int, seed: int):
+    rng = np.random.default_rng(seed)
+    builder = _PoolBuilder(TINY_VERIFIER_CONFIG.crop)
+    for _ in range(images):
+        pixels, probability, damage = shapes_image(rng)
+        builder.add(pixels, probability, 0.5, damage, source=0)
+    return builder.build()
+
+
+def trained_tiny_verifier(pool, targets: torch.Tensor, weights: torch.Tensor, steps: int = 200) -> ScratchVerifier:
+    torch.manual_seed(0)
+    network = ScratchVerifier(TINY_VERIFIER_CONFIG)
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(network(pool.crops.float() / 255, pool.scalars), targets, weight=weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return network.eval()
+
+
+def test_a_tiny_verifier_learns_to_tell_thin_damage_from_compact_content():
+    train, held_out = pool_of(60, seed=0), pool_of(20, seed=1)
+    targets, weights = labels_and_weights(train, content_overlap=0.15)
+    assert 0 < targets.mean() < 1
+
+    def separation_by(network: ScratchVerifier):
+        with torch.no_grad():
+            scores = torch.sigmoid(network(held_out.crops.float() / 255, held_out.scalars))
+        return separation(scores, held_out, keep_damage=0.95)
+
+    # What it learns comes from the labels: taught the opposite, it keeps the discs and drops the lines.
+    learned = separation_by(trained_tiny_verifier(train, targets, weights))
+    reversed_ = separation_by(trained_tiny_verifier(train, 1 - targets, weights))
+    assert learned.damage_kept >= 0.95 and learned.content_removed > 0.95
+    assert reversed_.content_removed < 0.5
+
+
+def test_separation_picks_the_highest_threshold_that_keeps_enough_damage():
+    from oldphoto.training.scratch_verifier import ComponentPool
+
+    pool = ComponentPool(
+        crops=torch.zeros(4, 3, 1, 1, dtype=torch.uint8),
+        scalars=torch.zeros(4, 10),
+        overlap=torch.tensor([1.0, 1.0, 0.0, 0.0]),
+        area=torch.tensor([10, 30, 20, 20]),
+        source=torch.zeros(4, dtype=torch.int64),
+    )
+    split = separation(torch.tensor([0.9, 0.3, 0.5, 0.1]), pool, keep_damage=0.9)
+    # Keeping 90% of the 40 damage pixels needs the 0.3 component: 0.5 is kept too, 0.1 removed.
+    assert split.threshold == pytest.approx(0.3)
+    assert split.damage_kept == 1.0 and split.content_removed == pytest.approx(0.5)
+    assert labels_and_weights(pool, 0.15)[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_restore_uses_the_verifier_unless_told_not_to(random_scratch_model, monkeypatch, weights_dir):
+    runtime = make_runtime("cpu", "fp32", threads=1)
+    photo = smooth_image(96, 96)
+    photo[40:42, 10:90] = 1.0
+    options = RestoreOptions(global_restoration=False, faces=False, scratch_threshold=0.01)
+    keep_all = Restorer(runtime, options).restore(photo).mask
+    install_keep_all_verifier(monkeypatch, weights_dir, logit=-30.0)  # now a verifier that drops everything
+    assert keep_all.sum() > 0
+    assert Restorer(runtime, options).restore(photo).mask.sum() == 0
+    unverified = Restorer(runtime, RestoreOptions(global_restoration=False, faces=False, scratch_threshold=0.01, verify_scratches=False))
+    np.testing.assert_array_equal(unverified.restore(photo).mask, keep_all)
+    assert "every mark kept" in plan_stages(unverified.options)[0]
+    assert "judged by scratch-verifier" in plan_stages(options)[0]
