@@ -73,6 +73,21 @@ def test_component_features_describe_each_component():
     np.testing.assert_array_equal(some[0], crops[1])
 
 
+def test_native_channels_show_the_photo_at_its_own_resolution_around_the_most_probable_pixel():
+    mask = two_blobs()
+    luma = np.random.default_rng(0).random(mask.shape).astype(np.float32)
+    probability = mask * 0.5
+    probability[15, 30] = 0.9  # the bar's most probable pixel
+    components = mask_components(mask)
+    crops, _ = component_features(luma, probability, components, crop=16, native=True)
+    assert crops.shape == (2, 6, 16, 16)
+    bar = int(np.argmax(components.boxes[:, 2]))
+    np.testing.assert_array_equal(crops[bar, 3], luma[7:23, 22:38])  # 16 px centred on (y 15, x 30), unresized
+    assert crops[bar, 4, 8, 8] == pytest.approx(0.9)
+    without, _ = component_features(luma, probability, components, crop=16)
+    np.testing.assert_array_equal(crops[:, :3], without)
+
+
 def test_a_component_at_the_photo_edge_is_flagged():
     mask = np.zeros((40, 40), np.float32)
     mask[0:3, 10:30] = 1

@@ -29,10 +29,13 @@ class ScratchVerifierConfig:
     """Feature channels: a stride-1 stem, then stride-2 stages (64 -> 4 px for the last four)."""
     hidden: int = 64
     """Width of the head that joins the pooled crop features and the scalars."""
+    native_patch: bool = False
+    """Also see a ``crop``-pixel square at the photo's own resolution around the component's most probable pixel
+    (three more channels): the context crop shrinks a long line until its edges and grain are gone."""
 
 
 class ScratchVerifier(nn.Module):
-    """(crops (N, 3, S, S) in [0, 1], scalars (N, 10)) -> (N,) logits; sigmoid = probability of damage.
+    """(crops (N, 3 or 6, S, S) in [0, 1], scalars (N, 10)) -> (N,) logits; sigmoid = probability of damage.
 
     ``S`` is ``config.crop``; the crops and scalars come from
     :func:`oldphoto.restore.scratches.component_features`.
@@ -43,7 +46,8 @@ class ScratchVerifier(nn.Module):
     def __init__(self, config: ScratchVerifierConfig = ScratchVerifierConfig()) -> None:
         super().__init__()
         self.config = config
-        layers: list[nn.Module] = [nn.Conv2d(COMPONENT_CHANNELS, config.channels[0], 3, padding=1), nn.LeakyReLU(0.1)]
+        inputs = 2 * COMPONENT_CHANNELS if config.native_patch else COMPONENT_CHANNELS
+        layers: list[nn.Module] = [nn.Conv2d(inputs, config.channels[0], 3, padding=1), nn.LeakyReLU(0.1)]
         previous = config.channels[0]
         for width in config.channels[1:]:
             layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.LeakyReLU(0.1)]

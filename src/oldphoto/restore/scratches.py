@@ -130,7 +130,7 @@ def _square_crop(image: np.ndarray, x0: int, y0: int, side: int, fill: float | N
 
 
 def component_features(
-    luma: np.ndarray, probability: np.ndarray, components: MaskComponents, crop: int, which=None
+    luma: np.ndarray, probability: np.ndarray, components: MaskComponents, crop: int, which=None, native: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the scratch verifier sees of each component: (crops, scalars).
 
@@ -140,11 +140,13 @@ def component_features(
     own pixels). scalars is (K, 10) float32: log2 of the area, of the longer and of the shorter box side (scaled to
     about [0, 1]), the share of its box it fills, its mean and max probability, whether it touches the photo's
     edge, its mean luma, and the mean and standard deviation of the luma in a 3 px ring around it. ``which``: only
-    the components of these numbers (a range or an index array; K = its length; default all).
+    the components of these numbers (a range or an index array; K = its length; default all). With ``native``,
+    three more channels: the same at the photo's own resolution, a ``crop``-pixel square centred on the component's
+    most probable pixel (where a scratch's sharp edge, or a scene line's grain and blur, can be seen).
     """
     height, width = luma.shape
     which = range(len(components)) if which is None else which
-    crops = np.empty((len(which), 3, crop, crop), np.float32)
+    crops = np.empty((len(which), 6 if native else 3, crop, crop), np.float32)
     scalars = np.empty((len(which), COMPONENT_SCALARS), np.float32)
     ring_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING + 1, 2 * RING + 1))
     for row, k in enumerate(which):
@@ -155,6 +157,14 @@ def component_features(
         interpolation = cv2.INTER_AREA if side > crop else cv2.INTER_LINEAR
         for channel, image in enumerate((_square_crop(luma, x0, y0, side, None), _square_crop(probability, x0, y0, side, None), own)):
             crops[row, channel] = cv2.resize(image, (crop, crop), interpolation=interpolation)
+        if native:
+            region = components.labels[y : y + h, x : x + w] == k + 1
+            peak = np.argmax(np.where(region, probability[y : y + h, x : x + w], -1.0))
+            cy, cx = int(y) + peak // int(w), int(x) + peak % int(w)
+            nx0, ny0 = cx - crop // 2, cy - crop // 2
+            crops[row, 3] = _square_crop(luma, nx0, ny0, crop, None)
+            crops[row, 4] = _square_crop(probability, nx0, ny0, crop, None)
+            crops[row, 5] = _square_crop(components.labels, nx0, ny0, crop, 0) == k + 1
         # The component and its ring, measured in its box grown by the ring's width.
         bx0, by0 = max(int(x) - RING, 0), max(int(y) - RING, 0)
         bx1, by1 = min(int(x + w) + RING, width), min(int(y + h) + RING, height)
@@ -193,7 +203,7 @@ def damage_scores(
     scores = [np.zeros(0, np.float32)]
     for start in range(0, len(chosen), VERIFIER_BATCH):
         batch = chosen[start : start + VERIFIER_BATCH]
-        crops, scalars = component_features(luma, probability, components, network.config.crop, batch)
+        crops, scalars = component_features(luma, probability, components, network.config.crop, batch, network.config.native_patch)
         scores.append(torch.sigmoid(network(torch.from_numpy(crops), torch.from_numpy(scalars))).numpy())
     return np.concatenate(scores)
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -202,3 +205,22 @@ class BatchStream:
             )
             self._iterator = iter(loader)
         return next(self._iterator)
+
+
+
+Pool = TypeVar("Pool")
+
+
+def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path], pool_type: type[Pool], draw: Callable[[], Pool]) -> Pool:
+    """The ``pool_type`` dataclass of tensors ``draw()`` makes (a recipe's fixed training or validation pool), saved
+    beside the checkpoint ``cache`` as ``pool-<part>-<key>.pt``, where the key hashes ``depends_on`` (everything the
+    pool depends on) and ``files``; a later run with the same key loads it instead of drawing it again (drawing one
+    takes minutes: every sample goes through installed networks)."""
+    key = hashlib.sha256(repr((depends_on, [str(f) for f in files])).encode()).hexdigest()[:16]
+    path = cache.with_name(f"pool-{part}-{key}.pt")
+    if path.exists():
+        return pool_type(**torch.load(path, weights_only=False))
+    pool = draw()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({field.name: getattr(pool, field.name) for field in dataclasses.fields(pool)}, path)  # no deep copy
+    return pool

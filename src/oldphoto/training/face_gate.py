@@ -15,9 +15,8 @@ the refiner, damaged ones gain 0.4), where its gradient vanishes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.face_align import match_tone
-from oldphoto.training.data import list_images, split_held_out, to_batch
+from oldphoto.training.data import cached_pool, list_images, split_held_out, to_batch
 from oldphoto.training.faces import aligned_faces, global_stage_on_faces
 from oldphoto.training.loop import (
     Accelerator,
@@ -111,19 +110,12 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
     return FacePool(**{key: torch.cat(value) for key, value in parts.items()}, damaged=np.array(damaged_flags))
 
 
-def cached_pool(cache: Path, part: str, draw, config: FaceGateTrainConfig, files: list[Path]) -> FacePool:
-    """The pool ``draw()`` makes, saved beside the checkpoint keyed by everything it depends on (drawing one takes
-    minutes: every face goes through the global stage and the refiner)."""
+def pool_of(cache: Path, part: str, draw, config: FaceGateTrainConfig, files: list[Path]) -> FacePool:
+    """The pool ``draw()`` makes, cached beside the checkpoint (:func:`~oldphoto.training.data.cached_pool`), keyed
+    by everything it depends on."""
     setup = config.setup
     depends_on = (part, setup.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, setup.damage_dirs, setup.runtime.precision)
-    key = hashlib.sha256(repr((depends_on, [str(f) for f in files])).encode()).hexdigest()[:16]
-    path = cache.with_name(f"pool-{part}-{key}.pt")
-    if path.exists():
-        return FacePool(**torch.load(path, weights_only=False))
-    pool = draw()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({field.name: getattr(pool, field.name) for field in fields(pool)}, path)  # no deep copy
-    return pool
+    return cached_pool(cache, part, depends_on, files, FacePool, draw)
 
 
 def best_strength(restored: torch.Tensor, refined: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -151,8 +143,8 @@ class FaceGateRecipe(SingleNetworkRecipe):
         train_files, held_out = split_held_out(list_images(setup.data))
         cache = Path(setup.checkpoint).with_name("aligned")
         # The pool has its own generator, so that a resumed run draws the same pool before restoring self.rng.
-        self.pool = cached_pool(cache, "train", lambda: draw_pool(aligned_faces(train_files, cache), config.pool, config, np.random.default_rng(setup.seed)), config, train_files)
-        self.val = cached_pool(
+        self.pool = pool_of(cache, "train", lambda: draw_pool(aligned_faces(train_files, cache), config.pool, config, np.random.default_rng(setup.seed)), config, train_files)
+        self.val = pool_of(
             cache, "val", lambda: draw_pool(aligned_faces(held_out, cache), config.val_samples, config, setup.validation_rng()), config, held_out
         )
         log.info("face-gate pools: %d training faces (%d damaged), %d validation", config.pool, self.pool.damaged.sum(), config.val_samples)

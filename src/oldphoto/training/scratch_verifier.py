@@ -23,7 +23,6 @@ chosen the same way and written to the sidecar).
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,6 +44,7 @@ from oldphoto.restore.scratches import (
 from oldphoto.runtime import make_runtime
 from oldphoto.training.data import (
     CropPool,
+    cached_pool,
     damaged_samples,
     list_images,
     readable_images,
@@ -115,8 +115,9 @@ class ComponentPool:
 
 
 class _PoolBuilder:
-    def __init__(self, crop: int) -> None:
+    def __init__(self, crop: int, native: bool = False) -> None:
         self.crop = crop
+        self.native = native
         self.parts: dict[str, list[np.ndarray]] = {field.name: [] for field in fields(ComponentPool)}
 
     def add(self, pixels: np.ndarray, probability: np.ndarray, threshold: float, damage: np.ndarray | None, source: int) -> None:
@@ -124,7 +125,7 @@ class _PoolBuilder:
         if not len(components):
             return
         luma = np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)
-        crops, scalars = component_features(luma, probability, components, self.crop)
+        crops, scalars = component_features(luma, probability, components, self.crop, native=self.native)
         if damage is None:
             overlap = np.zeros(len(components), np.float32)
         else:
@@ -155,7 +156,8 @@ def draw_pool(
     stamps = load_stamps(setup.damage_dirs)
     presets = [get_preset(name) for name in config.presets]
     undamaged = [override(preset, structured=False) for preset in presets]
-    builder = _PoolBuilder(get_spec(SCRATCH_VERIFIER_MODEL).config.crop)
+    verifier_config = get_spec(SCRATCH_VERIFIER_MODEL).config
+    builder = _PoolBuilder(verifier_config.crop, verifier_config.native_patch)
     clean_pool = CropPool(clean, crop=config.crop)
     real_pool = CropPool(real, crop=config.crop) if real else None
 
@@ -187,9 +189,9 @@ def draw_pool(
     return builder.build()
 
 
-def cached_pool(cache: Path, part: str, draw, config: ScratchVerifierTrainConfig, files: list[Path]) -> ComponentPool:
-    """The pool ``draw()`` makes, saved beside the checkpoint, keyed by everything it depends on (drawing one takes
-    many minutes: every crop and photo goes through the detector)."""
+def pool_of(cache: Path, part: str, draw, config: ScratchVerifierTrainConfig, files: list[Path]) -> ComponentPool:
+    """The pool ``draw()`` makes, cached beside the checkpoint (:func:`~oldphoto.training.data.cached_pool`), keyed
+    by everything it depends on (the detector's weights and the verifier's input among them)."""
     setup = config.setup
     depends_on = (
         part,
@@ -197,16 +199,10 @@ def cached_pool(cache: Path, part: str, draw, config: ScratchVerifierTrainConfig
         setup.damage_dirs,
         setup.runtime.precision,
         get_spec(SCRATCH_MODEL).sha256,
+        asdict(get_spec(SCRATCH_VERIFIER_MODEL).config),
         {key: value for key, value in asdict(config).items() if key not in ("setup", "keep_damage", "average_decay")},
     )
-    key = hashlib.sha256(repr((depends_on, [str(f) for f in files])).encode()).hexdigest()[:16]
-    path = cache.with_name(f"pool-{part}-{key}.pt")
-    if path.exists():
-        return ComponentPool(**torch.load(path, weights_only=False))
-    pool = draw()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({field.name: getattr(pool, field.name) for field in fields(pool)}, path)
-    return pool
+    return cached_pool(cache, part, depends_on, files, ComponentPool, draw)
 
 
 @dataclass(frozen=True)
@@ -273,10 +269,10 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
         if config.real:
             real_train, real_val = split_held_out(split_real_photos(list_images(config.real), config.real_labels)[0])
         cache = Path(setup.checkpoint)
-        self.pool = cached_pool(
+        self.pool = pool_of(
             cache, "train", lambda: draw_pool(config, clean_train, real_train, config.crops, np.random.default_rng(setup.seed)), config, clean_train + real_train
         )
-        self.val = cached_pool(
+        self.val = pool_of(
             cache, "val", lambda: draw_pool(config, clean_val, real_val, max(config.crops // 10, 1), setup.validation_rng()), config, clean_val + real_val
         )
         self.targets, self.weights = labels_and_weights(self.pool, config.content_overlap)
