@@ -124,6 +124,24 @@ def test_scratch_threshold_reaches_the_pipeline_methods(tiny_set, random_scratch
     assert mask_scores("0.9999")["recall"] < 1.0
 
 
+def test_no_scratch_verify_reaches_the_pipeline_methods(tiny_set, random_scratch_model, monkeypatch, weights_dir, tmp_path):
+    from .conftest import install_keep_all_verifier
+
+    install_keep_all_verifier(monkeypatch, weights_dir, logit=-30.0)  # a verifier that drops every mark
+
+    def recall(*flags: str) -> float:
+        out = tmp_path / f"v{len(flags)}.json"
+        args = ["evaluate", str(tiny_set), "-m", "scratch-unet", "--scratch-threshold", "0.0001", *flags, "--json", str(out)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        payload = json.loads(out.read_text())
+        assert payload["scratch_verify"] is not bool(flags)
+        return payload["methods"][0]["recall"]
+
+    assert recall() == 0.0
+    assert recall("--no-scratch-verify") == 1.0
+
+
 def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
     out = tmp_path / "true.json"
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "scratch-unet", "--true-masks", "--json", str(out)])

@@ -75,6 +75,14 @@ def evaluate(
             "score a sensitivity on your own pairs before using it.",
         ),
     ] = None,
+    scratch_verify: Annotated[
+        bool,
+        typer.Option(
+            "--scratch-verify/--no-scratch-verify",
+            help="Pipeline methods let the scratch verifier drop marks that look like scene content (the default), or "
+            "keep every mark of the detector, as restore --no-scratch-verify.",
+        ),
+    ] = True,
     limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
@@ -102,7 +110,7 @@ def evaluate(
             pairs = find_pairs(degraded, clean, mask)
         else:
             raise fail("give a DATASET folder, --degraded DIR --clean DIR, or --real DIR")
-        built = {name: build_method(name, runtime, scratch_threshold) for name in methods}
+        built = {name: build_method(name, runtime, scratch_threshold, scratch_verify) for name in methods}
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")
@@ -139,6 +147,7 @@ def evaluate(
             "pairs": len(pairs),
             "true_masks": true_masks,
             "scratch_threshold": scratch_threshold,
+            "scratch_verify": scratch_verify,
             "precision": runtime.precision,
             "mask_definition": scoring,
             "methods": [s.as_dict() for s in summaries],

@@ -4,7 +4,7 @@ A method maps a (H, W, 3) float32 RGB image in [0, 1] to ``(restored, predicted_
 Methods: ``identity`` (the damaged input as-is), ``classical`` (OpenCV only: non-local means,
 top-hat/black-hat scratch mask, Telea inpainting), ``tophat`` (the classical scratch mask alone, filled by
 Telea), ``restore`` (the full pipeline), ``global`` (``restore --no-faces``), ``scratch-unet`` (the
-detector's mask, filled by Telea) and ``restore-unet`` (the ablation in place of the triplet global stage).
+detector's mask, its marks judged by the verifier, filled by Telea) and ``restore-unet`` (the ablation in place of the triplet global stage).
 Pipeline methods can also be given the pair's true mask (:class:`PipelineMethod`, ``evaluate --true-masks``).
 """
 
@@ -143,9 +143,10 @@ METHOD_NAMES = (*CLASSICAL_METHODS, *PIPELINE_METHODS)
 """Every name ``evaluate -m`` accepts."""
 
 
-def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = None) -> Method:
+def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = None, verify_scratches: bool = True) -> Method:
     """A method by name; loading a model happens once, here. ``scratch_threshold`` replaces the detector's
-    registry threshold in the pipeline methods (as ``restore --scratch-threshold`` does)."""
+    registry threshold in the pipeline methods (as ``restore --scratch-threshold`` does); ``verify_scratches``
+    False keeps every mark of the detector (``restore --no-scratch-verify``)."""
     if name == "identity":
         return identity
     if name == "classical":
@@ -154,7 +155,7 @@ def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = 
         return tophat
     if name in PIPELINE_METHODS:
         # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
-        options = replace(PIPELINE_METHODS[name], scratch_threshold=scratch_threshold)
+        options = replace(PIPELINE_METHODS[name], scratch_threshold=scratch_threshold, verify_scratches=verify_scratches)
         return PipelineMethod(Restorer(runtime, options))
     get_spec(name)  # raises the list of valid names for unknown ones
     raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
