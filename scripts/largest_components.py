@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -95,6 +96,9 @@ def main() -> None:
     parser.add_argument("--labels", default="../shared/data/real_labels/real_old_mask_components.json")
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument(
+        "--dropped", action="store_true", help="list the marks the verifier drops from the detector's mask instead (is any real damage?)"
+    )
+    parser.add_argument(
         "--split", choices=("test", "train"), default="test", help="the held-out photos (default), or the training ones (to find real damage there)"
     )
     parser.add_argument("--out", default="sheet.jpg", help="contact sheet (JPEG)")
@@ -114,6 +118,10 @@ def main() -> None:
         photo = read_photo(path)
         with torch.inference_mode():
             mask = detection.mask(to_rgb(photo.pixels), runtime).astype(np.uint8)
+            if args.dropped:
+                # What the verifier takes out of the detector's own mask (the dilation is the same for both).
+                unverified = replace(detection, verifier=None).mask(to_rgb(photo.pixels), runtime).astype(np.uint8)
+                mask = unverified & (1 - mask)
         fractions[path] = float(mask.mean())
         count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         total += count - 1
