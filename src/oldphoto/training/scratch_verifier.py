@@ -96,15 +96,15 @@ class ScratchVerifierTrainConfig:
     """Each whole photo is searched at these scales (of its capped size) and at every one of ``thresholds``: large
     false hits (a sky through foliage, a white dress) are rare, and the verifier must learn them at every size."""
     keep_damage: float = 0.85
+    """Share of the damage pixels the chosen verifier threshold must keep on the validation pool."""
     average_decay: float = 0.995
     """Decay per step of the running average of the weights that is validated and exported (0: the trained network
     itself, as the shipped weights were taken)."""
-    """Share of the damage pixels the chosen verifier threshold must keep on the validation pool."""
 
 
 @dataclass(frozen=True)
 class ComponentPool:
-    """Mask components as the verifier sees them: crops (N, 3, S, S) uint8 (value x 255), scalars (N, 10) float32,
+    """Mask components as the verifier sees them: crops (N, 3 or 6, S, S) uint8 (value x 255), scalars (N, 10) float32,
     overlap (N,) float32 (share of the component in the damage mask), area (N,) int64, source (N,) int64."""
 
     crops: torch.Tensor
