@@ -108,7 +108,7 @@ class MaskComponents:
 
 def mask_components(mask: np.ndarray) -> MaskComponents:
     """The 8-connected components of ``mask`` ((H, W), nonzero = marked)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask > 0, dtype=np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask > 0, dtype=np.uint8), connectivity=8)
     return MaskComponents(labels=labels, boxes=stats[1:, :4].astype(np.int64), areas=stats[1:, 4].astype(np.int64))
 
 
