@@ -26,22 +26,9 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
-from oldphoto.restore.faces import (
-    RefinedFace,
-    conditions_on_original,
-    gate_ramp,
-    refine_faces,
-)
-from oldphoto.restore.global_stage import (
-    DEFAULT_GLOBAL_BACKEND,
-    GLOBAL_BACKENDS,
-    is_black_and_white,
-)
-from oldphoto.restore.scratches import (
-    ScratchDetection,
-    check_detection_overrides,
-    detection_settings,
-)
+from oldphoto.restore.faces import RefinedFace, conditions_on_original, gate_ramp, refine_faces
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
+from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel, load_model
