@@ -15,7 +15,7 @@ from oldphoto.restore.scratches import (
     damage_scores,
     mask_components,
     thin_components,
-    verified_mask,
+    verified_masks,
 )
 from oldphoto.runtime import make_runtime
 from oldphoto.training.scratch_verifier import (
@@ -107,11 +107,15 @@ def test_verified_mask_keeps_what_the_verifier_scores_high_enough():
     mask = two_blobs()
     pixels = np.repeat(mask[:, :, None], 3, axis=2)
     probability = mask * 0.9
-    np.testing.assert_array_equal(verified_mask(pixels, probability, 0.5, constant_verifier(3.0), min_score=0.5), mask)
-    assert verified_mask(pixels, probability, 0.5, constant_verifier(-3.0), min_score=0.5).sum() == 0
+    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(3.0), min_score=0.5)
+    np.testing.assert_array_equal(kept, mask)
+    assert dropped.sum() == 0
+    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(-3.0), min_score=0.5)
+    assert kept.sum() == 0
+    np.testing.assert_array_equal(dropped, mask)
     # The score needed decides: sigmoid(1) = 0.73 is kept at 0.7, dropped at 0.8.
-    assert verified_mask(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.7).sum() == mask.sum()
-    assert verified_mask(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.8).sum() == 0
+    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.7)[0].sum() == mask.sum()
+    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.8)[0].sum() == 0
     assert damage_scores(pixels, probability, mask_components(probability > 0.95), constant_verifier(1.0)).shape == (0,)
 
 
@@ -121,12 +125,12 @@ def test_thin_lines_are_kept_without_being_judged():
     pixels = np.repeat(mask[:, :, None], 3, axis=2)
     components = mask_components(mask)
     np.testing.assert_array_equal(thin_components(components, 2.0), components.boxes[:, 3] == 2)
-    kept = verified_mask(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=2.0)
+    kept, _ = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=2.0)
     expected = np.zeros_like(mask)
     expected[50:52, 2:45] = 1
     np.testing.assert_array_equal(kept, expected)
     # Thicker than the width: judged (and dropped) like any other mark.
-    assert verified_mask(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=1.5).sum() == 0
+    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=1.5)[0].sum() == 0
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,3 +219,29 @@ def test_restore_uses_the_verifier_unless_told_not_to(random_scratch_model, monk
     np.testing.assert_array_equal(unverified.restore(photo).mask, keep_all)
     assert "every mark kept" in plan_stages(unverified.options)[0]
     assert "judged by scratch-verifier" in plan_stages(options)[0]
+
+
+def test_the_report_says_how_much_the_verifier_dropped(random_scratch_model, monkeypatch, weights_dir, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from tests.test_cli_restore import invoke
+
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    pixels = smooth_image(64, 80)
+    Image.fromarray((pixels * 255).astype(np.uint8)).save(photo)
+    install_keep_all_verifier(monkeypatch, weights_dir, logit=-30.0)  # a verifier that drops every mark
+
+    def record(*flags: str) -> dict:
+        report = tmp_path / f"report{len(flags)}.json"
+        result = invoke("restore", str(photo), "-o", str(tmp_path / f"out{len(flags)}"), "--no-global", "--no-faces",
+                        "--scratch-threshold", "0.0001", "--report", str(report), *flags)
+        assert result.exit_code == 0, result.output
+        return json.loads(report.read_text())["images"][0]
+
+    dropped = record()
+    assert dropped["scratch_coverage"] == 0.0 and dropped["scratch_dropped_coverage"] == 1.0  # everything marked, all dropped
+    kept = record("--no-scratch-verify")
+    assert kept["scratch_coverage"] == 1.0 and kept["scratch_dropped_coverage"] is None

@@ -66,6 +66,9 @@ class JobRecord:
     """The rise of the process's resident memory over the job (MB)."""
     scratch_coverage: float | None = None
     """Share of pixels marked damaged, 0..1 (None: no scratch stage and no given mask)."""
+    scratch_dropped_coverage: float | None = None
+    """Share of pixels in the detector's marks that the scratch verifier dropped as scene content, 0..1 (None: no
+    verifier ran); ``restore --no-scratch-verify`` would repair them too."""
     mask_source: str | None = None
     faces_found: int | None = None
     faces: list[dict[str, Any]] | None = None
@@ -250,6 +253,7 @@ def restore_job(
         seconds_per_megapixel=round(seconds / megapixels, 3) if megapixels else None,
         peak_memory_mb=round(memory.peak_resident_bytes / 1e6, 1),
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
+        scratch_dropped_coverage=None if result.dropped_coverage is None else round(result.dropped_coverage, 6),
         mask_source=None if result.mask is None else (str(mask_file) if result.mask_from_user else "detected"),
         faces_found=result.faces_found,
         faces=None if result.faces is None else [face_record(face) for face in result.faces],

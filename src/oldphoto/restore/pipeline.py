@@ -92,6 +92,9 @@ class RestoreResult:
     mask: np.ndarray | None
     mask_from_user: bool = False
     """True when the mask was the caller's (``restore(mask=...)``) rather than the detector's."""
+    dropped: np.ndarray | None = None
+    """(H, W) float32 0/1 mask of the detector's marks the scratch verifier dropped as scene content (None: no
+    verifier ran)."""
     tiles: int = 0
     faces_found: int | None = None
     faces: list[RefinedFace] | None = None
@@ -102,6 +105,11 @@ class RestoreResult:
     @property
     def scratch_coverage(self) -> float | None:
         return None if self.mask is None else float(self.mask.mean())
+
+    @property
+    def dropped_coverage(self) -> float | None:
+        """Share of pixels in marks the verifier dropped, 0..1 (None: no verifier ran)."""
+        return None if self.dropped is None else float(self.dropped.mean())
 
 
 def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
@@ -261,7 +269,7 @@ class Restorer:
 
         if self.options.scratches and not result.mask_from_user:
             started = time.perf_counter()
-            result.mask = self.scratch_detection().mask(rgb, self.runtime, on_tile=count_tiles)
+            result.mask, result.dropped = self.scratch_detection().masks(rgb, self.runtime, on_tile=count_tiles)
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:

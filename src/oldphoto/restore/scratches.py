@@ -214,18 +214,18 @@ def thin_components(components: MaskComponents, width: float) -> np.ndarray:
     return components.areas <= width * components.boxes[:, 2:].max(axis=1)
 
 
-def verified_mask(
+def verified_masks(
     pixels: np.ndarray, probability: np.ndarray, threshold: float, verifier: LoadedModel, min_score: float, keep_width: float = 0.0
-) -> np.ndarray:
-    """(H, W) float32 mask of 0/1: the components of ``probability > threshold`` that the verifier scores at least
-    ``min_score`` as damage, and every line at most ``keep_width`` pixels thick (:func:`thin_components`);
-    ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold``:
+    kept are those the verifier scores at least ``min_score`` as damage and every line at most ``keep_width`` pixels
+    thick (:func:`thin_components`); dropped the rest. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
     thin = thin_components(components, keep_width)
     judged = np.flatnonzero(~thin)
     keep = thin.copy()
     keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= min_score
-    return components.mask_of(keep)
+    return components.mask_of(keep), components.mask_of(~keep)
 
 
 @dataclass(frozen=True)
@@ -256,17 +256,18 @@ class ScratchDetection:
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
-        return detect_scratches(
-            pixels,
-            self.detector,
-            runtime,
-            threshold=self.threshold,
-            dilation=self.dilation,
-            verifier=self.verifier,
-            min_score=self.min_score,
-            keep_width=self.keep_width,
-            on_tile=on_tile,
-        )
+        return self.masks(pixels, runtime, on_tile)[0]
+
+    def masks(
+        self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(mask, dropped): the scratch mask as :meth:`mask`, and the (H, W) float32 0/1 mask of the detector's marks
+        the verifier dropped as scene content (None without a verifier)."""
+        probability = scratch_probability(pixels, self.detector, runtime, on_tile)
+        if self.verifier is None:
+            return threshold_mask(probability, self.threshold, self.dilation), None
+        kept, dropped = verified_masks(pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width)
+        return dilate_mask(kept, self.dilation), dropped
 
 
 def load_scratch_detection(
@@ -300,16 +301,9 @@ def detect_scratches(
     *,
     threshold: float,
     dilation: int = 0,
-    verifier: LoadedModel | None = None,
-    min_score: float = 0.5,
-    keep_width: float = 0.0,
     on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged), at
-    ``threshold``, with only the components ``verifier`` (when given) scores at least ``min_score`` as damage (and
-    the lines at most ``keep_width`` px thick), grown
-    by ``dilation`` pixels (see :func:`detection_settings` for the run's values)."""
-    probability = scratch_probability(pixels, model, runtime, on_tile)
-    if verifier is None:
-        return threshold_mask(probability, threshold, dilation)
-    return dilate_mask(verified_mask(pixels, probability, threshold, verifier, min_score, keep_width), dilation)
+    """Scratch mask of a photo by the detector alone: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 =
+    damaged), at ``threshold``, grown by ``dilation`` pixels (see :func:`detection_settings` for the run's values;
+    :class:`ScratchDetection` adds the verifier)."""
+    return ScratchDetection(model, None, threshold, dilation).mask(pixels, runtime, on_tile)
