@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -26,6 +25,7 @@ import torch
 from detection_args import add_detection_arguments, describe, detection_from_args
 
 from oldphoto.imageio import read_photo, to_rgb
+from oldphoto.restore.scratches import mask_components
 from oldphoto.training.data import list_images, split_real_photos
 
 PAD = 16
@@ -107,6 +107,8 @@ def main() -> None:
     args = parser.parse_args()
 
     detection, runtime = detection_from_args(parser, args)
+    if args.dropped and detection.verifier is None:
+        parser.error("--dropped lists what the verifier drops: it cannot go with --no-verify")
     photos = split_real_photos(list_images([args.real]), args.labels)[0 if args.split == "train" else 1]
     print(f"{len(photos)} {'held-out' if args.split == 'test' else 'training'} photos; {describe(detection, args, runtime)}")
 
@@ -117,21 +119,18 @@ def main() -> None:
     for path in photos:
         photo = read_photo(path)
         with torch.inference_mode():
-            mask = detection.mask(to_rgb(photo.pixels), runtime).astype(np.uint8)
-            if args.dropped:
-                # What the verifier takes out of the detector's own mask (the dilation is the same for both).
-                unverified = replace(detection, verifier=None).mask(to_rgb(photo.pixels), runtime).astype(np.uint8)
-                mask = unverified & (1 - mask)
+            kept, dropped = detection.masks(to_rgb(photo.pixels), runtime)
+        mask = (dropped if args.dropped else kept).astype(np.uint8)
         fractions[path] = float(mask.mean())
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        total += count - 1
-        for x, y, w, h, area in stats[1:]:
+        components = mask_components(mask)
+        total += len(components)
+        for (x, y, w, h), area in zip(components.boxes, components.areas, strict=True):
             item = (int(area), str(path), (int(x), int(y), int(w), int(h)))
             if len(largest) < args.count:
                 heapq.heappush(largest, item)
             elif item > largest[0]:
                 heapq.heapreplace(largest, item)
-        if count > 1:
+        if len(components):
             masks[path] = mask
 
     chosen = sorted(largest, reverse=True)
