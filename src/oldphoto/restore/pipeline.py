@@ -92,8 +92,8 @@ class RestoreResult:
     mask: np.ndarray | None
     mask_from_user: bool = False
     """True when the mask was the caller's (``restore(mask=...)``) rather than the detector's."""
-    dropped: np.ndarray | None = None
-    """(H, W) float32 0/1 mask of the detector's marks the scratch verifier dropped as scene content (None: no
+    dropped_coverage: float | None = None
+    """Share of pixels, 0..1, in the detector's marks that the scratch verifier dropped as scene content (None: no
     verifier ran)."""
     tiles: int = 0
     faces_found: int | None = None
@@ -106,10 +106,6 @@ class RestoreResult:
     def scratch_coverage(self) -> float | None:
         return None if self.mask is None else float(self.mask.mean())
 
-    @property
-    def dropped_coverage(self) -> float | None:
-        """Share of pixels in marks the verifier dropped, 0..1 (None: no verifier ran)."""
-        return None if self.dropped is None else float(self.dropped.mean())
 
 
 def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
@@ -269,7 +265,8 @@ class Restorer:
 
         if self.options.scratches and not result.mask_from_user:
             started = time.perf_counter()
-            result.mask, result.dropped = self.scratch_detection().masks(rgb, self.runtime, on_tile=count_tiles)
+            result.mask, dropped = self.scratch_detection().masks(rgb, self.runtime, on_tile=count_tiles)
+            result.dropped_coverage = None if dropped is None else float(dropped.mean())
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)
         if self.options.global_restoration:
