@@ -526,6 +526,11 @@ def to_luminance(pixels: np.ndarray) -> np.ndarray:
     return (pixels @ LUMA_WEIGHTS)[:, :, None].astype(np.float32)
 
 
+def luma_plane(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 1|3) float pixels -> (H, W) contiguous float32 Rec. 601 luma (what the scratch stage's networks see)."""
+    return np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)
+
+
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Float pixels in [0, 1] (any shape) -> uint8, rounded to the nearest level and clipped."""
     return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)

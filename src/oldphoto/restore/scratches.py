@@ -12,7 +12,7 @@ import torch
 
 from oldphoto.archs.scratch_verifier import COMPONENT_SCALARS
 from oldphoto.errors import ConfigError
-from oldphoto.imageio import to_luminance
+from oldphoto.imageio import luma_plane
 from oldphoto.registry import SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL, ModelSpec, get_spec
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_stage
@@ -56,7 +56,7 @@ def scratch_probability(
     ``model`` is the detector placed for ``runtime`` (:func:`~oldphoto.weights.load_model`): its network maps
     (1, 1, h, w) luma in [0, 1] to logits; its contract gives the tile grid and the least tile overlap.
     """
-    luma = torch.from_numpy(np.ascontiguousarray(to_luminance(pixels)[:, :, 0]))[None, None]
+    luma = torch.from_numpy(luma_plane(pixels))[None, None]
     network = model.network
     probability = tile_stage(
         # Logits to float32 first: under bf16 autocast the sigmoid would otherwise round probabilities to 3 digits.
@@ -197,7 +197,7 @@ def damage_scores(
 ) -> np.ndarray:
     """(K,) float32 probability in [0, 1] that each of ``components`` (of a mask of ``probability``, (H, W) in
     [0, 1]) is damage, or of those numbered ``which``; ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
-    luma = np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)
+    luma = luma_plane(pixels)
     network = verifier.network
     chosen = np.arange(len(components)) if which is None else which
     scores = [np.zeros(0, np.float32)]

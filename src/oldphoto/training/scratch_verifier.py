@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from oldphoto.degrade import degrade_image, get_preset, load_stamps, override
 from oldphoto.errors import DataError
-from oldphoto.imageio import to_luminance
+from oldphoto.imageio import luma_plane
 from oldphoto.registry import SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL, get_spec
 from oldphoto.restore.scratches import (
     component_features,
@@ -124,7 +124,7 @@ class _PoolBuilder:
         components = mask_components(probability > threshold)
         if not len(components):
             return
-        luma = np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)
+        luma = luma_plane(pixels)
         crops, scalars = component_features(luma, probability, components, self.crop, native=self.native)
         if damage is None:
             overlap = np.zeros(len(components), np.float32)
