@@ -276,8 +276,9 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
             cache, "val", lambda: draw_pool(config, clean_val, real_val, max(config.crops // 10, 1), setup.validation_rng()), config, clean_val + real_val
         )
         self.targets, self.weights = labels_and_weights(self.pool, config.content_overlap)
-        self.val_targets, self.val_weights = labels_and_weights(self.val, config.content_overlap)
-        log.info("scratch-verifier pools: %d training components (%d damage), %d validation", len(self.targets), int(self.targets.sum()), len(self.val_targets))
+        # The training components with a weight, drawn from at each step (the ambiguous, partly damaged ones never are).
+        self.usable = torch.nonzero(self.weights > 0)[:, 0]
+        log.info("scratch-verifier pools: %d training components (%d damage), %d validation", len(self.targets), int(self.targets.sum()), len(self.val.area))
         self.rng = np.random.default_rng(setup.seed + 1)
         self.network = initial_network(get_spec(SCRATCH_VERIFIER_MODEL), setup.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=setup.learning_rate, weight_decay=1e-4)
@@ -302,8 +303,7 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
         return (network or self.network)(crops, pool.scalars[indices])
 
     def train_step(self, step: int) -> dict[str, float]:
-        usable = torch.nonzero(self.weights > 0)[:, 0]
-        indices = usable[torch.from_numpy(self.rng.integers(0, len(usable), self.config.setup.batch_size))]
+        indices = self.usable[torch.from_numpy(self.rng.integers(0, len(self.usable), self.config.setup.batch_size))]
         logits = self._logits(self.pool, indices)
         loss = F.binary_cross_entropy_with_logits(logits, self.targets[indices], weight=self.weights[indices])
         optimise(self.optimizer, loss)
@@ -314,7 +314,8 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        batches = [torch.arange(start, min(start + 512, len(self.val_targets))) for start in range(0, len(self.val_targets), 512)]
+        count = len(self.val.area)
+        batches = [torch.arange(start, min(start + 512, count)) for start in range(0, count, 512)]
         scores = torch.cat([torch.sigmoid(self._logits(self.val, batch, self.average)) for batch in batches])
         split = separation(scores, self.val, self.config.keep_damage)
         self.threshold = split.threshold
