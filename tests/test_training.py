@@ -305,6 +305,46 @@ def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
         torch.testing.assert_close(value, shifted[name])
 
 
+def test_face_damage_draws_one_of_several_presets_per_face():
+    """With several presets each face gets one of them; with one, every face gets it."""
+    from oldphoto.degrade import get_preset, override
+    from oldphoto.training.faces import damaged_faces
+
+    faces = (np.stack([smooth_image(256, 256, seed=k) for k in range(12)]) * 255).astype(np.uint8)
+    untouched = override(get_preset("bopbtl"), structured=False, unstructured=False, distractors=False, grayscale_probability=0.0)
+    damaged = override(get_preset("bopbtl"), grayscale_probability=0.0)
+
+    def changed_faces(presets) -> np.ndarray:
+        clean, degraded, _ = damaged_faces(faces, range(len(faces)), presets, (), np.random.default_rng(0), 64)
+        return (degraded - clean).abs().flatten(1).max(dim=1).values.numpy() > 0.02
+
+    assert not changed_faces([untouched]).any() and changed_faces([damaged]).all()
+    mixed = changed_faces([untouched, damaged])
+    assert 0 < mixed.sum() < len(faces)
+
+
+def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
+    """--masks detected: the global stage in front of the refiner gets the installed detector and verifier's mask
+    of each damaged face, as restore gives it, instead of the drawn damage's own."""
+    from oldphoto.restore.scratches import load_scratch_detection
+    from oldphoto.runtime import make_runtime
+    from oldphoto.training.faces import FaceRecipe, FaceTrainConfig, detected_masks, global_stage_on_faces
+
+    _face_folder(tmp_path / "faces")
+    setup = tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3)
+    base = {"setup": setup, "crop": 64, "val_samples": 1, "structured": True}
+    truth = FaceRecipe(FaceTrainConfig(**base))
+    detected = FaceRecipe(FaceTrainConfig(**base, masks="detected"))
+    torch.testing.assert_close(truth.val_degraded, detected.val_degraded)  # same seed, same damage
+    runtime = make_runtime("cpu", precision="fp32")
+    found = detected_masks(detected.val_degraded, load_scratch_detection(runtime), runtime)
+    assert found.shape == (1, 1, 256, 256) and set(found.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(detected.val_input, global_stage_on_faces()(detected.val_degraded, found))
+    assert (detected.val_input - truth.val_input).abs().max() > 0.02  # the masks differ (measured: 0.07)
+    with pytest.raises(DataError, match="masks must be one of"):
+        FaceRecipe(FaceTrainConfig(**base, masks="guessed"))
+
+
 def test_detail_fusion_trains_behind_the_frozen_triplet(tmp_path, random_global_models, started):
     config = global_config(tmp_path, "detail-fusion", steps=2, clean_fraction=0.5, light_fraction=0.5)
     state = train_global(config)

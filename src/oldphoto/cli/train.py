@@ -16,6 +16,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
+class FaceMasks(str, Enum):
+    true = "true"
+    detected = "detected"
+
+
 class FaceCondition(str, Enum):
     original = "original"
     input = "input"
@@ -303,7 +308,10 @@ def face(
     ctx: typer.Context,
     data: Data,
     damage_dir: DamageDirs = None,
-    preset: Annotated[str, typer.Option(help="Degradation preset for the face crops.", rich_help_panel=DATA)] = "bopbtl",
+    preset: Annotated[
+        list[str] | None,
+        typer.Option("--preset", help="Degradation presets of the face crops, one drawn per face when several (repeatable; default: bopbtl).", rich_help_panel=DATA),
+    ] = None,
     structured: Annotated[
         bool, typer.Option("--structured/--no-structured", help="Also draw scratches and spots on the faces.", rich_help_panel=DATA)
     ] = False,
@@ -323,6 +331,13 @@ def face(
             rich_help_panel=DATA,
         ),
     ] = True,
+    masks: Annotated[
+        FaceMasks,
+        typer.Option(
+            help="The damage mask the global stage in front of the refiner gets: 'true' (the drawn damage's own) or 'detected' (the installed detector and verifier's, as restore gives it).",
+            rich_help_panel=DATA,
+        ),
+    ] = FaceMasks.true,
     condition: Annotated[
         FaceCondition,
         typer.Option(
@@ -340,12 +355,13 @@ def face(
 
     config = FaceTrainConfig(
         setup=_setup(ctx),
-        preset=preset,
+        presets=tuple(preset) if preset else FaceTrainConfig.presets,
         structured=structured,
         crop=crop,
         val_samples=val_samples,
         ssim_weight=ssim_weight,
         after_global=after_global,
+        masks=masks.value,
         condition=condition.value,
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

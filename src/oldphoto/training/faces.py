@@ -5,8 +5,8 @@ so the network trains on the crops it will see. Alignment runs once; the aligned
 uint8 beside the checkpoint. Every 20th face (sorted by path) is held out of training:
 the first ``val_samples`` of them validate during training, and all of them serve the final evaluation.
 
-Damage: by default the ``bopbtl`` preset without structured damage - blur, noise, low resolution and
-JPEG, i.e. what the global stage leaves behind or cannot undo on a small face (scratches are the
+Damage: by default the ``bopbtl`` preset (or several, one drawn per face) without structured damage - blur, noise,
+low resolution and JPEG, i.e. what the global stage leaves behind or cannot undo on a small face (scratches are the
 global stage's job). With ``after_global`` (the default) the damaged face is first passed through the
 installed global stage, because that is what ``restore`` hands the refiner: a refiner trained on raw
 damaged faces learns to undo damage the global stage has already removed, and adds little after it.
@@ -36,6 +36,8 @@ from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
 from oldphoto.restore.faces import CONDITION_ORIGINAL
 from oldphoto.restore.global_stage import TRIPLET_MODELS, triplet_restore
+from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
+from oldphoto.runtime import Runtime, make_runtime
 from oldphoto.training.data import (
     list_images,
     readable_images,
@@ -63,13 +65,19 @@ class FaceTrainConfig:
     setup: TrainSetup
     """Face photos (e.g. UTKFace crops, one clearly visible face each), outputs, schedule, seed and start weights
     (the refiner trains on the CPU in fp32, within the runtime's time budget if it has one)."""
-    preset: str = "bopbtl"
+    presets: tuple[str, ...] = ("bopbtl",)
+    """Degradation presets, one drawn per face when there are several (one preset draws nothing, so a single-preset
+    run keeps the random stream of the releases trained before presets could be mixed)."""
     structured: bool = False
     crop: int = 256
     val_samples: int = 16
     ssim_weight: float = 0.2
     after_global: bool = True
     """Train on damaged faces passed through the installed global stage (what ``restore`` feeds the refiner)."""
+    masks: str = "true"
+    """The damage mask the global stage in front of the refiner gets (with ``after_global``): ``"true"``, the drawn
+    damage's own, or ``"detected"``, the installed scratch detector and verifier's on the damaged face, as ``restore``
+    gives it: damage they miss then reaches the refiner, as it does in ``restore``."""
     condition: str = CONDITION_ORIGINAL
     """What the SPADE blocks modulate with: ``"original"``, the damaged face as it was before the global stage
     (as ``restore`` does for a model with this registry setting ``condition``), or ``"input"``, the refiner's own
@@ -104,9 +112,10 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
     return array
 
 
-def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Generator, crop: int):
+def damaged_faces(faces: np.ndarray, indices, presets: Sequence, stamps, rng: np.random.Generator, crop: int):
     """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
-    damage tensors from the aligned uint8 crops at ``indices``."""
+    damage tensors from the aligned uint8 crops at ``indices``, each damaged by one of ``presets`` (drawn from
+    ``rng`` only when there are several)."""
     clean, degraded, mask = [], [], []
     for index in indices:
         face = faces[int(index)].astype(np.float32) / 255.0
@@ -115,6 +124,7 @@ def damaged_faces(faces: np.ndarray, indices, preset, stamps, rng: np.random.Gen
             face = face[y : y + crop, x : x + crop]
         if rng.random() < 0.5:
             face = face[:, ::-1]
+        preset = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
         sample = degrade_image(np.ascontiguousarray(face), preset, rng, stamps)
         clean.append(sample.clean)
         degraded.append(sample.degraded)
@@ -139,6 +149,15 @@ def global_stage_on_faces(precision: str = "fp32"):
     return restore
 
 
+MASK_SOURCES = ("true", "detected")
+
+
+def detected_masks(batch: torch.Tensor, detection: ScratchDetection, runtime: Runtime) -> torch.Tensor:
+    """(B, 1, S, S) float32 0/1 scratch masks of a (B, 3, S, S) batch in [0, 1], each detected as ``restore`` does."""
+    masks = [detection.mask(face.permute(1, 2, 0).numpy(), runtime) for face in batch]
+    return torch.from_numpy(np.stack(masks))[:, None]
+
+
 class FaceRecipe(SingleNetworkRecipe):
     name = FACE_MODEL
 
@@ -155,23 +174,38 @@ class FaceRecipe(SingleNetworkRecipe):
         cache = Path(setup.checkpoint).with_name("aligned")
         self.faces = aligned_faces(train_files, cache)
         self.stamps = load_stamps(setup.damage_dirs)
-        self.preset = override(get_preset(config.preset), structured=config.structured)
-        self.before_refiner = global_stage_on_faces() if config.after_global else (lambda batch, mask: batch)
+        if not config.presets:
+            raise DataError("give at least one degradation preset")
+        self.presets = [override(get_preset(name), structured=config.structured) for name in config.presets]
+        if config.masks not in MASK_SOURCES:
+            raise DataError(f"masks must be one of {', '.join(MASK_SOURCES)}, not {config.masks!r}")
+        self.before_refiner = self.global_stage(config) if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
         self.val_clean, self.val_degraded, val_mask = damaged_faces(
-            val_faces, range(len(val_faces)), self.preset, self.stamps, setup.validation_rng(), FACE_SIZE
+            val_faces, range(len(val_faces)), self.presets, self.stamps, setup.validation_rng(), FACE_SIZE
         )
         self.val_input = in_batches(self.before_refiner, self.val_degraded, val_mask)
         spec = get_spec(FACE_MODEL)
         self.network = initial_network(spec, setup.init)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=setup.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
 
+    @staticmethod
+    def global_stage(config: FaceTrainConfig):
+        """The global stage in front of the refiner, a function of (batch, drawn damage mask) as
+        :func:`global_stage_on_faces`, given the mask ``config.masks`` says."""
+        restore = global_stage_on_faces()
+        if config.masks == "true":
+            return restore
+        runtime = make_runtime("cpu", precision="fp32")
+        detection = load_scratch_detection(runtime)
+        return lambda batch, mask: restore(batch, detected_masks(batch, detection, runtime))
+
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_MODEL).config), "faces": len(self.faces)}
 
     def train_step(self, step: int) -> dict[str, float]:
         indices = self.rng.integers(0, len(self.faces), self.config.setup.batch_size)
-        clean, degraded, mask = damaged_faces(self.faces, indices, self.preset, self.stamps, self.rng, self.config.crop)
+        clean, degraded, mask = damaged_faces(self.faces, indices, self.presets, self.stamps, self.rng, self.config.crop)
         inputs = self.before_refiner(degraded, mask)
         loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
