@@ -331,6 +331,9 @@ def face(
             rich_help_panel=DATA,
         ),
     ] = True,
+    grayscale_prob: Annotated[
+        float | None, typer.Option(help="Override the presets' chance of a black-and-white print.", rich_help_panel=DATA)
+    ] = None,
     masks: Annotated[
         FaceMasks,
         typer.Option(
@@ -357,6 +360,7 @@ def face(
         setup=_setup(ctx),
         presets=tuple(preset) if preset else FaceTrainConfig.presets,
         structured=structured,
+        grayscale_prob=grayscale_prob,
         crop=crop,
         val_samples=val_samples,
         ssim_weight=ssim_weight,

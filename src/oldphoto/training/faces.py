@@ -69,6 +69,8 @@ class FaceTrainConfig:
     """Degradation presets, one drawn per face when there are several (one preset draws nothing, so a single-preset
     run keeps the random stream of the releases trained before presets could be mixed)."""
     structured: bool = False
+    grayscale_prob: float | None = None
+    """The presets' chance of a black-and-white print, overridden (None: each preset's own; most old photos are)."""
     crop: int = 256
     val_samples: int = 16
     ssim_weight: float = 0.2
@@ -176,7 +178,7 @@ class FaceRecipe(SingleNetworkRecipe):
         self.stamps = load_stamps(setup.damage_dirs)
         if not config.presets:
             raise DataError("give at least one degradation preset")
-        self.presets = [override(get_preset(name), structured=config.structured) for name in config.presets]
+        self.presets = [override(get_preset(name), structured=config.structured, grayscale_probability=config.grayscale_prob) for name in config.presets]
         if config.masks not in MASK_SOURCES:
             raise DataError(f"masks must be one of {', '.join(MASK_SOURCES)}, not {config.masks!r}")
         self.before_refiner = self.global_stage(config) if config.after_global else (lambda batch, mask: batch)
