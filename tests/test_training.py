@@ -323,6 +323,24 @@ def test_face_damage_draws_one_of_several_presets_per_face():
     assert 0 < mixed.sum() < len(faces)
 
 
+def test_face_damage_can_shrink_faces_target_included():
+    """--small-faces: a face shrunk to 32 px and scaled back holds a 32 px face's detail, in the target as well as in
+    the damaged face (the refiner must not learn to invent detail a small face does not have)."""
+    from oldphoto.degrade import get_preset, override
+    from oldphoto.training.faces import damaged_faces
+
+    textured = np.random.default_rng(0).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    untouched = override(get_preset("bopbtl"), structured=False, unstructured=False, distractors=False, grayscale_probability=0.0)
+
+    def detail(small_faces: float) -> tuple[float, float]:
+        clean, degraded, _ = damaged_faces(textured, range(4), [untouched], (), np.random.default_rng(0), 256, small_faces, (32, 32))
+        return float((clean[..., 1:] - clean[..., :-1]).abs().mean()), float((degraded - clean).abs().max())
+
+    full, small = detail(0.0), detail(1.0)
+    assert full[0] > 0.3 and small[0] < 0.1 * full[0]  # neighbouring pixels of noise differ by a third; shrunk, hardly
+    assert full[1] == small[1] == 0.0  # no damage in either: the shrink is applied to the target too
+
+
 def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     """--masks detected: the global stage in front of the refiner gets the installed detector and verifier's mask
     of each damaged face, as restore gives it, instead of the drawn damage's own."""

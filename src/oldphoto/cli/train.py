@@ -334,6 +334,9 @@ def face(
     grayscale_prob: Annotated[
         float | None, typer.Option(help="Override the presets' chance of a black-and-white print.", rich_help_panel=DATA)
     ] = None,
+    small_faces: Annotated[
+        float, typer.Option(help="Share of training faces shrunk to 32-128 px and scaled back, target included (small faces in photos).", rich_help_panel=DATA)
+    ] = 0.0,
     masks: Annotated[
         FaceMasks,
         typer.Option(
@@ -361,6 +364,7 @@ def face(
         presets=tuple(preset) if preset else FaceTrainConfig.presets,
         structured=structured,
         grayscale_prob=grayscale_prob,
+        small_faces=small_faces,
         crop=crop,
         val_samples=val_samples,
         ssim_weight=ssim_weight,

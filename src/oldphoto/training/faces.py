@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -69,6 +70,10 @@ class FaceTrainConfig:
     """Degradation presets, one drawn per face when there are several (one preset draws nothing, so a single-preset
     run keeps the random stream of the releases trained before presets could be mixed)."""
     structured: bool = False
+    small_faces: float = 0.0
+    """Share of faces shrunk to ``small_sizes`` pixels and scaled back to the template before damage, target included:
+    a small face in a photo holds no more detail than that, so the refiner learns to repair it without inventing any."""
+    small_sizes: tuple[int, int] = (32, 128)
     grayscale_prob: float | None = None
     """The presets' chance of a black-and-white print, overridden (None: each preset's own; most old photos are)."""
     crop: int = 256
@@ -114,13 +119,21 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
     return array
 
 
-def damaged_faces(faces: np.ndarray, indices, presets: Sequence, stamps, rng: np.random.Generator, crop: int):
+def damaged_faces(
+    faces: np.ndarray, indices, presets: Sequence, stamps, rng: np.random.Generator, crop: int, small_faces: float = 0.0, small_sizes=(32, 128)
+):
     """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
     damage tensors from the aligned uint8 crops at ``indices``, each damaged by one of ``presets`` (drawn from
-    ``rng`` only when there are several)."""
+    ``rng`` only when there are several); a ``small_faces`` share of them first shrunk to ``small_sizes`` pixels (drawn
+    from ``rng`` only when the share is above 0) and scaled back up, so that target and damaged face both hold only the
+    detail of a face that small."""
     clean, degraded, mask = [], [], []
     for index in indices:
         face = faces[int(index)].astype(np.float32) / 255.0
+        if small_faces > 0 and rng.random() < small_faces:
+            side = int(rng.integers(small_sizes[0], small_sizes[1] + 1))
+            small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+            face = np.clip(cv2.resize(small, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
         if crop < FACE_SIZE:
             y, x = rng.integers(0, FACE_SIZE - crop + 1, 2)
             face = face[y : y + crop, x : x + crop]
@@ -207,7 +220,9 @@ class FaceRecipe(SingleNetworkRecipe):
 
     def train_step(self, step: int) -> dict[str, float]:
         indices = self.rng.integers(0, len(self.faces), self.config.setup.batch_size)
-        clean, degraded, mask = damaged_faces(self.faces, indices, self.presets, self.stamps, self.rng, self.config.crop)
+        clean, degraded, mask = damaged_faces(
+            self.faces, indices, self.presets, self.stamps, self.rng, self.config.crop, self.config.small_faces, self.config.small_sizes
+        )
         inputs = self.before_refiner(degraded, mask)
         loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
         optimise(self.optimizer, loss)
