@@ -231,8 +231,9 @@ def test_shipped_face_refiner_refines_the_degraded_face(degraded_face_restoratio
     reason="issue 18: on the fixture face the shipped refiner does not improve on the global stage: in the face box "
     "30.95 dB / SSIM 0.884 after the global stage, 30.77 / 0.871 refined (luma; the degraded input 31.63 / 0.842). "
     "Also with the bopbtl preset (6 seeds: -0.14 dB / -0.012 SSIM on average) and at twice the size (-0.45 dB). The "
-    "face gate does not hold it back (restore takes 0.95 of the correction: 30.79 / 0.872), and every fine-tune tried "
-    "in session 11 lowered it further (29.1-30.5 dB, see weights/README.md)",
+    "face gate does not hold it back (restore takes 0.95 of the correction: 30.79 / 0.872). Of session 11's fine-tunes, "
+    "all but one lowered it further (28.7-30.5 dB); one trained with shrunk faces reached 30.86, still below the "
+    "global stage (see weights/README.md)",
 )
 def test_shipped_face_refiner_improves_a_degraded_face(degraded_face_restorations):
     from oldphoto.evaluation.metrics import ssim
