@@ -361,6 +361,8 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     assert (detected.val_input - truth.val_input).abs().max() > 0.02  # the masks differ (measured: 0.07)
     with pytest.raises(DataError, match="masks must be one of"):
         FaceRecipe(FaceTrainConfig(**base, masks="guessed"))
+    with pytest.raises(DataError, match="--small-faces must be a share"):
+        FaceRecipe(FaceTrainConfig(**base, small_faces=1.5))
     # --grayscale-prob 1: every face a black-and-white print, target included (the preset's own chance is 10%).
     gray = FaceRecipe(FaceTrainConfig(**base, grayscale_prob=1.0))
     assert torch.equal(gray.val_clean[:, 0], gray.val_clean[:, 1]) and torch.equal(gray.val_clean[:, 1], gray.val_clean[:, 2])

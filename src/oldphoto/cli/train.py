@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
+
 class FaceMasks(str, Enum):
     true = "true"
     detected = "detected"

@@ -180,6 +180,8 @@ class FaceRecipe(SingleNetworkRecipe):
         setup = config.setup
         if config.crop % 8 or not 64 <= config.crop <= FACE_SIZE:
             raise DataError(f"--crop must be a multiple of 8 between 64 and {FACE_SIZE}")
+        if not 0.0 <= config.small_faces <= 1.0 or not 8 <= config.small_sizes[0] <= config.small_sizes[1] <= FACE_SIZE:
+            raise DataError(f"--small-faces must be a share between 0 and 1, of sizes between 8 and {FACE_SIZE} px")
         if not setup.runtime.default:
             raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
         self.config = config
