@@ -342,7 +342,7 @@ def test_face_damage_can_shrink_faces_target_included():
 
 
 def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
-    """--masks detected: the global stage in front of the refiner gets the installed detector and verifier's mask
+    """--mask-source detector: the global stage in front of the refiner gets the installed detector and verifier's mask
     of each damaged face, as restore gives it, instead of the drawn damage's own."""
     from oldphoto.restore.scratches import load_scratch_detection
     from oldphoto.runtime import make_runtime
@@ -352,15 +352,15 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     setup = tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3)
     base = {"setup": setup, "crop": 64, "val_samples": 1, "structured": True}
     truth = FaceRecipe(FaceTrainConfig(**base))
-    detected = FaceRecipe(FaceTrainConfig(**base, masks="detected"))
+    detected = FaceRecipe(FaceTrainConfig(**base, mask_source="detector"))
     torch.testing.assert_close(truth.val_degraded, detected.val_degraded)  # same seed, same damage
     runtime = make_runtime("cpu", precision="fp32")
     found = detected_masks(detected.val_degraded, load_scratch_detection(runtime), runtime)
     assert found.shape == (1, 1, 256, 256) and set(found.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(detected.val_input, global_stage_on_faces()(detected.val_degraded, found))
     assert (detected.val_input - truth.val_input).abs().max() > 0.02  # the masks differ (measured: 0.07)
-    with pytest.raises(DataError, match="masks must be one of"):
-        FaceRecipe(FaceTrainConfig(**base, masks="guessed"))
+    with pytest.raises(DataError, match="unknown mask source"):
+        FaceRecipe(FaceTrainConfig(**base, mask_source="guessed"))
     with pytest.raises(DataError, match="--small-faces must be a share"):
         FaceRecipe(FaceTrainConfig(**base, small_faces=1.5))
     # --grayscale-prob 1: every face a black-and-white print, target included (the preset's own chance is 10%).

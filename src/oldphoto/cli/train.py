@@ -17,11 +17,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
 
-class FaceMasks(str, Enum):
-    true = "true"
-    detected = "detected"
-
-
 class FaceCondition(str, Enum):
     original = "original"
     input = "input"
@@ -338,13 +333,14 @@ def face(
     small_faces: Annotated[
         float, typer.Option(help="Share of training faces shrunk to 32-128 px and scaled back, target included (small faces in photos).", rich_help_panel=DATA)
     ] = 0.0,
-    masks: Annotated[
-        FaceMasks,
+    mask_source: Annotated[
+        str,
         typer.Option(
-            help="The damage mask the global stage in front of the refiner gets: 'true' (the drawn damage's own) or 'detected' (the installed detector and verifier's, as restore gives it).",
+            help="Damage mask for the global stage in front of the refiner: 'synthetic' (the damage drawn) or 'detector' (the "
+            "installed detector and verifier's mask, as restore gives it).",
             rich_help_panel=DATA,
         ),
-    ] = FaceMasks.true,
+    ] = "synthetic",
     condition: Annotated[
         FaceCondition,
         typer.Option(
@@ -370,7 +366,7 @@ def face(
         val_samples=val_samples,
         ssim_weight=ssim_weight,
         after_global=after_global,
-        masks=masks.value,
+        mask_source=mask_source,
         condition=condition.value,
     )
     _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))

@@ -224,3 +224,14 @@ def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path]
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({field.name: getattr(pool, field.name) for field in dataclasses.fields(pool)}, path)  # no deep copy
     return pool
+
+
+MASK_SOURCES = ("synthetic", "detector")
+"""Where a recipe's damage masks come from: the damage that was drawn, or the installed scratch detection's mask of the
+damaged image, as ``restore`` gives it (misses and false hits included)."""
+
+
+def check_mask_source(source: str) -> None:
+    """Raises DataError unless ``source`` is one of :data:`MASK_SOURCES`."""
+    if source not in MASK_SOURCES:
+        raise DataError(f"unknown mask source {source!r}; valid: {', '.join(MASK_SOURCES)}")

@@ -40,6 +40,7 @@ from oldphoto.restore.global_stage import TRIPLET_MODELS, triplet_restore
 from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
 from oldphoto.runtime import Runtime, make_runtime
 from oldphoto.training.data import (
+    check_mask_source,
     list_images,
     readable_images,
     split_held_out,
@@ -81,10 +82,10 @@ class FaceTrainConfig:
     ssim_weight: float = 0.2
     after_global: bool = True
     """Train on damaged faces passed through the installed global stage (what ``restore`` feeds the refiner)."""
-    masks: str = "true"
-    """The damage mask the global stage in front of the refiner gets (with ``after_global``): ``"true"``, the drawn
-    damage's own, or ``"detected"``, the installed scratch detector and verifier's on the damaged face, as ``restore``
-    gives it: damage they miss then reaches the refiner, as it does in ``restore``."""
+    mask_source: str = "synthetic"
+    """The damage mask the global stage in front of the refiner gets (with ``after_global``): ``"synthetic"``, the
+    drawn damage's own, or ``"detector"``, the installed scratch detector and verifier's on the damaged face, as
+    ``restore`` gives it: damage they miss then reaches the refiner, as it does in ``restore``."""
     condition: str = CONDITION_ORIGINAL
     """What the SPADE blocks modulate with: ``"original"``, the damaged face as it was before the global stage
     (as ``restore`` does for a model with this registry setting ``condition``), or ``"input"``, the refiner's own
@@ -164,9 +165,6 @@ def global_stage_on_faces(precision: str = "fp32"):
     return restore
 
 
-MASK_SOURCES = ("true", "detected")
-
-
 def detected_masks(batch: torch.Tensor, detection: ScratchDetection, runtime: Runtime) -> torch.Tensor:
     """(B, 1, S, S) float32 0/1 scratch masks of a (B, 3, S, S) batch in [0, 1], each detected as ``restore`` does."""
     masks = [detection.mask(face.permute(1, 2, 0).numpy(), runtime) for face in batch]
@@ -194,8 +192,7 @@ class FaceRecipe(SingleNetworkRecipe):
         if not config.presets:
             raise DataError("give at least one degradation preset")
         self.presets = [override(get_preset(name), structured=config.structured, grayscale_probability=config.grayscale_prob) for name in config.presets]
-        if config.masks not in MASK_SOURCES:
-            raise DataError(f"masks must be one of {', '.join(MASK_SOURCES)}, not {config.masks!r}")
+        check_mask_source(config.mask_source)
         self.before_refiner = self.global_stage(config) if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
         self.val_clean, self.val_degraded, val_mask = damaged_faces(
@@ -209,9 +206,9 @@ class FaceRecipe(SingleNetworkRecipe):
     @staticmethod
     def global_stage(config: FaceTrainConfig):
         """The global stage in front of the refiner, a function of (batch, drawn damage mask) as
-        :func:`global_stage_on_faces`, given the mask ``config.masks`` says."""
+        :func:`global_stage_on_faces`, given the mask ``config.mask_source`` says."""
         restore = global_stage_on_faces()
-        if config.masks == "true":
+        if config.mask_source == "synthetic":
             return restore
         runtime = make_runtime("cpu", precision="fp32")
         detection = load_scratch_detection(runtime)

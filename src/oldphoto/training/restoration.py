@@ -47,6 +47,7 @@ from oldphoto.restore.scratches import detection_settings, threshold_mask
 from oldphoto.training.data import (
     BatchStream,
     CropPool,
+    check_mask_source,
     damaged_batch,
     image_batch,
     list_images,
@@ -110,9 +111,6 @@ class GlobalTrainConfig:
     """``detail-fusion``: share of training crops with structured damage only (no noise, blur or fading)."""
 
 
-MASK_SOURCES = ("synthetic", "detector")
-
-
 class _Base:
     """What every global-restoration recipe shares: seeded data, stamps, presets, fixed validation pairs."""
 
@@ -126,8 +124,7 @@ class _Base:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
-        if config.mask_source not in MASK_SOURCES:
-            raise DataError(f"unknown mask source {config.mask_source!r}; valid: {', '.join(MASK_SOURCES)}")
+        check_mask_source(config.mask_source)
         self.config = config
         torch.manual_seed(setup.seed)
         self.rng = np.random.default_rng(setup.seed)
