@@ -107,7 +107,6 @@ class RestoreResult:
         return None if self.mask is None else float(self.mask.mean())
 
 
-
 def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     """Stage name -> the registered models it needs, for the stages ``options`` turns on."""
     stages: dict[str, tuple[str, ...]] = {}

@@ -207,7 +207,6 @@ class BatchStream:
         return next(self._iterator)
 
 
-
 Pool = TypeVar("Pool")
 
 
@@ -227,8 +226,9 @@ def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path]
 
 
 MASK_SOURCES = ("synthetic", "detector")
-"""Where a recipe's damage masks come from: the damage that was drawn, or the installed scratch detection's mask of the
-damaged image, as ``restore`` gives it (misses and false hits included)."""
+"""Where a recipe's damage masks come from: the damage that was drawn, or the installed scratch detector's mask of the
+damaged image (misses and false hits included). The face recipe also runs the verifier, as ``restore`` does now; the
+global recipes predate the verifier and threshold the detector alone."""
 
 
 def check_mask_source(source: str) -> None:
