@@ -273,6 +273,28 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path, started):
     assert load_file(config.setup.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2
 
 
+def test_face_gate_pool_is_drawn_again_once_the_refiner_is_retrained(tmp_path, monkeypatch, weights_dir):
+    """The gate learns from the installed refiner's outputs, so a pool cached before the refiner changed is stale."""
+    from oldphoto.training.face_gate import FaceGateTrainConfig, FacePool, pool_of
+
+    from .conftest import TINY_FACE_CONFIG, install_random_model
+
+    config = FaceGateTrainConfig(setup=tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3))
+    draws = []
+
+    def draw():
+        draws.append(1)
+        face = torch.full((1, 3, 4, 4), float(len(draws)))
+        return FacePool(original=face, restored=face, refined=face, clean=face, damaged=np.array([True]))
+
+    cache = tmp_path / "run" / "aligned"
+    install_random_model(monkeypatch, weights_dir, "face-refine", TINY_FACE_CONFIG, seed=4)
+    assert pool_of(cache, "train", draw, config, []).clean.max() == 1
+    assert pool_of(cache, "train", draw, config, []).clean.max() == 1 and len(draws) == 1  # cached
+    install_random_model(monkeypatch, weights_dir, "face-refine", TINY_FACE_CONFIG, seed=5)  # retrained
+    assert pool_of(cache, "train", draw, config, []).clean.max() == 2 and len(draws) == 2
+
+
 def test_face_recipe_feeds_the_refiner_what_restore_feeds_it(tmp_path):
     """--after-global: the refiner's inputs are the damaged faces passed through the installed global stage;
     --init: training starts from the given weights exactly."""

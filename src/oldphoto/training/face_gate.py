@@ -31,6 +31,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.face_align import match_tone
+from oldphoto.restore.global_stage import TRIPLET_MODELS
 from oldphoto.training.data import cached_pool, list_images, split_held_out, to_batch
 from oldphoto.training.faces import aligned_faces, global_stage_on_faces
 from oldphoto.training.loop import (
@@ -112,9 +113,11 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
 
 def pool_of(cache: Path, part: str, draw, config: FaceGateTrainConfig, files: list[Path]) -> FacePool:
     """The pool ``draw()`` makes, cached beside the checkpoint (:func:`~oldphoto.training.data.cached_pool`), keyed
-    by everything it depends on."""
+    by everything it depends on: the installed refiner's and global stage's weights among them, so that a gate
+    trained after either is retrained is drawn from their new outputs, not from a stale cache."""
     setup = config.setup
-    depends_on = (part, setup.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, setup.damage_dirs, setup.runtime.precision)
+    installed = tuple(get_spec(name).sha256 for name in (FACE_MODEL, *TRIPLET_MODELS))
+    depends_on = (part, setup.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, setup.damage_dirs, setup.runtime.precision, installed)
     return cached_pool(cache, part, depends_on, files, FacePool, draw)
 
 
