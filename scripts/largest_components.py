@@ -99,7 +99,10 @@ def main() -> None:
         "--dropped", action="store_true", help="list the marks the verifier drops from the detector's mask instead (is any real damage?)"
     )
     parser.add_argument(
-        "--split", choices=("test", "train"), default="test", help="the held-out photos (default), or the training ones (to find real damage there)"
+        "--split",
+        choices=("test", "train", "all"),
+        default="test",
+        help="the held-out photos (default), the training ones (to find real damage there), or all (a folder of damaged scans)",
     )
     parser.add_argument("--out", default="sheet.jpg", help="contact sheet (JPEG)")
     parser.add_argument("--json", help="write the listed components here")
@@ -109,8 +112,10 @@ def main() -> None:
     detection, runtime = detection_from_args(parser, args)
     if args.dropped and detection.verifier is None:
         parser.error("--dropped lists what the verifier drops: it cannot go with --no-verify")
-    photos = split_real_photos(list_images([args.real]), args.labels)[0 if args.split == "train" else 1]
-    print(f"{len(photos)} {'held-out' if args.split == 'test' else 'training'} photos; {describe(detection, args, runtime)}")
+    photos = list_images([args.real])
+    if args.split != "all":
+        photos = split_real_photos(photos, args.labels)[0 if args.split == "train" else 1]
+    print(f"{len(photos)} {dict(test='held-out', train='training', all='')[args.split]} photos; {describe(detection, args, runtime)}")
 
     masks: dict[Path, np.ndarray] = {}
     fractions: dict[Path, float] = {}
