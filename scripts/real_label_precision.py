@@ -1,7 +1,7 @@
 """Scratch-detector precision on real old photos: how much of each hand-labelled mask component it still marks.
 
 Reads the labelled components (``{"components": [{"photo", "box": [x, y, w, h], "label": "content"|"damage"|
-"unsure", "what"}]}``), finds each photo under ``--real`` by file name, runs the detector on the whole photo as
+"unsure", "what"}]}``), finds each photo under ``--real`` by file name (or by its path under ``--real``), runs the detector on the whole photo as
 ``oldphoto restore --no-global --no-faces`` does (EXIF-oriented, the registry's threshold and dilation, the same
 tiles and precision) and prints, per box, the share of its pixels marked and the marked pixel count; then a
 summary: how many content boxes are more than 5% marked, their mean marked share, and the damage boxes' marked
@@ -50,8 +50,10 @@ def main() -> None:
     names = {entry["photo"] for entry in components}
     found: dict[str, Path] = {}
     for path in sorted(Path(args.real).rglob("*")):
-        if path.name in names and path.is_file():
-            found.setdefault(path.name, path)
+        # A label names its photo by file name, or by its path under --real where names repeat across folders.
+        for key in (path.name, path.relative_to(args.real).as_posix()):
+            if key in names and path.is_file():
+                found.setdefault(key, path)
     missing = sorted(names - found.keys())
     if missing:
         raise SystemExit(f"{len(missing)} labelled photos not found under {args.real}: {', '.join(missing)}")

@@ -95,7 +95,7 @@ class ScratchVerifierTrainConfig:
     scales: tuple[float, ...] = (1.0, 0.7)
     """Each whole photo is searched at these scales (of its capped size) and at every one of ``thresholds``: large
     false hits (a sky through foliage, a white dress) are rare, and the verifier must learn them at every size."""
-    keep_damage: float = 0.85
+    keep_damage: float = 0.80
     """Share of the damage pixels the chosen verifier threshold must keep on the validation pool."""
     average_decay: float = 0.995
     """Decay per step of the running average of the weights that is validated and exported (0: the trained network
