@@ -6,6 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -37,6 +38,16 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     ]
     image = np.stack(base, axis=2) + 0.03 * rng.standard_normal((height, width, channels)).astype(np.float32)
     return np.clip(image, 0, 1).astype(np.float32)
+
+
+def wavy_scratch_mask(height: int = 96, width: int = 128) -> np.ndarray:
+    """(height, width) bool: a wavy 3 px line across the middle (amplitude 5 px, period 57 px), a scratch's shape; a
+    smooth straight bar of that width reads as a scene line (a wire, a pole) to the scratch verifier, which leaves
+    it alone."""
+    mask = np.zeros((height, width), np.uint8)
+    points = np.array([[x, height // 2 - 6 + 5 * np.sin(x / 9.0)] for x in range(10, width - 8)], np.int32)
+    cv2.polylines(mask, [points], False, 1, 3)
+    return mask > 0
 
 
 def install_random_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0, adjust=None):

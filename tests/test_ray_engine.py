@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import smooth_image
+from .conftest import smooth_image, wavy_scratch_mask
 from .test_cli_restore import invoke
 
 pytest.importorskip("ray.data")
@@ -23,21 +22,12 @@ from oldphoto.ray_engine import FAULT_ENV, MAX_RETRIES  # noqa: E402
 STAGES = ["--no-faces", "--precision", "fp32"]  # scratches + global: the shipped networks, exact arithmetic
 
 
-def scratch_mask() -> np.ndarray:
-    """(96, 128) bool: a bright, wavy 3 px scratch for the detector and the global stage to work on (a smooth straight
-    bar of that width reads as a scene line, a wire or a pole, and the scratch verifier leaves it alone)."""
-    mask = np.zeros((96, 128), np.uint8)
-    points = np.array([[x, 42 + 5 * np.sin(x / 9.0)] for x in range(10, 120)], np.int32)
-    cv2.polylines(mask, [points], False, 1, 3)
-    return mask > 0
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("album")
     for index in range(3):
         pixels = smooth_image(96, 128, seed=index)
-        pixels[scratch_mask()] = 0.97
+        pixels[wavy_scratch_mask()] = 0.97  # a scratch for the detector and the global stage to work on
         Image.fromarray((pixels * 255).astype(np.uint8)).save(folder / f"photo{index}.png")
     return folder
 
@@ -64,7 +54,7 @@ def assert_same_as_local(out: Path, local: Path, names: list[str]) -> None:
 
 def test_the_local_outputs_are_restorations_not_copies(photos, local_outputs):
     for path in photos.iterdir():
-        assert np.abs(pixels(local_outputs / path.name) - pixels(path))[scratch_mask()].mean() > 20  # the scratch was filled
+        assert np.abs(pixels(local_outputs / path.name) - pixels(path))[wavy_scratch_mask()].mean() > 20  # the scratch was filled
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -19,7 +19,7 @@ from oldphoto.restore.scratches import load_scratch_detection, scratch_probabili
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_model, load_network
 
-from .conftest import smooth_image
+from .conftest import smooth_image, wavy_scratch_mask
 
 
 def scratched_sample() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -357,10 +357,8 @@ def test_shipped_verifier_judges_lines_over_2_px_a_straight_bar_is_left_a_wavy_s
     runtime = make_runtime("cpu", "fp32", threads=1)
     detection = load_scratch_detection(runtime)
     assert detection.keep_width < 4
-    wavy = np.zeros((96, 128), np.uint8)
-    cv2.polylines(wavy, [np.array([[x, 42 + 5 * np.sin(x / 9.0)] for x in range(10, 120)], np.int32)], False, 1, 3)
     for seed in range(2):
-        for line, kept_share in ((np.s_[40:44, 10:120], (None, 0.05)), (wavy > 0, (0.9, None))):
+        for line, kept_share in ((np.s_[40:44, 10:120], (None, 0.05)), (wavy_scratch_mask(), (0.9, None))):
             photo = smooth_image(96, 128, seed=seed)
             photo[line] = 0.97
             with torch.inference_mode():

@@ -138,10 +138,11 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(channels=3, cpu_only=True),
         # min_score: the score that keeps 80% of the damage pixels of its validation pool (synthetic damage on held-out
         # clean and real photos), removing 60% of the content pixels there; precision first: at the 85% rule (0.41) it
-        # kept a cigar, a flower, a bedpost and a pole of the real test photos as damage, and every labelled real damage
-        # mark scores 0.51 or more. keep_width: lines at most 2 px thick are kept unjudged (hairline scratches, which its
-        # crops cannot resolve); 2-4 px lines are judged since the second labelled real set showed that keeping them
-        # unjudged erased telegraph poles, rails and frames while they hold little real damage (4 px until then).
+        # kept a cigar, a flower, a bedpost and a pole of the real test photos as damage, while the labelled real damage
+        # marks it judges score 0.51 or more (but for a 36 px piece). keep_width: lines at most 2 px thick are kept
+        # unjudged (hairline scratches, which its crops cannot resolve); 2-4 px lines are judged since the second
+        # labelled real set showed that keeping them unjudged erased telegraph poles, rails and frames while they hold
+        # little real damage (4 px until then).
         settings={"min_score": 0.465, "keep_width": 2.0},
         caveat=(
             "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "
