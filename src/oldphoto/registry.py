@@ -146,8 +146,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         settings={"min_score": 0.465, "keep_width": 2.0},
         caveat=(
             "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "
-            "streets, flowers, white dresses), but on synthetic damage they also drop some large stains and blotches "
-            "(see weights/README.md); use --no-scratch-verify to repair every mark the detector makes"
+            "streets, flowers, white dresses, poles, frames), but they also drop some large stains and blotches and "
+            "smooth straight lines 2-4 px thick (see weights/README.md); use --no-scratch-verify to repair every mark "
+            "the detector makes"
         ),
     ),
     ModelSpec(
