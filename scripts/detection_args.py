@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from oldphoto.errors import ConfigError
 from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
@@ -15,6 +16,9 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="detector threshold (default: the registry's for the chosen verification)")
     parser.add_argument("--verifier-weights", help="scratch-verifier safetensors file (default: the installed, verified ones)")
     parser.add_argument("--min-score", type=float, help="verifier score a mark needs to be kept (default: the registry's)")
+    parser.add_argument(
+        "--keep-width", type=float, help="lines at most this thick (px) are kept without being judged (default: the registry's)"
+    )
     parser.add_argument("--no-verify", action="store_true", help="keep every mark (as restore --no-scratch-verify)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
@@ -35,11 +39,19 @@ def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
         )
     except ConfigError as error:
         parser.error(str(error))
+    if args.keep_width is not None:
+        if args.keep_width < 0:
+            parser.error(f"--keep-width must be 0 or more, not {args.keep_width:g}")
+        detection = dataclasses.replace(detection, keep_width=args.keep_width)
     return detection, runtime
 
 
 def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Runtime) -> str:
-    verifier = "none" if detection.verifier is None else f"{args.verifier_weights or 'installed'} (score >= {detection.min_score:g})"
+    verifier = (
+        "none"
+        if detection.verifier is None
+        else f"{args.verifier_weights or 'installed'} (score >= {detection.min_score:g}, lines <= {detection.keep_width:g} px kept)"
+    )
     return (
         f"weights {args.weights or 'installed'}; threshold {detection.threshold:g}, dilation {detection.dilation}; "
         f"verifier {verifier}; {runtime.describe()}"

@@ -2,7 +2,8 @@
 
 Runs the detector as ``oldphoto restore --no-global --no-faces`` does (EXIF-oriented photo, the registry's
 threshold and dilation, the same tiles and precision) on the test half of the real old photos (those named in
-the labels file plus every 10th of the rest: ``oldphoto.training.data.split_real_photos``), finds the
+the labels file plus every 10th of the rest: ``oldphoto.training.data.split_real_photos``; ``--split train`` the
+other half, ``--split all`` every photo under ``--real``, for a folder of damaged scans), finds the
 8-connected components of each mask, takes the ``--count`` largest across all photos and writes one JPEG: per
 component a crop around its box (padded by 16 px, at least 96x96, long side scaled down to 256 px) as
 input | input with the mask in red, labelled with its index, photo and area. ``--json`` lists the components
@@ -115,7 +116,8 @@ def main() -> None:
     photos = list_images([args.real])
     if args.split != "all":
         photos = split_real_photos(photos, args.labels)[0 if args.split == "train" else 1]
-    print(f"{len(photos)} {dict(test='held-out', train='training', all='')[args.split]} photos; {describe(detection, args, runtime)}")
+    kind = dict(test="held-out ", train="training ", all="")[args.split]
+    print(f"{len(photos)} {kind}photos; {describe(detection, args, runtime)}")
 
     masks: dict[Path, np.ndarray] = {}
     fractions: dict[Path, float] = {}
@@ -138,6 +140,13 @@ def main() -> None:
         if len(components):
             masks[path] = mask
 
+    # A photo is named by its file name, or by its path under --real where file names repeat (as the labels name them).
+    names = [path.name for path in photos]
+    repeated = {name for name in names if names.count(name) > 1}
+
+    def label(path: Path) -> str:
+        return path.relative_to(args.real).as_posix() if path.name in repeated else path.name
+
     chosen = sorted(largest, reverse=True)
     listing = []
     cells = []
@@ -146,8 +155,8 @@ def main() -> None:
         path = Path(name)
         if name not in pixels_of:
             pixels_of[name] = to_rgb(read_photo(path).pixels)
-        listing.append({"index": index, "photo": path.name, "box": list(box), "area": area})
-        lines = [f"#{index}  area {area} px  box {box[0]},{box[1]},{box[2]}x{box[3]}", path.name]
+        listing.append({"index": index, "photo": label(path), "box": list(box), "area": area})
+        lines = [f"#{index}  area {area} px  box {box[0]},{box[1]},{box[2]}x{box[3]}", label(path)]
         cells.append(cell_image(pixels_of[name], masks[path], box, lines))
     if cells:
         blank = np.full_like(cells[0], BACKGROUND)
@@ -163,9 +172,10 @@ def main() -> None:
             "dilation": detection.dilation,
             "verifier": None if detection.verifier is None else (args.verifier_weights or "installed"),
             "min_score": detection.min_score,
+            "keep_width": detection.keep_width,
             "photos": len(photos),
             "components_total": total,
-            "marked_fraction": {path.name: value for path, value in fractions.items()},
+            "marked_fraction": {label(path): value for path, value in fractions.items()},
             "components": listing,
         }
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")

@@ -3,8 +3,8 @@
 For each photo restored in both output folders ``A`` and ``B`` (same names, each with its ``<stem>_mask.png``), the
 pixels marked in one mask and not in the other are grown by ``--grow`` pixels and split into connected regions; each
 region is cut, with some context, from the input photo, from A's output and from B's output, and written as one PNG
-``OUT/<stem>_<k>_<x0>_<y0>.png`` (input | A | B, enlarged so that the short side is at least 300 px; x0, y0 = the crop's
-origin in the photo). Then look at them, or hand them to a reviewer: a change of detection settings is judged where
+``OUT/<stem>_<k>_<x0>_<y0>.png`` (input | A | B, enlarged up to 4x towards a 300 px short side; x0, y0 = the crop's
+origin in the photo). The folders' top level only (not `restore --recursive`'s sub-folders). Then look at them, or hand them to a reviewer: a change of detection settings is judged where
 it changes something, not on whole photos where most pixels are identical.
 
 Usage: python scripts/mask_diff_crops.py --inputs runs/realset --a restored-old/ --b restored-new/ --out /tmp/diffs
@@ -55,19 +55,23 @@ def main() -> None:
     for mask_a in sorted(Path(args.a).glob("*_mask.png")):
         stem = mask_a.name[: -len("_mask.png")]
         mask_b = Path(args.b) / mask_a.name
-        outputs = [path for path in Path(args.a).glob(f"{stem}.*") if path != mask_a]
+        outputs = [path for path in Path(args.a).iterdir() if path.stem == stem and path != mask_a and is_image_path(path)]
         # The input of the same name as the output, else the only one of its stem.
         matches = [photo for photo in photos if outputs and photo.name == outputs[0].name] or [photo for photo in photos if photo.stem == stem]
         if not mask_b.exists() or len(matches) != 1 or len(outputs) != 1 or not (Path(args.b) / outputs[0].name).exists():
             print(f"skipped {stem}: not in both folders, or no single input photo of that name")
             continue
-        first, second = cv2.imread(str(mask_a), cv2.IMREAD_GRAYSCALE) > 127, cv2.imread(str(mask_b), cv2.IMREAD_GRAYSCALE) > 127
+        masks = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in (mask_a, mask_b)]
         images = [cv2.imread(str(path)) for path in (matches[0], outputs[0], Path(args.b) / outputs[0].name)]
+        if any(image is None for image in masks + images) or masks[0].shape != masks[1].shape or images[1].shape != images[2].shape:
+            print(f"skipped {stem}: an image could not be read, or the two runs' sizes differ")
+            continue
+        first, second = masks[0] > 127, masks[1] > 127
         if images[0].shape != images[1].shape:
             images[0] = cv2.resize(images[0], (images[1].shape[1], images[1].shape[0]), interpolation=cv2.INTER_AREA)
         for index, (x0, y0, x1, y1) in enumerate(region_crops(first != second, args.grow), start=1):
             parts = [image[y0:y1, x0:x1] for image in images]
-            scale = max(1, min(MAX_SCALE, TARGET // max(1, min(parts[0].shape[:2]))))
+            scale = max(1, min(MAX_SCALE, -(-TARGET // max(1, min(parts[0].shape[:2])))))
             parts = [cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) for part in parts]
             gap = np.full((parts[0].shape[0], GAP, 3), 255, np.uint8)
             cv2.imwrite(str(out / f"{stem}_{index}_{x0}_{y0}.png"), np.hstack([parts[0], gap, parts[1], gap, parts[2]]))

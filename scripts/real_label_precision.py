@@ -49,11 +49,16 @@ def main() -> None:
     components = json.loads(Path(args.labels).read_text())["components"]
     names = {entry["photo"] for entry in components}
     found: dict[str, Path] = {}
+    ambiguous: set[str] = set()
     for path in sorted(Path(args.real).rglob("*")):
         # A label names its photo by file name, or by its path under --real where names repeat across folders.
         for key in (path.name, path.relative_to(args.real).as_posix()):
             if key in names and path.is_file():
+                if key in found and found[key] != path:
+                    ambiguous.add(key)
                 found.setdefault(key, path)
+    if ambiguous:
+        raise SystemExit(f"labelled photos named by a file name that repeats under {args.real}: {', '.join(sorted(ambiguous))}; name them by their path under it")
     missing = sorted(names - found.keys())
     if missing:
         raise SystemExit(f"{len(missing)} labelled photos not found under {args.real}: {', '.join(missing)}")
@@ -137,6 +142,7 @@ def main() -> None:
             "dilation": detection.dilation,
             "verifier": None if detection.verifier is None else (args.verifier_weights or "installed"),
             "min_score": detection.min_score,
+            "keep_width": detection.keep_width,
             "runtime": runtime.describe(),
             "summary": summary,
             "boxes": rows,

@@ -100,3 +100,12 @@ def test_growing_from_smaller_weights_keeps_their_tensors_and_refuses_foreign_on
 
 def test_env_dir_comes_first(random_scratch_model, weights_dir):
     assert locate_weights(random_scratch_model).parent == weights_dir
+
+
+def test_the_verifier_sidecar_records_the_registry_score():
+    """The shipped verifier's sidecar names the score the registry keeps marks from (one fact, read in two places)."""
+    import json
+    from pathlib import Path
+
+    sidecar = json.loads((Path(__file__).parents[1] / "weights" / "scratch-verifier.json").read_text())
+    assert sidecar["threshold"] == registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings["min_score"]

@@ -349,20 +349,21 @@ def test_shipped_verifier_drops_a_bright_street_and_keeps_real_emulsion_loss():
         assert verified.mask(damage, runtime)[marked > 0].mean() > 0.9
 
 
-def test_shipped_verifier_judges_lines_over_2_px_a_straight_bar_is_left_a_wavy_scratch_repaired():
-    """Lines 2-4 px thick are judged (keep_width 2): a smooth, straight, bright 4 px bar across a plain photo reads as a
-    scene line (a pole, a wire, a frame edge, which the registry's earlier keep_width 4 kept unjudged and the global
-    stage erased) and is left alone, while a wavy scratch of the same brightness and 3 px stays marked. Measured: the
-    bar scores 0.25-0.26, the wavy scratch is 99-100% kept."""
+def test_shipped_verifier_judges_lines_over_2_px_a_straight_bar_is_dropped_a_wavy_scratch_kept():
+    """Lines more than 2 px thick are judged (keep_width 2): the detector marks a smooth, straight, bright 4 px bar
+    across a plain photo, and the verifier drops it as a scene line (a pole, a wire, a frame edge, which the
+    registry's earlier keep_width 4 kept unjudged and the global stage erased); a wavy bright scratch drawn 3 px wide
+    (5.2 px thick as marked: judged under either rule) stays marked. Measured: the bar scores 0.25-0.26, the wavy
+    scratch 0.51 (the registry's min_score is 0.465) and is 99-100% kept."""
     runtime = make_runtime("cpu", "fp32", threads=1)
     detection = load_scratch_detection(runtime)
     assert detection.keep_width < 4
     for seed in range(2):
-        for line, kept_share in ((np.s_[40:44, 10:120], (None, 0.05)), (wavy_scratch_mask(), (0.9, None))):
+        for line, is_scratch in ((np.s_[40:44, 10:120], False), (wavy_scratch_mask(), True)):
             photo = smooth_image(96, 128, seed=seed)
             photo[line] = 0.97
             with torch.inference_mode():
-                marked, _ = detection.masks(photo, runtime)
-            share = float(marked[line].mean())
-            low, high = kept_share
-            assert (low is None or share > low) and (high is None or share < high), (seed, share)
+                kept, dropped = detection.masks(photo, runtime)
+            assert (kept + dropped)[line].mean() > 0.9, seed  # the detector marks both
+            share = float(kept[line].mean())
+            assert share > 0.9 if is_scratch else share < 0.05, (seed, is_scratch, share)

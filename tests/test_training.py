@@ -273,11 +273,15 @@ def test_face_recipe_aligns_trains_and_holds_out(tmp_path, started):
     assert load_file(config.setup.out) and len(list((tmp_path / "run").glob("aligned-*.npy"))) == 2
 
 
-def test_face_gate_pool_is_drawn_again_once_the_refiner_is_retrained(tmp_path, monkeypatch, weights_dir):
-    """The gate learns from the installed refiner's outputs, so a pool cached before the refiner changed is stale."""
+@pytest.mark.parametrize("retrained", ["face-refine", "detail-fusion"])
+def test_face_gate_pool_is_drawn_again_once_the_refiner_or_global_stage_is_retrained(tmp_path, monkeypatch, weights_dir, retrained):
+    """The gate learns from the installed refiner's and global stage's outputs, so a pool cached before either
+    changed is stale."""
     from oldphoto.training.face_gate import FaceGateTrainConfig, FacePool, pool_of
 
-    from .conftest import TINY_FACE_CONFIG, install_random_model
+    from .conftest import TINY_DETAIL_CONFIG, TINY_FACE_CONFIG, install_random_model
+
+    tiny = {"face-refine": TINY_FACE_CONFIG, "detail-fusion": TINY_DETAIL_CONFIG}[retrained]
 
     config = FaceGateTrainConfig(setup=tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3))
     draws = []
@@ -288,10 +292,10 @@ def test_face_gate_pool_is_drawn_again_once_the_refiner_is_retrained(tmp_path, m
         return FacePool(original=face, restored=face, refined=face, clean=face, damaged=np.array([True]))
 
     cache = tmp_path / "run" / "aligned"
-    install_random_model(monkeypatch, weights_dir, "face-refine", TINY_FACE_CONFIG, seed=4)
+    install_random_model(monkeypatch, weights_dir, retrained, tiny, seed=4)
     assert pool_of(cache, "train", draw, config, []).clean.max() == 1
     assert pool_of(cache, "train", draw, config, []).clean.max() == 1 and len(draws) == 1  # cached
-    install_random_model(monkeypatch, weights_dir, "face-refine", TINY_FACE_CONFIG, seed=5)  # retrained
+    install_random_model(monkeypatch, weights_dir, retrained, tiny, seed=5)  # retrained
     assert pool_of(cache, "train", draw, config, []).clean.max() == 2 and len(draws) == 2
 
 

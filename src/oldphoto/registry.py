@@ -122,7 +122,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         caveat=(
             "preliminary weights (held-out F1 0.86 on the paper's scratches, 0.47 at precision 0.73 on the default "
             "preset's damage; target 0.65 at 0.85): on real photos, after the verifier, they still mark some thin scene "
-            "lines (poles, rails, frame edges; about 0.2% of an undamaged photo, up to 2%), and miss faint damage; check "
+            "lines (rails, rods, lit frame edges; about 0.2% of an undamaged photo, up to 2%), and miss faint damage; check "
             "with --save-mask, then raise --scratch-threshold (e.g. 0.9) or correct the mask and pass it with --masks"
         ),
     ),
@@ -138,16 +138,17 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(channels=3, cpu_only=True),
         # min_score: the score that keeps 80% of the damage pixels of its validation pool (synthetic damage on held-out
         # clean and real photos), removing 60% of the content pixels there; precision first: at the 85% rule (0.41) it
-        # kept a cigar, a flower, a bedpost and a pole of the real test photos as damage, while the labelled real damage
-        # marks it judges score 0.51 or more (but for a 36 px piece). keep_width: lines at most 2 px thick are kept
-        # unjudged (hairline scratches, which its crops cannot resolve); 2-4 px lines are judged since the second
-        # labelled real set showed that keeping them unjudged erased telegraph poles, rails and frames while they hold
+        # kept a cigar, a flower, a bedpost and a pole of the real test photos as damage, while the real damage marks
+        # of the first two labelled sets it judges score 0.51 or more (but for a 36 px piece; a third set, labelled
+        # afterwards, lost a worn emulsion chip scoring 0.43). keep_width: lines at most 2 px thick are kept unjudged
+        # (hairline scratches, which its crops cannot resolve); thicker lines are judged since the real test photos
+        # showed unjudged ones erased telegraph poles, flagpoles and frames, and the second labelled set that they hold
         # little real damage (4 px until then).
         settings={"min_score": 0.465, "keep_width": 2.0},
         caveat=(
             "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "
             "streets, flowers, white dresses, poles, frames), but they also drop some large stains and blotches and "
-            "smooth straight lines 2-4 px thick (see weights/README.md); use --no-scratch-verify to repair every mark "
+            "smooth straight lines 3-4 px thick (see weights/README.md); use --no-scratch-verify to repair every mark "
             "the detector makes"
         ),
     ),

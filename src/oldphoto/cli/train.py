@@ -431,7 +431,7 @@ def scratch_verifier(
     crop: Annotated[int, typer.Option(min=64, help="Side of the damaged crops in pixels (large stamps need room).", rich_help_panel=DATA)] = 512,
     real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the damaged crops cut from the --real photos.", rich_help_panel=DATA)] = 0.4,
     keep_damage: Annotated[
-        float, typer.Option(min=0.5, max=1.0, help="Share of validation damage pixels the chosen threshold keeps.", rich_help_panel=DATA)
+        float, typer.Option(min=0.5, max=1.0, help="Share of validation damage pixels the chosen threshold keeps (it also scores the checkpoints: the content removed there).", rich_help_panel=DATA)
     ] = 0.80,
     average_decay: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Decay of the running average of the weights that is validated and exported (0: the trained weights).", rich_help_panel=SCHEDULE)
