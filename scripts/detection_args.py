@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from oldphoto.errors import ConfigError
 from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
@@ -34,15 +33,12 @@ def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
             verify=not args.no_verify,
             threshold=args.threshold,
             min_score=args.min_score,
+            keep_width=args.keep_width,
             detector_weights=args.weights,
             verifier_weights=args.verifier_weights,
         )
     except ConfigError as error:
         parser.error(str(error))
-    if args.keep_width is not None:
-        if args.keep_width < 0:
-            parser.error(f"--keep-width must be 0 or more, not {args.keep_width:g}")
-        detection = dataclasses.replace(detection, keep_width=args.keep_width)
     return detection, runtime
 
 

@@ -206,6 +206,20 @@ def test_separation_picks_the_highest_threshold_that_keeps_enough_damage():
     assert labels_and_weights(pool, 0.15)[0].tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_detection_takes_the_verifier_settings_from_the_registry_unless_given(random_scratch_model):
+    from oldphoto.errors import ConfigError
+    from oldphoto.restore.scratches import load_scratch_detection
+
+    runtime = make_runtime("cpu", "fp32", threads=1)
+    settings = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings
+    default = load_scratch_detection(runtime)
+    assert (default.min_score, default.keep_width) == (settings["min_score"], settings["keep_width"])
+    given = load_scratch_detection(runtime, min_score=0.9, keep_width=0.0)
+    assert (given.min_score, given.keep_width) == (0.9, 0.0)
+    with pytest.raises(ConfigError, match="0 or more"):
+        load_scratch_detection(runtime, keep_width=-1.0)
+
+
 def test_restore_uses_the_verifier_unless_told_not_to(random_scratch_model, monkeypatch, weights_dir):
     runtime = make_runtime("cpu", "fp32", threads=1)
     photo = smooth_image(96, 96)

@@ -243,16 +243,26 @@ class ScratchDetection:
 
     @classmethod
     def of(
-        cls, detector: LoadedModel, verifier: LoadedModel | None, threshold: float, dilation: int, min_score: float | None = None
+        cls,
+        detector: LoadedModel,
+        verifier: LoadedModel | None,
+        threshold: float,
+        dilation: int,
+        min_score: float | None = None,
+        keep_width: float | None = None,
     ) -> ScratchDetection:
-        """A detection at the verifier's registry settings (``min_score``: another score to keep a mark)."""
+        """A detection at the verifier's registry settings (``min_score``: another score to keep a mark;
+        ``keep_width``: another thickness up to which lines are kept unjudged)."""
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
+        if keep_width is not None and keep_width < 0:
+            raise ConfigError(f"kept line width {keep_width} must be 0 or more")
         if verifier is None:
             return cls(detector, None, threshold, dilation, 0.0)
         settings = verifier.spec.settings
         chosen = float(settings["min_score"]) if min_score is None else min_score
-        return cls(detector, verifier, threshold, dilation, chosen, float(settings.get("keep_width", 0.0)))
+        width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
+        return cls(detector, verifier, threshold, dilation, chosen, width)
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -277,6 +287,7 @@ def load_scratch_detection(
     threshold: float | None = None,
     dilation: int | None = None,
     min_score: float | None = None,
+    keep_width: float | None = None,
     detector_weights: str | Path | None = None,
     verifier_weights: str | Path | None = None,
 ) -> ScratchDetection:
@@ -291,7 +302,7 @@ def load_scratch_detection(
     chosen_threshold, chosen_dilation = detection_settings(detector_spec, threshold, dilation)
     detector = load_model(detector_spec, runtime, detector_weights)
     verifier = load_model(verifier_spec, runtime, verifier_weights) if verifier_spec else None
-    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score)
+    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width)
 
 
 def detect_scratches(
