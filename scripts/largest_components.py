@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+from collections import Counter
 import json
 from pathlib import Path
 
@@ -141,8 +142,7 @@ def main() -> None:
             masks[path] = mask
 
     # A photo is named by its file name, or by its path under --real where file names repeat (as the labels name them).
-    names = [path.name for path in photos]
-    repeated = {name for name in names if names.count(name) > 1}
+    repeated = {name for name, count in Counter(path.name for path in photos).items() if count > 1}
 
     def label(path: Path) -> str:
         return path.relative_to(args.real).as_posix() if path.name in repeated else path.name

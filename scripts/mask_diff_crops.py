@@ -4,8 +4,9 @@ For each photo restored in both output folders ``A`` and ``B`` (same names, each
 pixels marked in one mask and not in the other are grown by ``--grow`` pixels and split into connected regions; each
 region is cut, with some context, from the input photo, from A's output and from B's output, and written as one PNG
 ``OUT/<stem>_<k>_<x0>_<y0>.png`` (input | A | B, enlarged up to 4x towards a 300 px short side; x0, y0 = the crop's
-origin in the photo). The folders' top level only (not `restore --recursive`'s sub-folders). Then look at them, or hand them to a reviewer: a change of detection settings is judged where
-it changes something, not on whole photos where most pixels are identical.
+origin in the photo). The folders' top level only (not `restore --recursive`'s sub-folders). Then look at them, or
+hand them to a reviewer: a change of detection settings is judged where it changes something, not on whole photos
+where most pixels are identical.
 
 Usage: python scripts/mask_diff_crops.py --inputs runs/realset --a restored-old/ --b restored-new/ --out /tmp/diffs
 """
@@ -49,15 +50,17 @@ def main() -> None:
     parser.add_argument("--grow", type=int, default=20, help="pixels the changed mask is grown by before it is split")
     args = parser.parse_args()
     photos = [path for path in Path(args.inputs).iterdir() if is_image_path(path)]
+    restored_a = [path for path in Path(args.a).iterdir() if is_image_path(path) and not path.name.endswith("_mask.png")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     for mask_a in sorted(Path(args.a).glob("*_mask.png")):
         stem = mask_a.name[: -len("_mask.png")]
         mask_b = Path(args.b) / mask_a.name
-        outputs = [path for path in Path(args.a).iterdir() if path.stem == stem and path != mask_a and is_image_path(path)]
+        outputs = [path for path in restored_a if path.stem == stem]
         # The input of the same name as the output, else the only one of its stem.
-        matches = [photo for photo in photos if outputs and photo.name == outputs[0].name] or [photo for photo in photos if photo.stem == stem]
+        same_name = [photo for photo in photos if len(outputs) == 1 and photo.name == outputs[0].name]
+        matches = same_name or [photo for photo in photos if photo.stem == stem]
         if not mask_b.exists() or len(matches) != 1 or len(outputs) != 1 or not (Path(args.b) / outputs[0].name).exists():
             print(f"skipped {stem}: not in both folders, or no single input photo of that name")
             continue

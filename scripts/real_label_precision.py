@@ -3,8 +3,8 @@
 Reads the labelled components (``{"components": [{"photo", "box": [x, y, w, h], "label": "content"|"damage"|
 "unsure", "what"}]}``), finds each photo under ``--real`` by file name (or by its path under ``--real``), runs
 the detector on the whole photo as ``oldphoto restore --no-global --no-faces`` does (EXIF-oriented, the registry's
-threshold and dilation, the same tiles and precision) and prints, per box, the share of its pixels marked and the marked pixel count; then a
-summary: how many content boxes are more than 5% marked, their mean marked share, and the damage boxes' marked
+threshold and dilation, the same tiles and precision) and prints, per box, the share of its pixels marked and the
+marked pixel count; then a summary: how many content boxes are more than 5% marked, their mean marked share, and the damage boxes' marked
 counts. With ``--baseline-json`` it also prints the share of a previous run's marked damage pixels this run keeps
 (goal: at least half).
 
@@ -58,7 +58,10 @@ def main() -> None:
                     ambiguous.add(key)
                 found.setdefault(key, path)
     if ambiguous:
-        raise SystemExit(f"labelled photos named by a file name that repeats under {args.real}: {', '.join(sorted(ambiguous))}; name them by their path under it")
+        raise SystemExit(
+            f"labelled photos named by a file name that repeats under {args.real}: {', '.join(sorted(ambiguous))}; "
+            "name them by their path under it"
+        )
     missing = sorted(names - found.keys())
     if missing:
         raise SystemExit(f"{len(missing)} labelled photos not found under {args.real}: {', '.join(missing)}")
