@@ -121,7 +121,14 @@ def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
 
 
 def damaged_faces(
-    faces: np.ndarray, indices, presets: Sequence, stamps, rng: np.random.Generator, crop: int, small_faces: float = 0.0, small_sizes=(32, 128)
+    faces: np.ndarray,
+    indices,
+    presets: Sequence,
+    stamps,
+    rng: np.random.Generator,
+    crop: int,
+    small_faces: float = 0.0,
+    small_sizes: tuple[int, int] = FaceTrainConfig.small_sizes,
 ):
     """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
     damage tensors from the aligned uint8 crops at ``indices``, each damaged by one of ``presets`` (drawn from
