@@ -289,3 +289,50 @@ def test_face_crops_of_a_black_and_white_photo_are_black_and_white(random_face_m
     result = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, global_restoration=False)).restore(photo)
     crop = result.faces[0].restored
     assert np.array_equal(crop[:, :, 0], crop[:, :, 1]) and np.array_equal(crop[:, :, 0], crop[:, :, 2])
+
+
+def test_mirror_average_makes_the_refiner_treat_a_face_and_its_mirror_image_alike():
+    """With ``mirror_average`` the refiner's output on a mirrored face is its output on the face, mirrored; a plain
+    (random, so asymmetric) refiner differs between the two, so the test fails if the average is not taken."""
+    import torch
+
+    from oldphoto.archs.face_refine import FaceRefiner
+    from oldphoto.restore.faces import refiner_output
+
+    from .conftest import TINY_FACE_CONFIG
+
+    torch.manual_seed(0)
+    refiner = FaceRefiner(TINY_FACE_CONFIG).eval()
+    generator = torch.Generator().manual_seed(1)
+    crops, condition = torch.rand(2, 3, 64, 64, generator=generator), torch.rand(2, 3, 64, 64, generator=generator)
+    with torch.no_grad():
+        plain = refiner_output(refiner, crops, condition), refiner_output(refiner, crops.flip(-1), condition.flip(-1))
+        averaged = refiner_output(refiner, crops, condition, True), refiner_output(refiner, crops.flip(-1), condition.flip(-1), True)
+    assert (plain[0] - plain[1].flip(-1)).abs().max() > 1e-3
+    assert torch.allclose(averaged[0], averaged[1].flip(-1), atol=1e-6)
+    assert averaged[0].min() >= 0.0 and averaged[0].max() <= 1.0
+
+
+def test_restore_passes_the_refiners_mirror_average_setting(monkeypatch, random_global_models, random_face_model):
+    import dataclasses
+
+    from oldphoto import registry
+    from oldphoto.restore import pipeline
+    from oldphoto.restore.faces import FaceResult
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer
+    from oldphoto.runtime import make_runtime
+
+    photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    asked = []
+
+    def spy(rgb, detector, refiner, runtime, strength, original=None, mirror_average=False, **selection):
+        asked.append(mirror_average)
+        return FaceResult(rgb, [])
+
+    monkeypatch.setattr(pipeline, "refine_faces", spy)
+    for settings in ({}, {"mirror_average": True}):
+        entries = dict(registry.REGISTRY)
+        entries[registry.FACE_MODEL] = dataclasses.replace(random_face_model, settings=settings)
+        monkeypatch.setattr(registry, "REGISTRY", entries)
+        Restorer(make_runtime("cpu"), RestoreOptions(scratches=False)).restore(photo)
+    assert asked == [False, True]

@@ -23,6 +23,27 @@ def conditions_on_original(spec: ModelSpec) -> bool:
     return spec.settings.get("condition") == CONDITION_ORIGINAL
 
 
+def averages_mirror(spec: ModelSpec) -> bool:
+    """Whether this refiner's registry settings ask for its output to be averaged with its output on the mirrored
+    face (``mirror_average``; see :func:`refiner_output`)."""
+    return bool(spec.settings.get("mirror_average", False))
+
+
+def refiner_output(refiner: nn.Module, crops: torch.Tensor, condition: torch.Tensor | None, mirror_average: bool = False) -> torch.Tensor:
+    """The refiner's (N, 3, S, S) output in [0, 1] for aligned faces ``crops`` (N, 3, S, S) in [0, 1] (and their
+    condition, the same faces before global restoration, or None).
+
+    With ``mirror_average``, the mean of its output on the faces and, mirrored back, on their mirror images. A
+    refiner trained with random horizontal flips sees both as faces; the two outputs differ in the detail each
+    invents, and their mean keeps what they agree on (measured on held-out faces: more PSNR, nothing sharp lost).
+    Runs in the caller's precision and autocast; costs a second pass of the refiner."""
+    out = refiner(crops, condition).clamp(0.0, 1.0)
+    if not mirror_average:
+        return out
+    mirrored = refiner(crops.flip(-1), None if condition is None else condition.flip(-1)).clamp(0.0, 1.0).flip(-1)
+    return 0.5 * (out + mirrored)
+
+
 @dataclass(frozen=True)
 class RefinedFace:
     """One detected face and what the face stage did with it."""
@@ -69,17 +90,18 @@ def select_faces(faces: list[Face], shape: tuple[int, ...], min_size: float = 0.
 
 
 def refine_face_crop(
-    crop: np.ndarray, refiner: nn.Module, runtime: Runtime, condition: np.ndarray | None = None
+    crop: np.ndarray, refiner: nn.Module, runtime: Runtime, condition: np.ndarray | None = None, mirror_average: bool = False
 ) -> np.ndarray:
     """(S, S, 3) aligned face in [0, 1] (and optionally the refiner's (S, S, 3) condition, the same face before
-    global restoration) -> refined (S, S, 3) in [0, 1], tone matched to ``crop``."""
+    global restoration) -> refined (S, S, 3) in [0, 1], tone matched to ``crop``. ``mirror_average``: see
+    :func:`refiner_output`."""
 
     def tensor(image: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         return batch.to(device=runtime.device, dtype=runtime.dtype)
 
     with torch.inference_mode(), runtime.autocast():
-        out = refiner(tensor(crop), None if condition is None else tensor(condition)).clamp(0.0, 1.0)
+        out = refiner_output(refiner, tensor(crop), None if condition is None else tensor(condition), mirror_average)
     refined = out[0].to(device="cpu", dtype=torch.float32).permute(1, 2, 0).numpy()
     return match_tone(refined, crop)
 
@@ -126,6 +148,7 @@ def refine_faces(
     only_center: bool = False,
     gate: nn.Module | None = None,
     gate_ramp: tuple[float, float] | None = None,
+    mirror_average: bool = False,
 ) -> FaceResult:
     """Refine the faces in a (globally restored) photo: every face found, or those ``min_size``/``only_center``
     select (see :func:`select_faces`); the others are left exactly as they are.
@@ -145,6 +168,8 @@ def refine_faces(
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
             cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
             stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
+        mirror_average: average the refiner's output with its output on the mirrored face (registry
+            ``mirror_average``, see :func:`refiner_output`).
     """
     faces = detect_faces(rgb, detector, settings)
     chosen = select_faces(faces, rgb.shape, min_size, only_center)
@@ -159,7 +184,7 @@ def refine_faces(
         face = faces[index]
         aligned = align_face(result, face.landmarks)
         condition = None if original is None else align_face(original, face.landmarks).pixels
-        refined = refine_face_crop(aligned.pixels, refiner, runtime, condition)
+        refined = refine_face_crop(aligned.pixels, refiner, runtime, condition, mirror_average)
         need = None
         if gate is not None:
             before = condition if condition is not None else align_face(rgb if original is None else original, face.landmarks).pixels

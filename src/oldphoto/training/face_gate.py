@@ -31,6 +31,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.face_align import match_tone
+from oldphoto.restore.faces import averages_mirror, refiner_output
 from oldphoto.restore.global_stage import TRIPLET_MODELS
 from oldphoto.training.data import cached_pool, list_images, split_held_out, to_batch
 from oldphoto.training.faces import aligned_faces, global_stage_on_faces
@@ -79,7 +80,8 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
     stamps = load_stamps(config.setup.damage_dirs)
     presets = [get_preset(name) for name in config.presets]
     global_stage = global_stage_on_faces(config.setup.runtime.precision)
-    refiner = load_network(get_spec(FACE_MODEL)).eval()
+    refiner_spec = get_spec(FACE_MODEL)
+    refiner, mirror_average = load_network(refiner_spec).eval(), averages_mirror(refiner_spec)
     accelerator = Accelerator.of("cpu", config.setup.runtime.precision)
     parts: dict[str, list[torch.Tensor]] = {"original": [], "restored": [], "refined": [], "clean": []}
     damaged_flags = []
@@ -103,7 +105,7 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
         clean_t, original_t, mask_t = to_batch(clean), to_batch(original), to_batch(masks)
         restored = global_stage(original_t, mask_t)
         with torch.no_grad(), accelerator.autocast():
-            refined = refiner(restored, original_t).clamp(0, 1).float()
+            refined = refiner_output(refiner, restored, original_t, mirror_average).float()
         # As restore does: the refiner's output is tone matched to its input.
         matched = [match_tone(r.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()) for r, x in zip(refined, restored, strict=True)]
         for key, value in (("original", original_t), ("restored", restored), ("refined", to_batch(matched)), ("clean", clean_t)):
@@ -113,10 +115,11 @@ def draw_pool(faces: np.ndarray, count: int, config: FaceGateTrainConfig, rng: n
 
 def pool_of(cache: Path, part: str, draw, config: FaceGateTrainConfig, files: list[Path]) -> FacePool:
     """The pool ``draw()`` makes, cached beside the checkpoint (:func:`~oldphoto.training.data.cached_pool`), keyed
-    by everything it depends on: the installed refiner's and global stage's weights among them, so that a gate
-    trained after either is retrained is drawn from their new outputs, not from a stale cache."""
+    by everything it depends on: the installed refiner's and global stage's weights (and the refiner's mirror
+    averaging) among them, so that a gate trained after either is retrained is drawn from their new outputs, not
+    from a stale cache."""
     setup = config.setup
-    installed = tuple(get_spec(name).sha256 for name in (FACE_MODEL, *TRIPLET_MODELS))
+    installed = (*(get_spec(name).sha256 for name in (FACE_MODEL, *TRIPLET_MODELS)), averages_mirror(get_spec(FACE_MODEL)))
     depends_on = (part, setup.seed, config.pool, config.val_samples, config.presets, config.clean_fraction, setup.damage_dirs, setup.runtime.precision, installed)
     return cached_pool(cache, part, depends_on, files, FacePool, draw)
 
