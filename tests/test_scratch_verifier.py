@@ -11,6 +11,7 @@ from oldphoto import registry
 from oldphoto.archs.scratch_verifier import ScratchVerifier
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages
 from oldphoto.restore.scratches import (
+    LevelLineRule,
     component_features,
     damage_scores,
     mask_components,
@@ -24,7 +25,7 @@ from oldphoto.training.scratch_verifier import (
     separation,
 )
 from oldphoto.weights import LoadedModel
-from tests.conftest import TINY_VERIFIER_CONFIG, install_keep_all_verifier, smooth_image
+from tests.conftest import TINY_VERIFIER_CONFIG, install_keep_all_verifier, smooth_image, wavy_scratch_mask
 
 
 def two_blobs() -> np.ndarray:
@@ -131,6 +132,59 @@ def test_thin_lines_are_kept_without_being_judged():
     np.testing.assert_array_equal(kept, expected)
     # Thicker than the width: judged (and dropped) like any other mark.
     assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=1.5)[0].sum() == 0
+
+
+def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(100, 100), size: int = 200) -> np.ndarray:
+    """(size, size) float32: a straight bar of ``length`` x ``width`` px at ``angle_degrees`` from the rows."""
+    mask = np.zeros((size, size), np.uint8)
+    dx, dy = np.cos(np.radians(angle_degrees)) * length / 2, np.sin(np.radians(angle_degrees)) * length / 2
+    start = (round(centre[0] - dx), round(centre[1] - dy))
+    cv2.line(mask, start, (round(centre[0] + dx), round(centre[1] + dy)), 1, width)
+    return mask.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("mask", "is_line"),
+    [
+        (line_mask(0), True),  # a level rail
+        (line_mask(90, width=2), True),  # a plumb 2 px rod
+        (line_mask(7), True),  # nearly level
+        (line_mask(30), False),  # a straight scratch at an angle
+        (line_mask(0, length=30), False),  # too short to tell
+        (line_mask(0, centre=(50, 100)), False),  # touches the border: a print edge lies along it
+        (np.pad(wavy_scratch_mask(), ((52, 52), (36, 36))).astype(np.float32), False),  # a wandering scratch
+    ],
+)
+def test_level_line_rule_finds_straight_level_or_plumb_lines(mask, is_line):
+    components = mask_components(mask)
+    assert len(components) == 1
+    assert LevelLineRule().matches(components)[0] == is_line
+
+
+def test_level_or_plumb_lines_need_the_rules_score_thin_ones_too():
+    """At a verifier score of 0.73 (sigmoid 1): kept at the plain 0.465, but a level line needs 0.8 and is dropped, a
+    thin one included (it would otherwise be kept unjudged); the same bars at 30 degrees stay kept."""
+    level = np.maximum(line_mask(0, centre=(100, 60)), line_mask(90, width=2, centre=(175, 130)))
+    slanted = np.maximum(line_mask(30, centre=(100, 60)), line_mask(120, width=2, centre=(150, 110)))
+    rule = LevelLineRule()
+    for mask, kept_mask in ((level, 0), (slanted, slanted.sum())):
+        pixels = np.repeat(mask[:, :, None], 3, axis=2)
+        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(1.0), 0.465, keep_width=2.0, level_lines=rule)
+        assert kept.sum() == kept_mask and kept.sum() + dropped.sum() == mask.sum()
+        # Without the rule both are kept.
+        assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(1.0), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+
+
+def test_detection_reads_the_level_line_rule_from_the_registry():
+    from oldphoto.restore.scratches import ScratchDetection
+
+    spec = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL)
+    detection = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0)
+    settings = spec.settings
+    assert detection.level_lines == LevelLineRule(
+        settings["line_min_length"], settings["line_max_tilt"], settings["line_max_bend"], settings["line_min_score"]
+    )
+    assert LevelLineRule.of({"min_score": 0.5}) is None
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

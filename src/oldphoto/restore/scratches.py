@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,17 +214,78 @@ def thin_components(components: MaskComponents, width: float) -> np.ndarray:
     return components.areas <= width * components.boxes[:, 2:].max(axis=1)
 
 
+@dataclass(frozen=True)
+class LevelLineRule:
+    """Which marks are straight lines lying level or plumb inside the photo, and the verifier score they need.
+
+    Photographers hold the camera level, so rails, rods, shelves, window frames, poles and hems run level or plumb;
+    scratches and cracks run at any angle and rarely dead straight. The verifier, trained mostly on synthetic damage
+    and scene lines drawn at any angle, lets many such scene lines through at scores of 0.47-0.7, and the global
+    stage then erases them. A mark that touches the photo's border is exempt: torn and chipped print edges, and fold
+    cracks running in from the edge, lie along it.
+    """
+
+    min_length: float = 40.0
+    """Length (pixels, along the mark's main axis) from which a straight mark counts as a line."""
+    max_tilt: float = 10.0
+    """Largest angle (degrees) between the line and the photo's rows or columns."""
+    max_bend: float = 1.5
+    """Largest spread across the line (pixels, from the second moment) as a multiple of its mean thickness: 1 for a
+    straight bar, far more for a curved or branching crack."""
+    min_score: float = 0.8
+    """The verifier score such a line needs to be kept as damage; thin ones are judged too."""
+
+    def matches(self, components: MaskComponents) -> np.ndarray:
+        """(K,) bool: the components that are such lines."""
+        height, width = components.labels.shape
+        found = np.zeros(len(components), bool)
+        # A line of length L spans at least L cos(max_tilt) of its box's longer side.
+        candidates = components.boxes[:, 2:].max(axis=1) >= self.min_length * np.cos(np.radians(self.max_tilt))
+        for k in np.flatnonzero(candidates):
+            x, y, w, h = (int(v) for v in components.boxes[k])
+            if x == 0 or y == 0 or x + w == width or y + h == height:
+                continue
+            ys, xs = np.nonzero(components.labels[y : y + h, x : x + w] == k + 1)
+            points = np.stack([xs, ys], axis=1).astype(np.float64)
+            points -= points.mean(axis=0)
+            variances, axes = np.linalg.eigh(points.T @ points / len(points))
+            # A uniform bar of length L has variance L^2 / 12 along it; its spread across is its thickness.
+            length, spread = np.sqrt(12.0 * variances[1]), np.sqrt(12.0 * max(float(variances[0]), 0.0))
+            thickness = len(points) / max(length, 1.0)
+            angle = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 90.0
+            found[k] = length >= self.min_length and spread <= self.max_bend * thickness and min(angle, 90.0 - angle) <= self.max_tilt
+        return found
+
+    @classmethod
+    def of(cls, settings: Mapping[str, float | str]) -> LevelLineRule | None:
+        """The rule of a verifier's registry settings (``line_*``), or None when they have none."""
+        if "line_min_score" not in settings:
+            return None
+        return cls(
+            float(settings["line_min_length"]), float(settings["line_max_tilt"]), float(settings["line_max_bend"]), float(settings["line_min_score"])
+        )
+
+
 def verified_masks(
-    pixels: np.ndarray, probability: np.ndarray, threshold: float, verifier: LoadedModel, min_score: float, keep_width: float = 0.0
+    pixels: np.ndarray,
+    probability: np.ndarray,
+    threshold: float,
+    verifier: LoadedModel,
+    min_score: float,
+    keep_width: float = 0.0,
+    level_lines: LevelLineRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold``:
-    kept are those the verifier scores at least ``min_score`` as damage and every line at most ``keep_width`` pixels
-    thick (:func:`thin_components`); dropped the rest. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    kept are those the verifier scores at least ``min_score`` as damage (``level_lines.min_score`` for the lines that
+    rule matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`); dropped the
+    rest. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
-    thin = thin_components(components, keep_width)
+    lines = np.zeros(len(components), bool) if level_lines is None else level_lines.matches(components)
+    thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
     keep = thin.copy()
-    keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= min_score
+    needed = np.where(lines[judged], 0.0 if level_lines is None else level_lines.min_score, min_score)
+    keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= needed
     return components.mask_of(keep), components.mask_of(~keep)
 
 
@@ -240,6 +301,8 @@ class ScratchDetection:
     """The verifier's score (probability of damage) a component needs to be kept."""
     keep_width: float = 0.0
     """Lines at most this thick (pixels, on average) are kept without being judged (:func:`thin_components`)."""
+    level_lines: LevelLineRule | None = None
+    """Straight level or plumb lines need a higher score (the verifier's registry ``line_*`` settings)."""
 
     @classmethod
     def of(
@@ -262,7 +325,7 @@ class ScratchDetection:
         settings = verifier.spec.settings
         chosen = float(settings["min_score"]) if min_score is None else min_score
         width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
-        return cls(detector, verifier, threshold, dilation, chosen, width)
+        return cls(detector, verifier, threshold, dilation, chosen, width, LevelLineRule.of(settings))
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -276,7 +339,9 @@ class ScratchDetection:
         probability = scratch_probability(pixels, self.detector, runtime, on_tile)
         if self.verifier is None:
             return threshold_mask(probability, self.threshold, self.dilation), None
-        kept, dropped = verified_masks(pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width)
+        kept, dropped = verified_masks(
+            pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width, self.level_lines
+        )
         return dilate_mask(kept, self.dilation), dropped
 
 
