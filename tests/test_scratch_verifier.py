@@ -152,6 +152,7 @@ def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(1
         (line_mask(30), False),  # a straight scratch at an angle
         (line_mask(0, length=30), False),  # too short to tell
         (line_mask(0, centre=(50, 100)), False),  # touches the border: a print edge lies along it
+        (line_mask(0, width=16), False),  # a straight-edged stain, not a line
         (np.pad(wavy_scratch_mask(), ((52, 52), (36, 36))).astype(np.float32), False),  # a wandering scratch
     ],
 )
@@ -182,7 +183,7 @@ def test_detection_reads_the_level_line_rule_from_the_registry():
     detection = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0)
     settings = spec.settings
     assert detection.level_lines == LevelLineRule(
-        settings["line_min_length"], settings["line_max_tilt"], settings["line_max_bend"], settings["line_min_score"]
+        settings["line_min_length"], settings["line_max_tilt"], settings["line_max_bend"], settings["line_min_score"], settings["line_min_elongation"]
     )
     assert LevelLineRule.of({"min_score": 0.5}) is None
 

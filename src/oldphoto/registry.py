@@ -143,10 +143,10 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # afterwards, lost a worn emulsion chip scoring 0.43). keep_width: lines at most 2 px thick are kept unjudged
         # (hairline scratches, which its crops cannot resolve); thicker lines are judged since the real test photos
         # showed unjudged ones erased telegraph poles, flagpoles and frames, and the second labelled set that they hold
-        # little real damage (4 px until then). line_*: straight marks of 40 px or more lying within 10 degrees of
-        # level or plumb, away from the border, need a score of 0.8 (restore.scratches.LevelLineRule): the real test
-        # photos showed such marks scoring 0.47-0.7 were bed rails, rods, hems and a fishing rod; none of the labelled
-        # real damage kept at 0.465 is such a line.
+        # little real damage (4 px until then). line_*: straight marks of 40 px or more (and 8x their thickness) lying
+        # within 10 degrees of level or plumb, away from the border, need a score of 0.8 (restore.scratches.LevelLineRule):
+        # the real test photos showed such marks scoring 0.47-0.7 were bed rails, rods, hems and a fishing rod; none of
+        # the labelled real damage kept at 0.465 is such a line.
         settings={
             "min_score": 0.465,
             "keep_width": 2.0,
@@ -154,6 +154,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
             "line_max_tilt": 10.0,
             "line_max_bend": 1.5,
             "line_min_score": 0.8,
+            "line_min_elongation": 8.0,
         },
         caveat=(
             "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "

@@ -234,6 +234,8 @@ class LevelLineRule:
     straight bar, far more for a curved or branching crack."""
     min_score: float = 0.8
     """The verifier score such a line needs to be kept as damage; thin ones are judged too."""
+    min_elongation: float = 8.0
+    """Smallest length over mean thickness: a line, not a straight-edged stain or emulsion loss."""
 
     def matches(self, components: MaskComponents) -> np.ndarray:
         """(K,) bool: the components that are such lines."""
@@ -253,7 +255,11 @@ class LevelLineRule:
             length, spread = np.sqrt(12.0 * variances[1]), np.sqrt(12.0 * max(float(variances[0]), 0.0))
             thickness = len(points) / max(length, 1.0)
             angle = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 90.0
-            found[k] = length >= self.min_length and spread <= self.max_bend * thickness and min(angle, 90.0 - angle) <= self.max_tilt
+            found[k] = (
+                length >= max(self.min_length, self.min_elongation * thickness)
+                and spread <= self.max_bend * thickness
+                and min(angle, 90.0 - angle) <= self.max_tilt
+            )
         return found
 
     @classmethod
@@ -261,9 +267,8 @@ class LevelLineRule:
         """The rule of a verifier's registry settings (``line_*``), or None when they have none."""
         if "line_min_score" not in settings:
             return None
-        return cls(
-            float(settings["line_min_length"]), float(settings["line_max_tilt"]), float(settings["line_max_bend"]), float(settings["line_min_score"])
-        )
+        names = ("line_min_length", "line_max_tilt", "line_max_bend", "line_min_score", "line_min_elongation")
+        return cls(*(float(settings[name]) for name in names))
 
 
 def verified_masks(
