@@ -311,6 +311,12 @@ def test_mirror_average_makes_the_refiner_treat_a_face_and_its_mirror_image_alik
     assert (plain[0] - plain[1].flip(-1)).abs().max() > 1e-3
     assert torch.allclose(averaged[0], averaged[1].flip(-1), atol=1e-6)
     assert averaged[0].min() >= 0.0 and averaged[0].max() <= 1.0
+    # The batched mirror pass equals two separate passes: faces are not mixed within the batch.
+    with torch.no_grad():
+        separate = 0.5 * (refiner_output(refiner, crops, condition) + refiner_output(refiner, crops.flip(-1), condition.flip(-1)).flip(-1))
+        unconditioned = refiner_output(refiner, crops, None, True), refiner_output(refiner, crops.flip(-1), None, True)
+    assert torch.allclose(averaged[0], separate, atol=1e-5)
+    assert torch.allclose(unconditioned[0], unconditioned[1].flip(-1), atol=1e-6)
 
 
 def test_restore_passes_the_refiners_mirror_average_setting(monkeypatch, random_global_models, random_face_model):

@@ -159,33 +159,48 @@ def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(1
 def test_level_line_rule_finds_straight_level_or_plumb_lines(mask, is_line):
     components = mask_components(mask)
     assert len(components) == 1
-    assert LevelLineRule().matches(components)[0] == is_line
+    assert shipped_line_rule().matches(components)[0] == is_line
+
+
+def shipped_line_rule() -> LevelLineRule:
+    rule = LevelLineRule.of(registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings)
+    assert rule is not None
+    return rule
 
 
 def test_level_or_plumb_lines_need_the_rules_score_thin_ones_too():
     """At a verifier score of 0.73 (sigmoid 1): kept at the plain 0.465, but a level line needs 0.8 and is dropped, a
-    thin one included (it would otherwise be kept unjudged); the same bars at 30 degrees stay kept."""
-    level = np.maximum(line_mask(0, centre=(100, 60)), line_mask(90, width=2, centre=(175, 130)))
+    thin one included (it would otherwise be kept unjudged); the same bars at 30 degrees stay kept. At 0.88 (sigmoid
+    2) the level lines are kept too."""
+    level = line_mask(0, centre=(100, 60))
+    level[80:181, 175:177] = 1  # a plumb line 2 px thick: kept unjudged without the rule
     slanted = np.maximum(line_mask(30, centre=(100, 60)), line_mask(120, width=2, centre=(150, 110)))
-    rule = LevelLineRule()
-    for mask, kept_mask in ((level, 0), (slanted, slanted.sum())):
+    components = mask_components(level)
+    assert thin_components(components, 2.0).tolist() == [False, True]
+    rule = shipped_line_rule()
+    assert rule.matches(components).all()
+    for mask, logit, kept_mask in ((level, 1.0, 0), (slanted, 1.0, slanted.sum()), (level, 2.0, level.sum())):
         pixels = np.repeat(mask[:, :, None], 3, axis=2)
-        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(1.0), 0.465, keep_width=2.0, level_lines=rule)
+        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, level_lines=rule)
         assert kept.sum() == kept_mask and kept.sum() + dropped.sum() == mask.sum()
-        # Without the rule both are kept.
-        assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(1.0), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+        # Without the rule all are kept.
+        assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+    # A line never needs less than any other mark: at a usual score of 0.9 the 0.88 lines are dropped too.
+    pixels = np.repeat(level[:, :, None], 3, axis=2)
+    assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, level_lines=rule)[0].sum() == 0
 
 
 def test_detection_reads_the_level_line_rule_from_the_registry():
+    from oldphoto.errors import ConfigError
     from oldphoto.restore.scratches import ScratchDetection
 
     spec = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL)
-    detection = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0)
     settings = spec.settings
-    assert detection.level_lines == LevelLineRule(
-        settings["line_min_length"], settings["line_max_tilt"], settings["line_max_bend"], settings["line_min_score"], settings["line_min_elongation"]
-    )
+    rule = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0).level_lines
+    assert rule is not None and rule.min_score == settings["line_min_score"] and rule.max_tilt == settings["line_max_tilt"]
     assert LevelLineRule.of({"min_score": 0.5}) is None
+    with pytest.raises(ConfigError, match="line_max_tilt"):
+        LevelLineRule.of({name: value for name, value in settings.items() if name != "line_max_tilt"})
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

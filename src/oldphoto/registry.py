@@ -152,7 +152,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
             "keep_width": 2.0,
             "line_min_length": 40.0,
             "line_max_tilt": 10.0,
-            "line_max_bend": 1.5,
+            "line_max_spread": 1.5,
             "line_min_score": 0.8,
             "line_min_elongation": 8.0,
         },

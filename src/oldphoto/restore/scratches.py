@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -116,6 +116,12 @@ RING = 3
 """Width (pixels) of the ring around a component whose luma the verifier compares with the component's own."""
 
 
+def touches_border(box: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether a component's box ``(x, y, w, h)`` reaches the edge of an image of ``shape`` (H, W, ...)."""
+    x, y, w, h = (int(v) for v in box)
+    return x == 0 or y == 0 or x + w == shape[1] or y + h == shape[0]
+
+
 def _square_crop(image: np.ndarray, x0: int, y0: int, side: int, fill: float | None) -> np.ndarray:
     """``image[y0 : y0 + side, x0 : x0 + side]`` where it lies outside ``image`` padded with its edge (``fill``
     None) or with ``fill``."""
@@ -179,7 +185,7 @@ def component_features(
             area / (w * h),
             box_probability[inside].mean(),
             box_probability[inside].max(),
-            float(x == 0 or y == 0 or x + w == width or y + h == height),
+            float(touches_border(components.boxes[k], luma.shape)),
             box_luma[inside].mean(),
             ring_luma.mean(),
             ring_luma.std(),
@@ -225,28 +231,29 @@ class LevelLineRule:
     cracks running in from the edge, lie along it.
     """
 
-    min_length: float = 40.0
-    """Length (pixels, along the mark's main axis) from which a straight mark counts as a line."""
-    max_tilt: float = 10.0
+    min_length: float
+    """Length (pixels, along the mark's main axis, estimated from its second moment: a bar of L pixels measures
+    sqrt(L^2 - 1)) from which a straight mark counts as a line."""
+    max_tilt: float
     """Largest angle (degrees) between the line and the photo's rows or columns."""
-    max_bend: float = 1.5
+    max_spread: float
     """Largest spread across the line (pixels, from the second moment) as a multiple of its mean thickness: 1 for a
     straight bar, far more for a curved or branching crack."""
-    min_score: float = 0.8
-    """The verifier score such a line needs to be kept as damage; thin ones are judged too."""
-    min_elongation: float = 8.0
+    min_elongation: float
     """Smallest length over mean thickness: a line, not a straight-edged stain or emulsion loss."""
+    min_score: float
+    """The verifier score such a line needs to be kept as damage (at least the verifier's usual one); thin ones are
+    judged too."""
 
     def matches(self, components: MaskComponents) -> np.ndarray:
         """(K,) bool: the components that are such lines."""
-        height, width = components.labels.shape
         found = np.zeros(len(components), bool)
         # A line of length L spans at least L cos(max_tilt) of its box's longer side.
         candidates = components.boxes[:, 2:].max(axis=1) >= self.min_length * np.cos(np.radians(self.max_tilt))
         for k in np.flatnonzero(candidates):
-            x, y, w, h = (int(v) for v in components.boxes[k])
-            if x == 0 or y == 0 or x + w == width or y + h == height:
+            if touches_border(components.boxes[k], components.labels.shape):
                 continue
+            x, y, w, h = (int(v) for v in components.boxes[k])
             ys, xs = np.nonzero(components.labels[y : y + h, x : x + w] == k + 1)
             points = np.stack([xs, ys], axis=1).astype(np.float64)
             points -= points.mean(axis=0)
@@ -257,18 +264,26 @@ class LevelLineRule:
             angle = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 90.0
             found[k] = (
                 length >= max(self.min_length, self.min_elongation * thickness)
-                and spread <= self.max_bend * thickness
+                and spread <= self.max_spread * thickness
                 and min(angle, 90.0 - angle) <= self.max_tilt
             )
         return found
 
     @classmethod
     def of(cls, settings: Mapping[str, float | str]) -> LevelLineRule | None:
-        """The rule of a verifier's registry settings (``line_*``), or None when they have none."""
-        if "line_min_score" not in settings:
+        """The rule of a verifier's registry settings (``line_<field>`` for each field), or None when they have none.
+
+        Raises:
+            ConfigError: some of the rule's settings are there, not all.
+        """
+        names = [field.name for field in fields(cls)]
+        given = [name for name in names if f"line_{name}" in settings]
+        if not given:
             return None
-        names = ("line_min_length", "line_max_tilt", "line_max_bend", "line_min_score", "line_min_elongation")
-        return cls(*(float(settings[name]) for name in names))
+        if len(given) < len(names):
+            missing = ", ".join(f"line_{name}" for name in names if name not in given)
+            raise ConfigError(f"the level-line rule's settings are incomplete: add {missing} to the verifier's registry entry")
+        return cls(**{name: float(settings[f"line_{name}"]) for name in names})
 
 
 def verified_masks(
@@ -289,7 +304,8 @@ def verified_masks(
     thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
     keep = thin.copy()
-    needed = np.where(lines[judged], 0.0 if level_lines is None else level_lines.min_score, min_score)
+    line_score = min_score if level_lines is None else max(min_score, level_lines.min_score)
+    needed = np.where(lines[judged], line_score, min_score)
     keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= needed
     return components.mask_of(keep), components.mask_of(~keep)
 
@@ -318,9 +334,11 @@ class ScratchDetection:
         dilation: int,
         min_score: float | None = None,
         keep_width: float | None = None,
+        level_lines: bool = True,
     ) -> ScratchDetection:
         """A detection at the verifier's registry settings (``min_score``: another score to keep a mark;
-        ``keep_width``: another thickness up to which lines are kept unjudged)."""
+        ``keep_width``: another thickness up to which lines are kept unjudged; ``level_lines`` False: without the
+        registry's :class:`LevelLineRule`, for comparisons)."""
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
         if keep_width is not None and keep_width < 0:
@@ -330,7 +348,7 @@ class ScratchDetection:
         settings = verifier.spec.settings
         chosen = float(settings["min_score"]) if min_score is None else min_score
         width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
-        return cls(detector, verifier, threshold, dilation, chosen, width, LevelLineRule.of(settings))
+        return cls(detector, verifier, threshold, dilation, chosen, width, LevelLineRule.of(settings) if level_lines else None)
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -358,6 +376,7 @@ def load_scratch_detection(
     dilation: int | None = None,
     min_score: float | None = None,
     keep_width: float | None = None,
+    level_lines: bool = True,
     detector_weights: str | Path | None = None,
     verifier_weights: str | Path | None = None,
 ) -> ScratchDetection:
@@ -372,7 +391,7 @@ def load_scratch_detection(
     chosen_threshold, chosen_dilation = detection_settings(detector_spec, threshold, dilation)
     detector = load_model(detector_spec, runtime, detector_weights)
     verifier = load_model(verifier_spec, runtime, verifier_weights) if verifier_spec else None
-    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width)
+    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width, level_lines)
 
 
 def detect_scratches(
