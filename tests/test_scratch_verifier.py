@@ -151,7 +151,11 @@ def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(1
         (line_mask(7), True),  # nearly level
         (line_mask(30), False),  # a straight scratch at an angle
         (line_mask(0, length=30), False),  # too short to tell
-        (line_mask(0, centre=(50, 100)), False),  # touches the border: a print edge lies along it
+        (line_mask(0, centre=(100, 1)), False),  # along the top border: a print's torn edge
+        (line_mask(90, centre=(1, 100)), False),  # along the left border
+        (line_mask(0, length=220), False),  # from border to border: a fold
+        (line_mask(0, centre=(50, 100)), True),  # a rail running into the left border across it
+        (line_mask(90, centre=(100, 150)), True),  # a pole running into the bottom border
         (line_mask(0, width=16), False),  # a straight-edged stain, not a line
         (np.pad(wavy_scratch_mask(), ((52, 52), (36, 36))).astype(np.float32), False),  # a wandering scratch
     ],

@@ -227,8 +227,9 @@ class LevelLineRule:
     Photographers hold the camera level, so rails, rods, shelves, window frames, poles and hems run level or plumb;
     scratches and cracks run at any angle and rarely dead straight. The verifier, trained mostly on synthetic damage
     and scene lines drawn at any angle, lets many such scene lines through at scores of 0.47-0.7, and the global
-    stage then erases them. A mark that touches the photo's border is exempt: torn and chipped print edges, and fold
-    cracks running in from the edge, lie along it.
+    stage then erases them. Exempt are the lines that may be the print's own edge or a fold
+    (:func:`print_edge_or_fold`): a line touching the border it runs along, and one running from border to border.
+    A rail or a frame that runs into the border across it is judged.
     """
 
     min_length: float
@@ -251,8 +252,6 @@ class LevelLineRule:
         # A line of length L spans at least L cos(max_tilt) of its box's longer side.
         candidates = components.boxes[:, 2:].max(axis=1) >= self.min_length * np.cos(np.radians(self.max_tilt))
         for k in np.flatnonzero(candidates):
-            if touches_border(components.boxes[k], components.labels.shape):
-                continue
             x, y, w, h = (int(v) for v in components.boxes[k])
             ys, xs = np.nonzero(components.labels[y : y + h, x : x + w] == k + 1)
             points = np.stack([xs, ys], axis=1).astype(np.float64)
@@ -261,7 +260,11 @@ class LevelLineRule:
             # A uniform bar of length L has variance L^2 / 12 along it; its spread across is its thickness.
             length, spread = np.sqrt(12.0 * variances[1]), np.sqrt(12.0 * max(float(variances[0]), 0.0))
             thickness = len(points) / max(length, 1.0)
-            angle = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 90.0
+            direction = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # of the main axis, 0 = level
+            angle = direction % 90.0
+            level = min(direction, 180.0 - direction) <= 45.0
+            if print_edge_or_fold(components.boxes[k], level, components.labels.shape):
+                continue
             found[k] = (
                 length >= max(self.min_length, self.min_elongation * thickness)
                 and spread <= self.max_spread * thickness
@@ -284,6 +287,17 @@ class LevelLineRule:
             missing = ", ".join(f"line_{name}" for name in names if name not in given)
             raise ConfigError(f"the level-line rule's settings are incomplete: add {missing} to the verifier's registry entry")
         return cls(**{name: float(settings[f"line_{name}"]) for name in names})
+
+
+def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...]) -> bool:
+    """Whether a level (else plumb) line with box ``(x, y, w, h)`` in an image of ``shape`` (H, W, ...) may be a
+    print's own edge or a fold: it touches a border it runs along (a torn or chipped edge, or the crack along it),
+    or it runs from one border to the opposite one (a fold or crease crosses the whole print)."""
+    x, y, w, h = (int(v) for v in box)
+    height, width = shape[:2]
+    if level:
+        return y == 0 or y + h == height or (x == 0 and x + w == width)
+    return x == 0 or x + w == width or (y == 0 and y + h == height)
 
 
 def verified_masks(
