@@ -260,15 +260,14 @@ class LevelLineRule:
             # A uniform bar of length L has variance L^2 / 12 along it; its spread across is its thickness.
             length, spread = np.sqrt(12.0 * variances[1]), np.sqrt(12.0 * max(float(variances[0]), 0.0))
             thickness = len(points) / max(length, 1.0)
-            direction = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # of the main axis, 0 = level
-            angle = direction % 90.0
-            level = min(direction, 180.0 - direction) <= 45.0
-            if print_edge_or_fold(components.boxes[k], level, components.labels.shape):
+            direction = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # of the main axis
+            from_level = min(direction, 180.0 - direction)  # 0..90: 0 level, 90 plumb
+            if print_edge_or_fold(components.boxes[k], from_level <= 45.0, components.labels.shape):
                 continue
             found[k] = (
                 length >= max(self.min_length, self.min_elongation * thickness)
                 and spread <= self.max_spread * thickness
-                and min(angle, 90.0 - angle) <= self.max_tilt
+                and min(from_level, 90.0 - from_level) <= self.max_tilt
             )
         return found
 
