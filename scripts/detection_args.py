@@ -20,7 +20,7 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep-width", type=float, help="lines at most this thick (px) are kept without being judged (default: the registry's)"
     )
     parser.add_argument(
-        "--no-level-lines", action="store_true", help="without the registry's rule for straight level or plumb lines (for a before/after)"
+        "--no-straight-lines", action="store_true", help="without the registry's rule for straight scene-like lines (for a before/after)"
     )
     parser.add_argument("--no-verify", action="store_true", help="keep every mark (as restore --no-scratch-verify)")
     parser.add_argument("--device", default="cpu")
@@ -38,7 +38,7 @@ def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
             threshold=args.threshold,
             min_score=args.min_score,
             keep_width=args.keep_width,
-            level_lines=not args.no_level_lines,
+            straight_lines=not args.no_straight_lines,
             detector_weights=args.weights,
             verifier_weights=args.verifier_weights,
         )
@@ -52,7 +52,7 @@ def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Run
         "none"
         if detection.verifier is None
         else f"{args.verifier_weights or 'installed'} (score >= {detection.min_score:g}, lines <= {detection.keep_width:g} px kept, "
-        f"{level_line_description(detection)})"
+        f"{line_rule_description(detection)})"
     )
     return (
         f"weights {args.weights or 'installed'}; threshold {detection.threshold:g}, dilation {detection.dilation}; "
@@ -60,13 +60,13 @@ def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Run
     )
 
 
-def level_line_description(detection: ScratchDetection) -> str:
-    rule = detection.level_lines
+def line_rule_description(detection: ScratchDetection) -> str:
+    rule = detection.straight_lines
     if rule is None:
-        return "no level-line rule"
-    return f"level or plumb lines of {rule.min_length:g} px and more need {rule.min_score:g}"
+        return "no straight-line rule"
+    return f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
 
 
-def level_line_record(detection: ScratchDetection) -> dict | None:
-    """The level-line rule's settings for a script's JSON record (None: the rule was off)."""
-    return None if detection.level_lines is None else dataclasses.asdict(detection.level_lines)
+def line_rule_record(detection: ScratchDetection) -> dict | None:
+    """The straight-line rule's settings for a script's JSON record (None: the rule was off)."""
+    return None if detection.straight_lines is None else dataclasses.asdict(detection.straight_lines)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detection_args import add_detection_arguments, describe, detection_from_args, level_line_record
+from detection_args import add_detection_arguments, describe, detection_from_args, line_rule_record
 
 from oldphoto.imageio import read_photo, to_rgb
 
@@ -146,7 +146,7 @@ def main() -> None:
             "verifier": None if detection.verifier is None else (args.verifier_weights or "installed"),
             "min_score": detection.min_score,
             "keep_width": detection.keep_width,
-            "level_lines": level_line_record(detection),
+            "straight_lines": line_rule_record(detection),
             "runtime": runtime.describe(),
             "summary": summary,
             "boxes": rows,

@@ -11,7 +11,7 @@ from oldphoto import registry
 from oldphoto.archs.scratch_verifier import ScratchVerifier
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages
 from oldphoto.restore.scratches import (
-    LevelLineRule,
+    StraightLineRule,
     component_features,
     damage_scores,
     mask_components,
@@ -143,13 +143,29 @@ def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(1
     return mask.astype(np.float32)
 
 
+def bowed_line_mask(angle_degrees: float, bow: float, length: int = 100, width: int = 4, centre=(100, 100), size: int = 200) -> np.ndarray:
+    """(size, size) float32: a line like :func:`line_mask`'s, bowed into a parabola ``bow`` px deep at its middle."""
+    mask = np.zeros((size, size), np.uint8)
+    along = np.linspace(-0.5, 0.5, 101)
+    across = bow * (1 - 4 * along**2)
+    cos, sin = np.cos(np.radians(angle_degrees)), np.sin(np.radians(angle_degrees))
+    points = np.stack([centre[0] + cos * along * length - sin * across, centre[1] + sin * along * length + cos * across], axis=1)
+    cv2.polylines(mask, [np.round(points).astype(np.int32)], False, 1, width)
+    return mask.astype(np.float32)
+
+
 @pytest.mark.parametrize(
     ("mask", "is_line"),
     [
         (line_mask(0), True),  # a level rail
         (line_mask(90, width=2), True),  # a plumb 2 px rod
         (line_mask(7), True),  # nearly level
-        (line_mask(30), False),  # a straight scratch at an angle
+        (bowed_line_mask(0, bow=3), True),  # a sagging level rail (spread 1.2x its thickness)
+        (line_mask(30), True),  # a rail in perspective: ruler-straight at any angle
+        (line_mask(120, width=2), True),
+        (line_mask(30, centre=(40, 100)), True),  # running into the left border across it
+        (bowed_line_mask(30, bow=3), False),  # a scratch at an angle, bowed 3 px over 100 px (spread 1.25x)
+        (bowed_line_mask(120, bow=2, width=2), False),
         (line_mask(0, length=30), False),  # too short to tell
         (line_mask(0, centre=(100, 1)), False),  # along the top border: a print's torn edge
         (line_mask(90, centre=(1, 100)), False),  # along the left border
@@ -166,32 +182,32 @@ def test_level_line_rule_finds_straight_level_or_plumb_lines(mask, is_line):
     assert shipped_line_rule().matches(components)[0] == is_line
 
 
-def shipped_line_rule() -> LevelLineRule:
-    rule = LevelLineRule.of(registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings)
+def shipped_line_rule() -> StraightLineRule:
+    rule = StraightLineRule.of(registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings)
     assert rule is not None
     return rule
 
 
 def test_level_or_plumb_lines_need_the_rules_score_thin_ones_too():
     """At a verifier score of 0.73 (sigmoid 1): kept at the plain 0.465, but a level line needs 0.8 and is dropped, a
-    thin one included (it would otherwise be kept unjudged); the same bars at 30 degrees stay kept. At 0.88 (sigmoid
-    2) the level lines are kept too."""
+    thin one included (it would otherwise be kept unjudged); bowed scratches at 30 and 120 degrees stay kept. At 0.88
+    (sigmoid 2) the level lines are kept too."""
     level = line_mask(0, centre=(100, 60))
     level[80:181, 175:177] = 1  # a plumb line 2 px thick: kept unjudged without the rule
-    slanted = np.maximum(line_mask(30, centre=(100, 60)), line_mask(120, width=2, centre=(150, 110)))
+    slanted = np.maximum(bowed_line_mask(30, bow=3, centre=(100, 60)), bowed_line_mask(120, bow=3, width=2, centre=(150, 110)))
     components = mask_components(level)
     assert thin_components(components, 2.0).tolist() == [False, True]
     rule = shipped_line_rule()
     assert rule.matches(components).all()
     for mask, logit, kept_mask in ((level, 1.0, 0), (slanted, 1.0, slanted.sum()), (level, 2.0, level.sum())):
         pixels = np.repeat(mask[:, :, None], 3, axis=2)
-        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, level_lines=rule)
+        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, straight_lines=rule)
         assert kept.sum() == kept_mask and kept.sum() + dropped.sum() == mask.sum()
         # Without the rule all are kept.
         assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0)[0].sum() == mask.sum()
     # A line never needs less than any other mark: at a usual score of 0.9 the 0.88 lines are dropped too.
     pixels = np.repeat(level[:, :, None], 3, axis=2)
-    assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, level_lines=rule)[0].sum() == 0
+    assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, straight_lines=rule)[0].sum() == 0
 
 
 def test_detection_reads_the_level_line_rule_from_the_registry():
@@ -200,11 +216,11 @@ def test_detection_reads_the_level_line_rule_from_the_registry():
 
     spec = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL)
     settings = spec.settings
-    rule = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0).level_lines
+    rule = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0).straight_lines
     assert rule is not None and rule.min_score == settings["line_min_score"] and rule.max_tilt == settings["line_max_tilt"]
-    assert LevelLineRule.of({"min_score": 0.5}) is None
+    assert StraightLineRule.of({"min_score": 0.5}) is None
     with pytest.raises(ConfigError, match="line_max_tilt"):
-        LevelLineRule.of({name: value for name, value in settings.items() if name != "line_max_tilt"})
+        StraightLineRule.of({name: value for name, value in settings.items() if name != "line_max_tilt"})
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -221,14 +221,16 @@ def thin_components(components: MaskComponents, width: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class LevelLineRule:
-    """Which marks are straight lines lying level or plumb inside the photo, and the verifier score they need.
+class StraightLineRule:
+    """Which marks are straight lines shaped like man-made scene objects, and the verifier score they need: lines
+    lying level or plumb inside the photo and straight, and lines at any other angle that are ruler-straight.
 
     Photographers hold the camera level, so rails, rods, shelves, window frames, poles and hems run level or plumb;
-    scratches and cracks run at any angle and rarely dead straight. The verifier, trained mostly on synthetic damage
-    and scene lines drawn at any angle, lets many such scene lines through at scores of 0.47-0.7, and the global
-    stage then erases them. Exempt are the lines that may be the print's own edge or a fold
-    (:func:`print_edge_or_fold`): a line touching the border it runs along, and one running from border to border.
+    seen in perspective, rails, rods and shafts still run ruler-straight. Scratches and cracks run at any angle and
+    rarely dead straight: they bow or wander a little. The verifier, trained mostly on synthetic damage and scene
+    lines drawn at any angle, lets many such scene lines through at scores of 0.47-0.8, and the global stage then
+    erases them. Exempt are the lines that may be the print's own edge or a fold (:func:`print_edge_or_fold`): a
+    line touching the border it runs along (the one nearer its direction), and one running from border to border.
     A rail or a frame that runs into the border across it is judged.
     """
 
@@ -236,21 +238,24 @@ class LevelLineRule:
     """Length (pixels, along the mark's main axis, estimated from its second moment: a bar of L pixels measures
     sqrt(L^2 - 1)) from which a straight mark counts as a line."""
     max_tilt: float
-    """Largest angle (degrees) between the line and the photo's rows or columns."""
+    """Largest angle (degrees) between a level or plumb line and the photo's rows or columns."""
     max_spread: float
-    """Largest spread across the line (pixels, from the second moment) as a multiple of its mean thickness: 1 for a
-    straight bar, far more for a curved or branching crack."""
+    """Largest spread across a level or plumb line (pixels, from the second moment) as a multiple of its mean
+    thickness: 1 for a straight bar, far more for a curved or branching crack."""
     min_elongation: float
     """Smallest length over mean thickness: a line, not a straight-edged stain or emulsion loss."""
     min_score: float
     """The verifier score such a line needs to be kept as damage (at least the verifier's usual one); thin ones are
     judged too."""
+    max_slanted_spread: float
+    """The same for a line at any other angle, stricter: ruler-straight (a bar drawn at 30 degrees measures 1.0, the
+    same bar bowed by 3 px over 100 px 1.25)."""
 
     def matches(self, components: MaskComponents) -> np.ndarray:
         """(K,) bool: the components that are such lines."""
         found = np.zeros(len(components), bool)
-        # A line of length L spans at least L cos(max_tilt) of its box's longer side.
-        candidates = components.boxes[:, 2:].max(axis=1) >= self.min_length * np.cos(np.radians(self.max_tilt))
+        # A line of length L spans at least L cos(45 degrees) of its box's longer side.
+        candidates = components.boxes[:, 2:].max(axis=1) >= self.min_length * np.cos(np.radians(45.0))
         for k in np.flatnonzero(candidates):
             x, y, w, h = (int(v) for v in components.boxes[k])
             ys, xs = np.nonzero(components.labels[y : y + h, x : x + w] == k + 1)
@@ -264,15 +269,14 @@ class LevelLineRule:
             from_level = min(direction, 180.0 - direction)  # 0..90: 0 level, 90 plumb
             if print_edge_or_fold(components.boxes[k], from_level <= 45.0, components.labels.shape):
                 continue
-            found[k] = (
-                length >= max(self.min_length, self.min_elongation * thickness)
-                and spread <= self.max_spread * thickness
-                and min(from_level, 90.0 - from_level) <= self.max_tilt
+            tilt = min(from_level, 90.0 - from_level)
+            found[k] = length >= max(self.min_length, self.min_elongation * thickness) and (
+                spread <= self.max_spread * thickness if tilt <= self.max_tilt else spread <= self.max_slanted_spread * thickness
             )
         return found
 
     @classmethod
-    def of(cls, settings: Mapping[str, float | str]) -> LevelLineRule | None:
+    def of(cls, settings: Mapping[str, float | str]) -> StraightLineRule | None:
         """The rule of a verifier's registry settings (``line_<field>`` for each field), or None when they have none.
 
         Raises:
@@ -284,14 +288,15 @@ class LevelLineRule:
             return None
         if len(given) < len(names):
             missing = ", ".join(f"line_{name}" for name in names if name not in given)
-            raise ConfigError(f"the level-line rule's settings are incomplete: add {missing} to the verifier's registry entry")
+            raise ConfigError(f"the straight-line rule's settings are incomplete: add {missing} to the verifier's registry entry")
         return cls(**{name: float(settings[f"line_{name}"]) for name in names})
 
 
 def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...]) -> bool:
-    """Whether a level (else plumb) line with box ``(x, y, w, h)`` in an image of ``shape`` (H, W, ...) may be a
-    print's own edge or a fold: it touches a border it runs along (a torn or chipped edge, or the crack along it),
-    or it runs from one border to the opposite one (a fold or crease crosses the whole print)."""
+    """Whether a line with box ``(x, y, w, h)`` in an image of ``shape`` (H, W, ...), running nearer level than
+    plumb when ``level`` (else nearer plumb), may be a print's own edge or a fold: it touches a border it runs along
+    (a torn or chipped edge, or the crack along it), or it runs from one border to the opposite one (a fold or crease
+    crosses the whole print)."""
     x, y, w, h = (int(v) for v in box)
     height, width = shape[:2]
     if level:
@@ -306,18 +311,18 @@ def verified_masks(
     verifier: LoadedModel,
     min_score: float,
     keep_width: float = 0.0,
-    level_lines: LevelLineRule | None = None,
+    straight_lines: StraightLineRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold``:
-    kept are those the verifier scores at least ``min_score`` as damage (``level_lines.min_score`` for the lines that
+    kept are those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that
     rule matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`); dropped the
     rest. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
-    lines = np.zeros(len(components), bool) if level_lines is None else level_lines.matches(components)
+    lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
     thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
     keep = thin.copy()
-    line_score = min_score if level_lines is None else max(min_score, level_lines.min_score)
+    line_score = min_score if straight_lines is None else max(min_score, straight_lines.min_score)
     needed = np.where(lines[judged], line_score, min_score)
     keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= needed
     return components.mask_of(keep), components.mask_of(~keep)
@@ -335,8 +340,8 @@ class ScratchDetection:
     """The verifier's score (probability of damage) a component needs to be kept."""
     keep_width: float = 0.0
     """Lines at most this thick (pixels, on average) are kept without being judged (:func:`thin_components`)."""
-    level_lines: LevelLineRule | None = None
-    """Straight level or plumb lines need a higher score (the verifier's registry ``line_*`` settings)."""
+    straight_lines: StraightLineRule | None = None
+    """Straight lines shaped like scene objects need a higher score (the verifier's registry ``line_*`` settings)."""
 
     @classmethod
     def of(
@@ -347,11 +352,11 @@ class ScratchDetection:
         dilation: int,
         min_score: float | None = None,
         keep_width: float | None = None,
-        level_lines: bool = True,
+        straight_lines: bool = True,
     ) -> ScratchDetection:
         """A detection at the verifier's registry settings (``min_score``: another score to keep a mark;
-        ``keep_width``: another thickness up to which lines are kept unjudged; ``level_lines`` False: without the
-        registry's :class:`LevelLineRule`, for comparisons)."""
+        ``keep_width``: another thickness up to which lines are kept unjudged; ``straight_lines`` False: without the
+        registry's :class:`StraightLineRule`, for comparisons)."""
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
         if keep_width is not None and keep_width < 0:
@@ -361,7 +366,7 @@ class ScratchDetection:
         settings = verifier.spec.settings
         chosen = float(settings["min_score"]) if min_score is None else min_score
         width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
-        return cls(detector, verifier, threshold, dilation, chosen, width, LevelLineRule.of(settings) if level_lines else None)
+        return cls(detector, verifier, threshold, dilation, chosen, width, StraightLineRule.of(settings) if straight_lines else None)
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -376,7 +381,7 @@ class ScratchDetection:
         if self.verifier is None:
             return threshold_mask(probability, self.threshold, self.dilation), None
         kept, dropped = verified_masks(
-            pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width, self.level_lines
+            pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width, self.straight_lines
         )
         return dilate_mask(kept, self.dilation), dropped
 
@@ -389,7 +394,7 @@ def load_scratch_detection(
     dilation: int | None = None,
     min_score: float | None = None,
     keep_width: float | None = None,
-    level_lines: bool = True,
+    straight_lines: bool = True,
     detector_weights: str | Path | None = None,
     verifier_weights: str | Path | None = None,
 ) -> ScratchDetection:
@@ -404,7 +409,7 @@ def load_scratch_detection(
     chosen_threshold, chosen_dilation = detection_settings(detector_spec, threshold, dilation)
     detector = load_model(detector_spec, runtime, detector_weights)
     verifier = load_model(verifier_spec, runtime, verifier_weights) if verifier_spec else None
-    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width, level_lines)
+    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width, straight_lines)
 
 
 def detect_scratches(
