@@ -15,9 +15,9 @@ from oldphoto.errors import OldPhotoError
 from oldphoto.imageio import load_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_GATE_MODEL, FACE_MODEL, get_spec
 from oldphoto.restore.face_detect import detect_faces
-from oldphoto.restore.faces import averages_mirror, conditions_on_original, gate_ramp, refine_faces
+from oldphoto.restore.faces import refine_faces
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import load_network
+from oldphoto.weights import LoadedModel, load_network
 
 
 def main() -> None:
@@ -43,11 +43,8 @@ def main() -> None:
         faces = detect_faces(image, detector)
         detection = time.perf_counter() - started
         started = time.perf_counter()
-        # As restore does when the refiner is conditioned on the photo before global restoration.
-        original = image if conditions_on_original(spec) else None
         refine_faces(
-            image, detector, refiner, runtime, original=original, gate=gate, gate_ramp=gate_ramp(gate_spec),
-            mirror_average=averages_mirror(spec),
+            image, detector, LoadedModel(spec, refiner), runtime, original=image, gate=None if gate is None else LoadedModel(gate_spec, gate)
         )
         whole = time.perf_counter() - started
         refine = max(0.0, whole - detection)

@@ -42,7 +42,7 @@ from oldphoto.registry import (
     VAE_OLD_MODEL,
     get_spec,
 )
-from oldphoto.restore.faces import averages_mirror, conditions_on_original, refine_faces
+from oldphoto.restore.faces import refine_faces
 from oldphoto.restore.global_stage import restore_global, restore_global_direct
 from oldphoto.restore.scratches import detect_scratches, detection_settings
 from oldphoto.runtime import DEFAULT_TILE, Runtime, cpu_has_native_bf16, make_runtime
@@ -129,8 +129,7 @@ def main() -> None:
         ),
         f"global ({RESTORE_UNET_MODEL})": lambda rt: restore_global_direct(image, mask, nets[RESTORE_UNET_MODEL], rt, min_overlap=ablation_overlap),
         "face refinement (detect + refine)": lambda rt: refine_faces(
-            image, nets[FACE_DETECTOR_MODEL], nets[FACE_MODEL], rt,
-            original=image if conditions_on_original(face_spec) else None, mirror_average=averages_mirror(face_spec),
+            image, nets[FACE_DETECTOR_MODEL], LoadedModel(face_spec, nets[FACE_MODEL]), rt, original=image
         ).pixels,
     }
     rows = []

@@ -162,7 +162,7 @@ def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_face
     assert bad.exit_code == 2
 
 
-def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_registry_says_so(
+def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_its_spec_says_so(
     monkeypatch, random_global_models, random_face_model
 ):
     import dataclasses
@@ -172,31 +172,35 @@ def test_refiner_is_conditioned_on_the_photo_before_global_restoration_when_the_
     from oldphoto.restore.faces import FaceResult, refine_faces
     from oldphoto.restore.pipeline import RestoreOptions, Restorer
     from oldphoto.runtime import make_runtime
+    from oldphoto.weights import LoadedModel, load_network
 
     photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
     runtime = make_runtime("cpu")
-    conditions = []
+    originals = []
 
     def spy(rgb, detector, refiner, runtime, strength, original=None, **selection):
-        conditions.append(original)
+        originals.append(original)
         return FaceResult(rgb, [])
 
+    # restore hands the face stage the photo as it was before the global stage.
     monkeypatch.setattr(pipeline, "refine_faces", spy)
-    for settings in ({}, {"condition": "original"}):
-        entries = dict(registry.REGISTRY)
-        entries[registry.FACE_MODEL] = dataclasses.replace(random_face_model, settings=settings)
-        monkeypatch.setattr(registry, "REGISTRY", entries)
-        Restorer(runtime, RestoreOptions(scratches=False)).restore(photo)
-    assert conditions[0] is None and np.array_equal(conditions[1], photo)
+    Restorer(runtime, RestoreOptions(scratches=False)).restore(photo)
+    assert len(originals) == 1 and np.array_equal(originals[0], photo)
 
-    # The condition reaches the refiner: a different "before" photo changes the face, and only the face.
-    models = Restorer(runtime, RestoreOptions(scratches=False, global_restoration=False)).models
-    detector, refiner = models[registry.FACE_DETECTOR_MODEL].network, models[registry.FACE_MODEL].network
-    own = refine_faces(photo, detector, refiner, runtime).pixels
+    # The refiner's spec decides whether that photo conditions it: a different "before" photo changes the face, and
+    # only the face, of a refiner trained that way, and nothing of one that is not.
+    detector = load_network(registry.get_spec(registry.FACE_DETECTOR_MODEL))
+    network = load_network(random_face_model)
     before = np.clip(photo + np.random.default_rng(0).normal(0, 0.2, photo.shape), 0, 1).astype(np.float32)
-    conditioned = refine_faces(photo, detector, refiner, runtime, original=before).pixels
+
+    def refined(settings: dict, original: np.ndarray | None) -> np.ndarray:
+        refiner = LoadedModel(dataclasses.replace(random_face_model, settings=settings), network)
+        return refine_faces(photo, detector, refiner, runtime, original=original).pixels
+
+    own, conditioned = refined({"condition": "original"}, None), refined({"condition": "original"}, before)
     assert np.abs(conditioned - own).max() > 1e-3
     assert np.array_equal(conditioned[:30], own[:30]) and np.array_equal(conditioned[:30], photo[:30])
+    np.testing.assert_array_equal(refined({}, before), refined({}, None))
 
 
 def test_pasting_only_the_correction_keeps_a_large_faces_own_detail():
@@ -319,26 +323,28 @@ def test_mirror_average_makes_the_refiner_treat_a_face_and_its_mirror_image_alik
     assert torch.allclose(unconditioned[0], unconditioned[1].flip(-1), atol=1e-6)
 
 
-def test_restore_passes_the_refiners_mirror_average_setting(monkeypatch, random_global_models, random_face_model):
+def test_the_refiners_spec_says_whether_its_output_is_mirror_averaged(monkeypatch, random_face_model):
     import dataclasses
 
     from oldphoto import registry
-    from oldphoto.restore import pipeline
-    from oldphoto.restore.faces import FaceResult
-    from oldphoto.restore.pipeline import RestoreOptions, Restorer
+    from oldphoto.restore import faces
     from oldphoto.runtime import make_runtime
+    from oldphoto.weights import LoadedModel, load_network
 
     photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    detector = load_network(registry.get_spec(registry.FACE_DETECTOR_MODEL))
+    network = load_network(random_face_model)
     asked = []
+    real_output = faces.refiner_output
 
-    def spy(rgb, detector, refiner, runtime, strength, original=None, mirror_average=False, **selection):
+    def spy(refiner, crops, condition, mirror_average=False):
         asked.append(mirror_average)
-        return FaceResult(rgb, [])
+        return real_output(refiner, crops, condition, mirror_average)
 
-    monkeypatch.setattr(pipeline, "refine_faces", spy)
-    for settings in ({}, {"mirror_average": True}):
-        entries = dict(registry.REGISTRY)
-        entries[registry.FACE_MODEL] = dataclasses.replace(random_face_model, settings=settings)
-        monkeypatch.setattr(registry, "REGISTRY", entries)
-        Restorer(make_runtime("cpu"), RestoreOptions(scratches=False)).restore(photo)
+    monkeypatch.setattr(faces, "refiner_output", spy)
+    outputs = [
+        faces.refine_faces(photo, detector, LoadedModel(dataclasses.replace(random_face_model, settings=settings), network), make_runtime("cpu"))
+        for settings in ({}, {"mirror_average": True})
+    ]
     assert asked == [False, True]
+    assert np.abs(outputs[0].pixels - outputs[1].pixels).max() > 1e-3

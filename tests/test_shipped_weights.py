@@ -204,7 +204,7 @@ def degraded_face_restorations():
     global stage and mirror averaged as the registry says; no face gate, so this is the refiner's own work)."""
     from oldphoto.imageio import load_rgb, to_luminance
     from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_MODEL
-    from oldphoto.restore.faces import averages_mirror, conditions_on_original, refine_faces
+    from oldphoto.restore.faces import conditions_on_original, refine_faces
 
     face = np.pad(load_rgb(FACE_FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
     clean = np.repeat(to_luminance(face), 3, axis=2)
@@ -215,10 +215,7 @@ def degraded_face_restorations():
     global_only = Restorer(runtime, RestoreOptions(scratches=False, faces=False)).restore(degraded).pixels
     refiner_spec = get_spec(FACE_MODEL)
     assert conditions_on_original(refiner_spec)
-    refined = refine_faces(
-        global_only, load_network(get_spec(FACE_DETECTOR_MODEL)), load_network(refiner_spec), runtime, original=degraded,
-        mirror_average=averages_mirror(refiner_spec),
-    )
+    refined = refine_faces(global_only, load_network(get_spec(FACE_DETECTOR_MODEL)), load_model(refiner_spec), runtime, original=degraded)
     return clean, degraded, global_only, refined
 
 

@@ -12,6 +12,7 @@ from oldphoto.registry import ModelSpec
 from oldphoto.restore.face_align import align_face, match_tone, paste_face
 from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
 from oldphoto.runtime import Runtime
+from oldphoto.weights import LoadedModel
 
 CONDITION_ORIGINAL = "original"
 """Registry setting ``condition`` of a refiner trained to be conditioned on the photo before global restoration
@@ -142,7 +143,7 @@ def strength_for_need(need: float, ramp: tuple[float, float] | None) -> float:
 def refine_faces(
     rgb: np.ndarray,
     detector: nn.Module,
-    refiner: nn.Module,
+    refiner: LoadedModel,
     runtime: Runtime,
     strength: float = 1.0,
     settings: DetectorSettings = DetectorSettings(),
@@ -150,9 +151,7 @@ def refine_faces(
     *,
     min_size: float = 0.0,
     only_center: bool = False,
-    gate: nn.Module | None = None,
-    gate_ramp: tuple[float, float] | None = None,
-    mirror_average: bool = False,
+    gate: LoadedModel | None = None,
 ) -> FaceResult:
     """Refine the faces in a (globally restored) photo: every face found, or those ``min_size``/``only_center``
     select (see :func:`select_faces`); the others are left exactly as they are.
@@ -161,19 +160,21 @@ def refine_faces(
         rgb: (H, W, 3) float32 in [0, 1].
         detector: the MTCNN cascade, on the CPU (its work is many tiny crops; always in float32, see
             :func:`detect_faces`).
-        refiner: face refinement network, on ``runtime.device`` (it runs at ``runtime.precision``).
+        refiner: the face refinement model with its registry spec, its network on ``runtime.device`` (it runs at
+            ``runtime.precision``). The spec's settings say whether it is conditioned on ``original``
+            (``condition``, :func:`conditions_on_original`) and whether its output is averaged with its output on the
+            mirrored face (``mirror_average``, :func:`refiner_output`).
         The networks are placed by the caller once (:meth:`oldphoto.runtime.Runtime.place` per their contracts).
         strength: 0 = the input unchanged, 1 = refined faces blended in as far as the gate says (fully without one).
-        gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`): each face's blend is ``strength`` times its
-            estimate of how much the face needs the refiner's correction (mapped by ``gate_ramp``, see
-            :func:`strength_for_need`), so a sharp face stays as it is.
+        gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`) with its spec: each face's blend is
+            ``strength`` times its estimate of how much the face needs the refiner's correction (mapped by the spec's
+            ramp, see :func:`gate_ramp` and :func:`strength_for_need`), so a sharp face stays as it is.
         min_size: refine only faces whose box's larger side is at least this many pixels (0 = every face).
         only_center: refine only the (selected) face whose box centre is nearest the photo's centre.
-        original: the same photo before global restoration, (H, W, 3) float32 in [0, 1]; when given, each face
-            cut from it (at the landmarks found in ``rgb``) conditions the refiner, so that detail the global
-            stage smoothed away can come back. Only for refiners trained that way (registry ``condition``).
-        mirror_average: average the refiner's output with its output on the mirrored face (registry
-            ``mirror_average``, see :func:`refiner_output`).
+        original: the same photo before global restoration, (H, W, 3) float32 in [0, 1] (default: ``rgb``). For a
+            refiner trained that way, each face cut from it (at the landmarks found in ``rgb``) conditions the
+            refiner, so that detail the global stage smoothed away can come back; the gate compares the face in it
+            with the global stage's and the refiner's.
     """
     faces = detect_faces(rgb, detector, settings)
     chosen = select_faces(faces, rgb.shape, min_size, only_center)
@@ -181,19 +182,21 @@ def refine_faces(
         return FaceResult(rgb, faces, tuple(RefinedFace(face, False) for face in faces))
     result = rgb
     records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
+    conditioned = conditions_on_original(refiner.spec)
+    ramp = None if gate is None else gate_ramp(gate.spec)
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
     for index in reversed(range(len(faces))):
         if not chosen[index]:
             continue
         face = faces[index]
         aligned = align_face(result, face.landmarks)
-        condition = None if original is None else align_face(original, face.landmarks).pixels
-        refined = refine_face_crop(aligned.pixels, refiner, runtime, condition, mirror_average)
+        before = align_face(rgb if original is None else original, face.landmarks).pixels
+        condition = before if conditioned else None
+        refined = refine_face_crop(aligned.pixels, refiner.network, runtime, condition, averages_mirror(refiner.spec))
         need = None
         if gate is not None:
-            before = condition if condition is not None else align_face(rgb if original is None else original, face.landmarks).pixels
-            need = estimate_need(gate, before, aligned.pixels, refined)
-        applied = strength if need is None else strength * strength_for_need(need, gate_ramp)
+            need = estimate_need(gate.network, before, aligned.pixels, refined)
+        applied = strength if need is None else strength * strength_for_need(need, ramp)
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
         result = paste_face(result, refined, aligned.matrix, applied, base=aligned.pixels)
         records[index] = RefinedFace(face, True, aligned.pixels, refined, need, applied)

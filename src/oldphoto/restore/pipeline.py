@@ -26,7 +26,7 @@ from oldphoto.registry import (
     get_spec,
 )
 from oldphoto.restore.classical import inpaint_telea
-from oldphoto.restore.faces import RefinedFace, averages_mirror, conditions_on_original, gate_ramp, refine_faces
+from oldphoto.restore.faces import RefinedFace, refine_faces
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
@@ -282,15 +282,13 @@ class Restorer:
             faces = refine_faces(
                 rgb,
                 self.models[FACE_DETECTOR_MODEL].network,
-                self.models[FACE_MODEL].network,
+                self.models[FACE_MODEL],
                 self.runtime,
                 self.options.face_strength,
-                original=original if conditions_on_original(self.models[FACE_MODEL].spec) else None,
+                original=original,
                 min_size=self.options.min_face_size,
                 only_center=self.options.only_center_face,
-                gate=self.models[FACE_GATE_MODEL].network,
-                gate_ramp=gate_ramp(self.models[FACE_GATE_MODEL].spec),
-                mirror_average=averages_mirror(self.models[FACE_MODEL].spec),
+                gate=self.models[FACE_GATE_MODEL],
             )
             rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white
