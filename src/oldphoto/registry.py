@@ -148,7 +148,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # along the border they touch or run edge to edge (a print's edge, a fold): the real test photos showed such
         # marks scoring 0.47-0.73 were bed rails, rods, hems, a fishing rod and lit furniture edges; none of the
         # labelled real damage kept at 0.465 is such a line. line_max_slanted_spread: so do ruler-straight lines at
-        # any other angle (tram rails, a pipe stand, a roof beam, a wire in perspective, scoring 0.56-0.78), while
+        # any other angle (tram rails, a pipe stem, a brace, a wire in perspective, scoring 0.56-0.78), while
         # synthetic scratches bow a little more (1.2-1.3x; 1.25 cost bopbtl F1 0.880 -> 0.854, 1.15 -> 0.879).
         settings={
             "min_score": 0.465,
