@@ -176,7 +176,7 @@ def bowed_line_mask(angle_degrees: float, bow: float, length: int = 100, width: 
         (np.pad(wavy_scratch_mask(), ((52, 52), (36, 36))).astype(np.float32), False),  # a wandering scratch
     ],
 )
-def test_level_line_rule_finds_straight_level_or_plumb_lines(mask, is_line):
+def test_straight_line_rule_finds_level_plumb_and_ruler_straight_lines(mask, is_line):
     components = mask_components(mask)
     assert len(components) == 1
     assert shipped_line_rule().matches(components)[0] == is_line
@@ -188,7 +188,7 @@ def shipped_line_rule() -> StraightLineRule:
     return rule
 
 
-def test_level_or_plumb_lines_need_the_rules_score_thin_ones_too():
+def test_straight_lines_need_the_rules_score_thin_ones_too():
     """At a verifier score of 0.73 (sigmoid 1): kept at the plain 0.465, but a level line needs 0.8 and is dropped, a
     thin one included (it would otherwise be kept unjudged); bowed scratches at 30 and 120 degrees stay kept. At 0.88
     (sigmoid 2) the level lines are kept too."""
@@ -210,7 +210,7 @@ def test_level_or_plumb_lines_need_the_rules_score_thin_ones_too():
     assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, straight_lines=rule)[0].sum() == 0
 
 
-def test_detection_reads_the_level_line_rule_from_the_registry():
+def test_detection_reads_the_straight_line_rule_from_the_registry():
     from oldphoto.errors import ConfigError
     from oldphoto.restore.scratches import ScratchDetection
 
