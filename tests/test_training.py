@@ -367,6 +367,29 @@ def test_face_damage_can_shrink_faces_target_included():
     assert full[1] == small[1] == 0.0  # no damage in either: the shrink is applied to the target too
 
 
+def test_face_damage_can_leave_a_share_of_faces_undamaged():
+    """--undamaged-faces: those faces come back as they went in, with an empty mask, so the refiner learns to return a
+    sharp face as it was; the others are damaged as before, from the same random stream when the share is 0."""
+    from oldphoto.degrade import get_preset, override
+    from oldphoto.training.faces import damaged_faces
+
+    faces = np.random.default_rng(0).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    preset = override(get_preset("bopbtl"), structured=True)
+
+    def batch(share: float):
+        return damaged_faces(faces, range(4), [preset], (), np.random.default_rng(0), 256, undamaged_faces=share)
+
+    clean, degraded, mask = batch(1.0)
+    assert torch.equal(clean, degraded) and mask.sum() == 0
+    flipped = [torch.equal(clean[k], torch.from_numpy(faces[k][:, ::-1].astype(np.float32) / 255).permute(2, 0, 1)) for k in range(4)]
+    unflipped = [torch.equal(clean[k], torch.from_numpy(faces[k].astype(np.float32) / 255).permute(2, 0, 1)) for k in range(4)]
+    assert all(a or b for a, b in zip(flipped, unflipped, strict=True))  # the face itself, mirrored or not
+    clean, degraded, _ = batch(0.0)
+    assert (degraded - clean).abs().amax(dim=(1, 2, 3)).min() > 0.05  # every face damaged
+    default = damaged_faces(faces, range(4), [preset], (), np.random.default_rng(0), 256)
+    assert all(torch.equal(a, b) for a, b in zip(default, (clean, degraded, _), strict=True))
+
+
 def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     """--mask-source detector: the global stage in front of the refiner gets the installed detector and verifier's mask
     of each damaged face, as restore gives it, instead of the drawn damage's own."""
@@ -389,6 +412,8 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
         FaceRecipe(FaceTrainConfig(**base, mask_source="guessed"))
     with pytest.raises(DataError, match="--small-faces must be a share"):
         FaceRecipe(FaceTrainConfig(**base, small_faces=1.5))
+    with pytest.raises(DataError, match="--undamaged-faces must be a share"):
+        FaceRecipe(FaceTrainConfig(**base, undamaged_faces=-0.1))
     # --grayscale-prob 1: every face a black-and-white print, target included (the preset's own chance is 10%).
     gray = FaceRecipe(FaceTrainConfig(**base, grayscale_prob=1.0))
     assert torch.equal(gray.val_clean[:, 0], gray.val_clean[:, 1]) and torch.equal(gray.val_clean[:, 1], gray.val_clean[:, 2])

@@ -333,6 +333,13 @@ def face(
     small_faces: Annotated[
         float, typer.Option(help="Share of training faces shrunk to 32-128 px and scaled back, target included (small faces in photos).", rich_help_panel=DATA)
     ] = 0.0,
+    undamaged_faces: Annotated[
+        float,
+        typer.Option(
+            help="Share of training faces left undamaged, target the face itself (a sharp face must come back as it was).",
+            rich_help_panel=DATA,
+        ),
+    ] = 0.0,
     mask_source: Annotated[
         str,
         typer.Option(
@@ -362,6 +369,7 @@ def face(
         structured=structured,
         grayscale_prob=grayscale_prob,
         small_faces=small_faces,
+        undamaged_faces=undamaged_faces,
         crop=crop,
         val_samples=val_samples,
         ssim_weight=ssim_weight,

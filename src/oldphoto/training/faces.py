@@ -75,6 +75,9 @@ class FaceTrainConfig:
     """Share of faces shrunk to ``small_sizes`` pixels and scaled back to the template before damage, target included:
     a small face in a photo holds no more detail than that, so the refiner learns to repair it without inventing any."""
     small_sizes: tuple[int, int] = (32, 128)
+    undamaged_faces: float = 0.0
+    """Share of training faces left undamaged (target: the face itself, through the global stage as ``restore`` runs
+    it): the refiner learns to give a sharp face back as it was instead of inventing or smoothing its detail."""
     grayscale_prob: float | None = None
     """The presets' chance of a black-and-white print, overridden (None: each preset's own; most old photos are)."""
     crop: int = 256
@@ -129,12 +132,14 @@ def damaged_faces(
     crop: int,
     small_faces: float = 0.0,
     small_sizes: tuple[int, int] = FaceTrainConfig.small_sizes,
+    undamaged_faces: float = 0.0,
 ):
     """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
     damage tensors from the aligned uint8 crops at ``indices``, each damaged by one of ``presets`` (drawn from
     ``rng`` only when there are several); a ``small_faces`` share of them first shrunk to ``small_sizes`` pixels (drawn
     from ``rng`` only when the share is above 0) and scaled back up, so that target and damaged face both hold only the
-    detail of a face that small."""
+    detail of a face that small; an ``undamaged_faces`` share (drawn from ``rng`` only when above 0) left as they are,
+    with an empty mask."""
     clean, degraded, mask = [], [], []
     for index in indices:
         face = faces[int(index)].astype(np.float32) / 255.0
@@ -147,6 +152,12 @@ def damaged_faces(
             face = face[y : y + crop, x : x + crop]
         if rng.random() < 0.5:
             face = face[:, ::-1]
+        if undamaged_faces > 0 and rng.random() < undamaged_faces:
+            face = np.ascontiguousarray(face)
+            clean.append(face)
+            degraded.append(face)
+            mask.append(np.zeros((*face.shape[:2], 1), np.float32))
+            continue
         preset = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
         sample = degrade_image(np.ascontiguousarray(face), preset, rng, stamps)
         clean.append(sample.clean)
@@ -187,6 +198,8 @@ class FaceRecipe(SingleNetworkRecipe):
             raise DataError(f"--crop must be a multiple of 8 between 64 and {FACE_SIZE}")
         if not 0.0 <= config.small_faces <= 1.0 or not 8 <= config.small_sizes[0] <= config.small_sizes[1] <= FACE_SIZE:
             raise DataError(f"--small-faces must be a share between 0 and 1, of sizes between 8 and {FACE_SIZE} px")
+        if not 0.0 <= config.undamaged_faces <= 1.0:
+            raise DataError("--undamaged-faces must be a share between 0 and 1")
         if not setup.runtime.default:
             raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
         self.config = config
@@ -227,7 +240,15 @@ class FaceRecipe(SingleNetworkRecipe):
     def train_step(self, step: int) -> dict[str, float]:
         indices = self.rng.integers(0, len(self.faces), self.config.setup.batch_size)
         clean, degraded, mask = damaged_faces(
-            self.faces, indices, self.presets, self.stamps, self.rng, self.config.crop, self.config.small_faces, self.config.small_sizes
+            self.faces,
+            indices,
+            self.presets,
+            self.stamps,
+            self.rng,
+            self.config.crop,
+            self.config.small_faces,
+            self.config.small_sizes,
+            self.config.undamaged_faces,
         )
         inputs = self.before_refiner(degraded, mask)
         loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
