@@ -323,6 +323,39 @@ def test_mirror_average_makes_the_refiner_treat_a_face_and_its_mirror_image_alik
     assert torch.allclose(unconditioned[0], unconditioned[1].flip(-1), atol=1e-6)
 
 
+def test_the_gate_compares_against_the_photo_before_the_global_stage(monkeypatch, random_face_model):
+    """Whatever the refiner is conditioned on, the gate judges each face from the photo before the global stage (as
+    it was trained), the global stage's face and the refiner's."""
+    import dataclasses
+
+    from oldphoto import registry
+    from oldphoto.restore import faces
+    from oldphoto.restore.face_align import align_face
+    from oldphoto.runtime import make_runtime
+    from oldphoto.weights import LoadedModel, load_model, load_network
+
+    photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    before = np.clip(photo + np.random.default_rng(0).normal(0, 0.2, photo.shape), 0, 1).astype(np.float32)
+    detector = load_network(registry.get_spec(registry.FACE_DETECTOR_MODEL))
+    gate = load_model(registry.get_spec(registry.FACE_GATE_MODEL))
+    seen = []
+    real_need = faces.estimate_need
+
+    def spy(network, original, restored, refined):
+        seen.append((original, restored))
+        return real_need(network, original, restored, refined)
+
+    monkeypatch.setattr(faces, "estimate_need", spy)
+    for settings in ({}, {"condition": "original"}):
+        refiner = LoadedModel(dataclasses.replace(random_face_model, settings=settings), load_network(random_face_model))
+        result = faces.refine_faces(photo, detector, refiner, make_runtime("cpu"), original=before, gate=gate)
+        landmarks = result.faces[0].landmarks
+        original, restored = seen[-1]
+        np.testing.assert_array_equal(original, align_face(before, landmarks).pixels)
+        np.testing.assert_array_equal(restored, align_face(photo, landmarks).pixels)
+        assert result.records[0].degradation is not None
+
+
 def test_the_refiners_spec_says_whether_its_output_is_mirror_averaged(monkeypatch, random_face_model):
     import dataclasses
 

@@ -164,8 +164,10 @@ def bowed_line_mask(angle_degrees: float, bow: float, length: int = 100, width: 
         (line_mask(30), True),  # a rail in perspective: ruler-straight at any angle
         (line_mask(120, width=2), True),
         (line_mask(30, centre=(40, 100)), True),  # running into the left border across it
+        (line_mask(30, centre=(100, 180)), True),  # into the bottom border: a slanted line lies along no border
+        (line_mask(30, length=300), False),  # from the left border to the right one: a fold
         (bowed_line_mask(30, bow=3), False),  # a scratch at an angle, bowed 3 px over 100 px (spread 1.25x)
-        (bowed_line_mask(120, bow=2, width=2), False),
+        (bowed_line_mask(120, bow=3, width=2), False),
         (line_mask(0, length=30), False),  # too short to tell
         (line_mask(0, centre=(100, 1)), False),  # along the top border: a print's torn edge
         (line_mask(90, centre=(1, 100)), False),  # along the left border
@@ -205,6 +207,12 @@ def test_straight_lines_need_the_rules_score_thin_ones_too():
         assert kept.sum() == kept_mask and kept.sum() + dropped.sum() == mask.sum()
         # Without the rule all are kept.
         assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+    # A ruler-straight line at 30 degrees (a rail in perspective) needs the rule's score too.
+    ruler = line_mask(30, centre=(100, 60))
+    pixels = np.repeat(ruler[:, :, None], 3, axis=2)
+    for logit, kept_mask in ((1.0, 0), (2.0, ruler.sum())):
+        kept, _ = verified_masks(pixels, ruler * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, straight_lines=rule)
+        assert kept.sum() == kept_mask
     # A line never needs less than any other mark: at a usual score of 0.9 the 0.88 lines are dropped too.
     pixels = np.repeat(level[:, :, None], 3, axis=2)
     assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, straight_lines=rule)[0].sum() == 0
@@ -218,6 +226,7 @@ def test_detection_reads_the_straight_line_rule_from_the_registry():
     settings = spec.settings
     rule = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0).straight_lines
     assert rule is not None and rule.min_score == settings["line_min_score"] and rule.max_tilt == settings["line_max_tilt"]
+    assert rule.max_slanted_spread == settings["line_max_slanted_spread"]
     assert StraightLineRule.of({"min_score": 0.5}) is None
     with pytest.raises(ConfigError, match="line_max_tilt"):
         StraightLineRule.of({name: value for name, value in settings.items() if name != "line_max_tilt"})

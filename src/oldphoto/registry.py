@@ -149,7 +149,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # marks scoring 0.47-0.73 were bed rails, rods, hems, a fishing rod and lit furniture edges; none of the
         # labelled real damage kept at 0.465 is such a line. line_max_slanted_spread: so do ruler-straight lines at
         # any other angle (tram rails, a pipe stem, a brace, a wire in perspective, scoring 0.56-0.78), while
-        # synthetic scratches bow a little more (1.2-1.3x; 1.25 cost bopbtl F1 0.880 -> 0.854, 1.15 -> 0.879).
+        # drawn scratches mostly bow a little more (the bopbtl set's slanted damage marks 1.09-1.27x; a bound of 1.25
+        # cost bopbtl F1 0.880 -> 0.854, 1.15 -> 0.879).
         settings={
             "min_score": 0.465,
             "keep_width": 2.0,

@@ -336,7 +336,7 @@ def face(
     undamaged_faces: Annotated[
         float,
         typer.Option(
-            help="Share of training faces left undamaged, target the face itself (a sharp face must come back as it was).",
+            help="Share of training faces left undamaged and in their own colours, target the face itself (a sharp face must come back as it was).",
             rich_help_panel=DATA,
         ),
     ] = 0.0,

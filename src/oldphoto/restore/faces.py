@@ -20,7 +20,8 @@ CONDITION_ORIGINAL = "original"
 
 
 def conditions_on_original(spec: ModelSpec) -> bool:
-    """Whether ``refine_faces`` must be given the photo before global restoration for this refiner."""
+    """Whether this refiner is conditioned on the face as it was before global restoration (registry ``condition``;
+    :func:`refine_faces` reads it), else on its own input."""
     return spec.settings.get("condition") == CONDITION_ORIGINAL
 
 

@@ -230,8 +230,8 @@ class StraightLineRule:
     rarely dead straight: they bow or wander a little. The verifier, trained mostly on synthetic damage and scene
     lines drawn at any angle, lets many such scene lines through at scores of 0.47-0.8, and the global stage then
     erases them. Exempt are the lines that may be the print's own edge or a fold (:func:`print_edge_or_fold`): a
-    line touching the border it runs along (the one nearer its direction), and one running from border to border.
-    A rail or a frame that runs into the border across it is judged.
+    level or plumb line touching the border it runs along, and any line running from border to border. A rail or a
+    frame that runs into a border across it, and a slanted line touching any border, are judged.
     """
 
     min_length: float
@@ -267,9 +267,10 @@ class StraightLineRule:
             thickness = len(points) / max(length, 1.0)
             direction = float(np.degrees(np.arctan2(axes[1, 1], axes[0, 1]))) % 180.0  # of the main axis
             from_level = min(direction, 180.0 - direction)  # 0..90: 0 level, 90 plumb
-            if print_edge_or_fold(components.boxes[k], from_level <= 45.0, components.labels.shape):
-                continue
             tilt = min(from_level, 90.0 - from_level)
+            # Only a level or plumb line can lie along a border; any line may run edge to edge.
+            if print_edge_or_fold(components.boxes[k], from_level <= 45.0, components.labels.shape, along=tilt <= self.max_tilt):
+                continue
             found[k] = length >= max(self.min_length, self.min_elongation * thickness) and (
                 spread <= self.max_spread * thickness if tilt <= self.max_tilt else spread <= self.max_slanted_spread * thickness
             )
@@ -292,16 +293,16 @@ class StraightLineRule:
         return cls(**{name: float(settings[f"line_{name}"]) for name in names})
 
 
-def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...]) -> bool:
+def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], along: bool = True) -> bool:
     """Whether a line with box ``(x, y, w, h)`` in an image of ``shape`` (H, W, ...), running nearer level than
     plumb when ``level`` (else nearer plumb), may be a print's own edge or a fold: it touches a border it runs along
-    (a torn or chipped edge, or the crack along it), or it runs from one border to the opposite one (a fold or crease
-    crosses the whole print)."""
+    (a torn or chipped edge, or the crack along it; only when ``along``, for a line lying level or plumb), or it runs
+    from one border to the opposite one (a fold or crease crosses the whole print)."""
     x, y, w, h = (int(v) for v in box)
     height, width = shape[:2]
     if level:
-        return y == 0 or y + h == height or (x == 0 and x + w == width)
-    return x == 0 or x + w == width or (y == 0 and y + h == height)
+        return (along and (y == 0 or y + h == height)) or (x == 0 and x + w == width)
+    return (along and (x == 0 or x + w == width)) or (y == 0 and y + h == height)
 
 
 def verified_masks(

@@ -77,7 +77,8 @@ class FaceTrainConfig:
     small_sizes: tuple[int, int] = (32, 128)
     undamaged_faces: float = 0.0
     """Share of training faces left undamaged (target: the face itself, through the global stage as ``restore`` runs
-    it): the refiner learns to give a sharp face back as it was instead of inventing or smoothing its detail."""
+    it): the refiner learns to give a sharp face back as it was instead of inventing or smoothing its detail. They
+    stay as the face photos are (colour faces stay colour: the presets' black-and-white chance is not drawn)."""
     grayscale_prob: float | None = None
     """The presets' chance of a black-and-white print, overridden (None: each preset's own; most old photos are)."""
     crop: int = 256
