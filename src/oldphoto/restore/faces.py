@@ -183,7 +183,7 @@ def refine_faces(
         return FaceResult(rgb, faces, tuple(RefinedFace(face, False) for face in faces))
     result = rgb
     records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
-    conditioned = conditions_on_original(refiner.spec)
+    conditioned, mirror_average = conditions_on_original(refiner.spec), averages_mirror(refiner.spec)
     ramp = None if gate is None else gate_ramp(gate.spec)
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
     for index in reversed(range(len(faces))):
@@ -191,9 +191,9 @@ def refine_faces(
             continue
         face = faces[index]
         aligned = align_face(result, face.landmarks)
-        before = align_face(rgb if original is None else original, face.landmarks).pixels
-        condition = before if conditioned else None
-        refined = refine_face_crop(aligned.pixels, refiner.network, runtime, condition, averages_mirror(refiner.spec))
+        # The face before the global stage: the refiner's condition and what the gate compares against.
+        before = align_face(rgb if original is None else original, face.landmarks).pixels if conditioned or gate is not None else None
+        refined = refine_face_crop(aligned.pixels, refiner.network, runtime, before if conditioned else None, mirror_average)
         need = None
         if gate is not None:
             need = estimate_need(gate.network, before, aligned.pixels, refined)

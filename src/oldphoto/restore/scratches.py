@@ -271,9 +271,8 @@ class StraightLineRule:
             # Only a level or plumb line can lie along a border; any line may run edge to edge.
             if print_edge_or_fold(components.boxes[k], from_level <= 45.0, components.labels.shape, along=tilt <= self.max_tilt):
                 continue
-            found[k] = length >= max(self.min_length, self.min_elongation * thickness) and (
-                spread <= self.max_spread * thickness if tilt <= self.max_tilt else spread <= self.max_slanted_spread * thickness
-            )
+            max_spread = self.max_spread if tilt <= self.max_tilt else self.max_slanted_spread
+            found[k] = length >= max(self.min_length, self.min_elongation * thickness) and spread <= max_spread * thickness
         return found
 
     @classmethod
