@@ -21,7 +21,7 @@ from oldphoto.imageio import is_image_path, read_photo, to_luminance, to_rgb
 from oldphoto.registry import FACE_GATE_MODEL, get_spec
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
-from oldphoto.weights import LoadedModel, load_model
+from oldphoto.weights import load_model
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,8 +44,8 @@ def main() -> None:
     with_faces = Restorer(runtime, RestoreOptions())
     if args.gate:
         with_faces.models[FACE_GATE_MODEL] = load_model(get_spec(FACE_GATE_MODEL), runtime, args.gate)
-    if args.no_gate:
-        with_faces.models[FACE_GATE_MODEL] = LoadedModel(get_spec(FACE_GATE_MODEL), None)
+    if args.no_gate:  # the pipeline refines every face at full strength when it holds no gate
+        del with_faces.models[FACE_GATE_MODEL]
     without = Restorer(runtime, RestoreOptions(faces=False))
     for folder in args.folders:
         rows = []

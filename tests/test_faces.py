@@ -381,3 +381,66 @@ def test_the_refiners_spec_says_whether_its_output_is_mirror_averaged(monkeypatc
     ]
     assert asked == [False, True]
     assert np.abs(outputs[0].pixels - outputs[1].pixels).max() > 1e-3
+
+
+def checkered_bump(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(smooth bump, 1 px checkerboard): a coarse and a fine correction, (S, S, 3) float32."""
+    yy, xx = np.mgrid[:size, :size]
+    bump = 0.2 * np.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 6) ** 2))
+    checker = 0.05 * np.where((yy + xx) % 2 == 0, 1.0, -1.0)
+    return np.repeat(bump[..., None], 3, 2).astype(np.float32), np.repeat(checker[..., None], 3, 2).astype(np.float32)
+
+
+def test_the_blend_gives_the_corrections_coarse_and_fine_parts_their_own_strengths():
+    from oldphoto.restore.faces import blended_face
+
+    aligned = np.full((64, 64, 3), 0.5, np.float32)
+    bump, checker = checkered_bump()
+    refined = aligned + bump + checker
+    coarse_only = blended_face(aligned, refined, 1.0, 0.0, 1.0) - aligned
+    fine_only = blended_face(aligned, refined, 0.0, 1.0, 1.0) - aligned
+    both = blended_face(aligned, refined, 1.0, 1.0, 1.0) - aligned
+    np.testing.assert_allclose(both, bump + checker, atol=1e-6)  # full strength on both: the whole correction
+    # A 1 px checkerboard is all fine detail: at sigma 1 its low-pass keeps about 1% of it.
+    assert np.abs(coarse_only - bump).mean() < 0.1 * np.abs(checker).mean()
+    assert np.abs(fine_only - checker).mean() < 0.1 * np.abs(checker).mean() + 0.1 * np.abs(bump).mean()
+    assert np.abs(fine_only).max() < 0.05 + 0.02  # the bump (0.2 high) is not in the fine part
+
+
+def test_the_gates_registry_ramps_set_the_coarse_and_fine_strengths_of_each_face(monkeypatch, random_face_model):
+    """A face whose need lies between the fine ramp's start and the coarse ramp's end takes more of the correction's
+    coarse part than of its fine part: the pasted change, against the same face at full strength, keeps most of its
+    smooth part and little of its fine detail. A single strength for both (the blend before issue 18's split) fails."""
+    from oldphoto import registry
+    from oldphoto.restore import faces
+    from oldphoto.runtime import make_runtime
+    from oldphoto.weights import LoadedModel, load_model, load_network
+
+    # The fixture face enlarged to about the template's size, so that the template's fine detail is the photo's too.
+    photo = cv2.resize(load_rgb(FIXTURE), (480, 480), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    detector = load_network(registry.get_spec(registry.FACE_DETECTOR_MODEL))
+    gate = load_model(registry.get_spec(registry.FACE_GATE_MODEL))
+    blend = faces.GateBlend.of(gate.spec)
+    assert blend is not None and blend.coarse_ramp == (0.15, 0.4) and blend.fine_ramp == (0.3, 0.8) and blend.fine_sigma == 1.0
+    refiner = LoadedModel(random_face_model, load_network(random_face_model))
+    changes = {}
+    for need in (1.0, 0.35):
+        monkeypatch.setattr(faces, "estimate_need", lambda *crops, need=need: need)
+        result = faces.refine_faces(photo, detector, refiner, make_runtime("cpu"), gate=gate)
+        record = result.records[0]
+        assert (record.strength, record.fine_strength) == pytest.approx(blend.strengths(need))
+        changes[need] = (result.pixels - photo).astype(np.float32)
+    assert blend.strengths(0.35) == pytest.approx((0.8, 0.1))
+    # The coarse part as a low-pass of the pasted change, the fine part as what is left.
+    smooth = {need: cv2.GaussianBlur(change, (0, 0), 1.5) for need, change in changes.items()}
+    coarse_kept = np.abs(smooth[0.35]).sum() / np.abs(smooth[1.0]).sum()
+    fine_kept = np.abs(changes[0.35] - smooth[0.35]).sum() / np.abs(changes[1.0] - smooth[1.0]).sum()
+    # Measured: 0.58 and 0.22 (the split is at 1 template px, the measure at 1.5 photo px, so the parts mix a little).
+    assert coarse_kept > 0.45 and fine_kept < coarse_kept - 0.2, (coarse_kept, fine_kept)
+
+
+def test_without_a_gate_both_parts_take_the_face_strength():
+    from oldphoto.restore.faces import blend_strengths
+
+    assert blend_strengths(None, None, 0.6) == (0.6, 0.6)
+    assert blend_strengths(0.3, None, 0.5) == (0.15, 0.15)

@@ -245,7 +245,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         arch="face_refine:FaceRefiner",
         config=FaceRefineConfig(),
         weights_file="face-refine.safetensors",
-        sha256="ab8fecef5c5dc2d253c3ec6e8b638796f2238723f334ce1f1408cbb10c3d165d",
+        sha256="6bfa88b686e8e9bf20d7990e183c52fde123921b92b2be8da67604c4fc9e4cad",
         # Trained with --condition original: the SPADE blocks see the face before global restoration. Trained with
         # random horizontal flips, so its output on the mirrored face is as good; averaging the two gained +0.004 /
         # +0.007 dB on two damage draws of the 208 held-out faces (bopbtl-v1), at twice the refiner's time.
@@ -265,10 +265,11 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         weights_file="face-gate.safetensors",
         sha256="b7752073ec6c0f441fd15a71ab021b5017e903d1c8a4c938a4eeea1e2bd97be1",
         contract=InputContract(channels=3, cpu_only=True),
-        # The gate's estimate maps to a strength through a ramp chosen on its 96 validation faces
-        # (scripts/calibrate_face_gate.py): 0 below 0.15 (sharp, clean faces), 1 from 0.7; damaged faces there get the SSIM of
-        # full refinement at the PSNR of the best blend, clean ones keep 48.1 of their 48.4 dB.
-        settings={"need_floor": 0.15, "need_full": 0.7},
+        # The gate's estimate becomes two strengths (restore/faces.py GateBlend): the refiner's correction is split at
+        # 1 template px into a coarse part, given from need 0.15 (none below: sharp, clean faces) to 0.4 (full), and a
+        # fine part, given from 0.3 to 0.8. On held-out faces the fine part cost sharp faces twice the detail per dB it
+        # gave damaged ones (issue 18; the gate's model card has the figures and how the ramps were chosen).
+        settings={"coarse_ramp": (0.15, 0.4), "fine_ramp": (0.3, 0.8), "fine_sigma": 1.0},
     ),
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -56,7 +57,8 @@ class RefinedFace:
 
     face: Face
     refined: bool
-    """False when the selection (``min_size``, ``only_center``) left it out, or at strength 0."""
+    """Whether the refiner ran on it: False when the selection (``min_size``, ``only_center``) left it out or
+    ``--face-strength`` is 0. A refined face may still be left as it was: the gate's strengths are then 0."""
     cropped: np.ndarray | None = None
     """(S, S, 3) float32 in [0, 1]: the aligned crop given to the refiner; None when not refined."""
     restored: np.ndarray | None = None
@@ -65,8 +67,12 @@ class RefinedFace:
     """0..1, the gate's estimate of how much of the refiner's correction this face needs (0: a sharp, clean face that
     stays as the global stage left it); None when not refined or without a gate."""
     strength: float | None = None
-    """The blend strength applied: ``--face-strength`` times ``degradation`` (or ``--face-strength`` alone without a
-    gate); None when not refined."""
+    """The blend strength applied to the coarse part of the refiner's correction: ``--face-strength`` times what the
+    gate's ``degradation`` asks for (:class:`GateBlend`; ``--face-strength`` alone without a gate); None when not
+    refined."""
+    fine_strength: float | None = None
+    """The same for the correction's fine part (pores, lashes, grain), which the gate gives only to faces that clearly
+    need it; equal to ``strength`` without a gate; None when not refined."""
 
 
 @dataclass(frozen=True)
@@ -124,21 +130,61 @@ def estimate_need(gate: nn.Module, original: np.ndarray, restored: np.ndarray, r
         return float(gate(tensor(original), tensor(restored), tensor(refined))[0])
 
 
-def gate_ramp(spec: ModelSpec) -> tuple[float, float] | None:
-    """The face gate's registry ramp (``need_floor``, ``need_full``), or None when its settings have none."""
-    if "need_floor" not in spec.settings:
-        return None
-    return float(spec.settings["need_floor"]), float(spec.settings["need_full"])
+@dataclass(frozen=True)
+class GateBlend:
+    """How the face gate's estimate ``need`` becomes the blend of the refiner's correction (the gate's registry
+    settings ``coarse_ramp``, ``fine_ramp`` and ``fine_sigma``).
+
+    The correction (refined minus aligned face, (S, S, 3) at the template's resolution) is split in two: its coarse
+    part, a Gaussian low-pass of ``fine_sigma`` template pixels (shading, contours, the repair of blotches and
+    scratches), and its fine part, the rest (pores, lashes, grain). Each takes its own strength, 0 up to its ramp's
+    first value, 1 from its second, linear between. Why: measured on held-out faces, the fine part takes about twice as
+    much detail from a sharp face for each dB it gives a damaged one, so it is given only to faces that clearly need
+    it, while the coarse part reaches them sooner (see the face gate's model card).
+    """
+
+    coarse_ramp: tuple[float, float]
+    fine_ramp: tuple[float, float]
+    fine_sigma: float
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> GateBlend | None:
+        """The blend the gate's registry settings describe, or None when its settings have none (``need`` itself is
+        then the strength of the whole correction)."""
+        if "coarse_ramp" not in spec.settings:
+            return None
+        coarse, fine = (tuple(float(v) for v in spec.settings[key]) for key in ("coarse_ramp", "fine_ramp"))
+        return cls(coarse, fine, float(spec.settings["fine_sigma"]))  # type: ignore[arg-type]
+
+    def strengths(self, need: float) -> tuple[float, float]:
+        """(coarse, fine) strengths in [0, 1] for the gate's estimate ``need``."""
+        return ramp_strength(need, self.coarse_ramp), ramp_strength(need, self.fine_ramp)
 
 
-def strength_for_need(need: float, ramp: tuple[float, float] | None) -> float:
-    """The blend strength (0..1, before ``--face-strength``) for the gate's estimate ``need``: 0 up to ``ramp[0]``,
-    1 from ``ramp[1]``, linear between (the gate's registry setting, chosen on its validation faces); ``need``
-    itself without a ramp."""
-    if ramp is None:
-        return need
+def ramp_strength(need: float, ramp: tuple[float, float]) -> float:
+    """0 up to ``ramp[0]``, 1 from ``ramp[1]``, linear between."""
     low, high = ramp
     return float(min(1.0, max(0.0, (need - low) / (high - low))))
+
+
+def blend_strengths(need: float | None, blend: GateBlend | None, strength: float) -> tuple[float, float]:
+    """(coarse, fine) strengths of a face's correction: ``strength`` (``--face-strength``) times what the gate's
+    ``need`` asks for (:class:`GateBlend`; ``need`` for both parts when the gate has no blend settings), or
+    ``strength`` for both without a gate."""
+    if need is None:
+        return strength, strength
+    if blend is None:
+        return strength * need, strength * need
+    coarse, fine = blend.strengths(need)
+    return strength * coarse, strength * fine
+
+
+def blended_face(aligned: np.ndarray, refined: np.ndarray, coarse: float, fine: float, fine_sigma: float) -> np.ndarray:
+    """(S, S, 3) float32: ``aligned`` plus ``coarse`` times the coarse part of the correction ``refined - aligned``
+    (Gaussian low-pass of ``fine_sigma`` px) plus ``fine`` times its fine part (the rest); both crops in [0, 1]."""
+    correction = (refined - aligned).astype(np.float32)
+    coarse_part = cv2.GaussianBlur(correction, (0, 0), fine_sigma, borderType=cv2.BORDER_REFLECT)
+    return aligned + coarse * coarse_part + fine * (correction - coarse_part)
 
 
 def refine_faces(
@@ -169,7 +215,7 @@ def refine_faces(
         strength: 0 = the input unchanged, 1 = refined faces blended in as far as the gate says (fully without one).
         gate: the face gate (:class:`~oldphoto.archs.face_gate.FaceGate`) with its spec: each face's blend is
             ``strength`` times its estimate of how much the face needs the refiner's correction (mapped by the spec's
-            ramp, see :func:`gate_ramp` and :func:`strength_for_need`), so a sharp face stays as it is.
+            ramps for the correction's coarse and fine parts, see :class:`GateBlend`), so a sharp face stays as it is.
         min_size: refine only faces whose box's larger side is at least this many pixels (0 = every face).
         only_center: refine only the (selected) face whose box centre is nearest the photo's centre.
         original: the same photo before global restoration, (H, W, 3) float32 in [0, 1] (default: ``rgb``). For a
@@ -184,7 +230,7 @@ def refine_faces(
     result = rgb
     records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
     conditioned, mirror_average = conditions_on_original(refiner.spec), averages_mirror(refiner.spec)
-    ramp = None if gate is None else gate_ramp(gate.spec)
+    blend = None if gate is None else GateBlend.of(gate.spec)
     # Smallest first, so that where faces overlap the larger (better resolved) one is pasted last.
     for index in reversed(range(len(faces))):
         if not chosen[index]:
@@ -197,8 +243,13 @@ def refine_faces(
         need = None
         if gate is not None:
             need = estimate_need(gate.network, before, aligned.pixels, refined)
-        applied = strength if need is None else strength * strength_for_need(need, ramp)
+        coarse, fine = blend_strengths(need, blend, strength)
         # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
-        result = paste_face(result, refined, aligned.matrix, applied, base=aligned.pixels)
-        records[index] = RefinedFace(face, True, aligned.pixels, refined, need, applied)
+        if coarse == fine:
+            result = paste_face(result, refined, aligned.matrix, coarse, base=aligned.pixels)
+        else:  # only a gate's blend gives the two parts different strengths
+            assert blend is not None
+            corrected = blended_face(aligned.pixels, refined, coarse, fine, blend.fine_sigma)
+            result = paste_face(result, corrected, aligned.matrix, 1.0, base=aligned.pixels)
+        records[index] = RefinedFace(face, True, aligned.pixels, refined, need, coarse, fine)
     return FaceResult(result, faces, tuple(records))

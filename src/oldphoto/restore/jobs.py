@@ -154,7 +154,8 @@ def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace]) -> int:
 
 def face_record(face: RefinedFace) -> dict[str, Any]:
     """A face for the report: box [x, y, w, h] and landmarks [[x, y] x 5] in photo pixels, score, refined, the gate's
-    estimated degradation (0..1: how much of the refiner's correction it needs) and the strength applied."""
+    estimated degradation (0..1: how much of the refiner's correction it needs) and the strengths applied to the
+    correction's coarse and fine parts."""
     x1, y1, x2, y2 = face.face.box
     return {
         "box": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
@@ -163,6 +164,7 @@ def face_record(face: RefinedFace) -> dict[str, Any]:
         "refined": face.refined,
         "degradation": None if face.degradation is None else round(face.degradation, 4),
         "strength": None if face.strength is None else round(face.strength, 4),
+        "fine_strength": None if face.fine_strength is None else round(face.fine_strength, 4),
     }
 
 

@@ -288,7 +288,7 @@ class Restorer:
                 original=original,
                 min_size=self.options.min_face_size,
                 only_center=self.options.only_center_face,
-                gate=self.models[FACE_GATE_MODEL],
+                gate=self.models.get(FACE_GATE_MODEL),
             )
             rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white
