@@ -3,8 +3,9 @@
 Loads the validation pool the face-gate recipe cached beside its checkpoint (held-out UTKFace faces, damaged or clean,
 through the installed global stage and refiner) and the installed gate, and prints, for damaged and clean faces, the
 mean PSNR and SSIM against the clean faces and the mean strength of: no refinement, full refinement, the gate's raw
-estimate, linear ramps (0 below LOW, 1 above HIGH) and scalings. The registry's ``need_floor`` / ``need_full`` were
-chosen here.
+estimate, linear ramps (0 below LOW, 1 above HIGH) and scalings, each for the refiner's whole correction. The single
+ramp 0.15-0.7 shipped until session 15 was chosen here; the registry's ``coarse_ramp`` / ``fine_ramp`` (the correction
+split in two parts) were chosen with ``scripts/face_blend_sweep.py``.
 
 Usage: python scripts/calibrate_face_gate.py [--pool runs/face-gate/pool-val-*.pt]
 """

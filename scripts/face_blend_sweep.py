@@ -9,9 +9,10 @@ scores each blend given on the command line by pasting only (see :class:`oldphot
   (as ``scripts/face_fidelity.py`` measures it; target >= 0.9).
 
 A blend is ``COARSE_LOW,COARSE_HIGH,FINE_LOW,FINE_HIGH`` (need ramps of the correction's two parts) or ``LOW,HIGH``
-(one ramp for the whole correction, the blend before the split). The registry's ramps were chosen with it (the face
-gate's model card), so the sets it is run on are no longer held out for that choice: check a choice on a fresh
-damage draw (``oldphoto degrade ... --seed 1``).
+(one ramp for the whole correction, the blend before the split). Each face is aligned once, from the global stage's
+output (``restore`` aligns each from the photo as pasted so far: the same unless faces overlap). The registry's ramps
+were chosen with it (the face gate's model card), so the sets it is run on are no longer held out for that choice:
+check a choice on a fresh damage draw (``oldphoto degrade ... --seed 1``).
 
 Usage: python scripts/face_blend_sweep.py --pairs /tmp/faceset-bopbtl-v1 --pairs /tmp/faceset-default-v1 \\
     --sharp /tmp/faces-val/utk --blend 0.15,0.7 --blend 0.15,0.4,0.3,0.8 [--fine-sigma 1.0]
@@ -24,14 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from face_fidelity import laplacian_variance  # scripts/ is on the path when this runs as a script
+from face_fidelity import face_regions, laplacian_variance  # scripts/ is on the path when this runs as a script
 
 from oldphoto.evaluation.metrics import psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, read_photo, to_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_GATE_MODEL, FACE_MODEL, get_spec
-from oldphoto.restore.face_align import align_face, paste_face
+from oldphoto.restore.face_align import AlignedFace, align_face
 from oldphoto.restore.face_detect import detect_faces
-from oldphoto.restore.faces import GateBlend, averages_mirror, blended_face, estimate_need, ramp_strength, refine_face_crop
+from oldphoto.restore.faces import (
+    GateBlend,
+    averages_mirror,
+    blend_strengths,
+    conditions_on_original,
+    estimate_need,
+    paste_correction,
+    ramp_strength,
+    refine_face_crop,
+)
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_model, load_network
@@ -40,8 +50,7 @@ from oldphoto.weights import load_model, load_network
 @dataclass
 class FaceCrops:
     box: tuple[float, float, float, float]
-    matrix: np.ndarray
-    aligned: np.ndarray
+    aligned: AlignedFace
     refined: np.ndarray
     need: float
 
@@ -54,19 +63,23 @@ class Photo:
     faces: list[FaceCrops]
 
 
-def strengths(blend: tuple[float, ...], need: float) -> tuple[float, float]:
-    if len(blend) == 2:
-        single = ramp_strength(need, (blend[0], blend[1]))
+def blend_of(numbers: tuple[float, ...], fine_sigma: float) -> GateBlend | None:
+    """The blend ``--blend`` gives: None for one ramp (see :func:`strengths`)."""
+    return None if len(numbers) == 2 else GateBlend((numbers[0], numbers[1]), (numbers[2], numbers[3]), fine_sigma)
+
+
+def strengths(numbers: tuple[float, ...], blend: GateBlend | None, need: float) -> tuple[float, float]:
+    if blend is None:  # one ramp for the whole correction: the gate's need mapped by it, for both parts
+        single = ramp_strength(need, (numbers[0], numbers[1]))
         return single, single
-    return GateBlend((blend[0], blend[1]), (blend[2], blend[3]), 1.0).strengths(need)
+    return blend_strengths(need, blend, 1.0)
 
 
-def with_faces(photo: Photo, blend: tuple[float, ...], fine_sigma: float) -> np.ndarray:
-    result = photo.restored
+def with_faces(photo: Photo, numbers: tuple[float, ...], fine_sigma: float) -> np.ndarray:
+    result, blend = photo.restored, blend_of(numbers, fine_sigma)
     for face in reversed(photo.faces):  # smallest first, as refine_faces pastes them
-        coarse, fine = strengths(blend, face.need)
-        corrected = blended_face(face.aligned, face.refined, coarse, fine, fine_sigma)
-        result = paste_face(result, corrected, face.matrix, 1.0, base=face.aligned)
+        coarse, fine = strengths(numbers, blend, face.need)
+        result = paste_correction(result, face.aligned, face.refined, coarse, fine, blend)
     return result
 
 
@@ -76,25 +89,25 @@ def load_set(folder: Path, restorer: Restorer, models: dict, runtime) -> list[Ph
     else:
         pairs = [(to_rgb(read_photo(path).pixels), None) for path in sorted(p for p in folder.iterdir() if is_image_path(p))]
     photos = []
+    refiner = models["refiner"]
+    conditioned, mirror_average = conditions_on_original(refiner.spec), averages_mirror(refiner.spec)
     for original, clean in pairs:
         restored = restorer.restore(original).pixels
         faces = []
         for face in detect_faces(restored, models["detector"]):
             aligned = align_face(restored, face.landmarks)
             before = align_face(original, face.landmarks).pixels
-            refined = refine_face_crop(aligned.pixels, models["refiner"].network, runtime, before, averages_mirror(models["refiner"].spec))
-            faces.append(FaceCrops(face.box, aligned.matrix, aligned.pixels, refined, estimate_need(models["gate"], before, aligned.pixels, refined)))
+            refined = refine_face_crop(aligned.pixels, refiner.network, runtime, before if conditioned else None, mirror_average)
+            faces.append(FaceCrops(face.box, aligned, refined, estimate_need(models["gate"], before, aligned.pixels, refined)))
         photos.append(Photo(restored, clean, faces))
     return photos
 
 
 def detail_kept(photo: Photo, result: np.ndarray) -> list[float]:
+    """Per face, the share of the Laplacian variance of its box's centre half that ``result`` keeps."""
     kept = []
     for face in photo.faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        x1, y1 = max(x1, 0), max(y1, 0)
-        h, w = y2 - y1, x2 - x1
-        centre = (slice(y1 + h // 4, y2 - h // 4), slice(x1 + w // 4, x2 - w // 4))
+        _, centre = face_regions(face.box)
         kept.append(laplacian_variance(result[centre]) / max(laplacian_variance(photo.restored[centre]), 1e-12))
     return kept
 
@@ -104,7 +117,8 @@ def main() -> None:
     parser.add_argument("--pairs", action="append", type=Path, default=[], help="a degraded pair set (repeatable)")
     parser.add_argument("--sharp", action="append", type=Path, default=[], help="a folder of sharp photos (repeatable)")
     parser.add_argument("--blend", action="append", required=True, help="LOW,HIGH or COARSE_LOW,COARSE_HIGH,FINE_LOW,FINE_HIGH")
-    parser.add_argument("--fine-sigma", type=float, default=1.0)
+    registry_blend = GateBlend.of(get_spec(FACE_GATE_MODEL))
+    parser.add_argument("--fine-sigma", type=float, default=registry_blend.fine_sigma if registry_blend else 1.0)
     args = parser.parse_args()
     blends = [tuple(float(v) for v in text.split(",")) for text in args.blend]
     if any(len(blend) not in (2, 4) for blend in blends):

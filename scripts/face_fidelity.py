@@ -32,20 +32,27 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(to_luminance(rgb)[:, :, 0].astype(np.float32), cv2.CV_32F).var())
 
 
+def face_regions(box: tuple[float, float, float, float]) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """(the box, its centre half) as slices of the photo, for a detected face box (x1, y1, x2, y2)."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, y1 = max(x1, 0), max(y1, 0)
+    h, w = y2 - y1, x2 - x1
+    return (slice(y1, y2), slice(x1, x2)), (slice(y1 + h // 4, y2 - h // 4), slice(x1 + w // 4, x2 - w // 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--gate", help="face-gate safetensors to use instead of the installed one")
-    parser.add_argument("--no-gate", action="store_true", help="blend every face at full strength (no gate)")
+    gates = parser.add_mutually_exclusive_group()
+    gates.add_argument("--gate", help="face-gate safetensors to use instead of the installed one")
+    gates.add_argument("--no-gate", action="store_true", help="blend every face at full strength (no gate)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     runtime = make_runtime("cpu", args.precision, threads=args.threads)
-    with_faces = Restorer(runtime, RestoreOptions())
+    with_faces = Restorer(runtime, RestoreOptions(face_gate=not args.no_gate))
     if args.gate:
         with_faces.models[FACE_GATE_MODEL] = load_model(get_spec(FACE_GATE_MODEL), runtime, args.gate)
-    if args.no_gate:  # the pipeline refines every face at full strength when it holds no gate
-        del with_faces.models[FACE_GATE_MODEL]
     without = Restorer(runtime, RestoreOptions(faces=False))
     for folder in args.folders:
         rows = []
@@ -55,11 +62,7 @@ def main() -> None:
             for face in full.faces or []:
                 if not face.refined:
                     continue
-                x1, y1, x2, y2 = (int(round(v)) for v in face.face.box)
-                x1, y1 = max(x1, 0), max(y1, 0)
-                box = (slice(y1, y2), slice(x1, x2))
-                h, w = y2 - y1, x2 - x1
-                centre = (slice(y1 + h // 4, y2 - h // 4), slice(x1 + w // 4, x2 - w // 4))
+                box, centre = face_regions(face.face.box)
                 rows.append(
                     (
                         psnr(full.pixels[box], plain[box]),

@@ -152,6 +152,9 @@ def test_no_faces_and_face_strength_zero_reproduce_the_global_output(random_face
         assert reports[name]["faces_found"] == 1, f"{name}: the detector must find the face in the global output"
     assert [face["refined"] for face in reports["strength0"]["faces"]] == [False]
     assert [face["refined"] for face in reports["full"]["faces"]] == [True]
+    # The random gate's need is about 0.9: full strength for both parts of the correction, as the report says.
+    full_face = reports["full"]["faces"][0]
+    assert full_face["strength"] == pytest.approx(1.0) and full_face["fine_strength"] == pytest.approx(1.0)
     assert np.array_equal(outputs["no-faces"], outputs["strength0"])
     # Strength 1 pastes the refined face: the face changes, the photo far from it does not.
     x, y, w, h = (round(v) for v in reports["full"]["faces"][0]["box"])
@@ -421,26 +424,65 @@ def test_the_gates_registry_ramps_set_the_coarse_and_fine_strengths_of_each_face
     detector = load_network(registry.get_spec(registry.FACE_DETECTOR_MODEL))
     gate = load_model(registry.get_spec(registry.FACE_GATE_MODEL))
     blend = faces.GateBlend.of(gate.spec)
-    assert blend is not None and blend.coarse_ramp == (0.15, 0.4) and blend.fine_ramp == (0.3, 0.8) and blend.fine_sigma == 1.0
+    assert blend is not None
+    # A need at which the registry's fine ramp gives 0.1: its coarse ramp gives far more (0.8 with today's ramps).
+    between = blend.fine_ramp[0] + 0.1 * (blend.fine_ramp[1] - blend.fine_ramp[0])
+    coarse_strength, fine_strength = blend.strengths(between)
+    assert fine_strength == pytest.approx(0.1) and coarse_strength >= 0.6
     refiner = LoadedModel(random_face_model, load_network(random_face_model))
     changes = {}
-    for need in (1.0, 0.35):
+    for need in (1.0, between):
         monkeypatch.setattr(faces, "estimate_need", lambda *crops, need=need: need)
         result = faces.refine_faces(photo, detector, refiner, make_runtime("cpu"), gate=gate)
         record = result.records[0]
         assert (record.strength, record.fine_strength) == pytest.approx(blend.strengths(need))
         changes[need] = (result.pixels - photo).astype(np.float32)
-    assert blend.strengths(0.35) == pytest.approx((0.8, 0.1))
     # The coarse part as a low-pass of the pasted change, the fine part as what is left.
     smooth = {need: cv2.GaussianBlur(change, (0, 0), 1.5) for need, change in changes.items()}
-    coarse_kept = np.abs(smooth[0.35]).sum() / np.abs(smooth[1.0]).sum()
-    fine_kept = np.abs(changes[0.35] - smooth[0.35]).sum() / np.abs(changes[1.0] - smooth[1.0]).sum()
+    coarse_kept = np.abs(smooth[between]).sum() / np.abs(smooth[1.0]).sum()
+    fine_kept = np.abs(changes[between] - smooth[between]).sum() / np.abs(changes[1.0] - smooth[1.0]).sum()
     # Measured: 0.58 and 0.22 (the split is at 1 template px, the measure at 1.5 photo px, so the parts mix a little).
     assert coarse_kept > 0.45 and fine_kept < coarse_kept - 0.2, (coarse_kept, fine_kept)
 
 
-def test_without_a_gate_both_parts_take_the_face_strength():
-    from oldphoto.restore.faces import blend_strengths
+def test_a_gate_without_blend_settings_gives_both_parts_its_need_and_bad_ramps_are_refused():
+    import dataclasses
 
-    assert blend_strengths(None, None, 0.6) == (0.6, 0.6)
-    assert blend_strengths(0.3, None, 0.5) == (0.15, 0.15)
+    from oldphoto import registry
+    from oldphoto.errors import ConfigError
+    from oldphoto.restore.faces import GateBlend, blend_strengths
+
+    assert blend_strengths(None, None, 0.6) == (0.6, 0.6)  # no gate: the face strength for both
+    assert blend_strengths(0.3, None, 0.5) == (0.15, 0.15)  # a gate without ramps: its need, scaled
+    spec = registry.get_spec(registry.FACE_GATE_MODEL)
+    assert GateBlend.of(dataclasses.replace(spec, settings={})) is None
+    with pytest.raises(ConfigError, match="incomplete: add fine_sigma"):
+        GateBlend.of(dataclasses.replace(spec, settings={"coarse_ramp": (0.1, 0.5), "fine_ramp": (0.3, 0.8)}))
+    with pytest.raises(ConfigError, match="coarse_ramp"):
+        GateBlend((0.5, 0.5), (0.3, 0.8), 1.0)
+    with pytest.raises(ConfigError, match="fine_sigma"):
+        GateBlend((0.1, 0.5), (0.3, 0.8), 0.0)
+
+
+def test_without_the_gate_every_face_takes_the_face_strength(monkeypatch, random_face_model):
+    """A gate that judges the face sharp (need 0) leaves it as it is; with the gate off (``face_gate=False``, what
+    ``scripts/face_fidelity.py --no-gate`` measures) the same face takes the correction at the face strength, and
+    the gate is not loaded."""
+    from oldphoto.registry import FACE_GATE_MODEL
+    from oldphoto.restore import faces
+    from oldphoto.restore.pipeline import RestoreOptions, Restorer, required_models
+    from oldphoto.runtime import make_runtime
+
+    monkeypatch.setattr(faces, "estimate_need", lambda *crops: 0.0)
+    photo = np.pad(load_rgb(FIXTURE), ((40, 40), (60, 60), (0, 0)), mode="edge")
+    results = {}
+    for gate in (True, False):
+        options = RestoreOptions(scratches=False, global_restoration=False, face_strength=0.5, face_gate=gate)
+        assert (FACE_GATE_MODEL in required_models(options)["faces"]) == gate
+        restorer = Restorer(make_runtime("cpu"), options)
+        assert (FACE_GATE_MODEL in restorer.models) == gate
+        results[gate] = restorer.restore(photo)
+    gated, ungated = results[True].faces[0], results[False].faces[0]
+    assert (gated.strength, gated.fine_strength) == (0.0, 0.0) and np.array_equal(results[True].pixels, photo)
+    assert (ungated.strength, ungated.fine_strength) == (0.5, 0.5) and ungated.degradation is None
+    assert np.abs(results[False].pixels - photo).max() > 1 / 255

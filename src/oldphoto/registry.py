@@ -267,8 +267,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         contract=InputContract(channels=3, cpu_only=True),
         # The gate's estimate becomes two strengths (restore/faces.py GateBlend): the refiner's correction is split at
         # 1 template px into a coarse part, given from need 0.15 (none below: sharp, clean faces) to 0.4 (full), and a
-        # fine part, given from 0.3 to 0.8. On held-out faces the fine part cost sharp faces twice the detail per dB it
-        # gave damaged ones (issue 18; the gate's model card has the figures and how the ramps were chosen).
+        # fine part, given from 0.3 to 0.8. On the held-out face sets the fine part cost sharp faces about five times
+        # the detail per dB it gave damaged ones that the coarse part did (issue 18; the gate's model card has the
+        # figures and how the ramps were chosen: on those sets, checked on a fresh damage draw).
         settings={"coarse_ramp": (0.15, 0.4), "fine_ramp": (0.3, 0.8), "fine_sigma": 1.0},
     ),
 )

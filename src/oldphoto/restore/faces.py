@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from oldphoto.errors import ConfigError
 from oldphoto.registry import ModelSpec
-from oldphoto.restore.face_align import align_face, match_tone, paste_face
+from oldphoto.restore.face_align import AlignedFace, align_face, match_tone, paste_face
 from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel
@@ -138,23 +139,43 @@ class GateBlend:
     The correction (refined minus aligned face, (S, S, 3) at the template's resolution) is split in two: its coarse
     part, a Gaussian low-pass of ``fine_sigma`` template pixels (shading, contours, the repair of blotches and
     scratches), and its fine part, the rest (pores, lashes, grain). Each takes its own strength, 0 up to its ramp's
-    first value, 1 from its second, linear between. Why: measured on held-out faces, the fine part takes about twice as
-    much detail from a sharp face for each dB it gives a damaged one, so it is given only to faces that clearly need
-    it, while the coarse part reaches them sooner (see the face gate's model card).
+    first value, 1 from its second, linear between. Why: measured on held-out faces, the fine part took about five
+    times as much detail from sharp faces for each dB it gave damaged ones as the coarse part did, so it is given only
+    to faces that clearly need it, while the coarse part reaches them sooner (see the face gate's model card).
+
+    Raises:
+        ConfigError: a ramp is not two needs 0 <= low < high <= 1, or ``fine_sigma`` is not positive.
     """
 
     coarse_ramp: tuple[float, float]
     fine_ramp: tuple[float, float]
     fine_sigma: float
 
+    def __post_init__(self) -> None:
+        for name, ramp in (("coarse_ramp", self.coarse_ramp), ("fine_ramp", self.fine_ramp)):
+            if len(ramp) != 2 or not 0.0 <= ramp[0] < ramp[1] <= 1.0:
+                raise ConfigError(f"the face gate's {name} {ramp} must be two needs 0 <= low < high <= 1")
+        if not self.fine_sigma > 0.0:
+            raise ConfigError(f"the face gate's fine_sigma {self.fine_sigma} must be a positive number of pixels")
+
     @classmethod
     def of(cls, spec: ModelSpec) -> GateBlend | None:
-        """The blend the gate's registry settings describe, or None when its settings have none (``need`` itself is
-        then the strength of the whole correction)."""
-        if "coarse_ramp" not in spec.settings:
+        """The blend the gate's registry settings describe, or None when they have none (``need`` itself is then the
+        strength of the whole correction).
+
+        Raises:
+            ConfigError: some of the blend's settings are there, not all, or they are out of range.
+        """
+        names = ("coarse_ramp", "fine_ramp", "fine_sigma")
+        given = [name for name in names if name in spec.settings]
+        if not given:
             return None
-        coarse, fine = (tuple(float(v) for v in spec.settings[key]) for key in ("coarse_ramp", "fine_ramp"))
-        return cls(coarse, fine, float(spec.settings["fine_sigma"]))  # type: ignore[arg-type]
+        if len(given) < len(names):
+            missing = ", ".join(name for name in names if name not in given)
+            raise ConfigError(f"the face gate's blend settings are incomplete: add {missing} to its registry entry")
+        coarse_low, coarse_high = (float(v) for v in spec.settings["coarse_ramp"])
+        fine_low, fine_high = (float(v) for v in spec.settings["fine_ramp"])
+        return cls((coarse_low, coarse_high), (fine_low, fine_high), float(spec.settings["fine_sigma"]))
 
     def strengths(self, need: float) -> tuple[float, float]:
         """(coarse, fine) strengths in [0, 1] for the gate's estimate ``need``."""
@@ -181,10 +202,24 @@ def blend_strengths(need: float | None, blend: GateBlend | None, strength: float
 
 def blended_face(aligned: np.ndarray, refined: np.ndarray, coarse: float, fine: float, fine_sigma: float) -> np.ndarray:
     """(S, S, 3) float32: ``aligned`` plus ``coarse`` times the coarse part of the correction ``refined - aligned``
-    (Gaussian low-pass of ``fine_sigma`` px) plus ``fine`` times its fine part (the rest); both crops in [0, 1]."""
+    (Gaussian low-pass of ``fine_sigma`` px) plus ``fine`` times its fine part (the rest); both crops in [0, 1]. The
+    sum may leave [0, 1] by a little (the two parts are weighted apart); :func:`paste_correction` clips the photo."""
     correction = (refined - aligned).astype(np.float32)
     coarse_part = cv2.GaussianBlur(correction, (0, 0), fine_sigma, borderType=cv2.BORDER_REFLECT)
     return aligned + coarse * coarse_part + fine * (correction - coarse_part)
+
+
+def paste_correction(
+    rgb: np.ndarray, aligned: AlignedFace, refined: np.ndarray, coarse: float, fine: float, blend: GateBlend | None
+) -> np.ndarray:
+    """``rgb`` (H, W, 3) in [0, 1] with the refiner's correction ``refined - aligned.pixels`` ((S, S, 3) crops)
+    warped back into the face and added, its coarse and fine parts at their strengths (one strength for the whole
+    correction when they are equal, or without a gate's ``blend``). Only the correction goes back, so a face larger
+    than the 256 px template keeps its own detail; the result is clipped to [0, 1]."""
+    if blend is None or coarse == fine:
+        return paste_face(rgb, refined, aligned.matrix, coarse, base=aligned.pixels)
+    corrected = blended_face(aligned.pixels, refined, coarse, fine, blend.fine_sigma)
+    return paste_face(rgb, corrected, aligned.matrix, 1.0, base=aligned.pixels)
 
 
 def refine_faces(
@@ -244,12 +279,6 @@ def refine_faces(
         if gate is not None:
             need = estimate_need(gate.network, before, aligned.pixels, refined)
         coarse, fine = blend_strengths(need, blend, strength)
-        # Only the refiner's correction goes back, so a face larger than the 256 px template keeps its own detail.
-        if coarse == fine:
-            result = paste_face(result, refined, aligned.matrix, coarse, base=aligned.pixels)
-        else:  # only a gate's blend gives the two parts different strengths
-            assert blend is not None
-            corrected = blended_face(aligned.pixels, refined, coarse, fine, blend.fine_sigma)
-            result = paste_face(result, corrected, aligned.matrix, 1.0, base=aligned.pixels)
+        result = paste_correction(result, aligned, refined, coarse, fine, blend)
         records[index] = RefinedFace(face, True, aligned.pixels, refined, need, coarse, fine)
     return FaceResult(result, faces, tuple(records))

@@ -51,6 +51,9 @@ class RestoreOptions:
     """Refine only faces whose box's larger side is at least this many pixels of the photo; 0 = every face found."""
     only_center_face: bool = False
     """Refine only the face whose box centre is nearest the photo's centre."""
+    face_gate: bool = True
+    """Let the face gate decide how much of the refiner's correction each face takes (a sharp face none); off, every
+    face takes it at ``face_strength`` (for measurements: what the gate saves sharp faces)."""
     global_model: str = DEFAULT_GLOBAL_BACKEND
     """A name in :data:`~oldphoto.restore.global_stage.GLOBAL_BACKENDS`: "triplet" (VAE_A -> mapping -> VAE_B, the method)
     or the ablation's "restore-unet"."""
@@ -115,7 +118,7 @@ def required_models(options: RestoreOptions) -> dict[str, tuple[str, ...]]:
     if options.global_restoration:
         stages["global"] = GLOBAL_BACKENDS[options.global_model].models
     if options.faces:
-        stages["faces"] = (FACE_DETECTOR_MODEL, FACE_MODEL, FACE_GATE_MODEL)
+        stages["faces"] = (FACE_DETECTOR_MODEL, FACE_MODEL, FACE_GATE_MODEL) if options.face_gate else (FACE_DETECTOR_MODEL, FACE_MODEL)
     return stages
 
 
@@ -192,10 +195,12 @@ def plan_stages(options: RestoreOptions) -> list[str]:
                 "; only the centre face" if options.only_center_face else "",
             )
         )
-        steps.append(
-            f"refine faces ({FACE_DETECTOR_MODEL}, {FACE_MODEL}, {FACE_GATE_MODEL}; strength {options.face_strength:g} times "
-            f"each face's need{selection})"
-        )
+        if options.face_gate:
+            blend = "; the coarse and fine parts of each face's correction as the gate's need asks, times"
+            models = f"{FACE_DETECTOR_MODEL}, {FACE_MODEL}, {FACE_GATE_MODEL}"
+        else:
+            blend, models = "; no gate: every face's correction at", f"{FACE_DETECTOR_MODEL}, {FACE_MODEL}"
+        steps.append(f"refine faces ({models}{blend} strength {options.face_strength:g}{selection})")
     if options.keep_tone:
         steps.append("keep the photo's own tone (its colour at low resolution on the restored luminance)")
     return steps
@@ -288,7 +293,7 @@ class Restorer:
                 original=original,
                 min_size=self.options.min_face_size,
                 only_center=self.options.only_center_face,
-                gate=self.models.get(FACE_GATE_MODEL),
+                gate=self.models[FACE_GATE_MODEL] if self.options.face_gate else None,
             )
             rgb, result.faces_found, result.faces = faces.pixels, len(faces.faces), list(faces.records)
             if grayscale or black_and_white:  # the crops as the photo comes out: black-and-white
