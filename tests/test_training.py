@@ -367,6 +367,26 @@ def test_face_damage_can_shrink_faces_target_included():
     assert full[1] == small[1] == 0.0  # no damage in either: the shrink is applied to the target too
 
 
+def test_small_faces_can_be_damaged_at_their_own_size():
+    """--small-damage native: a small face is damaged at its size and scaled to the template with its damage, so its
+    grain is as coarse, magnified, as a small face's in a damaged scan; by default (template) the grain is drawn at the
+    template's pixels. Measured as how much neighbouring pixels of the damage differ for the damage's size."""
+    from oldphoto.degrade import get_preset, override
+    from oldphoto.training.faces import damaged_faces
+
+    flat = np.full((8, 256, 256, 3), 128, np.uint8)
+    preset = override(get_preset("bopbtl"), structured=False, distractors=False, grayscale_probability=0.0)
+
+    def roughness(where: str) -> float:
+        clean, degraded, mask = damaged_faces(flat, range(8), [preset], (), np.random.default_rng(0), 256, 1.0, (32, 32), small_damage=where)
+        assert clean.shape == degraded.shape == (8, 3, 256, 256) and mask.shape == (8, 1, 256, 256)
+        damage = degraded - clean
+        return float((damage[..., 1:] - damage[..., :-1]).abs().mean() / damage.abs().mean())
+
+    template, native = roughness("template"), roughness("native")
+    assert native < 0.3 * template, (native, template)
+
+
 def test_face_damage_can_leave_a_share_of_faces_undamaged():
     """--undamaged-faces: those faces come back as they went in, with an empty mask, so the refiner learns to return a
     sharp face as it was; without the option every face is damaged."""
@@ -412,6 +432,8 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
         FaceRecipe(FaceTrainConfig(**base, small_faces=1.5))
     with pytest.raises(DataError, match="--undamaged-faces must be a share"):
         FaceRecipe(FaceTrainConfig(**base, undamaged_faces=-0.1))
+    with pytest.raises(DataError, match="--small-damage must be"):
+        FaceRecipe(FaceTrainConfig(**base, small_damage="somewhere"))
     # --grayscale-prob 1: every face a black-and-white print, target included (the preset's own chance is 10%).
     gray = FaceRecipe(FaceTrainConfig(**base, grayscale_prob=1.0))
     assert torch.equal(gray.val_clean[:, 0], gray.val_clean[:, 1]) and torch.equal(gray.val_clean[:, 1], gray.val_clean[:, 2])

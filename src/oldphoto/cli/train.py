@@ -22,6 +22,11 @@ class FaceCondition(str, Enum):
     input = "input"
 
 
+class SmallDamage(str, Enum):
+    template = "template"
+    native = "native"
+
+
 DATA = "Data"
 SCHEDULE = "Schedule"
 LOSSES = "Losses"
@@ -333,6 +338,14 @@ def face(
     small_faces: Annotated[
         float, typer.Option(help="Share of training faces shrunk to 32-128 px and scaled back, target included (small faces in photos).", rich_help_panel=DATA)
     ] = 0.0,
+    small_damage: Annotated[
+        SmallDamage,
+        typer.Option(
+            help="Where --small-faces faces are damaged: 'template' (at 256 px, after scaling back) or 'native' (at their small size, "
+            "then scaled back with their damage, as a small face in a damaged scan).",
+            rich_help_panel=DATA,
+        ),
+    ] = SmallDamage.template,
     undamaged_faces: Annotated[
         float,
         typer.Option(
@@ -369,6 +382,7 @@ def face(
         structured=structured,
         grayscale_prob=grayscale_prob,
         small_faces=small_faces,
+        small_damage=small_damage.value,
         undamaged_faces=undamaged_faces,
         crop=crop,
         val_samples=val_samples,

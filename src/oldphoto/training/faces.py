@@ -75,6 +75,10 @@ class FaceTrainConfig:
     """Share of faces shrunk to ``small_sizes`` pixels and scaled back to the template before damage, target included:
     a small face in a photo holds no more detail than that, so the refiner learns to repair it without inventing any."""
     small_sizes: tuple[int, int] = (32, 128)
+    small_damage: str = "template"
+    """Where a small face is damaged: ``"template"``, after scaling it back to the 256 px template (grain, blur and JPEG
+    blocks at the template's pixels), or ``"native"``, at its small size before scaling both back (grain, blur and
+    JPEG blocks at the photo's pixels, magnified, as ``restore`` aligns a small face of a damaged scan)."""
     undamaged_faces: float = 0.0
     """Share of training faces left undamaged (target: the face itself, through the global stage as ``restore`` runs
     it): the refiner learns to give a sharp face back as it was instead of inventing or smoothing its detail. They
@@ -134,20 +138,43 @@ def damaged_faces(
     small_faces: float = 0.0,
     small_sizes: tuple[int, int] = FaceTrainConfig.small_sizes,
     undamaged_faces: float = 0.0,
+    small_damage: str = FaceTrainConfig.small_damage,
 ):
     """(clean, degraded, mask): (B, 3, crop, crop), (B, 3, crop, crop) and (B, 1, crop, crop) 0/1 structured
     damage tensors from the aligned uint8 crops at ``indices``, each damaged by one of ``presets`` (drawn from
     ``rng`` only when there are several); a ``small_faces`` share of them first shrunk to ``small_sizes`` pixels (drawn
     from ``rng`` only when the share is above 0) and scaled back up, so that target and damaged face both hold only the
-    detail of a face that small; an ``undamaged_faces`` share (drawn from ``rng`` only when above 0) left as they are,
+    detail of a face that small (damaged at that size with ``small_damage="native"``, see
+    :class:`FaceTrainConfig`); an ``undamaged_faces`` share (drawn from ``rng`` only when above 0) left as they are,
     with an empty mask."""
     clean, degraded, mask = [], [], []
+
+    def to_template(image: np.ndarray, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+        return np.clip(cv2.resize(image, (FACE_SIZE, FACE_SIZE), interpolation=interpolation), 0.0, 1.0)
+
     for index in indices:
         face = faces[int(index)].astype(np.float32) / 255.0
+        small = None
         if small_faces > 0 and rng.random() < small_faces:
             side = int(rng.integers(small_sizes[0], small_sizes[1] + 1))
             small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-            face = np.clip(cv2.resize(small, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+            face = to_template(small)
+        if small is not None and small_damage == "native":
+            # Damaged at its own size, then scaled to the template with its damage (crop and flip as below).
+            if undamaged_faces > 0 and rng.random() < undamaged_faces:
+                parts = [face, face, np.zeros((FACE_SIZE, FACE_SIZE, 1), np.float32)]
+            else:
+                preset = presets[int(rng.integers(len(presets)))] if len(presets) > 1 else presets[0]
+                sample = degrade_image(np.ascontiguousarray(small), preset, rng, stamps)
+                parts = [to_template(sample.clean), to_template(sample.degraded), to_template(sample.mask, cv2.INTER_NEAREST)[:, :, None]]
+            if crop < FACE_SIZE:
+                y, x = rng.integers(0, FACE_SIZE - crop + 1, 2)
+                parts = [part[y : y + crop, x : x + crop] for part in parts]
+            if rng.random() < 0.5:
+                parts = [part[:, ::-1] for part in parts]
+            for part, out in zip(parts, (clean, degraded, mask), strict=True):
+                out.append(np.ascontiguousarray(part))
+            continue
         if crop < FACE_SIZE:
             y, x = rng.integers(0, FACE_SIZE - crop + 1, 2)
             face = face[y : y + crop, x : x + crop]
@@ -201,6 +228,8 @@ class FaceRecipe(SingleNetworkRecipe):
             raise DataError(f"--small-faces must be a share between 0 and 1, of sizes between 8 and {FACE_SIZE} px")
         if not 0.0 <= config.undamaged_faces <= 1.0:
             raise DataError("--undamaged-faces must be a share between 0 and 1")
+        if config.small_damage not in ("template", "native"):
+            raise DataError("--small-damage must be 'template' or 'native'")
         if not setup.runtime.default:
             raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
         self.config = config
@@ -250,6 +279,7 @@ class FaceRecipe(SingleNetworkRecipe):
             self.config.small_faces,
             self.config.small_sizes,
             self.config.undamaged_faces,
+            self.config.small_damage,
         )
         inputs = self.before_refiner(degraded, mask)
         loss = restoration_loss(self.network(inputs, self.condition(inputs, degraded)), clean, self.config.ssim_weight)
