@@ -73,6 +73,20 @@ def test_strength_scales_the_change_and_zero_is_identity():
     assert half == pytest.approx(full / 2, rel=1e-3)
 
 
+def test_a_correction_pasted_into_a_smaller_face_keeps_its_shape_and_does_not_alias():
+    """A face five times smaller than the template: the crop's finest detail (a 1 px checkerboard) cannot be shown at
+    the photo's pixels and must not come back as speckle (sampled without a low-pass first it changes pixels by up
+    to 0.2), while a smooth correction passes at nearly full height."""
+    image = np.full((200, 260, 3), 0.5, np.float32)
+    matrix = align_face(image, synthetic_landmarks(scale=0.2, offset=(130.0, 100.0))).matrix
+    base = np.full((FACE_SIZE, FACE_SIZE, 3), 0.5, np.float32)
+    yy, xx = np.mgrid[:FACE_SIZE, :FACE_SIZE]
+    checker = np.repeat((0.2 * np.where((yy + xx) % 2 == 0, 1.0, -1.0))[..., None], 3, 2).astype(np.float32)
+    assert np.abs(paste_face(image, base + checker, matrix, base=base) - image).max() < 0.01
+    bump = np.repeat((0.2 * np.exp(-((yy - 128.0) ** 2 + (xx - 128.0) ** 2) / (2 * 40.0**2)))[..., None], 3, 2).astype(np.float32)
+    assert np.abs(paste_face(image, base + bump, matrix, base=base) - image).max() > 0.15
+
+
 def test_grayscale_crops_stay_single_channel():
     image = smooth_image(200, 260, channels=1)
     aligned = align_face(image, synthetic_landmarks())

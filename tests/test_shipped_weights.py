@@ -242,9 +242,9 @@ def test_shipped_face_refiner_refines_the_degraded_face(degraded_face_restoratio
 @pytest.mark.xfail(
     strict=True,
     reason="issue 18, small faces: on the 48 px fixture face the shipped refiner does not improve on the global stage: "
-    "in the face box 30.95 dB / SSIM 0.884 after the global stage, 30.79 / 0.871 refined (luma; 6 noise seeds: 30.82 "
-    "against 30.69; the degraded input 31.63 / 0.842), while it gains 1.1 dB on the 206 px portrait above. The "
-    "previous refiner: 30.76. Of session 11's fine-tunes, all but one lowered it further (28.7-30.5 dB); one trained "
+    "in the face box 30.95 dB / SSIM 0.884 after the global stage, 30.89 / 0.876 refined (luma; 6 noise seeds: 30.82 "
+    "against 30.79; the degraded input 31.63 / 0.842), while it gains 1.1 dB on the 206 px portrait above. Before the "
+    "correction was low-passed for small faces: 30.79; the previous refiner: 30.76. Of session 11's fine-tunes, all but one lowered it further (28.7-30.5 dB); one trained "
     "with shrunk faces reached 30.86, one with undamaged faces (session 14) 31.02, still short of +0.1 dB (see "
     "weights/README.md)",
 )

@@ -113,6 +113,11 @@ def paste_face(
     shifted[:, 2] -= (x0, y0)
     region = (x1 - x0, y1 - y0)
     source = face if base is None else (face - base).astype(np.float32)
+    # A face smaller than the template is a downscale of the crop: low-pass it first, or the crop's fine detail
+    # aliases into the photo's pixels as speckle (the Gaussian of skimage's anti-aliasing, sigma = (factor - 1) / 2).
+    factor = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))  # template pixels per photo pixel
+    if factor > 1.0:
+        source = cv2.GaussianBlur(source.astype(np.float32), (0, 0), (factor - 1.0) / 2.0, borderType=cv2.BORDER_REFLECT)
     warped = cv2.warpAffine(source, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(face_blend_mask(size), shifted, region, flags=cv2.INTER_LINEAR, borderValue=0.0)
     if warped.ndim == 2:
