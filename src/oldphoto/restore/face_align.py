@@ -82,7 +82,8 @@ def match_tone(refined: np.ndarray, reference: np.ndarray, sigma: float = 8.0) -
 def paste_face(
     image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength: float = 1.0, base: np.ndarray | None = None
 ) -> np.ndarray:
-    """Warp an aligned face crop back into ``image`` and blend it in with a feathered mask.
+    """Warp an aligned face crop back into ``image`` and blend it in with a feathered mask (low-passed first where the
+    face is smaller in the photo than in the crop, so that the crop's fine detail does not alias).
 
     Args:
         image: (H, W, C) float32 in [0, 1]; not modified.
