@@ -9,8 +9,8 @@ scores each blend given on the command line by pasting only (see :class:`oldphot
   (as ``scripts/face_fidelity.py`` measures it; target >= 0.9).
 
 A blend is ``COARSE_LOW,COARSE_HIGH,FINE_LOW,FINE_HIGH`` (need ramps of the correction's two parts) or ``LOW,HIGH``
-(one ramp for the whole correction, the blend before the split). Each face is aligned once, from the global stage's
-output (``restore`` aligns each from the photo as pasted so far: the same unless faces overlap). The registry's ramps
+(one ramp for the whole correction, the blend before the split). Each face's crops are made once, by ``refine_faces``
+as ``restore`` runs it; a blend then only pastes them into the global stage's output. The registry's ramps
 were chosen with it (the face gate's model card), so the sets it is run on are no longer held out for that choice:
 check a choice on a fresh damage draw (``oldphoto degrade ... --seed 1``).
 
@@ -30,18 +30,8 @@ from face_fidelity import face_regions, laplacian_variance  # scripts/ is on the
 from oldphoto.evaluation.metrics import psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, read_photo, to_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, FACE_GATE_MODEL, FACE_MODEL, get_spec
-from oldphoto.restore.face_align import AlignedFace, align_face
-from oldphoto.restore.face_detect import detect_faces
-from oldphoto.restore.faces import (
-    GateBlend,
-    averages_mirror,
-    blend_strengths,
-    conditions_on_original,
-    estimate_need,
-    paste_correction,
-    ramp_strength,
-    refine_face_crop,
-)
+from oldphoto.restore.face_align import AlignedFace, similarity_to_template
+from oldphoto.restore.faces import GateBlend, paste_correction, refine_faces
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 from oldphoto.weights import load_model, load_network
@@ -63,42 +53,41 @@ class Photo:
     faces: list[FaceCrops]
 
 
-def blend_of(numbers: tuple[float, ...], fine_sigma: float) -> GateBlend | None:
-    """The blend ``--blend`` gives: None for one ramp (see :func:`strengths`)."""
-    return None if len(numbers) == 2 else GateBlend((numbers[0], numbers[1]), (numbers[2], numbers[3]), fine_sigma)
+def blend_of(numbers: tuple[float, ...], fine_sigma: float) -> GateBlend:
+    """The blend ``--blend`` gives; one ramp is the same ramp for both parts (the whole correction at one strength)."""
+    coarse = (numbers[0], numbers[1])
+    return GateBlend(coarse, coarse if len(numbers) == 2 else (numbers[2], numbers[3]), fine_sigma)
 
 
-def strengths(numbers: tuple[float, ...], blend: GateBlend | None, need: float) -> tuple[float, float]:
-    if blend is None:  # one ramp for the whole correction: the gate's need mapped by it, for both parts
-        single = ramp_strength(need, (numbers[0], numbers[1]))
-        return single, single
-    return blend_strengths(need, blend, 1.0)
-
-
-def with_faces(photo: Photo, numbers: tuple[float, ...], fine_sigma: float) -> np.ndarray:
-    result, blend = photo.restored, blend_of(numbers, fine_sigma)
+def with_faces(photo: Photo, blend: GateBlend) -> np.ndarray:
+    result = photo.restored
     for face in reversed(photo.faces):  # smallest first, as refine_faces pastes them
-        coarse, fine = strengths(numbers, blend, face.need)
+        coarse, fine = blend.strengths(face.need)
         result = paste_correction(result, face.aligned, face.refined, coarse, fine, blend)
     return result
 
 
 def load_set(folder: Path, restorer: Restorer, models: dict, runtime) -> list[Photo]:
+    """The global stage's output of every photo (or degraded pair) in ``folder`` and each face's crops, refined and
+    judged by the gate as ``refine_faces`` does (which also pastes them at the registry's blend, unused here)."""
     if (folder / "degraded").is_dir():
         pairs = [(load_rgb(path), load_rgb(folder / "clean" / path.name)) for path in sorted((folder / "degraded").iterdir())]
     else:
         pairs = [(to_rgb(read_photo(path).pixels), None) for path in sorted(p for p in folder.iterdir() if is_image_path(p))]
     photos = []
-    refiner = models["refiner"]
-    conditioned, mirror_average = conditions_on_original(refiner.spec), averages_mirror(refiner.spec)
     for original, clean in pairs:
         restored = restorer.restore(original).pixels
-        faces = []
-        for face in detect_faces(restored, models["detector"]):
-            aligned = align_face(restored, face.landmarks)
-            before = align_face(original, face.landmarks).pixels
-            refined = refine_face_crop(aligned.pixels, refiner.network, runtime, before if conditioned else None, mirror_average)
-            faces.append(FaceCrops(face.box, aligned, refined, estimate_need(models["gate"], before, aligned.pixels, refined)))
+        records = refine_faces(restored, models["detector"], models["refiner"], runtime, original=original, gate=models["gate"]).records
+        faces = [
+            FaceCrops(
+                record.face.box,
+                AlignedFace(record.cropped, similarity_to_template(record.face.landmarks)),
+                record.restored,
+                record.degradation,
+            )
+            for record in records
+            if record.refined
+        ]
         photos.append(Photo(restored, clean, faces))
     return photos
 
@@ -121,30 +110,30 @@ def main() -> None:
     parser.add_argument("--fine-sigma", type=float, default=registry_blend.fine_sigma if registry_blend else 1.0)
     args = parser.parse_args()
     blends = [tuple(float(v) for v in text.split(",")) for text in args.blend]
-    if any(len(blend) not in (2, 4) for blend in blends):
+    if any(len(numbers) not in (2, 4) for numbers in blends):
         parser.error("--blend takes 2 or 4 comma-separated numbers")
     runtime = make_runtime("cpu", "fp32", threads=1)
     restorer = Restorer(runtime, RestoreOptions(faces=False))
     models = {
         "detector": load_network(get_spec(FACE_DETECTOR_MODEL)),
         "refiner": load_model(get_spec(FACE_MODEL), runtime),
-        "gate": load_network(get_spec(FACE_GATE_MODEL)),
+        "gate": load_model(get_spec(FACE_GATE_MODEL), runtime),
     }
     sets = {folder: load_set(folder, restorer, models, runtime) for folder in (*args.pairs, *args.sharp)}
-    for blend in blends:
-        figures = []
+    for numbers in blends:
+        blend, figures = blend_of(numbers, args.fine_sigma), []
         for folder, photos in sets.items():
             if folder in args.pairs:
                 gains = []
                 for photo in photos:
-                    result = with_faces(photo, blend, args.fine_sigma)
+                    result = with_faces(photo, blend)
                     gains.append((psnr(photo.clean, result) - psnr(photo.clean, photo.restored), ssim(photo.clean, result) - ssim(photo.clean, photo.restored)))
                 mean = np.mean(gains, axis=0)
                 figures.append(f"{folder.name} {mean[0]:+.4f} dB / {mean[1]:+.4f}")
             else:
-                kept = [value for photo in photos for value in detail_kept(photo, with_faces(photo, blend, args.fine_sigma))]
+                kept = [value for photo in photos for value in detail_kept(photo, with_faces(photo, blend))]
                 figures.append(f"{folder.name} kept {np.mean(kept):.4f}")
-        print(f"blend {','.join(f'{v:g}' for v in blend)}: " + "; ".join(figures), flush=True)
+        print(f"blend {','.join(f'{v:g}' for v in numbers)}: " + "; ".join(figures), flush=True)
 
 
 if __name__ == "__main__":

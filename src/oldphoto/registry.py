@@ -9,7 +9,7 @@ and the restore stage that needs them refuses to run.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -25,7 +25,7 @@ from oldphoto.archs.restore_unet import RestoreUNetConfig
 from oldphoto.archs.scratch_unet import ScratchUNetConfig
 from oldphoto.archs.scratch_verifier import ScratchVerifierConfig
 from oldphoto.archs.vae import VAEConfig
-from oldphoto.errors import UnknownModelError
+from oldphoto.errors import ConfigError, UnknownModelError
 
 MIN_TILE = 64
 """The smallest tile any stage is run on, in pixels."""
@@ -86,6 +86,21 @@ class ModelSpec:
         module_name, class_name = self.arch.split(":")
         network_class = getattr(importlib.import_module(f"oldphoto.archs.{module_name}"), class_name)
         return network_class(self.config)
+
+
+def settings_group(settings: Mapping[str, Any], keys: Sequence[str], what: str) -> dict[str, Any] | None:
+    """The values of ``keys`` in a registry entry's ``settings`` when it has them all, None when it has none of them
+    (the feature they configure is off).
+
+    Raises:
+        ConfigError: some of them are there, not all (naming the missing ones and ``what`` they configure).
+    """
+    missing = [key for key in keys if key not in settings]
+    if len(missing) == len(keys):
+        return None
+    if missing:
+        raise ConfigError(f"the {what} settings are incomplete: add {', '.join(missing)} to its registry entry")
+    return {key: settings[key] for key in keys}
 
 
 def _entries(*specs: ModelSpec) -> Mapping[str, ModelSpec]:

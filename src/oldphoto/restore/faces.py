@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from oldphoto.errors import ConfigError
-from oldphoto.registry import ModelSpec
+from oldphoto.registry import ModelSpec, settings_group
 from oldphoto.restore.face_align import AlignedFace, align_face, match_tone, paste_face
 from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
 from oldphoto.runtime import Runtime
@@ -166,16 +166,12 @@ class GateBlend:
         Raises:
             ConfigError: some of the blend's settings are there, not all, or they are out of range.
         """
-        names = ("coarse_ramp", "fine_ramp", "fine_sigma")
-        given = [name for name in names if name in spec.settings]
-        if not given:
+        settings = settings_group(spec.settings, ("coarse_ramp", "fine_ramp", "fine_sigma"), "face gate's blend")
+        if settings is None:
             return None
-        if len(given) < len(names):
-            missing = ", ".join(name for name in names if name not in given)
-            raise ConfigError(f"the face gate's blend settings are incomplete: add {missing} to its registry entry")
-        coarse_low, coarse_high = (float(v) for v in spec.settings["coarse_ramp"])
-        fine_low, fine_high = (float(v) for v in spec.settings["fine_ramp"])
-        return cls((coarse_low, coarse_high), (fine_low, fine_high), float(spec.settings["fine_sigma"]))
+        coarse_low, coarse_high = (float(v) for v in settings["coarse_ramp"])
+        fine_low, fine_high = (float(v) for v in settings["fine_ramp"])
+        return cls((coarse_low, coarse_high), (fine_low, fine_high), float(settings["fine_sigma"]))
 
     def strengths(self, need: float) -> tuple[float, float]:
         """(coarse, fine) strengths in [0, 1] for the gate's estimate ``need``."""

@@ -13,7 +13,7 @@ import torch
 from oldphoto.archs.scratch_verifier import COMPONENT_SCALARS
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import luma_plane
-from oldphoto.registry import SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL, ModelSpec, get_spec
+from oldphoto.registry import SCRATCH_MODEL, SCRATCH_VERIFIER_MODEL, ModelSpec, get_spec, settings_group
 from oldphoto.runtime import Runtime
 from oldphoto.tiling import tile_stage
 from oldphoto.weights import LoadedModel, load_model
@@ -283,13 +283,8 @@ class StraightLineRule:
             ConfigError: some of the rule's settings are there, not all.
         """
         names = [field.name for field in fields(cls)]
-        given = [name for name in names if f"line_{name}" in settings]
-        if not given:
-            return None
-        if len(given) < len(names):
-            missing = ", ".join(f"line_{name}" for name in names if name not in given)
-            raise ConfigError(f"the straight-line rule's settings are incomplete: add {missing} to the verifier's registry entry")
-        return cls(**{name: float(settings[f"line_{name}"]) for name in names})
+        values = settings_group(settings, [f"line_{name}" for name in names], "verifier's straight-line rule")
+        return None if values is None else cls(**{name: float(values[f"line_{name}"]) for name in names})
 
 
 def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], along: bool = True) -> bool:
