@@ -7,6 +7,8 @@
 #   then run this script there with devdata and .whl carried; OUT is where results go.
 # Locally (a CPU smoke test of the same script): DEVICE=cpu MINUTES=0.3 WORKERS=1 bash scripts/train_on_gpu.sh
 #
+# The detector trains with flaking emulsion added to its damage (session 16: without it every fine-tune of the shipped
+# detector stopped marking the labelled real emulsion loss within 250 steps) and, with HARD=<file>, hard negatives.
 # Both runs start from the shipped weights (--init) and stop after MINUTES of training each; each exports the
 # best network on its validation set to $OUT with a JSON sidecar, and logs to $OUT/*.log.
 set -uo pipefail
@@ -15,6 +17,8 @@ DEVICE=${DEVICE:-cuda}
 MINUTES=${MINUTES:-7.5}
 WORKERS=${WORKERS:-7}
 DATA=${DATA:-devdata}
+# Hard negatives for the detector (scripts/mine_hard_negatives.py; carry the file along), if any.
+HARD=${HARD:-}
 mkdir -p "$OUT"
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -28,6 +32,7 @@ python3 -m oldphoto train scratch \
     --data "$DATA/clean" --val "$DATA/val/kodak24" --damage-dir "$DATA/damage" \
     --real "$DATA/real_old" --real-labels "$DATA/real_labels/real_old_mask_components.json" \
     --preset default --preset bopbtl --init weights/scratch-unet.safetensors \
+    --extra-damage flaking:0.15 ${HARD:+--hard-negatives "$HARD"} \
     --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
     --batch-size 32 --crop 256 --learning-rate 1e-3 --positive-weight 3 --steps 6000 --time-budget "$MINUTES" \
     --validate-every 500 \

@@ -424,3 +424,23 @@ def test_degrade_quiet_hides_notes(tmp_path):
     assert loud.exit_code == 0 and "note:" in loud.output
     quiet = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "b"), "--quiet"])
     assert quiet.exit_code == 0 and "note:" not in quiet.output and "wrote 1 pairs" in quiet.output
+
+
+def test_flaking_is_seeded_mottled_and_can_lie_along_the_border():
+    from oldphoto.degrade.structured import flaking
+
+    def drawn(seed: int, **kwargs) -> np.ndarray:
+        canvas = Canvas.of(np.full((128, 128, 3), 0.5, np.float32))
+        flaking(canvas, np.random.default_rng(seed), None, **kwargs)
+        return canvas.image
+
+    assert np.array_equal(drawn(1), drawn(1)) and not np.array_equal(drawn(1), drawn(2))
+    for seed in range(6):
+        moved = np.abs(drawn(seed, count=(1, 1), edge_probability=1.0) - 0.5).max(axis=2) > 0.2
+        assert moved.sum() >= 30
+        ys, xs = np.nonzero(moved)
+        # Along a border, and flakes with gaps between them rather than one filled blob.
+        assert min(ys.min(), xs.min()) == 0 or ys.max() == 127 or xs.max() == 127
+        assert moved.sum() < 0.9 * (np.ptp(ys) + 1) * (np.ptp(xs) + 1)
+    tones = {flaking(Canvas.of(np.full((64, 64, 3), 0.5, np.float32)), np.random.default_rng(s), None)["tones"][0] for s in range(8)}
+    assert tones == {"dark", "light"}

@@ -529,3 +529,99 @@ def test_train_precision_is_resolved_and_checked_as_restore_does(tmp_path, monke
     assert result.exit_code != 0 and "CUDA" in result.output
     bad = CliRunner().invoke(app, ["train", "scratch", "--data", config.setup.data[0], "--val", config.val[0], "--precision", "fp8"])
     assert bad.exit_code == 2 and "fp8" in bad.output
+
+
+def marked_photos(tmp_path, count: int = 3):
+    """Dark photos of 48 x 64 with one white 6 x 6 square each, at (x 50, y 8): its centre lies at 53 / 64 of the
+    width and 11 / 48 of the height."""
+    paths = []
+    for i in range(count):
+        image = np.full((48, 64, 3), 0.1 + 0.02 * i, np.float32)
+        image[8:14, 50:56] = 1.0
+        paths.append(tmp_path / "marked" / f"{i}.png")
+        save_rgb(paths[-1], image)
+    return paths
+
+
+def holds_the_square(plane: np.ndarray) -> bool:
+    """Whether an (H, W) crop of :func:`marked_photos` (aged or not) shows its square: a patch of about 36 pixels
+    clearly brighter than the rest."""
+    background, peak = float(np.median(plane)), float(plane.max())
+    bright = int((plane > (background + peak) / 2).sum())
+    return peak - background > 0.2 and 20 <= bright <= 60
+
+
+def test_hard_negative_crops_are_centred_on_the_marks(tmp_path):
+    from oldphoto.training.data import CropPool, HardNegative, HardNegativeCrops
+
+    paths = marked_photos(tmp_path)
+    pool = CropPool(paths, crop=32)
+    elsewhere = HardNegative(str(tmp_path / "not-in-the-pool.png"), 0.5, 0.5, 100.0)
+    marks = [HardNegative(str(path), 53 / 64, 11 / 48, 36.0) for path in paths[:2]] + [elsewhere]
+    crops = HardNegativeCrops(marks, [pool])
+    assert len(crops) == 2  # the mark on a photo the pool does not hold is left out
+    rng = np.random.default_rng(0)
+    assert all(holds_the_square(crops.sample(rng).max(axis=-1)) for _ in range(40))
+    # Random crops of the same photos often miss it, so the check above can fail.
+    assert not all(holds_the_square(pool.sample(rng).max(axis=-1)) for _ in range(40))
+    with pytest.raises(DataError, match="none of the hard negatives"):
+        HardNegativeCrops([elsewhere], [pool])
+
+
+def test_hard_negative_file_is_read_and_checked(tmp_path):
+    import json
+
+    from oldphoto.training.data import HardNegative, load_hard_negatives
+
+    good = tmp_path / "hard.json"
+    good.write_text(json.dumps({"marks": [{"photo": "a.png", "x": 0.5, "y": 0.25, "area": 40}]}))
+    assert load_hard_negatives(good) == [HardNegative("a.png", 0.5, 0.25, 40.0)]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"components": []}))
+    with pytest.raises(DataError, match="not a hard-negative file"):
+        load_hard_negatives(bad)
+
+
+def test_scratch_recipe_centres_its_share_of_crops_on_hard_negatives(tmp_path):
+    import json
+
+    from oldphoto.training.scratch import ScratchRecipe
+
+    paths = marked_photos(tmp_path, count=3)
+    hard = tmp_path / "hard.json"
+    hard.write_text(json.dumps({"marks": [{"photo": str(p), "x": 53 / 64, "y": 11 / 48, "area": 36} for p in paths]}))
+    config = changed(
+        tiny_config(tmp_path, "hard", steps=1),
+        data=(str(tmp_path / "marked"),),
+        presets=("default-v1",),  # no scene distractors, so the square is the brightest thing in a crop
+        undamaged_fraction=1.0,
+        batch_size=8,
+    )
+
+    def crops_with_the_square(**changes) -> int:
+        gray, _, _ = ScratchRecipe(changed(config, **changes)).make_batch(np.random.default_rng(1))
+        return sum(holds_the_square(crop[0].numpy()) for crop in gray)
+
+    assert crops_with_the_square(hard_negatives=str(hard), hard_fraction=1.0) == 8
+    assert crops_with_the_square() < 8
+
+
+def test_extra_damage_joins_the_training_presets_not_the_validation_crops(tmp_path):
+    from oldphoto.errors import ConfigError
+    from oldphoto.training.scratch import ScratchRecipe, with_extra_damage
+
+    config = tiny_config(tmp_path, "extra", steps=1)
+    plain, extra = ScratchRecipe(config), ScratchRecipe(changed(config, extra_damage=(("flaking", 1.0),)))
+    assert [s.name for s in extra.presets[0].structured] == [s.name for s in plain.presets[0].structured] + ["flaking"]
+    np.testing.assert_array_equal(extra.validation.truth, plain.validation.truth)
+    with pytest.raises(ConfigError, match="unknown structured op 'flakes'"):
+        with_extra_damage(plain.presets[0], [("flakes", 0.1)])
+
+
+def test_train_command_checks_extra_damage(tmp_path):
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+
+    result = CliRunner().invoke(app, ["train", "scratch", "--data", str(tmp_path), "--val", str(tmp_path), "--extra-damage", "flaking"])
+    assert result.exit_code == 2 and "expected OP:P" in result.output

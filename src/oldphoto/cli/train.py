@@ -103,6 +103,18 @@ def _string(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
+def _op_chance(entry: str) -> tuple[str, float]:
+    """``NAME:P`` -> (NAME, P), P a number in [0, 1]."""
+    name, _, chance = entry.partition(":")
+    try:
+        probability = float(chance)
+    except ValueError:
+        raise typer.BadParameter(f"{entry!r}: expected OP:P, e.g. flaking:0.15", param_hint="--extra-damage") from None
+    if not name or not 0.0 <= probability <= 1.0:
+        raise typer.BadParameter(f"{entry!r}: expected OP:P with P between 0 and 1", param_hint="--extra-damage")
+    return name, probability
+
+
 def _setup(ctx: typer.Context) -> TrainSetup:
     """The :class:`~oldphoto.training.loop.TrainSetup` of a command, from the shared options above (--data, --damage-dir,
     --steps, --batch-size, --learning-rate, --seed, --validate-every, --out, --checkpoint, --init and the runtime's);
@@ -178,6 +190,25 @@ def scratch(
         float, typer.Option(help="Share of crops drawn without structured damage.", rich_help_panel=DATA)
     ] = 0.1,
     positive_weight: Annotated[float, typer.Option(help="BCE weight of damaged pixels.", rich_help_panel=LOSSES)] = 5.0,
+    hard_negatives: Annotated[
+        Path | None,
+        typer.Option(
+            help="Hard-negative file (scripts/mine_hard_negatives.py): places in the training photos where a detector marks scene content.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    hard_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of crops centred on a hard negative (with --hard-negatives).", rich_help_panel=DATA)
+    ] = 0.25,
+    extra_damage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra-damage",
+            metavar="OP:P",
+            help="A structured damage op added to the training presets with chance P, e.g. flaking:0.15 (repeatable; validation crops unchanged).",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     device: Device = "cpu",
     precision: TrainPrecision = "fp32",
     workers: Workers = 0,
@@ -196,6 +227,9 @@ def scratch(
         real_fraction=real_fraction,
         undamaged_fraction=undamaged_fraction,
         positive_weight=positive_weight,
+        hard_negatives=_string(hard_negatives),
+        hard_fraction=hard_fraction,
+        extra_damage=tuple(_op_chance(entry) for entry in extra_damage or ()),
     )
     _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
 

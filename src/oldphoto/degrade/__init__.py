@@ -7,6 +7,7 @@ from oldphoto.degrade.presets import (
     Preset,
     get_preset,
     load_preset_file,
+    op,
     override,
 )
 from oldphoto.degrade.structured import DamageStamps, bundled_stamps_dir, load_stamps
@@ -24,5 +25,6 @@ __all__ = [
     "get_preset",
     "load_preset_file",
     "load_stamps",
+    "op",
     "override",
 ]

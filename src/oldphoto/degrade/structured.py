@@ -359,6 +359,44 @@ def stains(canvas, rng, stamps, count=(1, 2), size=(0.1, 0.4), opacity=(0.15, 0.
     return {"count": n, "opacity": round(o, 2)}
 
 
+def flaking(canvas, rng, stamps, count=(1, 2), size=(0.2, 0.6), flake=(3.0, 10.0), density=(0.4, 0.75), dark_probability=0.6, edge_probability=0.6):
+    """Flaking emulsion, as on deteriorating glass plates and old prints: a ragged region, often along the edge, where
+    the emulsion has come off in many small flakes, printed dark (bare glass) or light (paper), denser towards the
+    region's core and often mottled with flakes of the other tone."""
+    n = int(rng.integers(count[0], count[1] + 1))
+    height, width = canvas.height, canvas.width
+    tones = []
+    for _ in range(n):
+        extent = max(16, int(_uniform(rng, size) * min(height, width)))
+        coarse = cv2.resize(rng.uniform(-1, 1, (5, 5)).astype(np.float32), (extent, extent), interpolation=cv2.INTER_CUBIC)
+        y, x = np.mgrid[:extent, :extent] / (extent - 1) * 2 - 1
+        region = (1 - np.hypot(x, y)) + 0.35 * coarse
+        dark = bool(rng.random() < dark_probability)
+        layers = [(dark, _uniform(rng, density))]
+        if rng.random() < 0.5:
+            layers.append((not dark, 0.5 * _uniform(rng, density)))
+        if rng.random() < edge_probability:  # centred on a random border, so that half of it lies off the photo
+            side = int(rng.integers(4))
+            along = int(rng.integers(0, width if side < 2 else height))
+            y0, x0 = [
+                (-extent // 2, along - extent // 2),
+                (height - extent // 2, along - extent // 2),
+                (along - extent // 2, -extent // 2),
+                (along - extent // 2, width - extent // 2),
+            ][side]
+        else:
+            y0, x0 = int(rng.integers(-extent // 2, height - extent // 2)), int(rng.integers(-extent // 2, width - extent // 2))
+        for layer_dark, layer_density in layers:
+            cells = max(2, int(extent / _uniform(rng, flake)))
+            fine = cv2.resize(rng.uniform(0, 1, (cells, cells)).astype(np.float32), (extent, extent), interpolation=cv2.INTER_LINEAR)
+            flakes = (fine < layer_density * np.clip(2 * region, 0, 1.5)) & (region > 0.1)
+            alpha = cv2.GaussianBlur(flakes.astype(np.float32), (0, 0), 0.7)
+            tone = _uniform(rng, (0.0, 0.12)) if layer_dark else _uniform(rng, (0.85, 1.0))
+            canvas.blend(y0, x0, alpha, tone)
+        tones.append("dark" if dark else "light")
+    return {"count": n, "tones": tones}
+
+
 def damage_stamps(canvas, rng, stamps, count=(1, 4), scale=(0.3, 1.5), opacity=(0.6, 1.0), categories=(), bright_probability=0.6):
     """Real damage stamps (scratches, dirt, hairs, lint, stains ...) scaled, rotated, flipped and tinted."""
     if stamps is None or len(stamps) == 0:
@@ -392,5 +430,6 @@ STRUCTURED_OPS: dict[str, StructuredOp] = {
     "torn_edges": torn_edges,
     "stains": stains,
     "stamps": damage_stamps,
+    "flaking": flaking,
 }
 

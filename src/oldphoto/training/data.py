@@ -81,7 +81,8 @@ class CropPool:
     def __init__(self, files: Sequence[Path], crop: int, max_side: int = 1024) -> None:
         self.crop = crop
         self.images: list[np.ndarray] = []
-        for _, image in readable_images(files):
+        self.files: list[Path] = []  # the file of each image, in the same order (hard negatives name them)
+        for path, image in readable_images(files):
             height, width = image.shape[:2]
             scale = min(1.0, max_side / max(height, width))
             scale = max(scale, crop / min(height, width))
@@ -89,6 +90,7 @@ class CropPool:
                 size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
             self.images.append(to_uint8(image))
+            self.files.append(path)
         if not self.images:
             raise DataError("none of the training images could be read")
 
@@ -98,10 +100,88 @@ class CropPool:
         height, width = image.shape[:2]
         y = int(rng.integers(0, height - self.crop + 1))
         x = int(rng.integers(0, width - self.crop + 1))
+        return self._cut(image, x, y, rng)
+
+    def sample_around(self, index: int, x: float, y: float, rng: np.random.Generator) -> np.ndarray:
+        """A (crop, crop, 3) float32 RGB crop in [0, 1] of image ``index`` holding the point (``x``, ``y``), given as
+        fractions of the image's width and height, anywhere in the crop's central half; randomly flipped."""
+        image = self.images[index]
+        height, width = image.shape[:2]
+        left = x * width - self.crop * rng.uniform(0.25, 0.75)
+        top = y * height - self.crop * rng.uniform(0.25, 0.75)
+        left = int(np.clip(round(left), 0, width - self.crop))
+        top = int(np.clip(round(top), 0, height - self.crop))
+        return self._cut(image, left, top, rng)
+
+    def _cut(self, image: np.ndarray, x: int, y: int, rng: np.random.Generator) -> np.ndarray:
         crop = image[y : y + self.crop, x : x + self.crop]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         return crop.astype(np.float32) / 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HardNegative:
+    """A place where a detector marks scene content in an undamaged training photo (hard-negative mining)."""
+
+    photo: str
+    """The photo's path, as listed from the training folders."""
+    x: float
+    """Centre of the mark, as a fraction of the photo's width."""
+    y: float
+    """Centre of the mark, as a fraction of the photo's height."""
+    area: float
+    """The mark's area in pixels, at the resolution it was found at (the crop pool's)."""
+
+
+def load_hard_negatives(path: str | Path) -> list[HardNegative]:
+    """The marks of a hard-negative file (``scripts/mine_hard_negatives.py``): {"marks": [{"photo", "x", "y", "area"}]}.
+
+    Raises:
+        DataError: the file cannot be read or is not such a file.
+    """
+    try:
+        return [HardNegative(str(m["photo"]), float(m["x"]), float(m["y"]), float(m["area"])) for m in json.loads(Path(path).read_text())["marks"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a hard-negative file with a 'marks' list of photo, x, y and area ({error})") from None
+
+
+def photo_key(path: str | Path) -> tuple[str, str]:
+    """A photo's folder name and stem: the same for a re-encoded copy (``scripts/pack_device_data.py``), so that
+    hard negatives mined on the shared data find their photos in a packed copy too."""
+    path = Path(path)
+    return path.parent.name, path.stem
+
+
+class HardNegativeCrops:
+    """Crops centred (within their central half) on hard negatives: places where a detector marks scene content.
+
+    Each mark is drawn with probability proportional to the square root of its area, so that large false hits weigh
+    more than specks without drowning them. Marks find their photos by folder name and stem (:func:`photo_key`);
+    marks on photos that none of the ``pools`` holds are ignored (the photos a pool could not read, or a held-out
+    photo).
+
+    Raises:
+        DataError: no mark falls on a photo of the pools.
+    """
+
+    def __init__(self, marks: Sequence[HardNegative], pools: Sequence[CropPool]) -> None:
+        where = {photo_key(path): (pool, index) for pool in pools for index, path in enumerate(pool.files)}
+        found = [m for m in marks if photo_key(m.photo) in where]
+        self.marks = [(where[photo_key(m.photo)], m.x, m.y) for m in found]
+        if not self.marks:
+            raise DataError("none of the hard negatives lies on a training photo; mine them from the same folders")
+        weights = np.sqrt(np.array([m.area for m in found], np.float64))
+        self.chances = weights / weights.sum()
+        log.info("hard negatives: %d of %d marks on training photos", len(self.marks), len(marks))
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """A (crop, crop, 3) float32 RGB crop in [0, 1] around a randomly drawn mark."""
+        (pool, index), x, y = self.marks[int(rng.choice(len(self.marks), p=self.chances))]
+        return pool.sample_around(index, x, y, rng)
 
 
 def damaged_samples(

@@ -8,6 +8,8 @@ What it learns from, for precision on real photos (issue 16):
 - the presets' scene distractors (emblems, collars, wires, lettering, glints, snow, hatching) drawn into the
   scene before ageing and scanning, never in the mask;
 - a share of crops with no structured damage at all (``undamaged_fraction``);
+- (``hard_negatives``) a share of crops centred on hard negatives: places in the training photos where a detector
+  marks scene content (``scripts/mine_hard_negatives.py``), with damage drawn on them as on any crop;
 - the scored mask: damage that moved a pixel by at least 41 of 255 levels after the scan; pixels moved by
   20-41 levels (within the photo's own noise) are don't-care, left out of the loss and of F1.
 
@@ -20,22 +22,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from oldphoto.archs.scratch_unet import ScratchUNet
-from oldphoto.degrade import DamageStamps, DegradedSample, get_preset, load_stamps, override
+from oldphoto.degrade import DamageStamps, DegradedSample, Preset, degrade_image, get_preset, load_stamps, op, override
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.imageio import LUMA_WEIGHTS
 from oldphoto.registry import SCRATCH_MODEL, get_spec
 from oldphoto.training.data import (
     BatchStream,
     CropPool,
+    HardNegativeCrops,
     damaged_samples,
     list_images,
+    load_hard_negatives,
     split_real_photos,
     to_batch,
 )
@@ -79,6 +83,15 @@ class ScratchTrainConfig:
     """Share of training crops with no structured damage drawn (scene distractors and ageing still apply)."""
     positive_weight: float = 5.0
     """BCE weight of damaged pixels (lower favours precision)."""
+    hard_negatives: str | None = None
+    """Hard-negative file (``scripts/mine_hard_negatives.py``): places in the training photos where a detector marks
+    scene content."""
+    extra_damage: tuple[tuple[str, float], ...] = ()
+    """(structured op, probability) pairs added to every training preset's damage (not to the validation crops,
+    whose figures stay comparable), e.g. ``(("flaking", 0.15),)``: damage the presets do not draw."""
+    hard_fraction: float = 0.25
+    """Share of training crops centred on a hard negative (when ``hard_negatives`` is given); damage is drawn on
+    them as on any crop."""
 
 
 @dataclass
@@ -196,6 +209,17 @@ def validate(network: ScratchUNet, data: ValidationSet, accelerator: Accelerator
     return best_threshold(scores_by_threshold(probability, data.truth, ignore=data.ignore, distractor=data.distractor))
 
 
+def with_extra_damage(preset: Preset, extra: Sequence[tuple[str, float]]) -> Preset:
+    """``preset`` with the structured ops ``extra`` ((name, probability) pairs) added to its damage.
+
+    Raises:
+        ConfigError: an unknown op or a probability outside [0, 1].
+    """
+    if not extra:
+        return preset
+    return replace(preset, structured=preset.structured + tuple(op(name, probability) for name, probability in extra)).validate()
+
+
 class ScratchRecipe(SingleNetworkRecipe):
     """Training recipe of the scratch-detection U-Net (see :mod:`oldphoto.training.loop`)."""
 
@@ -216,7 +240,11 @@ class ScratchRecipe(SingleNetworkRecipe):
         if config.real:
             train_real, _ = split_real_photos(list_images(config.real), config.real_labels)
             self.real_pool = CropPool(train_real, crop=config.crop)
-        self.presets = [get_preset(name) for name in config.presets]
+        self.hard = None
+        if config.hard_negatives:
+            pools = [self.pool] if self.real_pool is None else [self.pool, self.real_pool]
+            self.hard = HardNegativeCrops(load_hard_negatives(config.hard_negatives), pools)
+        self.presets = [with_extra_damage(get_preset(name), config.extra_damage) for name in config.presets]
         self.undamaged = [override(preset, structured=False) for preset in self.presets]
         self.validation = make_validation_set(config.val, config.presets, self.stamps, config.val_samples, config.val_crop, setup.seed)
         self.batches = BatchStream(
@@ -231,6 +259,10 @@ class ScratchRecipe(SingleNetworkRecipe):
         """(gray, target, care) of one training batch (see :func:`scored_targets`)."""
         samples = []
         for _ in range(self.config.setup.batch_size):
+            if self.hard is not None and rng.random() < self.config.hard_fraction:
+                presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
+                samples.append(degrade_image(self.hard.sample(rng), presets[int(rng.integers(len(presets)))], rng, self.stamps))
+                continue
             real = self.real_pool is not None and rng.random() < self.config.real_fraction
             presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
             samples += damaged_samples(self.real_pool if real else self.pool, presets, self.stamps, rng, 1)
