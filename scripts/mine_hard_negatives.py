@@ -1,7 +1,7 @@
 """Mine hard negatives for the scratch detector: the places where it marks scene content in undamaged photos.
 
 Every mark the detector makes on an undamaged photo is a false hit. This script runs the detector (alone, no
-verifier) on training photos as the training crop pool holds them (long side capped at 1,024 px), takes the
+verifier) on training photos as the training crop pool holds them (long side capped at 1,024 px, photos smaller than ``--crop`` scaled up to it), takes the
 connected components of its mask at ``--threshold`` of at least ``--min-area`` pixels, and writes each one's photo,
 centre (fractions of the photo's width and height) and area as JSON for ``oldphoto train scratch
 --hard-negatives``, which centres a share of its crops on them.
@@ -46,6 +46,7 @@ def main() -> None:
         "e.g. 4 keeps lines and drops blobs and textured patches",
     )
     parser.add_argument("--weights", help="other detector weights than the installed ones")
+    parser.add_argument("--crop", type=int, default=256, help="the training crop (photos smaller than it are scaled up to it, as training does)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args()
@@ -57,7 +58,7 @@ def main() -> None:
     if args.real:
         files += split_real_photos(list_images(args.real), args.real_labels)[0]
     # The pool's own resizing, so that marks are found at the scale training sees the photos.
-    pool = CropPool(files, crop=1)
+    pool = CropPool(files, crop=args.crop)
     marks = []
     pixels = 0
     for path, image in zip(pool.files, pool.images):
@@ -75,7 +76,8 @@ def main() -> None:
     description = (
         f"Hard negatives: marks of the scratch detector (threshold {args.threshold}, >= {args.min_area} px, elongation >= "
         f"{args.min_elongation:g}) on undamaged "
-        f"training photos at the crop pool's resolution; x, y: centre as fractions of width and height. Made by "
+        f"training photos as a crop pool of {args.crop} px holds them; "
+        f"x, y: centre as fractions of width and height. Made by "
         f"scripts/mine_hard_negatives.py {' '.join(args.folders)}" + (f" --real {' '.join(args.real)}" if args.real else "")
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -580,6 +580,9 @@ def test_hard_negative_file_is_read_and_checked(tmp_path):
     bad.write_text(json.dumps({"components": []}))
     with pytest.raises(DataError, match="not a hard-negative file"):
         load_hard_negatives(bad)
+    bad.write_text(json.dumps({"marks": [{"photo": "a.png", "x": 1.5, "y": 0.25, "area": 40}]}))
+    with pytest.raises(DataError, match="between 0 and 1"):
+        load_hard_negatives(bad)
 
 
 def test_scratch_recipe_centres_its_share_of_crops_on_hard_negatives(tmp_path):

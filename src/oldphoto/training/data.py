@@ -104,7 +104,8 @@ class CropPool:
 
     def sample_around(self, index: int, x: float, y: float, rng: np.random.Generator) -> np.ndarray:
         """A (crop, crop, 3) float32 RGB crop in [0, 1] of image ``index`` holding the point (``x``, ``y``), given as
-        fractions of the image's width and height, anywhere in the crop's central half; randomly flipped."""
+        fractions of the image's width and height, anywhere in the crop's central half where the image allows (a crop
+        never leaves the image, so a point near its border lies nearer the crop's edge); randomly flipped."""
         image = self.images[index]
         height, width = image.shape[:2]
         left = x * width - self.crop * rng.uniform(0.25, 0.75)
@@ -131,7 +132,7 @@ class HardNegative:
     y: float
     """Centre of the mark, as a fraction of the photo's height."""
     area: float
-    """The mark's area in pixels, at the resolution it was found at (the crop pool's)."""
+    """The mark's area in pixels, at the resolution it was found at (``mine_hard_negatives.py``: the crop pool's)."""
 
 
 def load_hard_negatives(path: str | Path) -> list[HardNegative]:
@@ -141,9 +142,13 @@ def load_hard_negatives(path: str | Path) -> list[HardNegative]:
         DataError: the file cannot be read or is not such a file.
     """
     try:
-        return [HardNegative(str(m["photo"]), float(m["x"]), float(m["y"]), float(m["area"])) for m in json.loads(Path(path).read_text())["marks"]]
+        marks = [HardNegative(str(m["photo"]), float(m["x"]), float(m["y"]), float(m["area"])) for m in json.loads(Path(path).read_text())["marks"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path}: not a hard-negative file with a 'marks' list of photo, x, y and area ({error})") from None
+    for mark in marks:
+        if not (0.0 <= mark.x <= 1.0 and 0.0 <= mark.y <= 1.0 and mark.area > 0 and np.isfinite(mark.area)):
+            raise DataError(f"{path}: mark {mark} needs x and y between 0 and 1 and a positive area")
+    return marks
 
 
 def photo_key(path: str | Path) -> tuple[str, str]:
