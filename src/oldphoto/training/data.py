@@ -190,14 +190,14 @@ class HardNegativeCrops:
 
 
 def damaged_samples(
-    pool: CropPool,
+    pool: CropPool | HardNegativeCrops,
     preset: Preset | Sequence[Preset],
     stamps: DamageStamps | None,
     rng: np.random.Generator,
     batch_size: int,
 ) -> list[DegradedSample]:
-    """``batch_size`` crops of ``pool`` damaged by the degradation library; with several presets, each sample's
-    preset is drawn uniformly."""
+    """``batch_size`` crops of ``pool`` (random ones, or around hard negatives) damaged by the degradation library; with
+    several presets, each sample's preset is drawn uniformly."""
     presets = [preset] if isinstance(preset, Preset) else list(preset)
     samples = []
     for _ in range(batch_size):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from oldphoto.archs.scratch_unet import ScratchUNet
-from oldphoto.degrade import DamageStamps, DegradedSample, Preset, degrade_image, get_preset, load_stamps, op, override
+from oldphoto.degrade import DamageStamps, DegradedSample, Preset, get_preset, load_stamps, op, override
 from oldphoto.evaluation.metrics import MaskCounts
 from oldphoto.imageio import LUMA_WEIGHTS
 from oldphoto.registry import SCRATCH_MODEL, get_spec
@@ -86,12 +86,12 @@ class ScratchTrainConfig:
     hard_negatives: str | None = None
     """Hard-negative file (``scripts/mine_hard_negatives.py``): places in the training photos where a detector marks
     scene content."""
-    extra_damage: tuple[tuple[str, float], ...] = ()
-    """(structured op, probability) pairs added to every training preset's damage (not to the validation crops,
-    whose figures stay comparable), e.g. ``(("flaking", 0.15),)``: damage the presets do not draw."""
     hard_fraction: float = 0.25
     """Share of training crops centred on a hard negative (when ``hard_negatives`` is given); damage is drawn on
     them as on any crop."""
+    extra_damage: tuple[tuple[str, float], ...] = ()
+    """(structured op, probability) pairs added to every training preset's damage (not to the validation crops,
+    whose figures stay comparable), e.g. ``(("flaking", 0.15),)``: damage the presets do not draw."""
 
 
 @dataclass
@@ -259,13 +259,12 @@ class ScratchRecipe(SingleNetworkRecipe):
         """(gray, target, care) of one training batch (see :func:`scored_targets`)."""
         samples = []
         for _ in range(self.config.setup.batch_size):
-            if self.hard is not None and rng.random() < self.config.hard_fraction:
-                presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
-                samples.append(degrade_image(self.hard.sample(rng), presets[int(rng.integers(len(presets)))], rng, self.stamps))
-                continue
-            real = self.real_pool is not None and rng.random() < self.config.real_fraction
+            # Draws nothing for a source that is off, so that runs without it keep their random streams.
+            hard = self.hard is not None and rng.random() < self.config.hard_fraction
+            real = not hard and self.real_pool is not None and rng.random() < self.config.real_fraction
             presets = self.undamaged if rng.random() < self.config.undamaged_fraction else self.presets
-            samples += damaged_samples(self.real_pool if real else self.pool, presets, self.stamps, rng, 1)
+            source = self.hard if hard else self.real_pool if real else self.pool
+            samples += damaged_samples(source, presets, self.stamps, rng, 1)
         return scored_targets(samples)
 
     def train_step(self, step: int) -> dict[str, float]:
