@@ -19,7 +19,7 @@ seconds per megapixel. ``--misses`` also lists each missed label; ``--json PATH`
 Usage:
     OMP_NUM_THREADS=1 python scripts/face_recall.py [--labels benchmarks/real_old_faces.json]
         [--root ../shared/data/real_old] [--min-face 20] [--max-side 1600] [--smallest-face 24]
-        [--thresholds 0.6 0.7 0.8] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000]
+        [--thresholds 0.6 0.7 0.8] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
 from oldphoto.restore.face_detect import DetectorSettings, Face, detect_faces
-from oldphoto.weights import load_network
+from oldphoto.weights import load_network_from
 
 ROOT = Path(__file__).resolve().parents[1]
 MATCH_IOU = 0.3
@@ -113,6 +113,7 @@ def main() -> None:
                         help="place each photo at the top left of a grey PIXELS x PIXELS canvas: its faces keep their "
                         "size in pixels while the photo becomes a large scan (the search copy's scale then matters)")
     parser.add_argument("--json", type=Path, default=None, help="write detections and matches here")
+    parser.add_argument("--weights", type=Path, default=None, help="detector weights to judge (default: the shipped ones)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,7 +123,7 @@ def main() -> None:
         thresholds=tuple(args.thresholds),
     )
     print(f"settings: {settings}")
-    detector = load_network(get_spec(FACE_DETECTOR_MODEL))
+    detector = load_network_from(get_spec(FACE_DETECTOR_MODEL), args.weights)
     data = json.loads(args.labels.read_text())
 
     labels_all: list[dict] = []

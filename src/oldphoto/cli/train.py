@@ -518,3 +518,54 @@ def scratch_verifier(
         average_decay=average_decay,
     )
     _train_with_progress("scratch-verifier", steps, lambda on_step: train_scratch_verifier(config, resume=resume, on_step=on_step))
+
+
+@app.command("face-detector")
+def face_detector(
+    ctx: typer.Context,
+    data: Annotated[
+        list[Path], typer.Option("--data", help="Folders of photos holding one clear face each, e.g. aligned face crops (repeatable).", rich_help_panel=DATA)
+    ],
+    init: Annotated[Path, typer.Option(help="The detector to fine-tune (required: only R-Net and O-Net are trained).", rich_help_panel=SCHEDULE)],
+    scenes: Annotated[
+        list[Path] | None,
+        typer.Option("--scenes", help="Folders of photos for non-face windows (faces found there are avoided).", rich_help_panel=DATA),
+    ] = None,
+    real: Annotated[
+        list[Path] | None,
+        typer.Option("--real", help="Folders of real old photos: faces and non-faces of their training part.", rich_help_panel=DATA),
+    ] = None,
+    real_labels: Annotated[
+        Path | None,
+        typer.Option(help="The labelled real-photo test (JSON); the photos it names are never used.", rich_help_panel=DATA),
+    ] = None,
+    draws_per_face: Annotated[int, typer.Option(min=1, help="Windows drawn per face into the pool.", rich_help_panel=DATA)] = 4,
+    non_faces: Annotated[int, typer.Option(min=10, help="Non-face windows in the pool (a tenth more for validation).", rich_help_panel=DATA)] = 60000,
+    non_face_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the non-faces in the loss, the faces' being 1.", rich_help_panel=LOSSES)] = 3.0,
+    occluded: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of face windows drawn partly covered.", rich_help_panel=DATA)] = 0.6,
+    max_tilt: Annotated[float, typer.Option(min=0.0, max=90.0, help="Largest tilt of a drawn face, in degrees.", rich_help_panel=DATA)] = 35.0,
+    steps: Steps = 3000,
+    batch_size: Annotated[int, typer.Option(min=8, help="Windows per step (a quarter faces, a quarter parts, half non-faces).", rich_help_panel=SCHEDULE)] = 256,
+    learning_rate: LearningRate = 1e-4,
+    seed: Seed = 0,
+    validate_every: ValidateEvery = 250,
+    out: Out = Path("weights/mtcnn.safetensors"),
+    checkpoint: Checkpoint = Path("runs/face-detector/checkpoint.pt"),
+    resume: Resume = False,
+) -> None:
+    """Fine-tune the face detector's R-Net and O-Net on partly covered, tilted and small faces (P-Net is kept)."""
+    from oldphoto.training.face_detector import FaceDetectorTrainConfig, train_face_detector
+
+    ctx.params.setdefault("damage_dir", None)
+    config = FaceDetectorTrainConfig(
+        setup=_setup(ctx),
+        scenes=_strings(scenes),
+        real=_strings(real),
+        real_labels=_string(real_labels),
+        draws_per_face=draws_per_face,
+        non_faces=non_faces,
+        non_face_weight=non_face_weight,
+        occluded=occluded,
+        max_tilt=max_tilt,
+    )
+    _train_with_progress("face-detector", steps, lambda on_step: train_face_detector(config, resume=resume, on_step=on_step))
