@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from detection_args import add_detection_arguments, describe, detection_from_args
 
+from oldphoto.errors import ImageReadError
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.restore.scratches import damage_scores, mask_components, scratch_probability, thin_components
 
@@ -36,7 +37,10 @@ def main() -> None:
         parser.error("--no-verify: every mark is kept, there is nothing to explain")
     print(describe(detection, args, runtime))
 
-    pixels = to_rgb(read_photo(args.photo).pixels)
+    try:
+        pixels = to_rgb(read_photo(args.photo).pixels)
+    except ImageReadError as error:
+        parser.error(str(error))
     with torch.inference_mode():
         probability = scratch_probability(pixels, detection.detector, runtime)
         components = mask_components(probability > detection.threshold)
