@@ -118,7 +118,7 @@ def _op_chance(entry: str) -> tuple[str, float]:
 def _setup(ctx: typer.Context) -> TrainSetup:
     """The :class:`~oldphoto.training.loop.TrainSetup` of a command, from the shared options above (--data, --damage-dir,
     --steps, --batch-size, --learning-rate, --seed, --validate-every, --out, --checkpoint, --init and the runtime's);
-    the runtime options a command lacks keep their defaults (the CPU, fp32, in-process data, no time limit)."""
+    the options a command lacks keep their defaults (no damage stamps; the CPU, fp32, in-process data, no time limit)."""
     from oldphoto.training.loop import TrainRuntime, TrainSetup
 
     options = ctx.params
@@ -131,7 +131,7 @@ def _setup(ctx: typer.Context) -> TrainSetup:
         steps=options["steps"],
         batch_size=options["batch_size"],
         learning_rate=options["learning_rate"],
-        damage_dirs=_strings(options["damage_dir"]),
+        damage_dirs=_strings(options.get("damage_dir")),
         seed=options["seed"],
         validate_every=options["validate_every"],
         init=_string(options["init"]),
@@ -556,7 +556,6 @@ def face_detector(
     """Fine-tune the face detector's R-Net and O-Net on partly covered, tilted and small faces (P-Net is kept)."""
     from oldphoto.training.face_detector import FaceDetectorTrainConfig, train_face_detector
 
-    ctx.params.setdefault("damage_dir", None)
     config = FaceDetectorTrainConfig(
         setup=_setup(ctx),
         scenes=_strings(scenes),
