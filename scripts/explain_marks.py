@@ -22,7 +22,7 @@ from detection_args import add_detection_arguments, describe, detection_from_arg
 
 from oldphoto.errors import ImageReadError
 from oldphoto.imageio import read_photo, to_rgb
-from oldphoto.restore.scratches import damage_scores, mask_components, scratch_probability, thin_components
+from oldphoto.restore.scratches import damage_scores, judge_marks, mask_components, scratch_probability
 
 
 def main() -> None:
@@ -44,13 +44,14 @@ def main() -> None:
     with torch.inference_mode():
         probability = scratch_probability(pixels, detection.detector, runtime)
         components = mask_components(probability > detection.threshold)
-        everything = np.arange(len(components))
-        scores = damage_scores(pixels, probability, components, detection.verifier, everything)
-    rule = detection.straight_lines
-    lines = np.zeros(len(components), bool) if rule is None else rule.matches(components)
-    thin = thin_components(components, detection.keep_width) & ~lines
-    needed = np.where(lines, detection.min_score if rule is None else max(detection.min_score, rule.min_score), detection.min_score)
-    kept = thin | (scores >= needed)
+        verdicts = judge_marks(
+            pixels, probability, components, detection.verifier, detection.min_score, detection.keep_width, detection.straight_lines
+        )
+        # Thin lines are kept unjudged; their score is shown all the same, to see what judging them would do.
+        scores = verdicts.scores.copy()
+        thin = np.flatnonzero(verdicts.thin)
+        scores[thin] = damage_scores(pixels, probability, components, detection.verifier, thin)
+    lines, kept = verdicts.lines, verdicts.kept
 
     x, y, w, h = args.box if args.box else (0, 0, pixels.shape[1], pixels.shape[0])
     inside = np.bincount(components.labels[max(y, 0) : y + h, max(x, 0) : x + w].ravel(), minlength=len(components) + 1)[1:]
@@ -58,10 +59,10 @@ def main() -> None:
     print(f"{len(order)} marks overlap the box; kept {int(inside[kept].sum())} of {int(inside.sum())} marked px there")
     print(f"{'px in box':>9} {'px':>6} {'box x,y,w,h':>18} {'thick':>5} {'rule':>10} {'score':>6} {'needs':>5}  decision")
     for k in order[: args.count]:
-        why = "line rule" if lines[k] else ("thin line" if thin[k] else "")
+        why = "line rule" if lines[k] else ("thin line" if verdicts.thin[k] else "")
         box = ",".join(str(int(v)) for v in components.boxes[k])
         thickness = components.areas[k] / max(int(components.boxes[k, 2:].max()), 1)
-        need = "–" if thin[k] else f"{needed[k]:.3f}"
+        need = "–" if verdicts.thin[k] else f"{verdicts.needed[k]:.3f}"
         print(
             f"{inside[k]:9d} {components.areas[k]:6d} {box:>18} {thickness:5.2f} {why:>10} {scores[k]:6.3f} {need:>5}  "
             f"{'kept' if kept[k] else 'dropped'}"

@@ -299,6 +299,48 @@ def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], alo
     return (along and (x == 0 or x + w == width)) or (y == 0 and y + h == height)
 
 
+@dataclass(frozen=True)
+class MarkVerdicts:
+    """Why each component of a detector's mask is kept or dropped (all arrays (K,), one entry per component)."""
+
+    lines: np.ndarray
+    """bool: taken by the straight-line rule (it then needs ``needed``, the rule's score, and is judged even if thin)."""
+    thin: np.ndarray
+    """bool: a line at most ``keep_width`` thick, kept without being judged."""
+    needed: np.ndarray
+    """float: the verifier score the component needs to be kept (unused for the thin ones)."""
+    scores: np.ndarray
+    """float: the verifier's score in [0, 1]; NaN for the thin ones, which are not judged."""
+
+    @property
+    def kept(self) -> np.ndarray:
+        """bool: the components kept as damage."""
+        return self.thin | (self.scores >= self.needed)
+
+
+def judge_marks(
+    pixels: np.ndarray,
+    probability: np.ndarray,
+    components: MaskComponents,
+    verifier: LoadedModel,
+    min_score: float,
+    keep_width: float = 0.0,
+    straight_lines: StraightLineRule | None = None,
+) -> MarkVerdicts:
+    """The verdict on each of ``components`` (of the detector's mask of ``probability``, (H, W) in [0, 1]): kept are
+    those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that rule
+    matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`). ``pixels`` is the
+    (H, W, 1|3) photo in [0, 1]."""
+    lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
+    thin = thin_components(components, keep_width) & ~lines
+    judged = np.flatnonzero(~thin)
+    line_score = min_score if straight_lines is None else max(min_score, straight_lines.min_score)
+    needed = np.where(lines, line_score, min_score)
+    scores = np.full(len(components), np.nan)
+    scores[judged] = damage_scores(pixels, probability, components, verifier, judged)
+    return MarkVerdicts(lines=lines, thin=thin, needed=needed, scores=scores)
+
+
 def verified_masks(
     pixels: np.ndarray,
     probability: np.ndarray,
@@ -308,18 +350,10 @@ def verified_masks(
     keep_width: float = 0.0,
     straight_lines: StraightLineRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold``:
-    kept are those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that
-    rule matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`); dropped the
-    rest. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold`` by
+    :func:`judge_marks`. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
-    lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
-    thin = thin_components(components, keep_width) & ~lines
-    judged = np.flatnonzero(~thin)
-    keep = thin.copy()
-    line_score = min_score if straight_lines is None else max(min_score, straight_lines.min_score)
-    needed = np.where(lines[judged], line_score, min_score)
-    keep[judged] = damage_scores(pixels, probability, components, verifier, judged) >= needed
+    keep = judge_marks(pixels, probability, components, verifier, min_score, keep_width, straight_lines).kept
     return components.mask_of(keep), components.mask_of(~keep)
 
 
