@@ -109,8 +109,9 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, started):
     interrupted = tiny_config(tmp_path, "resumed", steps=4)
     train_scratch(changed(interrupted, steps=2))
     # Same schedule length as the straight run: resume the 2-step checkpoint towards 4 steps.
-    resumed = train_scratch(interrupted, resume=True)
-    assert resumed.step == 4
+    steps_run: list[int] = []
+    resumed = train_scratch(interrupted, resume=True, on_step=lambda step, total, figures: steps_run.append(step))
+    assert resumed.step == 4 and steps_run == [3, 4]  # only the two steps the checkpoint lacked
     a = torch.load(straight.setup.checkpoint, weights_only=False)["modules"]["network"]
     b = torch.load(interrupted.setup.checkpoint, weights_only=False)["modules"]["network"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -194,19 +195,33 @@ def test_global_recipes_train_in_order_and_export_loadable_weights(tmp_path, sta
     assert_trained(started, "mapping", mapping.setup.out)
 
 
-def test_detector_mask_source_gives_the_installed_detectors_mask(tmp_path):
+def test_detector_mask_source_gives_the_mask_restore_gives(tmp_path):
+    """--mask-source detector: the installed detector's marks that the verifier keeps, as restore gives them, not
+    the detector's thresholded map alone. A verifier that rejects every mark it judges leaves only the thin lines."""
+    from safetensors.torch import save_file
+
+    from oldphoto.restore.scratches import load_scratch_detection
+    from oldphoto.runtime import make_runtime
     from oldphoto.training.restoration import AblationRecipe
     from oldphoto.training.scratch import luma, scratch_probabilities
     from oldphoto.weights import load_network
 
+    rejecting = {name: tensor.clone() for name, tensor in load_network(get_spec("scratch-verifier")).state_dict().items()}
+    rejecting["head.2.weight"].zero_()
+    rejecting["head.2.bias"].fill_(-30.0)  # every judged mark scores ~0: scene content
+    save_file(rejecting, tmp_path / "rejecting.safetensors")
     config = dataclasses.replace(global_config(tmp_path, "restore-unet", steps=1, mask_source="detector"), val_crop=64)
-    recipe = AblationRecipe(config)
+    installed = AblationRecipe(config)
+    runtime = make_runtime("cpu", precision="auto", threads=torch.get_num_threads())
+    assert torch.equal(installed.val_mask, load_scratch_detection(runtime).batch_masks(installed.val_degraded, runtime))
     spec = get_spec("scratch-unet")
-    expected = scratch_probabilities(load_network(spec), luma(recipe.val_degraded)) > spec.settings["threshold"]
-    assert expected.any() and np.array_equal(recipe.val_mask[:, 0].numpy() > 0.5, expected)
+    unverified = scratch_probabilities(load_network(spec), luma(installed.val_degraded)) > spec.settings["threshold"]
+    rejected = AblationRecipe(dataclasses.replace(config, verifier_weights=str(tmp_path / "rejecting.safetensors")))
+    torch.testing.assert_close(rejected.val_degraded, installed.val_degraded)
+    assert rejected.val_mask.sum() < installed.val_mask.sum() <= unverified.sum()
     synthetic = AblationRecipe(dataclasses.replace(config, mask_source="synthetic"))
-    torch.testing.assert_close(synthetic.val_degraded, recipe.val_degraded)
-    assert not torch.equal(synthetic.val_mask, recipe.val_mask)
+    torch.testing.assert_close(synthetic.val_degraded, installed.val_degraded)
+    assert not torch.equal(synthetic.val_mask, installed.val_mask)
     with pytest.raises(DataError, match="unknown mask source 'oracle'; valid: synthetic, detector"):
         AblationRecipe(dataclasses.replace(config, mask_source="oracle"))
 
@@ -216,7 +231,9 @@ def test_vae_old_resumes_exactly(tmp_path):
     train_global(straight)
     interrupted = global_config(tmp_path, "vae-old", steps=4, name="resumed")
     train_global(changed(interrupted, steps=2))
-    train_global(interrupted, resume=True)
+    steps_run: list[int] = []
+    resumed = train_global(interrupted, resume=True, on_step=lambda step, total, figures: steps_run.append(step))
+    assert resumed.step == 4 and steps_run == [3, 4]  # resumed at step 2, not trained afresh
     a = torch.load(straight.setup.checkpoint, weights_only=False)["modules"]
     b = torch.load(interrupted.setup.checkpoint, weights_only=False)["modules"]
     for module in ("vae", "discriminator"):
@@ -413,7 +430,7 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     of each damaged face, as restore gives it, instead of the drawn damage's own."""
     from oldphoto.restore.scratches import load_scratch_detection
     from oldphoto.runtime import make_runtime
-    from oldphoto.training.faces import FaceRecipe, FaceTrainConfig, detected_masks, global_stage_on_faces
+    from oldphoto.training.faces import FaceRecipe, FaceTrainConfig, global_stage_on_faces
 
     _face_folder(tmp_path / "faces")
     setup = tiny_setup(tmp_path / "faces", tmp_path / "run", steps=1, learning_rate=1e-3)
@@ -422,7 +439,7 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
     detected = FaceRecipe(FaceTrainConfig(**base, mask_source="detector"))
     torch.testing.assert_close(truth.val_degraded, detected.val_degraded)  # same seed, same damage
     runtime = make_runtime("cpu", precision="fp32")
-    found = detected_masks(detected.val_degraded, load_scratch_detection(runtime), runtime)
+    found = load_scratch_detection(runtime).batch_masks(detected.val_degraded, runtime)
     assert found.shape == (1, 1, 256, 256) and set(found.unique().tolist()) <= {0.0, 1.0}
     torch.testing.assert_close(detected.val_input, global_stage_on_faces()(detected.val_degraded, found))
     assert (detected.val_input - truth.val_input).abs().max() > 0.02  # the masks differ (measured: 0.07)

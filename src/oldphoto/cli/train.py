@@ -271,13 +271,17 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             str,
             typer.Option(
                 help="Damage mask for mapping / restore-unet: 'synthetic' (the damage drawn) or 'detector' (the scratch "
-                "detector's mask, as restore gives it).",
+                "detector's marks the verifier keeps, as restore gives them).",
                 rich_help_panel=DATA,
             ),
         ] = "synthetic",
         scratch_weights: Annotated[
             Path | None,
             typer.Option(help="Scratch-detector weights for --mask-source detector (default: the installed ones).", rich_help_panel=DATA),
+        ] = None,
+        verifier_weights: Annotated[
+            Path | None,
+            typer.Option(help="Scratch-verifier weights for --mask-source detector (default: the installed ones).", rich_help_panel=DATA),
         ] = None,
         out: Out = Path(f"weights/{model}.safetensors"),
         checkpoint: Checkpoint = Path(f"runs/{model}/checkpoint.pt"),
@@ -317,6 +321,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             vae_clean=_string(vae_clean),
             mask_source=mask_source,
             scratch_weights=_string(scratch_weights),
+            verifier_weights=_string(verifier_weights),
             mapping=_string(mapping),
             clean_fraction=clean_fraction,
             light_fraction=light_fraction,

@@ -414,6 +414,12 @@ class ScratchDetection:
         )
         return dilate_mask(kept, self.dilation), dropped
 
+    def batch_masks(self, batch: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+        """(B, 1, H, W) float32 0/1 scratch masks of a (B, 3, H, W) batch of photos in [0, 1], each detected as
+        :meth:`mask` (for training recipes that feed a stage the mask ``restore`` would give it)."""
+        masks = [self.mask(photo.permute(1, 2, 0).numpy(), runtime) for photo in batch]
+        return torch.from_numpy(np.stack(masks))[:, None]
+
 
 def load_scratch_detection(
     runtime: Runtime,

@@ -312,8 +312,8 @@ def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path]
 
 MASK_SOURCES = ("synthetic", "detector")
 """Where a recipe's damage masks come from: the damage that was drawn, or the installed scratch detector's mask of the
-damaged image (misses and false hits included). The face recipe also runs the verifier, as ``restore`` does now; the
-global recipes predate the verifier and threshold the detector alone."""
+damaged image as ``restore`` gives it (the detector's marks that the verifier keeps; misses and false hits
+included)."""
 
 
 def check_mask_source(source: str) -> None:

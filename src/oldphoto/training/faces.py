@@ -37,8 +37,8 @@ from oldphoto.restore.face_align import FACE_SIZE, align_face
 from oldphoto.restore.face_detect import detect_faces
 from oldphoto.restore.faces import CONDITION_ORIGINAL
 from oldphoto.restore.global_stage import TRIPLET_MODELS, triplet_restore
-from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
-from oldphoto.runtime import Runtime, make_runtime
+from oldphoto.restore.scratches import load_scratch_detection
+from oldphoto.runtime import make_runtime
 from oldphoto.training.data import (
     check_mask_source,
     list_images,
@@ -211,12 +211,6 @@ def global_stage_on_faces(precision: str = "fp32"):
     return restore
 
 
-def detected_masks(batch: torch.Tensor, detection: ScratchDetection, runtime: Runtime) -> torch.Tensor:
-    """(B, 1, S, S) float32 0/1 scratch masks of a (B, 3, S, S) batch in [0, 1], each detected as ``restore`` does."""
-    masks = [detection.mask(face.permute(1, 2, 0).numpy(), runtime) for face in batch]
-    return torch.from_numpy(np.stack(masks))[:, None]
-
-
 class FaceRecipe(SingleNetworkRecipe):
     name = FACE_MODEL
 
@@ -262,7 +256,7 @@ class FaceRecipe(SingleNetworkRecipe):
             return restore
         runtime = make_runtime("cpu", precision="fp32")
         detection = load_scratch_detection(runtime)
-        return lambda batch, mask: restore(batch, detected_masks(batch, detection, runtime))
+        return lambda batch, mask: restore(batch, detection.batch_masks(batch, runtime))
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(get_spec(FACE_MODEL).config), "faces": len(self.faces)}

@@ -37,13 +37,13 @@ from oldphoto.registry import (
     DETAIL_MODEL,
     MAPPING_MODEL,
     RESTORE_UNET_MODEL,
-    SCRATCH_MODEL,
     VAE_CLEAN_MODEL,
     VAE_OLD_MODEL,
     get_spec,
 )
 from oldphoto.restore.global_stage import LATENT_SCALE, triplet_forward, triplet_restore, triplet_size_multiple
-from oldphoto.restore.scratches import detection_settings, threshold_mask
+from oldphoto.restore.scratches import ScratchDetection, load_scratch_detection
+from oldphoto.runtime import make_runtime
 from oldphoto.training.data import (
     BatchStream,
     CropPool,
@@ -69,7 +69,6 @@ from oldphoto.training.losses import (
     psnr,
     restoration_loss,
 )
-from oldphoto.training.scratch import luma, scratch_probabilities
 from oldphoto.weights import load_network_from
 
 log = logging.getLogger(__name__)
@@ -100,9 +99,12 @@ class GlobalTrainConfig:
     """Weights of the trained VAE_B for ``mapping`` (default: the installed vae-clean)."""
     mask_source: str = "synthetic"
     """The damage mask given to mapping / restore-unet: "synthetic" (the damage that was drawn) or "detector"
-    (the scratch detector's mask of the degraded crop, as ``restore`` gives it: misses and false hits included)."""
+    (the scratch detector's marks of the degraded crop that the verifier keeps, as ``restore`` gives them: misses and
+    false hits included)."""
     scratch_weights: str | None = None
     """Scratch-detector weights for ``mask_source="detector"`` (default: the installed scratch-unet)."""
+    verifier_weights: str | None = None
+    """Scratch-verifier weights for ``mask_source="detector"`` (default: the installed scratch-verifier)."""
     mapping: str | None = None
     """Weights of the trained mapping for ``detail-fusion`` (default: the installed mapping)."""
     clean_fraction: float = 0.25
@@ -132,10 +134,14 @@ class _Base:
         self.presets = [get_preset(name) for name in config.presets]
         self.pool = CropPool(list_images(setup.data), crop=config.crop)
         val_pool = CropPool(list_images(config.val), crop=config.val_crop)
-        self.detector = None
+        self.detection: ScratchDetection | None = None
         if config.mask_source == "detector":
-            self.detector_spec = get_spec(SCRATCH_MODEL)
-            self.detector = load_network_from(self.detector_spec, config.scratch_weights).requires_grad_(False).eval()
+            # The precision restore uses by default here (bf16 autocast where the CPU has it): the masks are the ones
+            # a user's run would hand the stage.
+            self.detection_runtime = make_runtime("cpu", precision="auto", threads=torch.get_num_threads())
+            self.detection = load_scratch_detection(
+                self.detection_runtime, detector_weights=config.scratch_weights, verifier_weights=config.verifier_weights
+            )
         self.val_clean, self.val_degraded, self.val_mask = self.damaged_pairs(val_pool, setup.validation_rng(), config.val_samples)
 
     def damaged_pairs(
@@ -144,16 +150,14 @@ class _Base:
         """(clean, degraded, mask) as :func:`damaged_batch` (``presets``: the config's by default), the mask taken
         from ``config.mask_source``."""
         clean, degraded, mask = damaged_batch(pool, presets or self.presets, self.stamps, rng, count)
-        if self.detector is not None:
+        if self.detection is not None:
             mask = self.detected_masks(degraded)
         return clean, degraded, mask
 
     def detected_masks(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) 0/1 masks of the scratch detector on (N, 3, H, W) images, thresholded (and dilated) exactly
-        as `restore` does by default."""
-        threshold, dilation = detection_settings(self.detector_spec)
-        probability = scratch_probabilities(self.detector, luma(images))
-        return torch.from_numpy(np.stack([threshold_mask(p, threshold, dilation) for p in probability]))[:, None]
+        """(N, 1, H, W) 0/1 masks of (N, 3, H, W) images in [0, 1], detected exactly as ``restore`` does by default:
+        the detector's marks at its threshold, judged by the verifier."""
+        return self.detection.batch_masks(images, self.detection_runtime)
 
     def make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(module.parameters(), lr=self.config.setup.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -314,7 +318,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         # Validation: the damaged pairs, and as many undamaged crops again as their own targets (fidelity).
         self.val_photo = torch.cat([self.val_degraded, self.val_clean])
         self.val_target = torch.cat([self.val_clean, self.val_clean])
-        undamaged = self.detected_masks(self.val_clean) if self.detector is not None else torch.zeros_like(self.val_mask)
+        undamaged = self.detected_masks(self.val_clean) if self.detection is not None else torch.zeros_like(self.val_mask)
         self.val_damage = torch.cat([self.val_mask, undamaged])
         self.batches = BatchStream(
             self.make_batch, self.rng, workers=runtime.workers, seed=config.setup.seed, pin_memory=device.type == "cuda"
@@ -333,7 +337,7 @@ class DetailFusionRecipe(_Base, SingleNetworkRecipe):
         keep = torch.from_numpy(rng.random(len(clean)) < self.config.clean_fraction)
         if keep.any():
             degraded[keep] = clean[keep]
-            mask[keep] = self.detected_masks(clean[keep]) if self.detector is not None else 0.0
+            mask[keep] = self.detected_masks(clean[keep]) if self.detection is not None else 0.0
         return clean, degraded, mask
 
     @torch.no_grad()
