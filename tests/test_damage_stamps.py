@@ -102,7 +102,13 @@ def test_degrade_default_preset_without_damage_dir_uses_the_bundled_stamps(tmp_p
     manifest = json.loads((only / "manifest.json").read_text())
     assert len(_stamp_ops(manifest)) == len(manifest["images"]) == 2
     for record in manifest["images"]:
-        assert (np.asarray(Image.open(only / "mask" / f"{record['stem']}.png")) > 127).any()
+        stem = record["stem"]
+        mask = np.asarray(Image.open(only / "mask" / f"{stem}.png")) > 127
+        clean, degraded = (np.asarray(Image.open(only / part / f"{stem}.png"), np.int16) for part in ("clean", "degraded"))
+        change = np.abs(degraded - clean).max(axis=2)  # levels of 255; nothing but the stamps changed the photo
+        assert mask.any() and mask.mean() < 0.5
+        assert change[mask].min() >= 18  # masked: moved by the preset's 0.08 (20 levels, less a little for rounding)
+        assert mask[change > 45].all()  # and every pixel a stamp moved that far is masked
 
 
 def test_degrade_damage_dir_replaces_the_bundled_stamps(tmp_path):

@@ -85,9 +85,11 @@ def test_mask_changes_only_what_the_mapping_fills():
     runtime = make_runtime("cpu")
     without = restore_global(rgb, None, *networks, runtime, min_overlap=MAPPING_OVERLAP)
     with_mask = restore_global(rgb, scratch_mask(96, 96), *networks, runtime, min_overlap=MAPPING_OVERLAP)
-    assert not np.allclose(without, with_mask)
-    # Far from the hole (beyond the decoder's reach) the output is unchanged except for the gates' pooling.
-    assert np.abs(without[70:, :] - with_mask[70:, :]).mean() < 0.01
+    change = np.abs(without - with_mask).mean(axis=2)
+    near, far = change[26:42].mean(), change[70:].mean()  # the hole is rows 32-34
+    # Far from the hole (beyond the decoder's reach) the output is unchanged except for the gates' pooling, orders
+    # of magnitude below the change around it (measured: 4e-7 against 3e-3).
+    assert far < 1e-4 and near > 100 * far
 
 
 def test_black_and_white_detection():
@@ -109,15 +111,19 @@ def test_pipeline_with_global_stage(random_global_models, random_scratch_model, 
 def test_black_and_white_print_stored_as_rgb_stays_black_and_white(random_global_models):
     restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, faces=False))
     gray_rgb = np.repeat(smooth_image(64, 80, channels=1), 3, axis=2)
-    out = restorer.restore(gray_rgb).pixels
+    result = restorer.restore(gray_rgb)
+    out = result.pixels
     assert out.shape == gray_rgb.shape
+    assert "global" in result.stage_seconds and not np.allclose(out, gray_rgb)  # restored, and still grey
     assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 1], out[:, :, 2])
 
 
 def test_global_stage_runs_without_scratch_mask(random_global_models):
     restorer = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, faces=False))
-    result = restorer.restore(smooth_image(48, 48))
+    photo = smooth_image(48, 48)
+    result = restorer.restore(photo)
     assert result.mask is None and result.pixels.shape == (48, 48, 3)
+    assert "global" in result.stage_seconds and not np.allclose(result.pixels, photo)
 
 
 def shipped_tensor_shapes(spec) -> dict[str, tuple[int, ...]]:

@@ -140,7 +140,7 @@ def test_cli_fp16_reaches_the_runtime_as_fp16(album, tmp_path, random_scratch_mo
     result = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--fp16", "--dry-run", *STAGES)
     assert result.exit_code == 0, result.output
     assert asked == ["fp16"]
-    assert "cpu fp16" in result.output and "deprecated" in result.output
+    assert "deprecated" in result.output  # (the plan's "cpu fp16" is this fake runtime's own; asked is the check)
     conflict = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--fp16", "--precision", "bf16", *STAGES)
     assert conflict.exit_code == 2 and "conflicts" in conflict.output
 
