@@ -22,6 +22,9 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-straight-lines", action="store_true", help="without the registry's rule for straight scene-like lines (for a before/after)"
     )
+    parser.add_argument(
+        "--no-colour-rule", action="store_true", help="without the registry's rule for marks more colourful than their surroundings"
+    )
     parser.add_argument("--no-verify", action="store_true", help="keep every mark (as restore --no-scratch-verify)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
@@ -39,6 +42,7 @@ def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
             min_score=args.min_score,
             keep_width=args.keep_width,
             straight_lines=not args.no_straight_lines,
+            colour=not args.no_colour_rule,
             detector_weights=args.weights,
             verifier_weights=args.verifier_weights,
         )
@@ -62,11 +66,16 @@ def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Run
 
 def line_rule_description(detection: ScratchDetection) -> str:
     rule = detection.straight_lines
-    if rule is None:
-        return "no straight-line rule"
-    return f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
+    lines = "no straight-line rule" if rule is None else f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
+    colour = "no colour rule" if detection.colour is None else f"marks {detection.colour.ratio:g}x as saturated as around them dropped"
+    return f"{lines}, {colour}"
 
 
 def line_rule_record(detection: ScratchDetection) -> dict | None:
     """The straight-line rule's settings for a script's JSON record (None: the rule was off)."""
     return None if detection.straight_lines is None else dataclasses.asdict(detection.straight_lines)
+
+
+def colour_rule_record(detection: ScratchDetection) -> dict | None:
+    """The colour rule's settings for a script's JSON record (None: the rule was off)."""
+    return None if detection.colour is None else dataclasses.asdict(detection.colour)

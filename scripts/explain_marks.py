@@ -45,7 +45,14 @@ def main() -> None:
         probability = scratch_probability(pixels, detection.detector, runtime)
         components = mask_components(probability > detection.threshold)
         verdicts = judge_marks(
-            pixels, probability, components, detection.verifier, detection.min_score, detection.keep_width, detection.straight_lines
+            pixels,
+            probability,
+            components,
+            detection.verifier,
+            detection.min_score,
+            detection.keep_width,
+            detection.straight_lines,
+            detection.colour,
         )
         # Thin lines are kept unjudged; their score is shown all the same, to see what judging them would do.
         scores = verdicts.scores.copy()
@@ -65,7 +72,7 @@ def main() -> None:
         need = "–" if verdicts.thin[k] else f"{verdicts.needed[k]:.3f}"
         print(
             f"{inside[k]:9d} {components.areas[k]:6d} {box:>18} {thickness:5.2f} {why:>10} {scores[k]:6.3f} {need:>5}  "
-            f"{'kept' if kept[k] else 'dropped'}"
+            f"{'kept' if kept[k] else 'dropped'}{' (colourful)' if verdicts.colourful[k] else ''}"
         )
 
 

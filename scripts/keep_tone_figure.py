@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from oldphoto.imageio import load_rgb, to_luminance
-from oldphoto.restore.global_stage import is_black_and_white
+from oldphoto.imageio import is_black_and_white, load_rgb, to_luminance
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from detection_args import add_detection_arguments, describe, detection_from_args, line_rule_record
+from detection_args import add_detection_arguments, describe, colour_rule_record, detection_from_args, line_rule_record
 
 from oldphoto.imageio import read_photo, to_rgb
 from oldphoto.restore.scratches import mask_components
@@ -174,6 +174,7 @@ def main() -> None:
             "min_score": detection.min_score,
             "keep_width": detection.keep_width,
             "straight_lines": line_rule_record(detection),
+            "colour_rule": colour_rule_record(detection),
             "photos": len(photos),
             "components_total": total,
             "marked_fraction": {label(path): value for path, value in fractions.items()},

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detection_args import add_detection_arguments, describe, detection_from_args, line_rule_record
+from detection_args import add_detection_arguments, describe, colour_rule_record, detection_from_args, line_rule_record
 
 from oldphoto.imageio import read_photo, to_rgb
 
@@ -147,6 +147,7 @@ def main() -> None:
             "min_score": detection.min_score,
             "keep_width": detection.keep_width,
             "straight_lines": line_rule_record(detection),
+            "colour_rule": colour_rule_record(detection),
             "runtime": runtime.describe(),
             "summary": summary,
             "boxes": rows,

@@ -50,11 +50,14 @@ def wavy_scratch_mask(height: int = 96, width: int = 128) -> np.ndarray:
     return mask > 0
 
 
-def install_random_model(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0, adjust=None):
+def install_random_model(
+    monkeypatch: pytest.MonkeyPatch, weights_dir: Path, name: str, config, seed: int = 0, adjust=None, drop_settings=()
+):
     """Save random weights for ``name`` (with ``config``) into ``weights_dir`` and register them as shipped;
-    ``adjust(network)`` may set some of them first."""
+    ``adjust(network)`` may set some of them first; ``drop_settings``: registry settings the entry goes without."""
     spec = registry.get_spec(name)
-    spec = dataclasses.replace(spec, config=config, sha256="0" * 64)
+    settings = {key: value for key, value in spec.settings.items() if key not in drop_settings}
+    spec = dataclasses.replace(spec, config=config, sha256="0" * 64, settings=settings)
     torch.manual_seed(seed)
     network = spec.build()
     if adjust is not None:
@@ -89,13 +92,16 @@ TINY_VERIFIER_CONFIG = ScratchVerifierConfig(crop=32, channels=(4, 8), hidden=8)
 
 
 def install_keep_all_verifier(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, logit: float = 30.0):
-    """A tiny scratch verifier registered as shipped whose score is sigmoid(``logit``) for every component."""
+    """A tiny scratch verifier registered as shipped whose score is sigmoid(``logit``) for every component (without
+    the registry's colour rule, which would drop colourful marks whatever their score)."""
 
     def constant(network) -> None:
         network.head[-1].weight.zero_()
         network.head[-1].bias.fill_(logit)
 
-    return install_random_model(monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant)
+    return install_random_model(
+        monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant, drop_settings=("colour_ratio",)
+    )
 
 
 TINY_VAE_CONFIG = VAEConfig(channels=(4, 8), latent_channels=8, blocks=1)

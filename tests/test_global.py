@@ -11,7 +11,8 @@ import torch
 from oldphoto.archs.mapping import LatentMapping
 from oldphoto.archs.vae import VAE
 from oldphoto.registry import MAPPING_MODEL, all_specs, get_spec
-from oldphoto.restore.global_stage import is_black_and_white, restore_global, triplet_size_multiple
+from oldphoto.imageio import is_black_and_white
+from oldphoto.restore.global_stage import restore_global, triplet_size_multiple
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 

@@ -11,6 +11,7 @@ from oldphoto import registry
 from oldphoto.archs.scratch_verifier import ScratchVerifier
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages
 from oldphoto.restore.scratches import (
+    ColourRule,
     StraightLineRule,
     component_features,
     damage_scores,
@@ -224,12 +225,61 @@ def test_detection_reads_the_straight_line_rule_from_the_registry():
 
     spec = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL)
     settings = spec.settings
-    rule = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0).straight_lines
+    detection = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0)
+    rule = detection.straight_lines
+    assert detection.colour == ColourRule(ratio=settings["colour_ratio"])
+    assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, colour=False).colour is None
     assert rule is not None and rule.min_score == settings["line_min_score"] and rule.max_tilt == settings["line_max_tilt"]
     assert rule.max_slanted_spread == settings["line_max_slanted_spread"]
     assert StraightLineRule.of({"min_score": 0.5}) is None
     with pytest.raises(ConfigError, match="line_max_tilt"):
         StraightLineRule.of({name: value for name, value in settings.items() if name != "line_max_tilt"})
+
+
+def colour_scene(colours: dict[str, tuple[float, float, float]], background=(0.25, 0.5, 0.2)) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, mask): a photo of one textured colour (grassy green by default) with three marks painted in
+    ``colours``: a bar (``bar``), a disc (``disc``) and a 2 px line (``line``)."""
+    rng = np.random.default_rng(0)
+    pixels = np.empty((80, 120, 3), np.float32)
+    pixels[:] = background
+    pixels *= 1.0 + 0.15 * rng.standard_normal((80, 120, 1)).astype(np.float32)
+    mask = np.zeros((80, 120), np.float32)
+    mask[10:14, 10:70] = 1
+    pixels[10:14, 10:70] = colours["bar"]
+    disc = np.zeros((80, 120), np.uint8)
+    cv2.circle(disc, (95, 30), 8, 1, -1)
+    mask[disc > 0] = 1
+    pixels[disc > 0] = colours["disc"]
+    mask[60:62, 20:100] = 1
+    pixels[60:62, 20:100] = colours["line"]
+    return pixels.clip(0, 1), mask
+
+
+def test_colour_rule_drops_marks_more_colourful_than_their_surroundings():
+    """Damage shows paper (white, cream), dirt or the image itself: a blue disc and a purple line on a green photo are
+    scene content, the white bar is not; a cream (bare, yellowed paper) disc is not either; in black and white the
+    rule never acts."""
+    rule = ColourRule.of(registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings)
+    assert rule is not None and ColourRule.of({"min_score": 0.5}) is None
+    pixels, mask = colour_scene({"bar": (0.97, 0.97, 0.95), "disc": (0.2, 0.3, 0.9), "line": (0.6, 0.2, 0.7)})
+    components = mask_components(mask)
+    order = np.argsort(components.boxes[:, 1])  # bar (top), disc, line (bottom)
+    everything = np.arange(len(components))
+    assert rule.matches(pixels, components, everything)[order].tolist() == [False, True, True]
+    assert not rule.matches(pixels, components, np.array([], int)).any()  # only the numbered ones are judged
+    # On a colour photo of cool greys, a cream disc is more colourful than around it, but bright and warm: paper.
+    paper = {"bar": (0.97, 0.97, 0.95), "disc": (0.95, 0.85, 0.65), "line": (0.96, 0.96, 0.96)}
+    cream, _ = colour_scene(paper, background=(0.4, 0.42, 0.46))
+    assert not rule.matches(cream, components, everything).any()
+    ochre, _ = colour_scene({**paper, "disc": (0.45, 0.35, 0.15)}, background=(0.4, 0.42, 0.46))  # warm but dark
+    assert rule.matches(ochre, components, everything)[order].tolist() == [False, True, False]
+    grey = np.repeat(pixels.mean(axis=2, keepdims=True), 3, axis=2)
+    assert not rule.matches(grey, components, everything).any()
+    assert not rule.matches(grey[:, :, :1], components, everything).any()
+    # In the verdicts: kept by the verifier (and the line unjudged), dropped by the rule all the same.
+    kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), 0.465, keep_width=2.0, colour=rule)
+    assert kept.sum() == 4 * 60 and kept.sum() + dropped.sum() == mask.sum()
+    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), 0.465, keep_width=2.0)[0].sum() == mask.sum()
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

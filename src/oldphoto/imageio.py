@@ -526,6 +526,13 @@ def to_luminance(pixels: np.ndarray) -> np.ndarray:
     return (pixels @ LUMA_WEIGHTS)[:, :, None].astype(np.float32)
 
 
+def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:
+    """True when an RGB photo is a black-and-white print stored as colour (99% of pixels have channels
+    within ``tolerance``); its restoration must stay black-and-white."""
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return bool(np.quantile(spread, 0.99) <= tolerance)
+
+
 def luma_plane(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 1|3) float pixels -> (H, W) contiguous float32 Rec. 601 luma (what the scratch stage's networks see)."""
     return np.ascontiguousarray(to_luminance(pixels)[:, :, 0], dtype=np.float32)

@@ -131,13 +131,6 @@ def restore_global_direct(
     return _tiled_with_mask(run, rgb, mask, runtime, network.size_multiple, min_overlap, on_tile)
 
 
-def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:
-    """True when an RGB photo is a black-and-white print stored as colour (99% of pixels have channels
-    within ``tolerance``); its restoration must stay black-and-white."""
-    spread = rgb.max(axis=2) - rgb.min(axis=2)
-    return bool(np.quantile(spread, 0.99) <= tolerance)
-
-
 @dataclass(frozen=True)
 class GlobalBackend:
     """One global restoration network: what ``restore --global-model``, ``evaluate -m`` and the stage table read."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from oldphoto.errors import ConfigError, DataError, StageUnavailableError
-from oldphoto.imageio import to_luminance, to_rgb
+from oldphoto.imageio import is_black_and_white, to_luminance, to_rgb
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
     FACE_GATE_MODEL,
@@ -27,7 +27,7 @@ from oldphoto.registry import (
 )
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, refine_faces
-from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, is_black_and_white
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
