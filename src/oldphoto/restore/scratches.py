@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import cv2
@@ -371,9 +371,14 @@ class MarkVerdicts:
     """bool: more colourful than the photo around it (:class:`ColourRule`), so dropped whatever its score."""
 
     @property
+    def passed(self) -> np.ndarray:
+        """bool: the components the verifier's score (or thinness) keeps, before the colour rule."""
+        return self.thin | (self.scores >= self.needed)
+
+    @property
     def kept(self) -> np.ndarray:
         """bool: the components kept as damage."""
-        return (self.thin | (self.scores >= self.needed)) & ~self.colourful
+        return self.passed & ~self.colourful
 
 
 def judge_marks(
@@ -397,10 +402,10 @@ def judge_marks(
     needed = np.where(lines, line_score, min_score)
     scores = np.full(len(components), np.nan)
     scores[judged] = damage_scores(pixels, probability, components, verifier, judged)
-    colourful = np.zeros(len(components), bool)
-    if colour is not None:
-        colourful = colour.matches(pixels, components, np.flatnonzero(thin | (scores >= needed)))
-    return MarkVerdicts(lines=lines, thin=thin, needed=needed, scores=scores, colourful=colourful)
+    verdicts = MarkVerdicts(lines=lines, thin=thin, needed=needed, scores=scores, colourful=np.zeros(len(components), bool))
+    if colour is None:
+        return verdicts
+    return replace(verdicts, colourful=colour.matches(pixels, components, np.flatnonzero(verdicts.passed)))
 
 
 def verified_masks(
