@@ -120,6 +120,29 @@ def test_detector_finds_the_face_in_the_fixture():
     assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 8
 
 
+def test_detector_finds_a_tilted_face_with_its_tilted_passes():
+    from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
+    from oldphoto.restore.face_detect import DetectorSettings, detect_faces
+    from oldphoto.weights import load_network
+
+    detector = load_network(get_spec(FACE_DETECTOR_MODEL))
+    image = load_rgb(FIXTURE)
+    upright = detect_faces(image, detector, DetectorSettings(tilted_angles=()))
+    assert len(upright) == 1
+    # Leaning 40 degrees, as a head on a shoulder: beyond what MTCNN's upright training covers.
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), 40.0, 1.0)
+    leaning = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    assert detect_faces(leaning, detector, DetectorSettings(tilted_angles=())) == []
+    faces = detect_faces(leaning, detector)
+    assert len(faces) == 1 and faces[0].score >= DetectorSettings().tilted_threshold
+    # Its landmarks are turned back into the photo: where the upright face's landmarks land when turned.
+    expected = np.c_[upright[0].landmarks, np.ones(5)] @ turn.T
+    assert np.abs(faces[0].landmarks - expected).max() < 4.0
+    centre = np.array([(faces[0].box[0] + faces[0].box[2]) / 2, (faces[0].box[1] + faces[0].box[3]) / 2])
+    assert np.abs(centre - expected.mean(axis=0)).max() < 10.0
+
+
 def test_detector_finds_nothing_in_a_landscape():
     from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
     from oldphoto.restore.face_detect import detect_faces
