@@ -93,6 +93,27 @@ def test_alpha_passes_through_untouched(tmp_path, suffix):
     assert np.array_equal(np.asarray(out)[:, :, 3], alpha)
 
 
+def test_a_multi_page_tiff_says_only_its_first_page_is_restored(tmp_path, caplog):
+    pages = [Image.fromarray(np.full((12, 16, 3), level, np.uint8)) for level in (40, 120, 200)]
+    pages[0].save(tmp_path / "scans.tif", save_all=True, append_images=pages[1:])
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        photo = read_photo(tmp_path / "scans.tif")
+    assert np.allclose(photo.pixels, 40 / 255)
+    assert "scans.tif holds 3 images" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        read_photo(save_pil(tmp_path / "one.tif", np.asarray(pages[1])))
+    assert caplog.text == ""
+
+
+def test_a_dropped_alpha_channel_names_the_file(tmp_path, caplog):
+    rgba = np.dstack([(smooth_image(8, 8) * 255).astype(np.uint8), np.full((8, 8), 128, np.uint8)])
+    photo = read_photo(save_pil(tmp_path / "in.png", rgba))
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "out.jpg", photo)
+    assert "out.jpg: JPEG cannot store transparency" in caplog.text
+
+
 def test_16bit_alpha_round_trip(tmp_path):
     array = (np.random.default_rng(2).random((10, 12, 4)) * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), array)

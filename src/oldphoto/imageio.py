@@ -52,6 +52,9 @@ EXTENSION_FORMATS: dict[str, str] = {
 }
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG"})
+"""Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
+read. Not JPEG: Pillow opens camera JPEGs with a preview or depth image as MPO with two frames."""
 EXIF_ORIENTATION_TAG = 0x0112
 
 JpegQuality = int | Literal["auto"]
@@ -366,6 +369,15 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except Exception as error:  # noqa: BLE001 - truncated data surfaces as OSError, SyntaxError, ...
         raise ImageReadError(f"{path}: image data is damaged or truncated ({error})") from None
 
+    pages = int(getattr(pil, "n_frames", 1) or 1)
+    if pages > 1 and pil.format in MULTI_IMAGE_FORMATS:
+        # Nothing lost unseen: the restored file will hold the first image only.
+        log.warning(
+            "%s holds %d images (pages or frames); only the first is read, so its output holds only that one: "
+            "split the file into one image per file to restore the others",
+            path,
+            pages,
+        )
     color = apply_orientation(color, orientation)
     if alpha is not None:
         alpha = np.ascontiguousarray(apply_orientation(alpha, orientation))
@@ -433,12 +445,13 @@ def jpeg_options(photo: Photo, jpeg_quality: JpegQuality = "auto") -> JpegSettin
     return JpegSettings(quality, SUBSAMPLING_444 if quality >= 90 else SUBSAMPLING_420)
 
 
-def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto") -> bytes:
+def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", name: str = "") -> bytes:
     """Encode a photo to bytes in ``fmt``, keeping bit depth, grayscale, alpha and metadata where the format can.
 
     Args:
         jpeg_quality: for JPEG, see :func:`jpeg_options`. For WebP, a number 1..100 is its quality and
             ``"auto"`` means 95 (a JPEG's quality does not carry over to WebP's different scale).
+        name: the file it is for, named in the warnings about what the format cannot keep.
 
     Raises:
         ConfigError: ``jpeg_quality`` is neither ``"auto"`` nor 1..100 (checked for every format).
@@ -449,7 +462,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto") -> 
     values = _quantize(photo.pixels, bit_depth)
     alpha = photo.alpha if fmt in ALPHA_FORMATS else None
     if photo.alpha is not None and alpha is None:
-        log.warning("%s cannot store transparency; the alpha channel is dropped", fmt)
+        log.warning("%s%s cannot store transparency; the alpha channel is dropped", f"{name}: " if name else "", fmt)
     if bit_depth == 16:
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
@@ -461,7 +474,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto") -> 
         if fmt == "PNG":
             return _add_png_metadata(encoded.tobytes(), photo.icc_profile, photo.exif)
         if photo.icc_profile or photo.exif:
-            log.warning("16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF")
+            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF", f"{name}: " if name else "")
         return encoded.tobytes()
 
     if photo.is_grayscale:
@@ -502,7 +515,7 @@ def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: JpegQu
     path = Path(path)
     fmt = format_for_path(path)
     try:
-        data = encode_photo(photo, fmt, jpeg_quality=jpeg_quality)
+        data = encode_photo(photo, fmt, jpeg_quality=jpeg_quality, name=str(path))
         atomic_write_bytes(path, data)
     except ImageWriteError:
         raise
