@@ -2,8 +2,8 @@
 
 Runs :func:`oldphoto.restore.face_detect.detect_faces` on each labelled photo (EXIF-oriented, as
 ``oldphoto.imageio.read_photo`` reads it; gray photos as three equal channels) with the settings ``restore`` uses
-(the default ``DetectorSettings()``), or with others given by ``--min-face``, ``--max-side``, ``--smallest-face``
-and ``--thresholds``. ``restore`` detects on the globally restored photo; this script detects on the photo as
+(the default ``DetectorSettings()``), or with others given by ``--min-face``, ``--max-side``, ``--smallest-face``,
+``--thresholds`` and ``--tilted-*`` (``--tilted-angles`` with no value: the upright search alone). ``restore`` detects on the globally restored photo; this script detects on the photo as
 scanned, so that the figures depend on the detector alone.
 
 A detection matches a label when their IoU is at least 0.3, or when the detection's centre lies inside the label's
@@ -19,7 +19,7 @@ seconds per megapixel. ``--misses`` also lists each missed label; ``--json PATH`
 Usage:
     OMP_NUM_THREADS=1 python scripts/face_recall.py [--labels benchmarks/real_old_faces.json]
         [--root ../shared/data/real_old] [--min-face 20] [--max-side 1600] [--smallest-face 24]
-        [--thresholds 0.6 0.7 0.8] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
+        [--thresholds 0.6 0.7 0.8] [--tilted-angles -30 30] [--tilted-min-face 40] [--tilted-threshold 0.95] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=defaults.max_side)
     parser.add_argument("--smallest-face", type=int, default=defaults.smallest_face)
     parser.add_argument("--thresholds", type=float, nargs=3, default=defaults.thresholds, metavar=("PNET", "RNET", "ONET"))
+    parser.add_argument("--tilted-angles", type=float, nargs="*", default=defaults.tilted_angles, metavar="DEGREES",
+                        help="rotations of the tilted-face passes (none given: the upright search alone)")
+    parser.add_argument("--tilted-min-face", type=int, default=defaults.tilted_min_face)
+    parser.add_argument("--tilted-threshold", type=float, default=defaults.tilted_threshold)
     parser.add_argument("--min-label", type=float, default=16.0,
                         help="unmatched detections whose larger side is under this are not false hits (not labelled)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -120,7 +124,8 @@ def main() -> None:
 
     settings = dataclasses.replace(
         defaults, min_face=args.min_face, max_side=args.max_side, smallest_face=args.smallest_face,
-        thresholds=tuple(args.thresholds),
+        thresholds=tuple(args.thresholds), tilted_angles=tuple(args.tilted_angles), tilted_min_face=args.tilted_min_face,
+        tilted_threshold=args.tilted_threshold,
     )
     print(f"settings: {settings}")
     detector = load_network_from(get_spec(FACE_DETECTOR_MODEL), args.weights)
