@@ -3,8 +3,9 @@
 Runs :func:`oldphoto.restore.face_detect.detect_faces` on each labelled photo (EXIF-oriented, as
 ``oldphoto.imageio.read_photo`` reads it; gray photos as three equal channels) with the settings ``restore`` uses
 (the default ``DetectorSettings()``), or with others given by ``--min-face``, ``--max-side``, ``--smallest-face``,
-``--thresholds`` and ``--tilted-*`` (``--tilted-angles`` with no value: the upright search alone). ``restore`` detects on the globally restored photo; this script detects on the photo as
-scanned, so that the figures depend on the detector alone.
+``--thresholds`` and ``--tilted-*`` (``--tilted-angles`` with no value: the upright search alone). ``restore``
+detects on the globally restored photo; this script detects on the photo as scanned, so that the figures depend on
+the detector alone.
 
 A detection matches a label when their IoU is at least 0.3, or when the detection's centre lies inside the label's
 box and their sizes (larger sides) are within 2x of each other. Matching is one-to-one, greedy by detection score
@@ -19,7 +20,8 @@ seconds per megapixel. ``--misses`` also lists each missed label; ``--json PATH`
 Usage:
     OMP_NUM_THREADS=1 python scripts/face_recall.py [--labels benchmarks/real_old_faces.json]
         [--root ../shared/data/real_old] [--min-face 20] [--max-side 1600] [--smallest-face 24]
-        [--thresholds 0.6 0.7 0.8] [--tilted-angles -30 30] [--tilted-min-face 40] [--tilted-threshold 0.95] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
+        [--thresholds 0.6 0.7 0.8] [--tilted-angles -30 30] [--tilted-min-face 40] [--tilted-threshold 0.95]
+        [--tilted-pyramid-factor 0.6] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def main() -> None:
                         help="rotations of the tilted-face passes (none given: the upright search alone)")
     parser.add_argument("--tilted-min-face", type=int, default=defaults.tilted_min_face)
     parser.add_argument("--tilted-threshold", type=float, default=defaults.tilted_threshold)
+    parser.add_argument("--tilted-pyramid-factor", type=float, default=defaults.tilted_pyramid_factor)
     parser.add_argument("--min-label", type=float, default=16.0,
                         help="unmatched detections whose larger side is under this are not false hits (not labelled)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -125,7 +128,7 @@ def main() -> None:
     settings = dataclasses.replace(
         defaults, min_face=args.min_face, max_side=args.max_side, smallest_face=args.smallest_face,
         thresholds=tuple(args.thresholds), tilted_angles=tuple(args.tilted_angles), tilted_min_face=args.tilted_min_face,
-        tilted_threshold=args.tilted_threshold,
+        tilted_threshold=args.tilted_threshold, tilted_pyramid_factor=args.tilted_pyramid_factor,
     )
     print(f"settings: {settings}")
     detector = load_network_from(get_spec(FACE_DETECTOR_MODEL), args.weights)
