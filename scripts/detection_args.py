@@ -25,6 +25,9 @@ def add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-colour-rule", action="store_true", help="without the registry's rule for marks more colourful than their surroundings"
     )
+    parser.add_argument(
+        "--no-sparse-rule", action="store_true", help="without the registry's rule for photos that show little damage"
+    )
     parser.add_argument("--no-verify", action="store_true", help="keep every mark (as restore --no-scratch-verify)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16|fp16 (restore's default: auto)")
@@ -43,6 +46,7 @@ def detection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
             keep_width=args.keep_width,
             straight_lines=not args.no_straight_lines,
             colour=not args.no_colour_rule,
+            sparse=not args.no_sparse_rule,
             detector_weights=args.weights,
             verifier_weights=args.verifier_weights,
         )
@@ -68,7 +72,13 @@ def line_rule_description(detection: ScratchDetection) -> str:
     rule = detection.straight_lines
     lines = "no straight-line rule" if rule is None else f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
     colour = "no colour rule" if detection.colour is None else f"marks {detection.colour.ratio:g}x as saturated as around them dropped"
-    return f"{lines}, {colour}"
+    rule = detection.sparse
+    sparse = (
+        "no sparse-damage rule"
+        if rule is None
+        else f"marks need {rule.min_score:g} on photos whose kept marks cover under {rule.coverage * 100:g}%"
+    )
+    return f"{lines}, {colour}, {sparse}"
 
 
 def line_rule_record(detection: ScratchDetection) -> dict | None:
@@ -79,3 +89,8 @@ def line_rule_record(detection: ScratchDetection) -> dict | None:
 def colour_rule_record(detection: ScratchDetection) -> dict | None:
     """The colour rule's settings for a script's JSON record (None: the rule was off)."""
     return None if detection.colour is None else dataclasses.asdict(detection.colour)
+
+
+def sparse_rule_record(detection: ScratchDetection) -> dict | None:
+    """The sparse-damage rule's settings for a script's JSON record (None: the rule was off)."""
+    return None if detection.sparse is None else dataclasses.asdict(detection.sparse)

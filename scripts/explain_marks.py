@@ -53,6 +53,7 @@ def main() -> None:
             detection.keep_width,
             detection.straight_lines,
             detection.colour,
+            detection.sparse,
         )
         # Thin lines are kept unjudged; their score is shown all the same, to see what judging them would do.
         scores = verdicts.scores.copy()
@@ -63,6 +64,8 @@ def main() -> None:
     x, y, w, h = args.box if args.box else (0, 0, pixels.shape[1], pixels.shape[0])
     inside = np.bincount(components.labels[max(y, 0) : y + h, max(x, 0) : x + w].ravel(), minlength=len(components) + 1)[1:]
     order = [k for k in np.argsort(-inside, kind="stable") if inside[k] > 0]
+    if verdicts.sparse:
+        print(f"the photo shows little damage: judged marks need at least {detection.sparse.min_score:g} (sparse-damage rule)")
     print(f"{len(order)} marks overlap the box; kept {int(inside[kept].sum())} of {int(inside.sum())} marked px there")
     print(f"{'px in box':>9} {'px':>6} {'box x,y,w,h':>18} {'thick':>5} {'rule':>10} {'score':>6} {'needs':>5}  decision")
     for k in order[: args.count]:

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detection_args import add_detection_arguments, describe, colour_rule_record, detection_from_args, line_rule_record
+from detection_args import (
+    add_detection_arguments,
+    colour_rule_record,
+    describe,
+    detection_from_args,
+    line_rule_record,
+    sparse_rule_record,
+)
 
 from oldphoto.imageio import read_photo, to_rgb
 
@@ -148,6 +155,7 @@ def main() -> None:
             "keep_width": detection.keep_width,
             "straight_lines": line_rule_record(detection),
             "colour_rule": colour_rule_record(detection),
+            "sparse_rule": sparse_rule_record(detection),
             "runtime": runtime.describe(),
             "summary": summary,
             "boxes": rows,

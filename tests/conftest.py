@@ -93,14 +93,15 @@ TINY_VERIFIER_CONFIG = ScratchVerifierConfig(crop=32, channels=(4, 8), hidden=8)
 
 def install_keep_all_verifier(monkeypatch: pytest.MonkeyPatch, weights_dir: Path, logit: float = 30.0):
     """A tiny scratch verifier registered as shipped whose score is sigmoid(``logit``) for every component (without
-    the registry's colour rule, which would drop colourful marks whatever their score)."""
+    the registry's colour rule, which would drop colourful marks whatever their score, and its sparse-damage rule, which
+    would ask more than the registry's score of the marks on a photo that shows little damage)."""
 
     def constant(network) -> None:
         network.head[-1].weight.zero_()
         network.head[-1].bias.fill_(logit)
 
     return install_random_model(
-        monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant, drop_settings=("colour_ratio",)
+        monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant, drop_settings=("colour_ratio", "sparse_coverage", "sparse_min_score")
     )
 
 

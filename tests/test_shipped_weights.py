@@ -311,11 +311,13 @@ def test_shipped_detector_in_tiles_matches_the_whole_photo(scratch_spec):
 
 
 def test_restore_the_example_with_the_shipped_models(tmp_path):
-    """`oldphoto restore examples/old-mountain.jpg --no-faces` (a landscape) with the shipped models: the two bright scratches it repairs (the
-    left one from y 150 to 285, the right one from the top to y 125) come out darker, and the rest of the photo stays
-    close. Measured (auto and fp32 alike): scratch pixels darkened by 0.27 and 0.19 on average; elsewhere a mean luma
-    change of 0.019 (99th percentile 0.041; the global stage also neutralises the sepia cast), 32.8-32.9 dB.
-    Not repaired (the detector's known misses): the lower part of the right scratch, the dark crack beside it."""
+    """`oldphoto restore examples/old-mountain.jpg --no-faces` (a landscape) with the shipped models: the bright
+    scratch it repairs (the right one, from the top to y 125) comes out darker, and the rest of the photo stays close.
+    Measured (auto and fp32 alike): scratch pixels darkened by 0.19 on average; elsewhere a mean luma change of 0.019
+    (99th percentile 0.041; the global stage also neutralises the sepia cast), 32.9 dB. Not repaired: the lower part
+    of the right scratch and the dark crack beside it (the detector's known misses), and the left scratch (y 150 to
+    285): the verifier scores it 0.54, and the photo's kept marks cover 0.36% of it, so the sparse-damage rule asks
+    0.7 (until that rule it was repaired, darkened by 0.27)."""
     from typer.testing import CliRunner
 
     from oldphoto.cli.app import app
@@ -326,14 +328,13 @@ def test_restore_the_example_with_the_shipped_models(tmp_path):
     before, after = load_rgb(EXAMPLE), load_rgb(tmp_path / EXAMPLE.name)
     assert after.shape == before.shape
     luma_before, luma_after = to_luminance(before)[:, :, 0], to_luminance(after)[:, :, 0]
-    scratches = [(slice(150, 285), slice(145, 172)), (slice(20, 125), slice(578, 618))]
+    left, right = (slice(150, 285), slice(145, 172)), (slice(20, 125), slice(578, 618))
     elsewhere = np.ones(luma_before.shape, bool)
-    for box in scratches:
-        elsewhere[box] = False
-        region = luma_before[box]
-        scratch = region > np.median(region) + 0.15  # the bright scratch within its box
-        assert scratch.sum() > 200
-        assert (region - luma_after[box])[scratch].mean() > 0.12
+    elsewhere[left] = elsewhere[right] = False
+    region = luma_before[right]
+    scratch = region > np.median(region) + 0.15  # the bright scratch within its box
+    assert scratch.sum() > 200
+    assert (region - luma_after[right])[scratch].mean() > 0.12
     change = np.abs(luma_after - luma_before)[elsewhere]
     assert change.mean() < 0.03 and np.quantile(change, 0.99) < 0.055, (change.mean(), np.quantile(change, 0.99))
     assert psnr(before[elsewhere], after[elsewhere]) > 31.5

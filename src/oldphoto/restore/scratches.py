@@ -343,6 +343,38 @@ class ColourRule:
         return None if "colour_ratio" not in settings else cls(ratio=float(settings["colour_ratio"]))
 
 
+@dataclass(frozen=True)
+class SparseDamageRule:
+    """On a photo that shows little damage, a mark needs a clear score to be kept.
+
+    Scene content is in every photo, damage only on damaged prints. When the marks the verifier keeps cover less than
+    ``coverage`` of the photo, the photo shows little damage, and a mark the verifier is unsure of is then more often a
+    thin scene object (a pole, a rope, a rail, a branch, a lit edge) than damage, which the global stage would paint
+    over: each judged mark needs at least ``min_score``. Lines thin enough to be kept unjudged stay kept, and a
+    scratched print, whose marks cover more, keeps the verifier's usual score.
+    """
+
+    coverage: float
+    """Share of the photo (0..1) that the kept marks must cover for the photo to count as damaged."""
+    min_score: float
+    """The verifier score each judged mark needs on a photo that shows less damage than that."""
+
+    def applies(self, components: MaskComponents, kept: np.ndarray) -> bool:
+        """Whether the ``kept`` components ((K,) bool) cover less than ``coverage`` of the photo."""
+        return float(components.areas[kept].sum()) < self.coverage * components.labels.size
+
+    @classmethod
+    def of(cls, settings: Mapping[str, float | str]) -> SparseDamageRule | None:
+        """The rule of a verifier's registry settings (``sparse_coverage``, ``sparse_min_score``), or None when they
+        have neither.
+
+        Raises:
+            ConfigError: one of the two is there, not the other.
+        """
+        values = settings_group(settings, ["sparse_coverage", "sparse_min_score"], "verifier's sparse-damage rule")
+        return None if values is None else cls(float(values["sparse_coverage"]), float(values["sparse_min_score"]))
+
+
 def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], along: bool = True) -> bool:
     """Whether a line with box ``(x, y, w, h)`` in an image of ``shape`` (H, W, ...), running nearer level than
     plumb when ``level`` (else nearer plumb), may be a print's own edge or a fold: it touches a border it runs along
@@ -369,6 +401,8 @@ class MarkVerdicts:
     """float: the verifier's score in [0, 1]; NaN for the thin ones, which are not judged."""
     colourful: np.ndarray
     """bool: more colourful than the photo around it (:class:`ColourRule`), so dropped whatever its score."""
+    sparse: bool = False
+    """The photo showed little damage (:class:`SparseDamageRule`), so ``needed`` is at least that rule's score."""
 
     @property
     def passed(self) -> np.ndarray:
@@ -390,11 +424,13 @@ def judge_marks(
     keep_width: float = 0.0,
     straight_lines: StraightLineRule | None = None,
     colour: ColourRule | None = None,
+    sparse: SparseDamageRule | None = None,
 ) -> MarkVerdicts:
     """The verdict on each of ``components`` (of the detector's mask of ``probability``, (H, W) in [0, 1]): kept are
     those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that rule
     matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`), unless ``colour``
-    finds them more colourful than their surroundings. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    finds them more colourful than their surroundings; then, if those cover less of the photo than ``sparse`` asks,
+    the judged ones need at least its score. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
     thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
@@ -403,9 +439,11 @@ def judge_marks(
     scores = np.full(len(components), np.nan)
     scores[judged] = damage_scores(pixels, probability, components, verifier, judged)
     verdicts = MarkVerdicts(lines=lines, thin=thin, needed=needed, scores=scores, colourful=np.zeros(len(components), bool))
-    if colour is None:
-        return verdicts
-    return replace(verdicts, colourful=colour.matches(pixels, components, np.flatnonzero(verdicts.passed)))
+    if colour is not None:
+        verdicts = replace(verdicts, colourful=colour.matches(pixels, components, np.flatnonzero(verdicts.passed)))
+    if sparse is not None and sparse.applies(components, verdicts.kept):
+        verdicts = replace(verdicts, needed=np.maximum(verdicts.needed, sparse.min_score), sparse=True)
+    return verdicts
 
 
 def verified_masks(
@@ -417,11 +455,12 @@ def verified_masks(
     keep_width: float = 0.0,
     straight_lines: StraightLineRule | None = None,
     colour: ColourRule | None = None,
+    sparse: SparseDamageRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold`` by
     :func:`judge_marks`. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
-    keep = judge_marks(pixels, probability, components, verifier, min_score, keep_width, straight_lines, colour).kept
+    keep = judge_marks(pixels, probability, components, verifier, min_score, keep_width, straight_lines, colour, sparse).kept
     return components.mask_of(keep), components.mask_of(~keep)
 
 
@@ -441,6 +480,8 @@ class ScratchDetection:
     """Straight lines shaped like scene objects need a higher score (the verifier's registry ``line_*`` settings)."""
     colour: ColourRule | None = None
     """Marks more colourful than their surroundings are dropped (the verifier's registry ``colour_ratio``)."""
+    sparse: SparseDamageRule | None = None
+    """On a photo that shows little damage, marks need a clear score (the verifier's registry ``sparse_*``)."""
 
     @classmethod
     def of(
@@ -453,10 +494,12 @@ class ScratchDetection:
         keep_width: float | None = None,
         straight_lines: bool = True,
         colour: bool = True,
+        sparse: bool = True,
     ) -> ScratchDetection:
         """A detection at the verifier's registry settings (``min_score``: another score to keep a mark;
-        ``keep_width``: another thickness up to which lines are kept unjudged; ``straight_lines`` / ``colour`` False:
-        without the registry's :class:`StraightLineRule` / :class:`ColourRule`, for comparisons)."""
+        ``keep_width``: another thickness up to which lines are kept unjudged; ``straight_lines`` / ``colour`` /
+        ``sparse`` False: without the registry's :class:`StraightLineRule` / :class:`ColourRule` /
+        :class:`SparseDamageRule`, for comparisons)."""
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
         if keep_width is not None and keep_width < 0:
@@ -467,7 +510,17 @@ class ScratchDetection:
         chosen = float(settings["min_score"]) if min_score is None else min_score
         width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
         lines = StraightLineRule.of(settings) if straight_lines else None
-        return cls(detector, verifier, threshold, dilation, chosen, width, lines, ColourRule.of(settings) if colour else None)
+        return cls(
+            detector,
+            verifier,
+            threshold,
+            dilation,
+            chosen,
+            width,
+            lines,
+            ColourRule.of(settings) if colour else None,
+            SparseDamageRule.of(settings) if sparse else None,
+        )
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -482,7 +535,15 @@ class ScratchDetection:
         if self.verifier is None:
             return threshold_mask(probability, self.threshold, self.dilation), None
         kept, dropped = verified_masks(
-            pixels, probability, self.threshold, self.verifier, self.min_score, self.keep_width, self.straight_lines, self.colour
+            pixels,
+            probability,
+            self.threshold,
+            self.verifier,
+            self.min_score,
+            self.keep_width,
+            self.straight_lines,
+            self.colour,
+            self.sparse,
         )
         return dilate_mask(kept, self.dilation), dropped
 
@@ -503,6 +564,7 @@ def load_scratch_detection(
     keep_width: float | None = None,
     straight_lines: bool = True,
     colour: bool = True,
+    sparse: bool = True,
     detector_weights: str | Path | None = None,
     verifier_weights: str | Path | None = None,
 ) -> ScratchDetection:
@@ -517,7 +579,9 @@ def load_scratch_detection(
     chosen_threshold, chosen_dilation = detection_settings(detector_spec, threshold, dilation)
     detector = load_model(detector_spec, runtime, detector_weights)
     verifier = load_model(verifier_spec, runtime, verifier_weights) if verifier_spec else None
-    return ScratchDetection.of(detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width, straight_lines, colour)
+    return ScratchDetection.of(
+        detector, verifier, chosen_threshold, chosen_dilation, min_score, keep_width, straight_lines, colour, sparse
+    )
 
 
 def detect_scratches(
