@@ -22,14 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detection_args import (
-    add_detection_arguments,
-    colour_rule_record,
-    describe,
-    detection_from_args,
-    line_rule_record,
-    sparse_rule_record,
-)
+from detection_args import add_detection_arguments, colour_rule_record, describe, detection_from_args, line_rule_record
+from detection_args import sparse_rule_record
 
 from oldphoto.imageio import read_photo, to_rgb
 
