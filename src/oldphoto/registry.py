@@ -137,7 +137,8 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         caveat=(
             "preliminary weights (held-out F1 0.86 on the paper's scratches, 0.47 at precision 0.73 on the default "
             "preset's damage; target 0.65 at 0.85): on real photos, after the verifier, they still mark some thin scene "
-            "lines (rails, rods, lit frame edges; about 0.2% of an undamaged photo, up to 2%), and miss faint damage; check "
+            "lines (rails, ropes, rods, lit frame edges; about 0.07% of an undamaged photo, up to 0.4%), and miss faint "
+            "damage; check "
             "with --save-mask, then raise --scratch-threshold (e.g. 0.9) or correct the mask and pass it with --masks"
         ),
     ),
@@ -192,9 +193,9 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         },
         caveat=(
             "preliminary weights: on real photos they drop most of the detector's false hits on bright content (skies, "
-            "streets, flowers, white dresses, poles, frames), but they also drop some large stains and blotches and "
-            "smooth straight lines 3-4 px thick (see weights/README.md); use --no-scratch-verify to repair every mark "
-            "the detector makes"
+            "streets, flowers, white dresses, poles, frames), but they also drop some large stains and blotches, "
+            "smooth straight lines 3-4 px thick and, on photos that show little damage, scratches they are unsure of "
+            "(see weights/README.md); use --no-scratch-verify to repair every mark the detector makes"
         ),
     ),
     ModelSpec(
