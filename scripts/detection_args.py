@@ -76,7 +76,7 @@ def line_rule_description(detection: ScratchDetection) -> str:
     sparse = (
         "no sparse-damage rule"
         if rule is None
-        else f"marks need {rule.min_score:g} on photos whose kept marks cover under {rule.coverage * 100:g}%"
+        else f"marks need {rule.min_score:g}, thin lines {rule.line_score:g}, on photos whose kept marks cover under {rule.coverage * 100:g}%"
     )
     return f"{lines}, {colour}, {sparse}"
 

@@ -65,14 +65,15 @@ def main() -> None:
     inside = np.bincount(components.labels[max(y, 0) : y + h, max(x, 0) : x + w].ravel(), minlength=len(components) + 1)[1:]
     order = [k for k in np.argsort(-inside, kind="stable") if inside[k] > 0]
     if verdicts.sparse:
-        print(f"the photo shows little damage: judged marks need at least {detection.sparse.min_score:g} (sparse-damage rule)")
+        rule = detection.sparse
+        print(f"the photo shows little damage: marks need {rule.min_score:g}, thin lines {rule.line_score:g} (sparse-damage rule)")
     print(f"{len(order)} marks overlap the box; kept {int(inside[kept].sum())} of {int(inside.sum())} marked px there")
     print(f"{'px in box':>9} {'px':>6} {'box x,y,w,h':>18} {'thick':>5} {'rule':>10} {'score':>6} {'needs':>5}  decision")
     for k in order[: args.count]:
         why = "line rule" if lines[k] else ("thin line" if verdicts.thin[k] else "")
         box = ",".join(str(int(v)) for v in components.boxes[k])
         thickness = components.areas[k] / max(int(components.boxes[k, 2:].max()), 1)
-        need = "–" if verdicts.thin[k] else f"{verdicts.needed[k]:.3f}"
+        need = "–" if verdicts.thin[k] and not verdicts.sparse else f"{verdicts.needed[k]:.3f}"
         print(
             f"{inside[k]:9d} {components.areas[k]:6d} {box:>18} {thickness:5.2f} {why:>10} {scores[k]:6.3f} {need:>5}  "
             f"{'kept' if kept[k] else 'dropped'}{' (colourful)' if verdicts.colourful[k] else ''}"

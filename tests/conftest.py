@@ -101,7 +101,7 @@ def install_keep_all_verifier(monkeypatch: pytest.MonkeyPatch, weights_dir: Path
         network.head[-1].bias.fill_(logit)
 
     return install_random_model(
-        monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant, drop_settings=("colour_ratio", "sparse_coverage", "sparse_min_score")
+        monkeypatch, weights_dir, registry.SCRATCH_VERIFIER_MODEL, TINY_VERIFIER_CONFIG, seed=7, adjust=constant, drop_settings=("colour_ratio", "sparse_coverage", "sparse_min_score", "sparse_line_score")
     )
 
 

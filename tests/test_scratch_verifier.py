@@ -231,11 +231,11 @@ def test_detection_reads_the_straight_line_rule_from_the_registry():
     rule = detection.straight_lines
     assert detection.colour == ColourRule(ratio=settings["colour_ratio"])
     assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, colour=False).colour is None
-    assert detection.sparse == SparseDamageRule(settings["sparse_coverage"], settings["sparse_min_score"])
+    assert detection.sparse == SparseDamageRule(settings["sparse_coverage"], settings["sparse_min_score"], settings["sparse_line_score"])
     assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, sparse=False).sparse is None
     assert SparseDamageRule.of({"min_score": 0.5}) is None
     with pytest.raises(ConfigError, match="sparse_min_score"):
-        SparseDamageRule.of({"sparse_coverage": 0.01})
+        SparseDamageRule.of({"sparse_coverage": 0.01, "sparse_line_score": 0.5})
     assert rule is not None and rule.min_score == settings["line_min_score"] and rule.max_tilt == settings["line_max_tilt"]
     assert rule.max_slanted_spread == settings["line_max_slanted_spread"]
     assert StraightLineRule.of({"min_score": 0.5}) is None
@@ -291,31 +291,33 @@ def test_colour_rule_drops_marks_more_colourful_than_their_surroundings():
 
 def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
     """A blob the verifier is unsure of (score 0.62) on a photo whose kept marks cover less than the rule's share is
-    dropped, while a 1 px line (kept unjudged) stays; among enough marks to cover that share the same blob is kept, and
-    so is a blob scored clearly (0.88) on the sparse photo."""
-    rule = SparseDamageRule(coverage=0.0075, min_score=0.7)  # the registry's: 300 px of a 200 x 200 photo
+    dropped, while a 1 px line scoring as much stays; among enough marks to cover that share the same blob is kept, and
+    so is a blob scored clearly (0.88) on the sparse photo. A 1 px line scoring 0.45, kept unjudged elsewhere, is
+    dropped there."""
+    rule = SparseDamageRule(coverage=0.0075, min_score=0.7, line_score=0.5)  # the registry's: 300 px of 200 x 200
     blob, line = np.zeros((200, 200), np.float32), np.zeros((200, 200), np.float32)
     blob[20:30, 20:30] = 1  # 100 px
     line[150, 20:80] = 1  # 60 px
     many = blob.copy()
     for x in (60, 100, 140):
         many[20:30, x : x + 10] = 1  # 400 px of blobs in all
-    unsure, clear = constant_verifier(0.5), constant_verifier(2.0)
-    for mask, verifier, kept_mask in (
-        (blob + line, unsure, line),
-        (many + line, unsure, many + line),
-        (blob + line, clear, blob + line),
+    unsure, clear, doubtful = constant_verifier(0.5), constant_verifier(2.0), constant_verifier(-0.2)
+    for mask, verifier, kept_mask, without_rule in (
+        (blob + line, unsure, line, blob + line),
+        (many + line, unsure, many + line, many + line),
+        (blob + line, clear, blob + line, blob + line),
+        (blob + line, doubtful, 0 * line, line),  # 0.45: the blob is dropped anyway, the line kept only unjudged
     ):
         pixels = np.repeat(mask[:, :, None], 3, axis=2)
         kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, verifier, 0.465, keep_width=2.0, sparse=rule)
         np.testing.assert_array_equal(kept, kept_mask)
         assert kept.sum() + dropped.sum() == mask.sum()
-        # Without the rule every mark passes the verifier's usual score.
-        np.testing.assert_array_equal(verified_masks(pixels, mask * 0.9, 0.5, verifier, 0.465, keep_width=2.0)[0], mask)
+        np.testing.assert_array_equal(verified_masks(pixels, mask * 0.9, 0.5, verifier, 0.465, keep_width=2.0)[0], without_rule)
     mask = blob + line
     components = mask_components(mask)
     verdicts = judge_marks(np.repeat(mask[:, :, None], 3, axis=2), mask * 0.9, components, unsure, 0.465, 2.0, sparse=rule)
-    assert verdicts.sparse and verdicts.needed.min() == 0.7 and verdicts.kept.sum() == 1
+    assert verdicts.sparse and sorted(verdicts.needed.tolist()) == [0.5, 0.7] and not np.isnan(verdicts.scores).any()
+    assert verdicts.kept.tolist() == verdicts.thin.tolist() == [False, True]
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -350,14 +350,18 @@ class SparseDamageRule:
     Scene content is in every photo, damage only on damaged prints. When the marks the verifier keeps cover less than
     ``coverage`` of the photo, the photo shows little damage, and a mark the verifier is unsure of is then more often a
     thin scene object (a pole, a rope, a rail, a branch, a lit edge) than damage, which the global stage would paint
-    over: each judged mark needs at least ``min_score``. Lines thin enough to be kept unjudged stay kept, and a
-    scratched print, whose marks cover more, keeps the verifier's usual score.
+    over: each judged mark needs at least ``min_score``, and the lines thin enough to be kept unjudged elsewhere are
+    judged too and need ``line_score`` (lower: the verifier's crops resolve a 1-2 px line poorly, and real hairline
+    scratches score 0.5-0.75 there, while rods, pipes, window bars and spokes score 0.2-0.5). A scratched print, whose
+    marks cover more, keeps the verifier's usual rules.
     """
 
     coverage: float
     """Share of the photo (0..1) that the kept marks must cover for the photo to count as damaged."""
     min_score: float
     """The verifier score each judged mark needs on a photo that shows less damage than that."""
+    line_score: float
+    """The score the thin lines (kept unjudged on other photos) need there."""
 
     def applies(self, components: MaskComponents, kept: np.ndarray) -> bool:
         """Whether the ``kept`` components ((K,) bool) cover less than ``coverage`` of the photo."""
@@ -365,14 +369,15 @@ class SparseDamageRule:
 
     @classmethod
     def of(cls, settings: Mapping[str, float | str]) -> SparseDamageRule | None:
-        """The rule of a verifier's registry settings (``sparse_coverage``, ``sparse_min_score``), or None when they
-        have neither.
+        """The rule of a verifier's registry settings (``sparse_<field>`` for each field), or None when they have
+        none.
 
         Raises:
-            ConfigError: one of the two is there, not the other.
+            ConfigError: some of the rule's settings are there, not all.
         """
-        values = settings_group(settings, ["sparse_coverage", "sparse_min_score"], "verifier's sparse-damage rule")
-        return None if values is None else cls(float(values["sparse_coverage"]), float(values["sparse_min_score"]))
+        names = [field.name for field in fields(cls)]
+        values = settings_group(settings, [f"sparse_{name}" for name in names], "verifier's sparse-damage rule")
+        return None if values is None else cls(**{name: float(values[f"sparse_{name}"]) for name in names})
 
 
 def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], along: bool = True) -> bool:
@@ -394,20 +399,21 @@ class MarkVerdicts:
     lines: np.ndarray
     """bool: taken by the straight-line rule (it then needs ``needed``, the rule's score, and is judged even if thin)."""
     thin: np.ndarray
-    """bool: a line at most ``keep_width`` thick, kept without being judged."""
+    """bool: a line at most ``keep_width`` thick, kept without being judged (unless ``sparse``)."""
     needed: np.ndarray
-    """float: the verifier score the component needs to be kept (unused for the thin ones)."""
+    """float: the verifier score the component needs to be kept (unused for the thin ones, unless ``sparse``)."""
     scores: np.ndarray
-    """float: the verifier's score in [0, 1]; NaN for the thin ones, which are not judged."""
+    """float: the verifier's score in [0, 1]; NaN for the thin ones, which are not judged (unless ``sparse``)."""
     colourful: np.ndarray
     """bool: more colourful than the photo around it (:class:`ColourRule`), so dropped whatever its score."""
     sparse: bool = False
-    """The photo showed little damage (:class:`SparseDamageRule`), so ``needed`` is at least that rule's score."""
+    """The photo showed little damage (:class:`SparseDamageRule`): ``needed`` is that rule's, and thin lines are judged."""
 
     @property
     def passed(self) -> np.ndarray:
         """bool: the components the verifier's score (or thinness) keeps, before the colour rule."""
-        return self.thin | (self.scores >= self.needed)
+        unjudged = np.zeros_like(self.thin) if self.sparse else self.thin
+        return unjudged | (self.scores >= self.needed)
 
     @property
     def kept(self) -> np.ndarray:
@@ -430,7 +436,7 @@ def judge_marks(
     those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that rule
     matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`), unless ``colour``
     finds them more colourful than their surroundings; then, if those cover less of the photo than ``sparse`` asks,
-    the judged ones need at least its score. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    the judged ones need at least its score and the thin lines are judged against its line score. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
     thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
@@ -442,7 +448,11 @@ def judge_marks(
     if colour is not None:
         verdicts = replace(verdicts, colourful=colour.matches(pixels, components, np.flatnonzero(verdicts.passed)))
     if sparse is not None and sparse.applies(components, verdicts.kept):
-        verdicts = replace(verdicts, needed=np.maximum(verdicts.needed, sparse.min_score), sparse=True)
+        thin_ones = np.flatnonzero(thin)
+        scores = scores.copy()
+        scores[thin_ones] = damage_scores(pixels, probability, components, verifier, thin_ones)
+        needed = np.where(thin, sparse.line_score, np.maximum(needed, sparse.min_score))
+        verdicts = replace(verdicts, scores=scores, needed=needed, sparse=True)
     return verdicts
 
 
