@@ -72,11 +72,12 @@ def line_rule_description(detection: ScratchDetection) -> str:
     rule = detection.straight_lines
     lines = "no straight-line rule" if rule is None else f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
     colour = "no colour rule" if detection.colour is None else f"marks {detection.colour.ratio:g}x as saturated as around them dropped"
-    rule = detection.sparse
+    sparse_rule = detection.sparse
     sparse = (
         "no sparse-damage rule"
-        if rule is None
-        else f"marks need {rule.min_score:g}, thin lines {rule.line_score:g}, on photos whose kept marks cover under {rule.coverage * 100:g}%"
+        if sparse_rule is None
+        else f"marks need {sparse_rule.min_score:g}, thin lines {sparse_rule.line_score:g}, on photos whose kept marks "
+        f"cover under {sparse_rule.coverage * 100:g}%"
     )
     return f"{lines}, {colour}, {sparse}"
 

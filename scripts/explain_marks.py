@@ -55,10 +55,11 @@ def main() -> None:
             detection.colour,
             detection.sparse,
         )
-        # Thin lines are kept unjudged; their score is shown all the same, to see what judging them would do.
+        # Thin lines are kept unjudged (unless the sparse-damage rule judged them); their score is shown all the same,
+        # to see what judging them would do.
         scores = verdicts.scores.copy()
-        thin = np.flatnonzero(verdicts.thin)
-        scores[thin] = damage_scores(pixels, probability, components, detection.verifier, thin)
+        unscored = np.flatnonzero(np.isnan(scores))
+        scores[unscored] = damage_scores(pixels, probability, components, detection.verifier, unscored)
     lines, kept = verdicts.lines, verdicts.kept
 
     x, y, w, h = args.box if args.box else (0, 0, pixels.shape[1], pixels.shape[0])

@@ -461,8 +461,9 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     bit_depth = 16 if (photo.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS) else 8
     values = _quantize(photo.pixels, bit_depth)
     alpha = photo.alpha if fmt in ALPHA_FORMATS else None
+    named = f"{name}: " if name else ""
     if photo.alpha is not None and alpha is None:
-        log.warning("%s%s cannot store transparency; the alpha channel is dropped", f"{name}: " if name else "", fmt)
+        log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
     if bit_depth == 16:
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
@@ -474,7 +475,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         if fmt == "PNG":
             return _add_png_metadata(encoded.tobytes(), photo.icc_profile, photo.exif)
         if photo.icc_profile or photo.exif:
-            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF", f"{name}: " if name else "")
+            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF", named)
         return encoded.tobytes()
 
     if photo.is_grayscale:

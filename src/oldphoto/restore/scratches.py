@@ -436,7 +436,8 @@ def judge_marks(
     those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that rule
     matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`), unless ``colour``
     finds them more colourful than their surroundings; then, if those cover less of the photo than ``sparse`` asks,
-    the judged ones need at least its score and the thin lines are judged against its line score. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    the judged ones need at least its score and the thin lines are judged against its line score. ``pixels`` is the
+    (H, W, 1|3) photo in [0, 1]."""
     lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
     thin = thin_components(components, keep_width) & ~lines
     judged = np.flatnonzero(~thin)
