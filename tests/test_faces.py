@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from oldphoto.imageio import load_rgb
+from oldphoto.restore.face_detect import non_maximum_suppression
 from oldphoto.restore.face_align import (
     FACE_SIZE,
     FACE_TEMPLATE,
@@ -141,6 +142,38 @@ def test_detector_finds_a_tilted_face_with_its_tilted_passes():
     assert np.abs(faces[0].landmarks - expected).max() < 4.0
     centre = np.array([(faces[0].box[0] + faces[0].box[2]) / 2, (faces[0].box[1] + faces[0].box[3]) / 2])
     assert np.abs(centre - expected.mean(axis=0)).max() < 10.0
+
+
+def _greedy_suppression(boxes, scores, threshold, by_minimum):
+    """The textbook greedy loop, one best box at a time, as reference."""
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order, keep = list(np.argsort(-scores, kind="stable")), []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        survivors = []
+        for other in order:
+            w = max(0.0, min(x2[best], x2[other]) - max(x1[best], x1[other]) + 1)
+            h = max(0.0, min(y2[best], y2[other]) - max(y1[best], y1[other]) + 1)
+            denominator = min(area[best], area[other]) if by_minimum else area[best] + area[other] - w * h
+            if w * h / denominator <= threshold:
+                survivors.append(other)
+        order = survivors
+    return keep
+
+
+@pytest.mark.parametrize("by_minimum", [False, True])
+def test_non_maximum_suppression_keeps_what_the_greedy_loop_keeps_in_a_crowd(by_minimum):
+    # 700 boxes in a small field: heavy overlap, tied scores, and more boxes than one block of the vectorised pass.
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(0, 300, (700, 2)).astype(np.float32)
+    side = rng.uniform(8, 60, (700, 1)).astype(np.float32)
+    boxes = np.concatenate([corner, corner + side], axis=1)
+    scores = np.round(rng.uniform(0.6, 1.0, 700), 2).astype(np.float32)
+    kept = non_maximum_suppression(boxes, scores, 0.5, by_minimum=by_minimum)
+    assert 20 < len(kept) < 650
+    assert kept.tolist() == _greedy_suppression(boxes, scores, 0.5, by_minimum)
 
 
 def test_detector_finds_nothing_in_a_landscape():

@@ -79,6 +79,9 @@ class DetectorSettings:
         return min(1.0, max(self.max_side / max(height, width), self.min_face / self.smallest_face))
 
 
+_NMS_BLOCK = 256
+
+
 def _normalise(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) or (N, H, W, 3) float in [0, 1] -> (N, 3, H, W) scaled as MTCNN's weights expect."""
     batch = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
@@ -88,22 +91,33 @@ def _normalise(rgb: np.ndarray) -> torch.Tensor:
 
 
 def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_minimum: bool = False) -> np.ndarray:
-    """Indices of the boxes kept, best first. ``boxes`` (N, 4) x1, y1, x2, y2. Overlap is intersection over
-    union, or over the smaller box when ``by_minimum`` (drops boxes nested in a better one)."""
+    """Indices of the boxes kept, best first: greedy, each box kept unless it overlaps a better kept box by more
+    than ``threshold``. ``boxes`` (N, 4) x1, y1, x2, y2. Overlap is intersection over union, or over the smaller box
+    when ``by_minimum`` (drops boxes nested in a better one)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    x1, y1, x2, y2 = boxes.T
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
     order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[order].T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    count = len(order)
+    suppressed = np.zeros(count, bool)
     keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+    # The overlaps of a block of rows with every later box at once: a crowded photo gives P-Net thousands of
+    # windows, and one vectorised block costs far less than a numpy call per kept box over the survivors.
+    for start in range(0, count, _NMS_BLOCK):
+        rows = slice(start, min(count, start + _NMS_BLOCK))
+        w = np.maximum(0.0, np.minimum(x2[rows, None], x2[None, start:]) - np.maximum(x1[rows, None], x1[None, start:]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[rows, None], y2[None, start:]) - np.maximum(y1[rows, None], y1[None, start:]) + 1)
         intersection = w * h
-        denominator = np.minimum(area[best], area[rest]) if by_minimum else area[best] + area[rest] - intersection
-        order = rest[intersection / denominator <= threshold]
+        if by_minimum:
+            denominator = np.minimum(area[rows, None], area[None, start:])
+        else:
+            denominator = area[rows, None] + area[None, start:] - intersection
+        overlapping = ~(intersection / denominator <= threshold)
+        for i in range(rows.start, rows.stop):
+            if not suppressed[i]:
+                keep.append(order[i])
+                suppressed[i + 1 :] |= overlapping[i - start, i + 1 - start :]
     return np.asarray(keep, np.int64)
 
 
@@ -128,10 +142,13 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> torch.Tensor:
     out = np.zeros((len(boxes), size, size, 3), np.float32)
     for i, (x1, y1, x2, y2) in enumerate(np.rint(boxes).astype(int)):
         x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        patch = np.zeros((y2 - y1, x2 - x1, 3), np.float32)
-        sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
-        if sx1 < sx2 and sy1 < sy2:
-            patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
+        if x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height:
+            patch = image[y1:y2, x1:x2]
+        else:
+            patch = np.zeros((y2 - y1, x2 - x1, 3), np.float32)
+            sx1, sy1, sx2, sy2 = max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+            if sx1 < sx2 and sy1 < sy2:
+                patch[sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[sy1:sy2, sx1:sx2]
         out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
     return _normalise(out)
 
