@@ -59,7 +59,7 @@ def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Run
     verifier = (
         "none"
         if detection.verifier is None
-        else f"{args.verifier_weights or 'installed'} (score >= {detection.min_score:g}, lines <= {detection.keep_width:g} px kept, "
+        else f"{args.verifier_weights or 'installed'} (score >= {detection.rules.min_score:g}, lines <= {detection.rules.keep_width:g} px kept, "
         f"{line_rule_description(detection)})"
     )
     return (
@@ -69,10 +69,10 @@ def describe(detection: ScratchDetection, args: argparse.Namespace, runtime: Run
 
 
 def line_rule_description(detection: ScratchDetection) -> str:
-    rule = detection.straight_lines
+    rule = detection.rules.straight_lines
     lines = "no straight-line rule" if rule is None else f"straight lines of {rule.min_length:g} px and more need {rule.min_score:g}"
-    colour = "no colour rule" if detection.colour is None else f"marks {detection.colour.ratio:g}x as saturated as around them dropped"
-    sparse_rule = detection.sparse
+    colour = "no colour rule" if detection.rules.colour is None else f"marks {detection.rules.colour.ratio:g}x as saturated as around them dropped"
+    sparse_rule = detection.rules.sparse
     sparse = (
         "no sparse-damage rule"
         if sparse_rule is None
@@ -84,14 +84,14 @@ def line_rule_description(detection: ScratchDetection) -> str:
 
 def line_rule_record(detection: ScratchDetection) -> dict | None:
     """The straight-line rule's settings for a script's JSON record (None: the rule was off)."""
-    return None if detection.straight_lines is None else dataclasses.asdict(detection.straight_lines)
+    return None if detection.rules.straight_lines is None else dataclasses.asdict(detection.rules.straight_lines)
 
 
 def colour_rule_record(detection: ScratchDetection) -> dict | None:
     """The colour rule's settings for a script's JSON record (None: the rule was off)."""
-    return None if detection.colour is None else dataclasses.asdict(detection.colour)
+    return None if detection.rules.colour is None else dataclasses.asdict(detection.rules.colour)
 
 
 def sparse_rule_record(detection: ScratchDetection) -> dict | None:
     """The sparse-damage rule's settings for a script's JSON record (None: the rule was off)."""
-    return None if detection.sparse is None else dataclasses.asdict(detection.sparse)
+    return None if detection.rules.sparse is None else dataclasses.asdict(detection.rules.sparse)

@@ -44,17 +44,7 @@ def main() -> None:
     with torch.inference_mode():
         probability = scratch_probability(pixels, detection.detector, runtime)
         components = mask_components(probability > detection.threshold)
-        verdicts = judge_marks(
-            pixels,
-            probability,
-            components,
-            detection.verifier,
-            detection.min_score,
-            detection.keep_width,
-            detection.straight_lines,
-            detection.colour,
-            detection.sparse,
-        )
+        verdicts = judge_marks(pixels, probability, components, detection.verifier, detection.rules)
         # Thin lines are kept unjudged (unless the sparse-damage rule judged them); their score is shown all the same,
         # to see what judging them would do.
         scores = verdicts.scores.copy()
@@ -66,7 +56,7 @@ def main() -> None:
     inside = np.bincount(components.labels[max(y, 0) : y + h, max(x, 0) : x + w].ravel(), minlength=len(components) + 1)[1:]
     order = [k for k in np.argsort(-inside, kind="stable") if inside[k] > 0]
     if verdicts.sparse:
-        rule = detection.sparse
+        rule = detection.rules.sparse
         print(f"the photo shows little damage: marks need {rule.min_score:g}, thin lines {rule.line_score:g} (sparse-damage rule)")
     print(f"{len(order)} marks overlap the box; kept {int(inside[kept].sum())} of {int(inside.sum())} marked px there")
     print(f"{'px in box':>9} {'px':>6} {'box x,y,w,h':>18} {'thick':>5} {'rule':>10} {'score':>6} {'needs':>5}  decision")

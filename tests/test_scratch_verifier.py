@@ -14,6 +14,7 @@ from oldphoto.restore.scratches import (
     ColourRule,
     SparseDamageRule,
     StraightLineRule,
+    VerifierRules,
     component_features,
     damage_scores,
     judge_marks,
@@ -111,15 +112,15 @@ def test_verified_mask_keeps_what_the_verifier_scores_high_enough():
     mask = two_blobs()
     pixels = np.repeat(mask[:, :, None], 3, axis=2)
     probability = mask * 0.9
-    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(3.0), min_score=0.5)
+    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(3.0), VerifierRules(min_score=0.5))
     np.testing.assert_array_equal(kept, mask)
     assert dropped.sum() == 0
-    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(-3.0), min_score=0.5)
+    kept, dropped = verified_masks(pixels, probability, 0.5, constant_verifier(-3.0), VerifierRules(min_score=0.5))
     assert kept.sum() == 0
     np.testing.assert_array_equal(dropped, mask)
     # The score needed decides: sigmoid(1) = 0.73 is kept at 0.7, dropped at 0.8.
-    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.7)[0].sum() == mask.sum()
-    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), min_score=0.8)[0].sum() == 0
+    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), VerifierRules(min_score=0.7))[0].sum() == mask.sum()
+    assert verified_masks(pixels, probability, 0.5, constant_verifier(1.0), VerifierRules(min_score=0.8))[0].sum() == 0
     assert damage_scores(pixels, probability, mask_components(probability > 0.95), constant_verifier(1.0)).shape == (0,)
 
 
@@ -129,12 +130,12 @@ def test_thin_lines_are_kept_without_being_judged():
     pixels = np.repeat(mask[:, :, None], 3, axis=2)
     components = mask_components(mask)
     np.testing.assert_array_equal(thin_components(components, 2.0), components.boxes[:, 3] == 2)
-    kept, _ = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=2.0)
+    kept, _ = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), VerifierRules(min_score=0.5, keep_width=2.0))
     expected = np.zeros_like(mask)
     expected[50:52, 2:45] = 1
     np.testing.assert_array_equal(kept, expected)
     # Thicker than the width: judged (and dropped) like any other mark.
-    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), min_score=0.5, keep_width=1.5)[0].sum() == 0
+    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(-3.0), VerifierRules(min_score=0.5, keep_width=1.5))[0].sum() == 0
 
 
 def line_mask(angle_degrees: float, length: int = 100, width: int = 4, centre=(100, 100), size: int = 200) -> np.ndarray:
@@ -204,21 +205,22 @@ def test_straight_lines_need_the_rules_score_thin_ones_too():
     assert thin_components(components, 2.0).tolist() == [False, True]
     rule = shipped_line_rule()
     assert rule.matches(components).all()
+    with_rule, without_rule = VerifierRules(0.465, 2.0, straight_lines=rule), VerifierRules(0.465, 2.0)
     for mask, logit, kept_mask in ((level, 1.0, 0), (slanted, 1.0, slanted.sum()), (level, 2.0, level.sum())):
         pixels = np.repeat(mask[:, :, None], 3, axis=2)
-        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, straight_lines=rule)
+        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), with_rule)
         assert kept.sum() == kept_mask and kept.sum() + dropped.sum() == mask.sum()
         # Without the rule all are kept.
-        assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+        assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), without_rule)[0].sum() == mask.sum()
     # A ruler-straight line at 30 degrees (a rail in perspective) needs the rule's score too.
     ruler = line_mask(30, centre=(100, 60))
     pixels = np.repeat(ruler[:, :, None], 3, axis=2)
     for logit, kept_mask in ((1.0, 0), (2.0, ruler.sum())):
-        kept, _ = verified_masks(pixels, ruler * 0.9, 0.5, constant_verifier(logit), 0.465, keep_width=2.0, straight_lines=rule)
+        kept, _ = verified_masks(pixels, ruler * 0.9, 0.5, constant_verifier(logit), with_rule)
         assert kept.sum() == kept_mask
     # A line never needs less than any other mark: at a usual score of 0.9 the 0.88 lines are dropped too.
     pixels = np.repeat(level[:, :, None], 3, axis=2)
-    assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), 0.9, keep_width=0.0, straight_lines=rule)[0].sum() == 0
+    assert verified_masks(pixels, level * 0.9, 0.5, constant_verifier(2.0), VerifierRules(0.9, straight_lines=rule))[0].sum() == 0
 
 
 def test_detection_reads_the_straight_line_rule_from_the_registry():
@@ -228,11 +230,12 @@ def test_detection_reads_the_straight_line_rule_from_the_registry():
     spec = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL)
     settings = spec.settings
     detection = ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0)
-    rule = detection.straight_lines
-    assert detection.colour == ColourRule(ratio=settings["colour_ratio"])
-    assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, colour=False).colour is None
-    assert detection.sparse == SparseDamageRule(settings["sparse_coverage"], settings["sparse_min_score"], settings["sparse_line_score"])
-    assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, sparse=False).sparse is None
+    rule = detection.rules.straight_lines
+    assert detection.rules.colour == ColourRule(ratio=settings["colour_ratio"])
+    assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, colour=False).rules.colour is None
+    sparse = SparseDamageRule(settings["sparse_coverage"], settings["sparse_min_score"], settings["sparse_line_score"])
+    assert detection.rules.sparse == sparse
+    assert ScratchDetection.of(None, LoadedModel(spec, None), 0.75, 0, sparse=False).rules.sparse is None
     assert SparseDamageRule.of({"min_score": 0.5}) is None
     with pytest.raises(ConfigError, match="sparse_min_score"):
         SparseDamageRule.of({"sparse_coverage": 0.01, "sparse_line_score": 0.5})
@@ -284,9 +287,9 @@ def test_colour_rule_drops_marks_more_colourful_than_their_surroundings():
     assert not rule.matches(grey, components, everything).any()
     assert not rule.matches(grey[:, :, :1], components, everything).any()
     # In the verdicts: kept by the verifier (and the line unjudged), dropped by the rule all the same.
-    kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), 0.465, keep_width=2.0, colour=rule)
+    kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), VerifierRules(0.465, 2.0, colour=rule))
     assert kept.sum() == 4 * 60 and kept.sum() + dropped.sum() == mask.sum()
-    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), 0.465, keep_width=2.0)[0].sum() == mask.sum()
+    assert verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(3.0), VerifierRules(0.465, 2.0))[0].sum() == mask.sum()
 
 
 def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
@@ -302,6 +305,7 @@ def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
     for x in (60, 100, 140):
         many[20:30, x : x + 10] = 1  # 400 px of blobs in all
     unsure, clear, doubtful = constant_verifier(0.5), constant_verifier(2.0), constant_verifier(-0.2)
+    with_rule, usual = VerifierRules(0.465, 2.0, sparse=rule), VerifierRules(0.465, 2.0)
     for mask, verifier, kept_mask, without_rule in (
         (blob + line, unsure, line, blob + line),
         (many + line, unsure, many + line, many + line),
@@ -309,13 +313,13 @@ def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
         (blob + line, doubtful, 0 * line, line),  # 0.45: the blob is dropped anyway, the line kept only unjudged
     ):
         pixels = np.repeat(mask[:, :, None], 3, axis=2)
-        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, verifier, 0.465, keep_width=2.0, sparse=rule)
+        kept, dropped = verified_masks(pixels, mask * 0.9, 0.5, verifier, with_rule)
         np.testing.assert_array_equal(kept, kept_mask)
         assert kept.sum() + dropped.sum() == mask.sum()
-        np.testing.assert_array_equal(verified_masks(pixels, mask * 0.9, 0.5, verifier, 0.465, keep_width=2.0)[0], without_rule)
+        np.testing.assert_array_equal(verified_masks(pixels, mask * 0.9, 0.5, verifier, usual)[0], without_rule)
     mask = blob + line
     components = mask_components(mask)
-    verdicts = judge_marks(np.repeat(mask[:, :, None], 3, axis=2), mask * 0.9, components, unsure, 0.465, 2.0, sparse=rule)
+    verdicts = judge_marks(np.repeat(mask[:, :, None], 3, axis=2), mask * 0.9, components, unsure, with_rule)
     assert verdicts.sparse and sorted(verdicts.needed.tolist()) == [0.5, 0.7] and not np.isnan(verdicts.scores).any()
     assert verdicts.kept.tolist() == verdicts.thin.tolist() == [False, True]
 
@@ -400,9 +404,9 @@ def test_detection_takes_the_verifier_settings_from_the_registry_unless_given(ra
     runtime = make_runtime("cpu", "fp32", threads=1)
     settings = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings
     default = load_scratch_detection(runtime)
-    assert (default.min_score, default.keep_width) == (settings["min_score"], settings["keep_width"])
+    assert (default.rules.min_score, default.rules.keep_width) == (settings["min_score"], settings["keep_width"])
     given = load_scratch_detection(runtime, min_score=0.9, keep_width=0.0)
-    assert (given.min_score, given.keep_width) == (0.9, 0.0)
+    assert (given.rules.min_score, given.rules.keep_width) == (0.9, 0.0)
     with pytest.raises(ConfigError, match="0 or more"):
         load_scratch_detection(runtime, keep_width=-1.0)
 

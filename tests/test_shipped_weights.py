@@ -390,7 +390,7 @@ def test_shipped_verifier_judges_lines_over_2_px_a_straight_bar_is_dropped_a_wav
     scratch 0.51 (the registry's min_score is 0.465) and is 99-100% kept."""
     runtime = make_runtime("cpu", "fp32", threads=1)
     detection = load_scratch_detection(runtime)
-    assert detection.keep_width < 4
+    assert detection.rules.keep_width < 4
     for seed in range(2):
         for line, is_scratch in ((np.s_[40:44, 10:120], False), (wavy_scratch_mask(), True)):
             photo = smooth_image(96, 128, seed=seed)

@@ -393,6 +393,55 @@ def print_edge_or_fold(box: np.ndarray, level: bool, shape: tuple[int, ...], alo
 
 
 @dataclass(frozen=True)
+class VerifierRules:
+    """How the verifier's scores decide which marks are kept (:func:`judge_marks`): the registry's settings of the
+    verifier, read once (:meth:`of`)."""
+
+    min_score: float = 0.5
+    """The verifier's score (probability of damage) a component needs to be kept."""
+    keep_width: float = 0.0
+    """Lines at most this thick (pixels, on average) are kept without being judged (:func:`thin_components`)."""
+    straight_lines: StraightLineRule | None = None
+    """Straight lines shaped like scene objects need a higher score (the verifier's registry ``line_*`` settings)."""
+    colour: ColourRule | None = None
+    """Marks more colourful than their surroundings are dropped (the verifier's registry ``colour_ratio``)."""
+    sparse: SparseDamageRule | None = None
+    """On a photo that shows little damage, marks need a clear score (the verifier's registry ``sparse_*``)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"verifier score {self.min_score} must be between 0 and 1")
+        if self.keep_width < 0:
+            raise ConfigError(f"kept line width {self.keep_width} must be 0 or more")
+
+    @classmethod
+    def of(
+        cls,
+        settings: Mapping[str, float | str],
+        min_score: float | None = None,
+        keep_width: float | None = None,
+        straight_lines: bool = True,
+        colour: bool = True,
+        sparse: bool = True,
+    ) -> VerifierRules:
+        """The rules of a verifier's registry ``settings`` (``min_score``: another score to keep a mark;
+        ``keep_width``: another thickness up to which lines are kept unjudged; ``straight_lines`` / ``colour`` /
+        ``sparse`` False: without the registry's :class:`StraightLineRule` / :class:`ColourRule` /
+        :class:`SparseDamageRule`, for comparisons).
+
+        Raises:
+            ConfigError: a given setting is out of range, or a rule's settings are incomplete.
+        """
+        return cls(
+            min_score=float(settings["min_score"]) if min_score is None else min_score,
+            keep_width=float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width,
+            straight_lines=StraightLineRule.of(settings) if straight_lines else None,
+            colour=ColourRule.of(settings) if colour else None,
+            sparse=SparseDamageRule.of(settings) if sparse else None,
+        )
+
+
+@dataclass(frozen=True)
 class MarkVerdicts:
     """Why each component of a detector's mask is kept or dropped (all arrays (K,), one entry per component)."""
 
@@ -422,27 +471,20 @@ class MarkVerdicts:
 
 
 def judge_marks(
-    pixels: np.ndarray,
-    probability: np.ndarray,
-    components: MaskComponents,
-    verifier: LoadedModel,
-    min_score: float,
-    keep_width: float = 0.0,
-    straight_lines: StraightLineRule | None = None,
-    colour: ColourRule | None = None,
-    sparse: SparseDamageRule | None = None,
+    pixels: np.ndarray, probability: np.ndarray, components: MaskComponents, verifier: LoadedModel, rules: VerifierRules
 ) -> MarkVerdicts:
     """The verdict on each of ``components`` (of the detector's mask of ``probability``, (H, W) in [0, 1]): kept are
-    those the verifier scores at least ``min_score`` as damage (``straight_lines.min_score`` for the lines that rule
-    matches) and every other line at most ``keep_width`` pixels thick (:func:`thin_components`), unless ``colour``
-    finds them more colourful than their surroundings; then, if those cover less of the photo than ``sparse`` asks,
-    the judged ones need at least its score and the thin lines are judged against its line score. ``pixels`` is the
-    (H, W, 1|3) photo in [0, 1]."""
+    those the verifier scores at least ``rules.min_score`` as damage (the straight-line rule's score for the lines it
+    matches) and every other line at most ``rules.keep_width`` pixels thick (:func:`thin_components`), unless the
+    colour rule finds them more colourful than their surroundings; then, if those cover less of the photo than the
+    sparse-damage rule asks, the judged ones need at least its score and the thin lines are judged against its line
+    score. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
+    straight_lines, colour, sparse = rules.straight_lines, rules.colour, rules.sparse
     lines = np.zeros(len(components), bool) if straight_lines is None else straight_lines.matches(components)
-    thin = thin_components(components, keep_width) & ~lines
+    thin = thin_components(components, rules.keep_width) & ~lines
     judged = np.flatnonzero(~thin)
-    line_score = min_score if straight_lines is None else max(min_score, straight_lines.min_score)
-    needed = np.where(lines, line_score, min_score)
+    line_score = rules.min_score if straight_lines is None else max(rules.min_score, straight_lines.min_score)
+    needed = np.where(lines, line_score, rules.min_score)
     scores = np.full(len(components), np.nan)
     scores[judged] = damage_scores(pixels, probability, components, verifier, judged)
     verdicts = MarkVerdicts(lines=lines, thin=thin, needed=needed, scores=scores, colourful=np.zeros(len(components), bool))
@@ -458,20 +500,12 @@ def judge_marks(
 
 
 def verified_masks(
-    pixels: np.ndarray,
-    probability: np.ndarray,
-    threshold: float,
-    verifier: LoadedModel,
-    min_score: float,
-    keep_width: float = 0.0,
-    straight_lines: StraightLineRule | None = None,
-    colour: ColourRule | None = None,
-    sparse: SparseDamageRule | None = None,
+    pixels: np.ndarray, probability: np.ndarray, threshold: float, verifier: LoadedModel, rules: VerifierRules
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kept, dropped), two (H, W) float32 masks of 0/1 that split the components of ``probability > threshold`` by
     :func:`judge_marks`. ``pixels`` is the (H, W, 1|3) photo in [0, 1]."""
     components = mask_components(probability > threshold)
-    keep = judge_marks(pixels, probability, components, verifier, min_score, keep_width, straight_lines, colour, sparse).kept
+    keep = judge_marks(pixels, probability, components, verifier, rules).kept
     return components.mask_of(keep), components.mask_of(~keep)
 
 
@@ -483,16 +517,8 @@ class ScratchDetection:
     verifier: LoadedModel | None
     threshold: float
     dilation: int = 0
-    min_score: float = 0.5
-    """The verifier's score (probability of damage) a component needs to be kept."""
-    keep_width: float = 0.0
-    """Lines at most this thick (pixels, on average) are kept without being judged (:func:`thin_components`)."""
-    straight_lines: StraightLineRule | None = None
-    """Straight lines shaped like scene objects need a higher score (the verifier's registry ``line_*`` settings)."""
-    colour: ColourRule | None = None
-    """Marks more colourful than their surroundings are dropped (the verifier's registry ``colour_ratio``)."""
-    sparse: SparseDamageRule | None = None
-    """On a photo that shows little damage, marks need a clear score (the verifier's registry ``sparse_*``)."""
+    rules: VerifierRules = VerifierRules()
+    """How the verifier's scores decide (unused without a verifier)."""
 
     @classmethod
     def of(
@@ -507,31 +533,17 @@ class ScratchDetection:
         colour: bool = True,
         sparse: bool = True,
     ) -> ScratchDetection:
-        """A detection at the verifier's registry settings (``min_score``: another score to keep a mark;
-        ``keep_width``: another thickness up to which lines are kept unjudged; ``straight_lines`` / ``colour`` /
-        ``sparse`` False: without the registry's :class:`StraightLineRule` / :class:`ColourRule` /
-        :class:`SparseDamageRule`, for comparisons)."""
-        if min_score is not None and not 0.0 <= min_score <= 1.0:
-            raise ConfigError(f"verifier score {min_score} must be between 0 and 1")
-        if keep_width is not None and keep_width < 0:
-            raise ConfigError(f"kept line width {keep_width} must be 0 or more")
+        """A detection at the verifier's registry settings, but for those given (see :meth:`VerifierRules.of`).
+
+        Raises:
+            ConfigError: a given setting is out of range.
+        """
         if verifier is None:
-            return cls(detector, None, threshold, dilation, 0.0)
-        settings = verifier.spec.settings
-        chosen = float(settings["min_score"]) if min_score is None else min_score
-        width = float(settings.get("keep_width", 0.0)) if keep_width is None else keep_width
-        lines = StraightLineRule.of(settings) if straight_lines else None
-        return cls(
-            detector,
-            verifier,
-            threshold,
-            dilation,
-            chosen,
-            width,
-            lines,
-            ColourRule.of(settings) if colour else None,
-            SparseDamageRule.of(settings) if sparse else None,
-        )
+            # Every mark is kept; given settings are still checked, so that a bad value is refused either way.
+            unused = VerifierRules(0.0 if min_score is None else min_score, 0.0 if keep_width is None else keep_width)
+            return cls(detector, None, threshold, dilation, unused)
+        rules = VerifierRules.of(verifier.spec.settings, min_score, keep_width, straight_lines, colour, sparse)
+        return cls(detector, verifier, threshold, dilation, rules)
 
     def mask(self, pixels: np.ndarray, runtime: Runtime, on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Scratch mask of a photo: (H, W, 1|3) float in [0, 1] -> (H, W) float32 of 0/1 (1 = damaged)."""
@@ -545,17 +557,7 @@ class ScratchDetection:
         probability = scratch_probability(pixels, self.detector, runtime, on_tile)
         if self.verifier is None:
             return threshold_mask(probability, self.threshold, self.dilation), None
-        kept, dropped = verified_masks(
-            pixels,
-            probability,
-            self.threshold,
-            self.verifier,
-            self.min_score,
-            self.keep_width,
-            self.straight_lines,
-            self.colour,
-            self.sparse,
-        )
+        kept, dropped = verified_masks(pixels, probability, self.threshold, self.verifier, self.rules)
         return dilate_mask(kept, self.dilation), dropped
 
     def batch_masks(self, batch: torch.Tensor, runtime: Runtime) -> torch.Tensor:
