@@ -164,7 +164,9 @@ def main() -> None:
         cells += [blank] * (-len(cells) % COLUMNS)
         sheet = np.vstack([np.hstack(cells[row : row + COLUMNS]) for row in range(0, len(cells), COLUMNS)])
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(args.out, sheet, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        # The JPEG quality applies to .jpg sheets only; OpenCV warns about it for other formats.
+        options = [cv2.IMWRITE_JPEG_QUALITY, 90] if Path(args.out).suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(args.out, sheet, options):
             raise SystemExit(f"could not write {args.out}")
     if args.json:
         record = {
