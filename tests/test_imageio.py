@@ -158,6 +158,58 @@ def test_icc_and_exif_preserved(tmp_path, suffix):
     assert out.getexif().get(0x010F) == "Kodak"
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "CMYK", "LAB"])
+def test_a_tiff_comes_back_readable_whatever_its_layout(tmp_path, mode):
+    """A TIFF's own layout tags (bits per sample, photometric, samples) must not be written over the restored pixels:
+    a black-and-white print scanned as RGB comes back as a grayscale TIFF, a CMYK or Lab one as RGB, all readable."""
+    grey = np.full((20, 30, 3), 90, np.uint8)
+    colour = (smooth_image(20, 30) * 255).astype(np.uint8)
+    source = Image.fromarray(grey if mode in ("RGB", "RGBA") else colour).convert(mode)
+    exif = source.getexif()
+    exif[0x013B] = "A. Photographer"  # Artist: a describing tag, carried over
+    source.save(tmp_path / "in.tif", exif=exif, dpi=(600, 600))
+    photo = read_photo(tmp_path / "in.tif")
+    write_photo(tmp_path / "out.tif", photo)
+    out = opened(tmp_path / "out.tif")
+    assert out.size == (30, 20) and out.mode == {"RGB": "L", "RGBA": "LA"}.get(mode, "RGB")
+    assert np.abs(np.asarray(out.convert("RGB"), np.int16) - np.asarray(source.convert("RGB"), np.int16)).max() <= 1
+    assert out.getexif().get(0x013B) == "A. Photographer" and out.info.get("dpi") == (600, 600)
+
+
+def test_the_scan_resolution_is_kept(tmp_path):
+    array = (smooth_image(16, 16) * 255).astype(np.uint8)
+    for name in ("in.jpg", "in.png"):
+        save_pil(tmp_path / name, array, dpi=(600, 600))
+        write_photo(tmp_path / f"out-{name}", read_photo(tmp_path / name))
+        assert tuple(round(v) for v in opened(tmp_path / f"out-{name}").info["dpi"]) == (600, 600)
+    cv2.imwrite(str(tmp_path / "in16.png"), (smooth_image(16, 16) * 65535).astype(np.uint16))
+    from dataclasses import replace
+
+    write_photo(tmp_path / "out16.png", replace(read_photo(tmp_path / "in16.png"), dpi=(300.0, 300.0)))
+    assert tuple(round(v) for v in opened(tmp_path / "out16.png").info["dpi"]) == (300, 300)
+
+
+def test_an_rgb_profile_is_not_put_on_grayscale_pixels(tmp_path):
+    # A black-and-white print scanned in RGB with an sRGB profile is written as grayscale: an RGB profile there
+    # makes colour-managed readers refuse the file.
+    save_pil(tmp_path / "in.png", np.full((8, 8, 3), 120, np.uint8), icc_profile=srgb_icc())
+    photo = read_photo(tmp_path / "in.png")
+    assert photo.is_grayscale
+    write_photo(tmp_path / "out.png", photo)
+    assert opened(tmp_path / "out.png").info.get("icc_profile") is None
+
+
+def test_floating_point_pixels_are_read_from_0_to_1_and_others_refused(tmp_path):
+    ramp = np.linspace(0.0, 1.0, 20 * 30, dtype=np.float32).reshape(20, 30)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "ramp.tif")
+    photo = read_photo(tmp_path / "ramp.tif")
+    assert photo.is_grayscale and photo.bit_depth == 16
+    np.testing.assert_allclose(photo.pixels[:, :, 0], ramp, atol=1e-6)
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "levels.tif")
+    with pytest.raises(ImageReadError, match="from 0 to 255"):
+        read_photo(tmp_path / "levels.tif")
+
+
 def test_icc_preserved_in_16bit_png(tmp_path):
     array = (smooth_image(8, 8) * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), array)

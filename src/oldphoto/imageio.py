@@ -56,6 +56,12 @@ MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG"})
 """Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
 read. Not JPEG: Pillow opens camera JPEGs with a preview or depth image as MPO with two frames."""
 EXIF_ORIENTATION_TAG = 0x0112
+TIFF_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x0131, 0x0132, 0x013B, 0x8298)
+"""Tags of a TIFF's first directory that describe the photo (description, make, model, orientation, software, date,
+artist, copyright) and may be carried over. The rest of that directory lays out the file's own pixels (size, bits
+per sample, photometric, strips): written back over the restored pixels, it would corrupt the output."""
+EXIF_SUB_IFDS = (0x8769, 0x8825)
+"""The EXIF and GPS directories, carried over whole."""
 
 JpegQuality = int | Literal["auto"]
 """A JPEG quality option: a whole number 1..100, or ``"auto"`` (the input's own settings)."""
@@ -194,6 +200,7 @@ class Photo:
         icc_profile: raw ICC profile bytes, or None.
         exif: EXIF block with orientation reset to 1, or None.
         jpeg: the source JPEG's estimated quality and chroma subsampling, or None for other formats.
+        dpi: the scan's resolution (horizontal, vertical dots per inch) as the file states it, or None.
     """
 
     pixels: np.ndarray
@@ -203,6 +210,7 @@ class Photo:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     jpeg: JpegSettings | None = None
+    dpi: tuple[float, float] | None = None
 
     @property
     def height(self) -> int:
@@ -355,7 +363,10 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
         bit_depth = _source_bit_depth(pil, data)
         jpeg = _jpeg_settings(pil)
-        if bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
+        if pil.mode == "F":
+            color, alpha, scale = _decode_float(pil, path), None, 1.0
+            bit_depth = 16  # written back at 16 bits, the nearest the output formats hold
+        elif bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
             color, alpha = _decode_16bit(data, path)
             scale = 65535.0
             if color.dtype != np.uint16:  # OpenCV disagreed with the header: trust the decoded data
@@ -382,10 +393,13 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     if alpha is not None:
         alpha = np.ascontiguousarray(apply_orientation(alpha, orientation))
     pixels = np.ascontiguousarray(color, dtype=np.float32) / np.float32(scale)
+    if pil.format == "TIFF":
+        exif = _descriptive_tiff_tags(exif)
     exif_bytes = None
     if len(exif):
         exif[EXIF_ORIENTATION_TAG] = 1
         exif_bytes = exif.tobytes()
+    dpi = pil.info.get("dpi")
     return Photo(
         pixels=pixels,
         alpha=alpha,
@@ -395,7 +409,49 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         icc_profile=(pil.info.get("icc_profile") or None) if pil.mode != "CMYK" else None,
         exif=exif_bytes,
         jpeg=jpeg,
+        dpi=_usable_dpi(dpi),
     )
+
+
+def _usable_dpi(dpi: object) -> tuple[float, float] | None:
+    """The file's (x, y) resolution when it states a positive one (a JPEG's JFIF header defaults to 1 x 1, aspect only:
+    kept as it was, since it is what the file said)."""
+    try:
+        x, y = (float(value) for value in dpi)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def _descriptive_tiff_tags(tags: Image.Exif) -> Image.Exif:
+    """Of a TIFF's first directory, the tags that describe the photo, with its EXIF and GPS directories (see
+    ``TIFF_DESCRIPTIVE_TAGS``)."""
+    kept = Image.Exif()
+    for tag in TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags:
+            kept[tag] = tags[tag]
+    for tag in EXIF_SUB_IFDS:
+        directory = tags.get_ifd(tag)
+        if directory:
+            kept[tag] = dict(directory)
+    return kept
+
+
+def _decode_float(pil: Image.Image, path: Path) -> np.ndarray:
+    """A floating-point (mode F) grayscale image as (H, W, 1) float32 in [0, 1].
+
+    Raises:
+        ImageReadError: values outside 0..1 (no scale to read them by).
+    """
+    values = np.asarray(pil, dtype=np.float32)
+    finite = np.isfinite(values)
+    if not finite.all() or (values.size and (values.min() < -1e-3 or values.max() > 1.0 + 1e-3)):
+        low, high = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+        raise ImageReadError(
+            f"{path}: floating-point pixels from {low:g} to {high:g}{'' if finite.all() else ' (with NaN or infinity)'}; "
+            "oldphoto reads floating-point images with values from 0 to 1 only: convert it to 8 or 16 bits"
+        )
+    return np.clip(values, 0.0, 1.0)[:, :, None]
 
 
 def _quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -416,9 +472,14 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _add_png_metadata(png: bytes, icc_profile: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP and eXIf chunks right after IHDR (OpenCV's PNG encoder writes neither)."""
+def _add_png_metadata(
+    png: bytes, icc_profile: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None = None
+) -> bytes:
+    """Insert iCCP, eXIf and pHYs chunks right after IHDR (OpenCV's PNG encoder writes none of them)."""
     extra = b""
+    if dpi:
+        per_metre = [round(value / 0.0254) for value in dpi]
+        extra += _png_chunk(b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1))
     if icc_profile:
         extra += _png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile))
     if exif:
@@ -473,7 +534,8 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         if not ok:
             raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt} image")
         if fmt == "PNG":
-            return _add_png_metadata(encoded.tobytes(), photo.icc_profile, photo.exif)
+            profile = _profile_for(photo.icc_profile, photo.is_grayscale)
+            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi)
         if photo.icc_profile or photo.exif:
             log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF", named)
         return encoded.tobytes()
@@ -487,10 +549,13 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         if alpha is not None:
             pil = Image.merge("RGBA", (*pil.split(), Image.fromarray(_alpha_as(alpha, 8), mode="L")))
     options: dict[str, object] = {}
-    if photo.icc_profile and fmt != "BMP":
-        options["icc_profile"] = photo.icc_profile
+    icc_profile = _profile_for(photo.icc_profile, photo.is_grayscale)
+    if icc_profile and fmt != "BMP":
+        options["icc_profile"] = icc_profile
     if photo.exif and fmt != "BMP":
         options["exif"] = photo.exif
+    if photo.dpi and fmt in ("JPEG", "PNG", "TIFF"):
+        options["dpi"] = photo.dpi
     if fmt == "JPEG":
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
     elif fmt == "WEBP":
@@ -500,6 +565,17 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def _profile_for(icc_profile: bytes | None, grayscale: bool) -> bytes | None:
+    """The ICC profile if its colour space fits the pixels written (a black-and-white photo scanned as RGB is written
+    as grayscale, and an RGB profile on grayscale pixels makes colour-managed readers refuse the file), else None."""
+    if not icc_profile or len(icc_profile) < 20:
+        return icc_profile or None
+    space = icc_profile[16:20]
+    if space == (b"GRAY" if grayscale else b"RGB "):
+        return icc_profile
+    return None
 
 
 def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: JpegQuality = "auto") -> None:
