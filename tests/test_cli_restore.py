@@ -621,3 +621,65 @@ def test_tampered_weights_are_refused_even_with_their_size_and_mtime_kept(random
     _flip_a_byte(weights_dir / random_scratch_model.weights_file, keep_mtime=True)
     with pytest.raises(WeightsIntegrityError, match="sha256"):
         verify_weights(random_scratch_model)
+
+
+def test_a_report_path_that_would_destroy_a_photo_or_an_output_is_refused_before_any_work(album, tmp_path, random_scratch_model):
+    # `oldphoto restore --report *.jpg -o out` in a folder of photos: the shell makes the first photo the report path.
+    photo = album / "a.jpg"
+    before = photo.read_bytes()
+    out = tmp_path / "out"
+    for report in (photo, out / "b.png", tmp_path):
+        result = invoke("restore", str(album), "-o", str(out), "--report", str(report), *STAGES)
+        assert result.exit_code == 2 and "report" in result.output, result.output
+    assert photo.read_bytes() == before and not out.exists()
+    # An existing file that is not a report needs --overwrite; an earlier report is replaced as a re-run expects.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("grandma's album, 1931")
+    assert invoke("restore", str(photo), "-o", str(out), "--report", str(notes), *STAGES).exit_code == 2
+    assert notes.read_text() == "grandma's album, 1931"
+    report = tmp_path / "r.json"
+    for _ in range(2):
+        assert invoke("restore", str(photo), "-o", str(out), "--report", str(report), "--overwrite", *STAGES).exit_code == 0
+    assert json.loads(report.read_text())["images"][0]["status"] == "restored"
+
+
+def test_a_mask_or_sheet_already_there_is_not_replaced_without_overwrite(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    out.mkdir()
+    edited = out / "a_mask.png"
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(edited)
+    before = edited.read_bytes()
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", *STAGES)
+    assert result.exit_code == 1 and "a_mask.png exists" in " ".join(result.output.split())
+    assert edited.read_bytes() == before and not (out / "a.jpg").exists()
+    # Without --save-mask the mask is not written, so nothing stands in the way.
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES).exit_code == 0
+    assert edited.read_bytes() == before
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--overwrite", *STAGES).exit_code == 0
+    assert edited.read_bytes() != before
+
+
+def test_a_page_that_is_not_a_gallery_is_not_replaced(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("<html>our family tree</html>")
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--gallery", *STAGES).exit_code == 2
+    assert (out / "index.html").read_text() == "<html>our family tree</html>" and not (out / "a.jpg").exists()
+    (out / "index.html").unlink()
+    for _ in range(2):  # an earlier gallery is ours to replace
+        assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--gallery", "--overwrite", *STAGES).exit_code == 0
+    assert invoke("report", "gallery", str(out / "missing.json"), "-o", str(album / "a.jpg")).exit_code == 2
+
+
+def test_a_suffix_with_a_folder_separator_is_refused(album, tmp_path, random_scratch_model):
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out" / "x"), "--suffix", "/../../escaped", *STAGES)
+    assert result.exit_code == 2 and "--suffix" in result.output
+    assert not (tmp_path / "escaped.jpg").exists() and not (tmp_path / "out").exists()
+
+
+def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
+    first = tmp_path / "a.json"
+    first.write_text(json.dumps({"images": [], "totals": {}}))
+    before = first.read_text()
+    assert invoke("report", "merge", str(first), "-o", str(first)).exit_code == 2
+    assert first.read_text() == before

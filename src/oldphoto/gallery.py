@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from oldphoto.atomic import atomic_write_bytes
+from oldphoto.errors import ConfigError
 from oldphoto.inputs import Job
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,28 @@ FACE_MARGIN = 0.15
 """Share of the face box added on each side of a crop, so the crop shows a little of the head around the face."""
 SHOWN_STATUSES = ("restored", "skipped")
 """Records whose output is on disk (restored now, or by an earlier run): these get a slider."""
+
+
+GENERATOR_TAG = b'<meta name="generator" content="oldphoto">'
+"""In every page this module writes: a file without it is not ours to replace."""
+
+
+def check_gallery_target(index: Path, overwrite: bool = False) -> None:
+    """Refuse to write a gallery over a folder, or over an existing file that is not a gallery page of ours (unless
+    ``overwrite``): an earlier gallery is replaced, as a re-run expects.
+
+    Raises:
+        ConfigError: what is in the way.
+    """
+    if index.is_dir():
+        raise ConfigError(f"{index} is a folder; give the gallery page a file name such as {index / GALLERY_NAME}")
+    if index.exists() and not overwrite:
+        try:
+            ours = GENERATOR_TAG in index.read_bytes()[:4096]
+        except OSError:
+            ours = False
+        if not ours:
+            raise ConfigError(f"{index} exists and is not an oldphoto gallery page; give another name or pass --overwrite")
 
 
 def write_gallery(index: Path, payload: dict[str, Any], root: Path | None = None) -> Path:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,19 +127,24 @@ def plan_jobs(
     suffix: str = "",
     overwrite: bool = False,
     side_files: bool = False,
+    written_side_files: Sequence[str] = (),
 ) -> list[Job]:
     """Decide each input's output path and whether it may be written.
 
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
     same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
-    share); an existing output is skipped unless ``overwrite``.
+    share); an existing output is skipped unless ``overwrite``, and so is a job whose output is new but one of whose
+    ``written_side_files`` (``"mask_path"``, ``"compare_path"``: the ones this run writes) exists, such as a mask
+    edited by hand.
 
     Args:
         ext: a key of :data:`OUTPUT_EXTENSIONS` (any case), or None / ``"auto"`` for each input's own format.
 
     Raises:
-        ConfigError: ``ext`` is not a known output format.
+        ConfigError: ``ext`` is not a known output format, or ``suffix`` holds a path separator.
     """
+    if any(separator in suffix for separator in ("/", "\\", os.sep)) or suffix in (".", ".."):
+        raise ConfigError(f"--suffix {suffix!r} must be part of a file name, without a folder separator")
     choice = AUTO_EXTENSION if ext is None else ext.lower()
     if choice != AUTO_EXTENSION and choice not in OUTPUT_EXTENSIONS:
         valid = ", ".join([AUTO_EXTENSION, *OUTPUT_EXTENSIONS])
@@ -157,13 +164,19 @@ def plan_jobs(
             targets += [job.mask_path, job.compare_path]
         resolved = [t.resolve() for t in targets]
         reason, done = None, False
+        existing = [path for path in (getattr(job, side) for side in written_side_files) if path.exists()]
         if any(t in input_paths for t in resolved):
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
         elif any(t in claimed for t in resolved):
             taken = next(t for t in resolved if t in claimed)
-            reason = f"output {taken} is already written for {claimed[taken]}; use --suffix or --ext"
+            reason = (
+                f"output {taken} is already written for {claimed[taken]}: run such inputs into separate -o folders, "
+                "or restore their parent folder with --recursive, which keeps sub-folders apart"
+            )
         elif output.exists() and not overwrite:
             reason, done = "output exists (use --overwrite to replace it)", True
+        elif existing and not overwrite:
+            reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
         if reason is None:
             claimed.update({t: item.path for t in resolved})
         jobs.append(Job(item.path, output, reason, already_done=done))

@@ -43,6 +43,33 @@ def write_report(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
+def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Path], overwrite: bool) -> None:
+    """Refuse a report path that would destroy something: a folder, one of the run's inputs or outputs,
+    or an existing file that is not a JSON report (unless ``overwrite``). An earlier report is replaced, as a re-run
+    expects.
+
+    Raises:
+        ConfigError: what is wrong, and what to give instead.
+    """
+    if path.is_dir():
+        raise ConfigError(f"report {path} is a folder; give a file name such as {path / 'report.json'}")
+    target = path.resolve()
+    for kind, paths in (("input", inputs), ("output", outputs)):
+        if any(target == Path(other).resolve() for other in paths):
+            raise ConfigError(f"report {path} is one of this run's {kind}s; give the report a .json file name of its own")
+    if path.exists() and not overwrite and not _looks_like_json(path):
+        raise ConfigError(f"report {path} exists and is not a JSON report; give another name or pass --overwrite")
+
+
+def _looks_like_json(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            start = file.read(64).lstrip()
+    except OSError:
+        return False
+    return not start or start.startswith(b"{")
+
+
 def report_path(template: Path, shard: str | None) -> Path:
     """``--report`` with ``{shard}`` replaced by the shard's name (``3-of-16``).
 

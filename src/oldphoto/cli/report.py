@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from oldphoto.cli.common import console, library_errors
-from oldphoto.gallery import write_gallery
-from oldphoto.reports import merge_reports, read_report, write_report
+from oldphoto.gallery import check_gallery_target, write_gallery
+from oldphoto.reports import check_report_target, merge_reports, read_report, write_report
 
 app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True)
 
@@ -20,10 +20,12 @@ def merge(
         list[Path], typer.Argument(metavar="REPORT.json", help="Reports written by restore --report (e.g. one per shard).", show_default=False)
     ],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The merged report to write.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE even if it is not a JSON report.")] = False,
 ) -> None:
     """Combine the reports of several shards or runs into one: a photo recorded twice keeps its best outcome
     (restored > skipped > failed > refused); totals are recomputed."""
     with library_errors():
+        check_report_target(output, reports, [], overwrite)
         payloads = [read_report(path) for path in reports]
         merged = merge_reports(payloads, [str(path) for path in reports])
         write_report(output, merged)
@@ -46,10 +48,12 @@ def gallery(
             file_okay=False,
         ),
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE even if it is not an oldphoto gallery page.")] = False,
 ) -> None:
     """Write one static page to look at a (merged) report's photos: before/after slider, damage mask (where
     --save-mask wrote it), faces and figures. It references the photos by relative paths and works opened from disk."""
     with library_errors():
+        check_gallery_target(output, overwrite)
         payload = read_report(report)
         write_gallery(output, payload, root=paths_from)
     console.print(f"gallery of {len(payload['images'])} photos -> {output}", highlight=False)

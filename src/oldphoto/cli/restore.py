@@ -28,10 +28,10 @@ from oldphoto.cli.common import (
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import DiskFullError, OldPhotoError
-from oldphoto.gallery import GALLERY_NAME, write_gallery
+from oldphoto.gallery import GALLERY_NAME, check_gallery_target, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_own_outputs, user_mask_path
-from oldphoto.reports import build_report, report_path, write_report
+from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, stage_caveats
@@ -117,15 +117,22 @@ def restore(
         total = len(found)
         found = select_shard(found, chosen_shard)
         note(f"shard {chosen_shard.index}/{chosen_shard.count}: {len(found)} of {total} photos")
-    jobs = plan_jobs(
-        found,
-        output,
-        ext=None if ext is OutputExt.auto else ext.value,
-        suffix=suffix,
-        overwrite=overwrite,
-        # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
-        side_files=save_mask or compare or save_faces_dir is not None,
-    )
+    with library_errors():
+        jobs = plan_jobs(
+            found,
+            output,
+            ext=None if ext is OutputExt.auto else ext.value,
+            suffix=suffix,
+            overwrite=overwrite,
+            # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
+            side_files=save_mask or compare or save_faces_dir is not None,
+            written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
+        )
+        if report is not None:
+            side_outputs = [path for job in jobs for path in (job.output, job.mask_path, job.compare_path)]
+            check_report_target(report, [item.path for item in found], side_outputs, overwrite)
+        if gallery:
+            check_gallery_target(output / GALLERY_NAME, overwrite)
     masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix)) for job in jobs]
 
     if dry_run:
