@@ -3,7 +3,8 @@
 Runs :func:`oldphoto.restore.face_detect.detect_faces` on each labelled photo (EXIF-oriented, as
 ``oldphoto.imageio.read_photo`` reads it; gray photos as three equal channels) with the settings ``restore`` uses
 (the default ``DetectorSettings()``), or with others given by ``--min-face``, ``--max-side``, ``--smallest-face``,
-``--thresholds`` and ``--tilted-*`` (``--tilted-angles`` with no value: the upright search alone). ``restore``
+``--thresholds``, ``--tilted-*`` (``--tilted-angles`` with no value: the upright search alone) and ``--rescue-*``
+(``--rescue-refine-score -1``: no rescue of R-Net's rejects). ``restore``
 detects on the globally restored photo; this script detects on the photo as scanned, so that the figures depend on
 the detector alone.
 
@@ -21,7 +22,7 @@ Usage:
     OMP_NUM_THREADS=1 python scripts/face_recall.py [--labels benchmarks/real_old_faces.json]
         [--root ../shared/data/real_old] [--min-face 20] [--max-side 1600] [--smallest-face 24]
         [--thresholds 0.6 0.7 0.8] [--tilted-angles -30 30] [--tilted-min-face 40] [--tilted-threshold 0.95]
-        [--tilted-pyramid-factor 0.6] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
+        [--tilted-pyramid-factor 0.6] [--rescue-refine-score 0.3 (-1: none)] [--rescue-threshold 0.95] [--threads N] [--misses] [--json /tmp/face_recall.json] [--canvas 3000] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def main() -> None:
     parser.add_argument("--tilted-min-face", type=int, default=defaults.tilted_min_face)
     parser.add_argument("--tilted-threshold", type=float, default=defaults.tilted_threshold)
     parser.add_argument("--tilted-pyramid-factor", type=float, default=defaults.tilted_pyramid_factor)
+    parser.add_argument("--rescue-refine-score", type=float, default=defaults.rescue_refine_score,
+                        help="R-Net score from which candidates under its threshold go on to O-Net (negative: none)")
+    parser.add_argument("--rescue-threshold", type=float, default=defaults.rescue_threshold,
+                        help="O-Net score such a candidate needs")
     parser.add_argument("--min-label", type=float, default=16.0,
                         help="unmatched detections whose larger side is under this are not false hits (not labelled)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -129,6 +134,8 @@ def main() -> None:
         defaults, min_face=args.min_face, max_side=args.max_side, smallest_face=args.smallest_face,
         thresholds=tuple(args.thresholds), tilted_angles=tuple(args.tilted_angles), tilted_min_face=args.tilted_min_face,
         tilted_threshold=args.tilted_threshold, tilted_pyramid_factor=args.tilted_pyramid_factor,
+        rescue_refine_score=None if args.rescue_refine_score is None or args.rescue_refine_score < 0 else args.rescue_refine_score,
+        rescue_threshold=args.rescue_threshold,
     )
     print(f"settings: {settings}")
     detector = load_network_from(get_spec(FACE_DETECTOR_MODEL), args.weights)

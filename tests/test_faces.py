@@ -176,6 +176,55 @@ def test_non_maximum_suppression_keeps_what_the_greedy_loop_keeps_in_a_crowd(by_
     assert kept.tolist() == _greedy_suppression(boxes, scores, 0.5, by_minimum)
 
 
+class _StubCascade:
+    """An MTCNN stand-in: P-Net proposes every window; R-Net and O-Net give every crop the same face probability."""
+
+    def __init__(self, refine: float, output: float) -> None:
+        from oldphoto.archs.mtcnn import MTCNNConfig
+
+        self.config = MTCNNConfig()
+        self.refine, self.output = refine, output
+
+    @staticmethod
+    def _answer(count: int, probability: float, extra: int) -> tuple:
+        import torch
+
+        face = torch.tensor([[1.0 - probability, probability]]).repeat(count, 1)
+        return (face, torch.zeros(count, 4)) + ((torch.full((count, extra), 0.5),) if extra else ())
+
+    def pnet(self, batch):
+        import torch
+
+        height, width = batch.shape[2:]
+        size = ((height - 12) // 2 + 1, (width - 12) // 2 + 1)
+        return torch.stack([torch.full(size, 0.1), torch.full(size, 0.9)])[None], torch.zeros(1, 4, *size)
+
+    def rnet(self, crops):
+        return self._answer(len(crops), self.refine, 0)
+
+    def onet(self, crops):
+        return self._answer(len(crops), self.output, 10)
+
+
+@pytest.mark.parametrize(
+    ("refine", "output", "with_rescue", "without_rescue"),
+    [
+        (0.5, 0.97, True, False),  # R-Net unsure, O-Net sure: rescued
+        (0.5, 0.9, False, False),  # O-Net not sure enough for a candidate R-Net turned down
+        (0.2, 0.99, False, False),  # R-Net too sure it is no face
+        (0.8, 0.9, True, True),  # R-Net's threshold passed: O-Net's usual threshold
+    ],
+)
+def test_candidates_r_net_turns_down_go_on_to_o_net_and_need_its_rescue_threshold(refine, output, with_rescue, without_rescue):
+    from oldphoto.restore.face_detect import DetectorSettings, detect_faces
+
+    photo = np.full((60, 60, 3), 0.5, np.float32)
+    rescue = DetectorSettings(tilted_angles=(), rescue_refine_score=0.3, rescue_threshold=0.95)
+    assert bool(detect_faces(photo, _StubCascade(refine, output), rescue)) is with_rescue
+    plain = DetectorSettings(tilted_angles=(), rescue_refine_score=None)
+    assert bool(detect_faces(photo, _StubCascade(refine, output), plain)) is without_rescue
+
+
 def test_detector_finds_nothing_in_a_landscape():
     from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
     from oldphoto.restore.face_detect import detect_faces

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 FACE, PART, NON_FACE = 0, 1, 2
 """Window kinds in the pool."""
-PERMISSIVE = DetectorSettings(min_face=12, thresholds=(0.5, 0.5, 0.5))
-"""Settings that find nearly every face (and many false hits): windows near any of these are never non-faces."""
+PERMISSIVE = DetectorSettings(min_face=12, thresholds=(0.5, 0.5, 0.5), rescue_refine_score=None)
+"""Settings that find nearly every face (and many false hits): windows near any of these are never non-faces (without
+the rescue of R-Net's rejects, so that the pools are drawn as before it)."""
 REAL_FACE_SCORE = 0.97
 """Faces the shipped detector finds on the training real photos with at least this O-Net score are training faces."""
 
