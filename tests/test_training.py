@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,6 +89,25 @@ def tiny_config(tmp_path, name: str, steps: int) -> ScratchTrainConfig:
         val_samples=2,
         val_crop=32,
     )
+
+
+def test_a_run_never_quietly_replaces_weights_or_starts_over(tmp_path):
+    from oldphoto.errors import ConfigError, DataError
+
+    config = tiny_config(tmp_path, "run", steps=2)
+    with pytest.raises(DataError, match="no checkpoint"):  # --resume with nothing to resume: refused, not step 0
+        train_scratch(config, resume=True)
+    train_scratch(config)
+    trained = Path(config.setup.out).read_bytes()
+    for existing in (config.setup.out, config.setup.checkpoint):  # an earlier run's (or the shipped) file
+        elsewhere = changed(config, out=str(tmp_path / "other.safetensors"), checkpoint=str(tmp_path / "other.pt"))
+        with pytest.raises(DataError, match="--overwrite"):
+            train_scratch(changed(elsewhere, **{"out" if existing == config.setup.out else "checkpoint": existing}))
+    assert Path(config.setup.out).read_bytes() == trained
+    train_scratch(changed(config, overwrite=True))
+    for bad in ({"steps": 0}, {"batch_size": 0}, {"validate_every": 0}, {"learning_rate": -1.0}):
+        with pytest.raises(ConfigError):
+            changed(config, **bad)
 
 
 def test_optimise_clips_the_gradient_norm_only_when_asked():

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -101,8 +102,12 @@ def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.M
     ``allow_missing`` the network may also have tensors the file lacks, which keep their initialisation."""
     network = spec.build()
     try:
-        result = network.load_state_dict(load_file(str(path)), strict=not allow_missing)
-    except (RuntimeError, OSError, ValueError) as error:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise WeightsIntegrityError(f"{path}: not a safetensors weights file ({error})") from None
+    try:
+        result = network.load_state_dict(tensors, strict=not allow_missing)
+    except (RuntimeError, ValueError) as error:
         raise WeightsIntegrityError(
             f"{path}: tensors do not fit model {spec.name!r} ({error}); the file belongs to another version"
         ) from None

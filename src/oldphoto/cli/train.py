@@ -48,7 +48,10 @@ LearningRate = Annotated[float, typer.Option(help="Peak learning rate.", rich_he
 Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.", rich_help_panel=SCHEDULE)]
-Out = Annotated[Path, typer.Option(help="Where the best weights are exported.")]
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Start over even if --checkpoint or --out exists (without it the run refuses).", rich_help_panel=SCHEDULE)
+]
+Out = Annotated[Path, typer.Option(help="Where the best weights are exported (not weights/, whose shipped files restore checks by sha256).")]
 Checkpoint = Annotated[Path, typer.Option(help="Checkpoint file for --resume.")]
 RUNTIME = "Runtime"
 Device = Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or mps.", rich_help_panel=RUNTIME)]
@@ -124,19 +127,21 @@ def _setup(ctx: typer.Context) -> TrainSetup:
     options = ctx.params
     precision, workers, minutes = options.get("precision", "fp32"), options.get("workers", 0), options.get("time_budget")
     _check_runtime(precision, workers)
-    return TrainSetup(
-        data=_strings(options["data"]),
-        out=str(options["out"]),
-        checkpoint=str(options["checkpoint"]),
-        steps=options["steps"],
-        batch_size=options["batch_size"],
-        learning_rate=options["learning_rate"],
-        damage_dirs=_strings(options.get("damage_dir")),
-        seed=options["seed"],
-        validate_every=options["validate_every"],
-        init=_string(options["init"]),
-        runtime=TrainRuntime(options.get("device", "cpu"), precision, workers, None if minutes is None else 60.0 * minutes),
-    )
+    with library_errors():
+        return TrainSetup(
+            data=_strings(options["data"]),
+            out=str(options["out"]),
+            checkpoint=str(options["checkpoint"]),
+            steps=options["steps"],
+            batch_size=options["batch_size"],
+            learning_rate=options["learning_rate"],
+            damage_dirs=_strings(options.get("damage_dir")),
+            seed=options["seed"],
+            validate_every=options["validate_every"],
+            init=_string(options["init"]),
+            runtime=TrainRuntime(options.get("device", "cpu"), precision, workers, None if minutes is None else 60.0 * minutes),
+            overwrite=options.get("overwrite", False),
+        )
 
 
 def _train_with_progress(name: str, steps: int, train: Callable) -> None:
@@ -173,9 +178,10 @@ def scratch(
         typer.Option("--preset", help="Degradation presets, one drawn per crop (repeatable; default: default).", rich_help_panel=DATA),
     ] = None,
     validate_every: ValidateEvery = 250,
-    out: Out = Path("weights/scratch-unet.safetensors"),
+    out: Out = Path("runs/scratch/scratch-unet.safetensors"),
     checkpoint: Checkpoint = Path("runs/scratch/checkpoint.pt"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
     init: Init = None,
     real: Annotated[
         list[Path] | None,
@@ -283,9 +289,10 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             Path | None,
             typer.Option(help="Scratch-verifier weights for --mask-source detector (default: the installed ones).", rich_help_panel=DATA),
         ] = None,
-        out: Out = Path(f"weights/{model}.safetensors"),
+        out: Out = Path(f"runs/{model}/{model}.safetensors"),
         checkpoint: Checkpoint = Path(f"runs/{model}/checkpoint.pt"),
         resume: Resume = False,
+        overwrite: Overwrite = False,
         init: Init = None,
         mapping: Annotated[
             Path | None, typer.Option(help="Mapping weights for detail-fusion (default: the installed mapping).", rich_help_panel=DATA)
@@ -408,9 +415,10 @@ def face(
         ),
     ] = FaceCondition.original,
     init: Init = None,
-    out: Out = Path("weights/face-refine.safetensors"),
+    out: Out = Path("runs/face/face-refine.safetensors"),
     checkpoint: Checkpoint = Path("runs/face/checkpoint.pt"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the face refiner on aligned faces (found and aligned as `restore` does) with damage drawn on the fly."""
     from oldphoto.training.faces import FaceTrainConfig, train_face
@@ -454,9 +462,10 @@ def face_gate(
     validate_every: ValidateEvery = 250,
     precision: TrainPrecision = "fp32",
     init: Init = None,
-    out: Out = Path("weights/face-gate.safetensors"),
+    out: Out = Path("runs/face-gate/face-gate.safetensors"),
     checkpoint: Checkpoint = Path("runs/face-gate/checkpoint.pt"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the face gate: how much of the refiner's correction each face takes (0 keeps a sharp face as it is)."""
     from oldphoto.training.face_gate import FaceGateTrainConfig, train_face_gate
@@ -504,9 +513,10 @@ def scratch_verifier(
     validate_every: ValidateEvery = 250,
     precision: TrainPrecision = "fp32",
     init: Init = None,
-    out: Out = Path("weights/scratch-verifier.safetensors"),
+    out: Out = Path("runs/scratch-verifier/scratch-verifier.safetensors"),
     checkpoint: Checkpoint = Path("runs/scratch-verifier/checkpoint.pt"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Train the scratch verifier: which of the detector's mask components are damage (kept) and which scene content (dropped)."""
     from oldphoto.training.scratch_verifier import ScratchVerifierTrainConfig, train_scratch_verifier
@@ -554,9 +564,10 @@ def face_detector(
     learning_rate: LearningRate = 1e-4,
     seed: Seed = 0,
     validate_every: ValidateEvery = 250,
-    out: Out = Path("weights/mtcnn.safetensors"),
+    out: Out = Path("runs/face-detector/mtcnn.safetensors"),
     checkpoint: Checkpoint = Path("runs/face-detector/checkpoint.pt"),
     resume: Resume = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune the face detector's R-Net and O-Net on partly covered, tilted and small faces (P-Net is kept)."""
     from oldphoto.training.face_detector import FaceDetectorTrainConfig, train_face_detector

@@ -22,7 +22,7 @@ from safetensors.torch import save
 from torch import nn
 
 from oldphoto.atomic import atomic_write_bytes
-from oldphoto.errors import DataError
+from oldphoto.errors import ConfigError, DataError
 from oldphoto.registry import ModelSpec
 from oldphoto.runtime import autocast, resolve_precision, select_device
 from oldphoto.weights import grow_network_from
@@ -82,6 +82,8 @@ class Schedule:
     time_budget: float | None = None
     """Seconds of training (counted over resumes): the run ends when the steps or this run out, whichever comes
     first, and the learning rate decays over whichever is further along (for a borrowed GPU's fixed minutes)."""
+    overwrite: bool = False
+    """A run that does not resume may replace an existing checkpoint and weights file (else it refuses to start)."""
 
     def progress(self, step: int, seconds: float) -> float:
         """How far along the run is, 0..1: by steps, or by time when a budget is set and time runs out first."""
@@ -127,9 +129,22 @@ class TrainSetup:
     or growing a network by layers the file lacks."""
     runtime: TrainRuntime = TrainRuntime()
     """Device, precision, data workers and time budget (each recipe says which it honours)."""
+    overwrite: bool = False
+    """A run that does not resume may replace an existing ``checkpoint`` and ``out`` (else it refuses to start)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "validate_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} must be 1 or more")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate {self.learning_rate} must be more than 0")
+        if self.runtime.time_budget is not None and not self.runtime.time_budget > 0:
+            raise ConfigError("--time-budget must be more than 0 minutes")
 
     def schedule(self) -> Schedule:
-        return Schedule(self.steps, self.learning_rate, self.validate_every, self.checkpoint, self.out, self.runtime.time_budget)
+        return Schedule(
+            self.steps, self.learning_rate, self.validate_every, self.checkpoint, self.out, self.runtime.time_budget, self.overwrite
+        )
 
     def validation_rng(self, part: int = 0) -> np.random.Generator:
         """The generator of the recipe's fixed validation data (see :func:`validation_rng`)."""
@@ -258,6 +273,26 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
     return TrainState(saved["step"], saved["best"], saved["history"])
 
 
+def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run that would lose work: resuming without a checkpoint (it would quietly start over), or a
+    new run over an existing checkpoint or weights file (an earlier run's, or the shipped weights) unless
+    ``overwrite``.
+
+    Raises:
+        DataError: what is in the way, and the options that get past it.
+    """
+    if resume:
+        if not checkpoint.exists():
+            raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
+        return
+    for path, what in ((checkpoint, "checkpoint"), (out, "weights file")):
+        if path.exists() and not overwrite:
+            raise DataError(
+                f"{what} {path} exists (an earlier run's, or shipped weights): --resume to continue that run, "
+                "--overwrite to replace it, or give --out and --checkpoint elsewhere"
+            )
+
+
 def run(
     recipe: Recipe,
     schedule: Schedule,
@@ -270,7 +305,8 @@ def run(
     plus the validation figures (and ``"validated": 1.0``) on validation steps.
     """
     checkpoint = Path(schedule.checkpoint)
-    state = _load_checkpoint(recipe, checkpoint) if resume and checkpoint.exists() else TrainState()
+    check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
+    state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
     started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     running: dict[str, float] = {}
     for module in recipe.modules().values():
