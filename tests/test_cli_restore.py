@@ -181,6 +181,28 @@ def test_given_masks_replace_detection_and_are_reported(album, tmp_path, random_
     assert plan.exit_code == 0 and "restore with mask" in " ".join(plan.output.split())
 
 
+def test_a_mask_painted_on_a_transparent_layer_marks_only_its_strokes(album, tmp_path, random_scratch_model):
+    """An editor's transparent layer is often white (or any colour) under its alpha: only the opaque strokes mark
+    damage. Grey strokes below half brightness do not count, and the run says so."""
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    layer = np.full((48, 64, 4), 255, np.uint8)
+    layer[..., 3] = 0
+    layer[20:23, 5:60, 3] = 255  # one opaque white stroke
+    Image.fromarray(layer, "RGBA").save(masks / "a_mask.png")
+    grey = np.zeros((48, 64), np.uint8)
+    grey[10:14, 5:60] = 100
+    Image.fromarray(grey).save(masks / "b_mask.png")
+    report = tmp_path / "r.json"
+    result = invoke("restore", str(album), "-o", str(out), "--masks", str(masks), "--save-mask", "--report", str(report), *STAGES)
+    assert result.exit_code == 0, result.output
+    coverage = {Path(r["input"]).name: r["scratch_coverage"] for r in json.loads(report.read_text())["images"]}
+    assert coverage["a.jpg"] == pytest.approx(3 * 55 / (48 * 64), abs=1e-5)  # the report rounds
+    assert coverage["b.png"] == 0.0
+    shown = " ".join(result.output.split())
+    assert "grey pixels below half brightness" in shown and "b_mask.png" in shown
+
+
 def test_a_given_mask_of_the_wrong_size_fails_that_photo_only(album, tmp_path, random_scratch_model):
     masks = tmp_path / "masks"
     masks.mkdir()
@@ -683,3 +705,25 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
     before = first.read_text()
     assert invoke("report", "merge", str(first), "-o", str(first)).exit_code == 2
     assert first.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["restore", "{photo}", "-o", "{out}", "--threads", "-3"], "--threads"),
+        (["restore", "{photo}", "-o", "{out}", "--max-pixels", "-1"], "--max-pixels"),
+        (["restore", "{photo}", "-o", "{out}", "--tile", "100"], "--tile 128 or more"),
+        (["degrade", "{photo}", "-o", "{out}", "--seed", "-1"], "--seed"),
+        (["degrade", "{photo}", "-o", "{out}", "--count", "0"], "--count"),
+        (["evaluate", "{out}", "--limit", "0"], "--limit"),
+        (["evaluate", "{out}", "-m", "bogus"], "identity, classical"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message_not_a_traceback(album, tmp_path, args, named):
+    filled = [arg.format(photo=album / "a.jpg", out=tmp_path / "out") for arg in args]
+    if filled[0] == "evaluate":
+        assert invoke("degrade", str(album / "a.jpg"), "-o", str(tmp_path / "out")).exit_code == 0
+    result = runner.invoke(app, filled)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert named in " ".join(result.output.split())

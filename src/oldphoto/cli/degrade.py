@@ -30,8 +30,8 @@ def degrade(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output folder (clean/, degraded/, mask/, ignore/, [distractor/], manifest.json).")
     ],
-    count: Annotated[int | None, typer.Option(help="Pairs to make (cycles over the sources; default one each).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same output.")] = 0,
+    count: Annotated[int | None, typer.Option(min=1, help="Pairs to make (cycles over the sources; default one each).")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same output.")] = 0,
     preset: Annotated[str, typer.Option(help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors).")] = "default",
     config: Annotated[Path | None, typer.Option(help="Preset TOML file (overrides --preset).")] = None,
     size_range: Annotated[tuple[int, int] | None, typer.Option(help="Random square crops with a side in [MIN, MAX] (default: whole image).")] = None,

@@ -83,14 +83,14 @@ def evaluate(
             "keep every mark of the detector, as restore --no-scratch-verify.",
         ),
     ] = True,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N pairs.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
     save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     # fp32 by default, unlike restore: scores stay the same on every machine (give auto to measure bf16/fp16).
     precision: Annotated[PrecisionChoice, precision_option()] = PrecisionChoice.fp32,
-    threads: Annotated[int | None, typer.Option(help="CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
     """Score restoration methods (PSNR, SSIM, mask precision/recall/F1/IoU, s/MP, peak memory)."""

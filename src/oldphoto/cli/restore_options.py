@@ -225,12 +225,12 @@ TileOverlapOption = Annotated[
     ]
 
 ThreadsOption = Annotated[
-        int | None, typer.Option(help="CPU threads (default: all cores).", rich_help_panel=PERFORMANCE)
+        int | None, typer.Option(min=1, help="CPU threads (default: all cores).", rich_help_panel=PERFORMANCE)
     ]
 
 MaxPixelsOption = Annotated[
         int,
-        typer.Option(help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
+        typer.Option(min=0, help="Refuse images larger than this many pixels (0 = no limit).", rich_help_panel=PERFORMANCE),
     ]
 
 ShardOption = Annotated[

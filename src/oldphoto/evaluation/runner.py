@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from oldphoto.errors import DataError, OldPhotoError
+from oldphoto.errors import ConfigError, DataError
 from oldphoto.evaluation.metrics import MaskCounts, RegionCounts, psnr, ssim
 from oldphoto.imageio import is_image_path, load_rgb, to_luminance
-from oldphoto.registry import SCRATCH_MODEL, get_spec
+from oldphoto.registry import SCRATCH_MODEL
 from oldphoto.restore.classical import (
     classical_restore,
     inpaint_telea,
@@ -157,8 +157,7 @@ def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = 
         # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
         options = replace(PIPELINE_METHODS[name], scratch_threshold=scratch_threshold, verify_scratches=verify_scratches)
         return PipelineMethod(Restorer(runtime, options))
-    get_spec(name)  # raises the list of valid names for unknown ones
-    raise OldPhotoError(f"model {name!r} cannot be evaluated as a stage on its own; use 'restore'")
+    raise ConfigError(f"unknown method {name!r}; use one of {', '.join(METHOD_NAMES)}")
 
 
 class PeakMemory:

@@ -23,7 +23,7 @@ from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, read_photo, save_rgb, to_rgb, write_photo
 from oldphoto.inputs import Job
 from oldphoto.restore.faces import RefinedFace
-from oldphoto.restore.pipeline import Restorer, RestoreResult
+from oldphoto.restore.pipeline import Restorer, RestoreResult, mask_from_photo
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,8 @@ def restore_job(
     try:
         with PeakMemory() as memory:
             photo = read_photo(job.source, max_pixels=outputs.max_pixels or None)
-            given = None if mask_file is None else read_photo(mask_file, max_pixels=outputs.max_pixels or None).pixels
-            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given)
+            given = None if mask_file is None else mask_from_photo(read_photo(mask_file, max_pixels=outputs.max_pixels or None))
+            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
             write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
             if outputs.save_mask and result.mask is not None:
                 save_rgb(job.mask_path, result.mask[:, :, None])

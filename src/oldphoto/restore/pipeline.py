@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from oldphoto.errors import ConfigError, DataError, StageUnavailableError
-from oldphoto.imageio import is_black_and_white, to_luminance, to_rgb
+from oldphoto.imageio import Photo, is_black_and_white, to_luminance, to_rgb
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
     FACE_GATE_MODEL,
@@ -142,15 +142,42 @@ def require_stages(options: RestoreOptions) -> None:
         )
 
 
-def user_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A caller's damage mask as the pipeline uses it: (H, W) float32 of 0/1 (values above 0.5 = damaged)."""
+MASK_MOSTLY_DAMAGED = 0.5
+"""A mask marking more than this share of a photo as damage is more likely inverted than right: warned about."""
+
+
+def mask_from_photo(photo: Photo) -> np.ndarray:
+    """A mask file as read (white = damaged) -> (H, W) float32 in [0, 1]: where the file has an alpha channel (strokes
+    painted on a transparent layer), the transparent pixels are undamaged whatever their colour."""
+    luma = to_luminance(photo.pixels)[:, :, 0]
+    if photo.alpha is None:
+        return luma
+    opaque = photo.alpha.astype(np.float32) / np.iinfo(photo.alpha.dtype).max > 0.5
+    return np.where(opaque, luma, 0.0).astype(np.float32)
+
+
+def user_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the damage mask") -> np.ndarray:
+    """A caller's damage mask as the pipeline uses it: (H, W) float32 of 0/1 (values above 0.5 = damaged). Logs a
+    warning when the mask looks wrong: most of the photo marked (inverted?), or grey strokes below half brightness,
+    which do not count."""
     if mask.shape[:2] != tuple(size):
         raise DataError(
-            f"the damage mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {size[1]}x{size[0]}; "
+            f"{name} is {mask.shape[1]}x{mask.shape[0]} but the photo is {size[1]}x{size[0]}; "
             "give a mask of the photo's size (as --save-mask writes it)"
         )
     luma = mask if mask.ndim == 2 else to_luminance(mask)[:, :, 0]
-    return (luma > 0.5).astype(np.float32)
+    damaged = luma > 0.5
+    faint = int(np.count_nonzero((luma > 0.1) & ~damaged))
+    if damaged.mean() > MASK_MOSTLY_DAMAGED:
+        log.warning("%s marks %.0f%% of the photo as damaged: white marks damage, black leaves a pixel alone (inverted?)", name, 100 * damaged.mean())
+    if faint > max(int(np.count_nonzero(damaged)), 0) and faint >= 16:
+        log.warning(
+            "%s has %d grey pixels below half brightness, which do not count as damage (%d pixels do): paint damage white",
+            name,
+            faint,
+            int(np.count_nonzero(damaged)),
+        )
+    return damaged.astype(np.float32)
 
 
 def first_clause(text: str) -> str:
@@ -247,18 +274,19 @@ class Restorer:
         pixels: np.ndarray,
         on_tile: Callable[[int, int], None] | None = None,
         mask: np.ndarray | None = None,
+        mask_name: str = "the damage mask",
     ) -> RestoreResult:
         """Restore one photo: (H, W, 1|3) float32 in [0, 1] -> :class:`RestoreResult` of the same shape.
 
         ``mask``, (H, W) or (H, W, 1|3) in [0, 1] with values above 0.5 marking damage, replaces scratch
         detection for this photo (a mask the user drew or corrected); the later stages use it as they would the
-        detector's.
+        detector's. ``mask_name`` names it in messages (its file).
         """
         grayscale = pixels.shape[2] == 1
         rgb = original = to_rgb(pixels)
         result = RestoreResult(pixels=rgb, mask=None)
         if mask is not None:
-            result.mask, result.mask_from_user = user_mask(mask, pixels.shape[:2]), True
+            result.mask, result.mask_from_user = user_mask(mask, pixels.shape[:2], mask_name), True
         tiles = 0
 
         def count_tiles(done: int, total: int) -> None:
