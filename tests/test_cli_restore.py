@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -727,3 +728,16 @@ def test_bad_values_are_refused_with_a_message_not_a_traceback(album, tmp_path, 
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     assert named in " ".join(result.output.split())
+
+
+def test_options_the_chosen_stages_ignore_are_named_and_an_odd_file_name_reaches_the_gallery(album, tmp_path, random_scratch_model):
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--no-scratch", "--save-mask", "--no-faces", "--save-faces", str(tmp_path / "f"))
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "--save-mask writes nothing with --no-scratch" in shown and "--save-faces writes nothing" in shown
+    # A file name that is not valid UTF-8 (an old disk's Latin-1 name): restored, and linked from the gallery.
+    odd = Path(os.fsdecode(bytes(tmp_path / "odd") + b"/caf\xe9.jpg"))
+    odd.parent.mkdir()
+    odd.write_bytes((album / "a.jpg").read_bytes())
+    result = invoke("restore", str(odd.parent), "-o", str(tmp_path / "odd-out"), "--gallery", *STAGES)
+    assert result.exit_code == 0, result.output
+    assert 'src="caf%E9.jpg"' in (tmp_path / "odd-out" / "index.html").read_text()

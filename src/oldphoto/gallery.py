@@ -65,7 +65,8 @@ def write_gallery(index: Path, payload: dict[str, Any], root: Path | None = None
             the run that wrote it); default the current directory.
     """
     index = Path(index)
-    atomic_write_bytes(index, render_gallery(index, payload, root).encode())
+    # A file name that is not valid UTF-8 shows with a replacement mark in the page's text (its link works).
+    atomic_write_bytes(index, render_gallery(index, payload, root).encode("utf-8", errors="replace"))
     log.info("gallery of %d photo(s) written to %s", len(payload.get("images", [])), index)
     return index
 
@@ -99,8 +100,9 @@ class _Locator:
             relative = os.path.relpath(path, self.base)
         except ValueError:  # another drive on Windows: no relative path exists
             return path.as_uri()
-        # quote() keeps "/" and percent-encodes spaces, quotes, "#", "?" and non-ASCII, so the URL works under file://.
-        return quote(Path(relative).as_posix())
+        # quote() keeps "/" and percent-encodes spaces, quotes, "#", "?" and non-ASCII, so the URL works under file://;
+        # quoting the name's bytes keeps a file name that is not valid UTF-8 reachable.
+        return quote(os.fsencode(Path(relative).as_posix()))
 
 
 def _header(payload: dict[str, Any], images: list[dict[str, Any]], not_restored: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -36,6 +37,10 @@ def root(
     ] = False,
 ) -> None:
     """Bring damaged old photographs back to life."""
+    # A file name that is not valid UTF-8 (an old disk's Latin-1 name) must not stop a run when it is printed.
+    for stream in (sys.stdout, sys.stderr):
+        if callable(getattr(stream, "reconfigure", None)):
+            stream.reconfigure(errors="backslashreplace")
     setup_logging(verbose)
     import torch
 

@@ -28,7 +28,7 @@ from oldphoto.inputs import prepare_set_folder
 def degrade(
     sources: Annotated[list[str], typer.Argument(metavar="FILE|DIR|GLOB", help="Clean photos: files, folders or globs.", show_default=False)],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output folder (clean/, degraded/, mask/, ignore/, [distractor/], manifest.json).")
+        Path, typer.Option("--output", "-o", help="Output folder (clean/, degraded/, mask/, ignore/, \\[distractor/], manifest.json).")
     ],
     count: Annotated[int | None, typer.Option(min=1, help="Pairs to make (cycles over the sources; default one each).")] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same output.")] = 0,

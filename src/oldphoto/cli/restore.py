@@ -103,6 +103,8 @@ def restore(
         report = None if report is None else report_path(report, None if chosen_shard is None else chosen_shard.name)
         outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality))
         runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
+    for ignored in _ignored_options(options, masks is not None, save_mask and not gallery, save_faces_dir is not None):
+        note(ignored)
     discovered = discovered_inputs(inputs, recursive)
     found, problems = discovered.files, discovered.problems
     found, own_outputs = split_own_outputs(found, suffix)
@@ -225,6 +227,19 @@ def restore(
         raise typer.Exit(EXIT_FAILURES)
     if failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool, save_faces: bool) -> list[str]:
+    """Notes on options the chosen stages make do nothing, so that no request goes quietly unanswered."""
+    notes = []
+    if not options.scratches and not masks_given:
+        if save_mask:
+            notes.append("--save-mask writes nothing with --no-scratch (no mask is made)")
+        if options.scratch_threshold is not None or options.mask_dilation is not None:
+            notes.append("--scratch-threshold and --mask-dilation do nothing with --no-scratch")
+    if save_faces and not options.faces:
+        notes.append("--save-faces writes nothing with --no-faces")
+    return notes
 
 
 def _run_local(to_run, restorer: Restorer, outputs: JobOutputs, on_tile, on_start) -> Iterator[JobRecord]:

@@ -249,7 +249,7 @@ EngineOption = Annotated[
         Engine,
         typer.Option(
             help="local: this process, photo by photo. ray: Ray Data workers that each load the models once "
-            "(pip install 'oldphoto[ray]').",
+            "(pip install 'oldphoto\\[ray]').",
             case_sensitive=False,
             rich_help_panel=CLUSTER,
         ),

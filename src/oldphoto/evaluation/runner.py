@@ -10,6 +10,7 @@ Pipeline methods can also be given the pair's true mask (:class:`PipelineMethod`
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ from oldphoto.restore.classical import (
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 Method = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -95,6 +98,16 @@ def find_pairs(
     distractor_files = _by_stem(distractor) if distractor else {}
     if clean and not set(degraded_files) & set(clean_files):
         raise DataError(f"no file stems in {degraded} match any in {clean}")
+    if clean:
+        unmatched = sorted(set(degraded_files) ^ set(clean_files))
+        if unmatched:
+            log.warning(
+                "%d file(s) without a partner of the same stem in %s and %s are left out (e.g. %s)",
+                len(unmatched),
+                degraded,
+                clean,
+                unmatched[0],
+            )
     return [
         Pair(stem, path, clean_files.get(stem), mask_files.get(stem), ignore_files.get(stem), distractor_files.get(stem))
         for stem, path in degraded_files.items()
