@@ -57,6 +57,17 @@ def test_16bit_rgb_stays_16bit(tmp_path, suffix):
     assert np.array_equal(back[:, :, ::-1], array)
 
 
+def test_writing_a_16bit_photo_as_8_bits_says_so(tmp_path, caplog):
+    cv2.imwrite(str(tmp_path / "in.png"), (smooth_image(8, 8) * 65535).astype(np.uint16))
+    photo = read_photo(tmp_path / "in.png")
+    with caplog.at_level("WARNING"):
+        write_photo(tmp_path / "out.png", photo)
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        write_photo(tmp_path / "out.jpg", photo)
+    assert "out.jpg: JPEG holds 8 bits per channel" in caplog.text
+
+
 def test_16bit_grayscale_png(tmp_path):
     array = (smooth_image(16, 24, channels=1)[:, :, 0] * 65535).astype(np.uint16)
     source = tmp_path / "gray16.png"

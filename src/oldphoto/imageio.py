@@ -525,6 +525,8 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     named = f"{name}: " if name else ""
     if photo.alpha is not None and alpha is None:
         log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
+    if photo.bit_depth == 16 and bit_depth == 8:
+        log.warning("%s%s holds 8 bits per channel; the 16-bit input's finer levels are rounded (PNG or TIFF keep them)", named, fmt)
     if bit_depth == 16:
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
