@@ -36,7 +36,7 @@ python3 -m oldphoto train scratch \
     --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
     --batch-size 32 --crop 256 --learning-rate 1e-3 --positive-weight 3 --steps 6000 --time-budget "$MINUTES" \
     --validate-every 500 \
-    --out "$OUT/scratch-unet.safetensors" --checkpoint "$OUT/scratch-checkpoint.pt" >"$OUT/scratch.log" 2>&1 &
+    --out "$OUT/scratch-unet.safetensors" --checkpoint "$OUT/scratch-checkpoint.pt" --overwrite >"$OUT/scratch.log" 2>&1 &
 scratch=$!
 
 python3 -m oldphoto train detail-fusion \
@@ -45,7 +45,7 @@ python3 -m oldphoto train detail-fusion \
     --device "$DEVICE" --precision bf16 --workers "$WORKERS" \
     --batch-size 16 --crop 256 --learning-rate 1e-3 --steps 8000 --time-budget "$MINUTES" \
     --validate-every 500 --val-samples 32 \
-    --out "$OUT/detail-fusion.safetensors" --checkpoint runs/detail-fusion/checkpoint.pt >"$OUT/detail.log" 2>&1 &
+    --out "$OUT/detail-fusion.safetensors" --checkpoint runs/detail-fusion/checkpoint.pt --overwrite >"$OUT/detail.log" 2>&1 &
 detail=$!
 
 wait $scratch; scratch_rc=$?

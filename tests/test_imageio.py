@@ -187,6 +187,34 @@ def test_a_tiff_comes_back_readable_whatever_its_layout(tmp_path, mode):
     assert out.getexif().get(0x013B) == "A. Photographer" and out.info.get("dpi") == (600, 600)
 
 
+def test_a_tiff_stating_no_resolution_does_not_become_1_dpi(tmp_path):
+    # Pillow reports (1, 1) dpi for such a TIFF; written on, that would size a 3000 px scan at 3000 inches.
+    save_pil(tmp_path / "in.tif", (smooth_image(16, 16) * 255).astype(np.uint8))
+    photo = read_photo(tmp_path / "in.tif")
+    assert photo.dpi is None
+    write_photo(tmp_path / "out.jpg", photo)
+    assert opened(tmp_path / "out.jpg").info.get("dpi") in (None, (0, 0), (72, 72), (96, 96))
+
+
+def test_a_camera_photos_exif_directories_survive_a_tiff_output(tmp_path):
+    """libtiff cannot write EXIF/GPS directories into a compressed TIFF ("Error setting from dictionary"): such a photo
+    is written uncompressed, keeping its date and exposure; a TIFF's XMP packet is kept too."""
+    image = Image.fromarray((smooth_image(16, 16) * 255).astype(np.uint8))
+    exif = image.getexif()
+    exif[0x010F] = "Kodak"
+    exif[0x8769] = {0x9003: "1931:07:04 12:00:00"}  # DateTimeOriginal
+    image.save(tmp_path / "camera.jpg", exif=exif.tobytes())
+    write_photo(tmp_path / "out.tif", read_photo(tmp_path / "camera.jpg"))
+    with Image.open(tmp_path / "out.tif") as out:  # the EXIF directory is read from the open file
+        assert out.getexif().get_ifd(0x8769).get(0x9003) == "1931:07:04 12:00:00"
+    scan = Image.fromarray((smooth_image(16, 16) * 255).astype(np.uint8))
+    tagged = scan.getexif()
+    tagged[0x02BC] = b"<x:xmpmeta>grandmother, 1931</x:xmpmeta>"
+    scan.save(tmp_path / "xmp.tif", exif=tagged)
+    write_photo(tmp_path / "xmp-out.tif", read_photo(tmp_path / "xmp.tif"))
+    assert b"grandmother" in bytes(opened(tmp_path / "xmp-out.tif").tag_v2.get(0x02BC, b""))
+
+
 def test_the_scan_resolution_is_kept(tmp_path):
     array = (smooth_image(16, 16) * 255).astype(np.uint8)
     for name in ("in.jpg", "in.png"):

@@ -56,12 +56,14 @@ MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG"})
 """Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
 read. Not JPEG: Pillow opens camera JPEGs with a preview or depth image as MPO with two frames."""
 EXIF_ORIENTATION_TAG = 0x0112
-TIFF_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x0131, 0x0132, 0x013B, 0x8298)
-"""Tags of a TIFF's first directory that describe the photo (description, make, model, orientation, software, date,
-artist, copyright) and may be carried over. The rest of that directory lays out the file's own pixels (size, bits
+TIFF_DESCRIPTIVE_TAGS = (0x010D, 0x010E, 0x010F, 0x0110, 0x0112, 0x011D, 0x0131, 0x0132, 0x013B, 0x013C, 0x02BC, 0x8298, 0x83BB)
+"""Tags of a TIFF's first directory that describe the photo (document name, description, make, model, orientation,
+page name, software, date, artist, host computer, XMP, copyright, IPTC) and may be carried over. The rest of that directory lays out the file's own pixels (size, bits
 per sample, photometric, strips): written back over the restored pixels, it would corrupt the output."""
 EXIF_SUB_IFDS = (0x8769, 0x8825)
 """The EXIF and GPS directories, carried over whole."""
+TIFF_X_RESOLUTION = 0x011A
+MAX_DPI = 100_000.0
 
 JpegQuality = int | Literal["auto"]
 """A JPEG quality option: a whole number 1..100, or ``"auto"`` (the input's own settings)."""
@@ -399,7 +401,8 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     if len(exif):
         exif[EXIF_ORIENTATION_TAG] = 1
         exif_bytes = exif.tobytes()
-    dpi = pil.info.get("dpi")
+    # Pillow reports 1 x 1 dpi for a TIFF that states no resolution at all: only a stated one is kept.
+    dpi = pil.info.get("dpi") if pil.format != "TIFF" or TIFF_X_RESOLUTION in getattr(pil, "tag_v2", {}) else None
     return Photo(
         pixels=pixels,
         alpha=alpha,
@@ -414,13 +417,13 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
 
 
 def _usable_dpi(dpi: object) -> tuple[float, float] | None:
-    """The file's (x, y) resolution when it states a positive one (a JPEG's JFIF header defaults to 1 x 1, aspect only:
-    kept as it was, since it is what the file said)."""
+    """The file's (x, y) resolution when it states a plausible one; None for none, for the 1 x 1 of a header that
+    gives only the pixels' aspect (JFIF's default), and for values no scan has (over 100,000 dpi)."""
     try:
         x, y = (float(value) for value in dpi)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         return None
-    return (x, y) if x > 0 and y > 0 else None
+    return (x, y) if 1 < x <= MAX_DPI and 1 < y <= MAX_DPI else None
 
 
 def _descriptive_tiff_tags(tags: Image.Exif) -> Image.Exif:
@@ -538,8 +541,8 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         if fmt == "PNG":
             profile = _profile_for(photo.icc_profile, photo.is_grayscale)
             return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi)
-        if photo.icc_profile or photo.exif:
-            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile/EXIF", named)
+        if photo.icc_profile or photo.exif or photo.dpi:
+            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile, EXIF or dpi", named)
         return encoded.tobytes()
 
     if photo.is_grayscale:
@@ -562,11 +565,21 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
     elif fmt == "WEBP":
         options.update(quality=DEFAULT_JPEG_QUALITY if jpeg_quality == "auto" else jpeg.quality)
-    elif fmt == "TIFF":
+    elif fmt == "TIFF" and not _has_sub_ifds(photo.exif):
+        # libtiff, which Pillow's compressed TIFFs go through, cannot write EXIF/GPS directories: a photo that has
+        # them (a camera JPEG's date, exposure, location) is written uncompressed, keeping them, by Pillow's own writer.
         options.update(compression="tiff_deflate")
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def _has_sub_ifds(exif: bytes | None) -> bool:
+    if not exif:
+        return False
+    tags = Image.Exif()
+    tags.load(exif)
+    return any(tag in tags for tag in EXIF_SUB_IFDS)
 
 
 def _profile_for(icc_profile: bytes | None, grayscale: bool) -> bytes | None:

@@ -196,10 +196,8 @@ def make_runtime(
         raise DeviceError(f"--tile {tile} is too small; use at least 64 pixels")
     if not 0 <= tile_overlap <= tile // 4:
         # The tiler blends over the overlap: more than a quarter of the tile would make tiles mostly seam.
-        raise DeviceError(
-            f"--tile-overlap {tile_overlap} must be between 0 and a quarter of --tile {tile} ({tile // 4}): "
-            f"use --tile {4 * max(tile_overlap, 0)} or more, or a smaller --tile-overlap"
-        )
+        advice = "" if tile_overlap < 0 else f": use --tile {4 * tile_overlap} or more, or a smaller --tile-overlap"
+        raise DeviceError(f"--tile-overlap {tile_overlap} must be between 0 and a quarter of --tile {tile} ({tile // 4}){advice}")
     threads = threads or default_threads()
     torch.set_num_threads(threads)
     return Runtime(

@@ -122,12 +122,14 @@ def _setup(ctx: typer.Context) -> TrainSetup:
     """The :class:`~oldphoto.training.loop.TrainSetup` of a command, from the shared options above (--data, --damage-dir,
     --steps, --batch-size, --learning-rate, --seed, --validate-every, --out, --checkpoint, --init and the runtime's);
     the options a command lacks keep their defaults (no damage stamps; the CPU, fp32, in-process data, no time limit)."""
-    from oldphoto.training.loop import TrainRuntime, TrainSetup
+    from oldphoto.training.loop import TrainRuntime, TrainSetup, check_run_files
 
     options = ctx.params
     precision, workers, minutes = options.get("precision", "fp32"), options.get("workers", 0), options.get("time_budget")
     _check_runtime(precision, workers)
     with library_errors():
+        # Before the recipe draws its data (minutes for some): a run that would be refused is refused at once.
+        check_run_files(Path(options["checkpoint"]), Path(options["out"]), options.get("resume", False), options.get("overwrite", False))
         return TrainSetup(
             data=_strings(options["data"]),
             out=str(options["out"]),

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 FACE, PART, NON_FACE = 0, 1, 2
 """Window kinds in the pool."""
+WITHOUT_RESCUE = DetectorSettings(rescue_refine_score=None)
+"""``restore``'s search without the rescue of R-Net's rejects: the training faces are found as before it."""
 PERMISSIVE = DetectorSettings(min_face=12, thresholds=(0.5, 0.5, 0.5), rescue_refine_score=None)
 """Settings that find nearly every face (and many false hits): windows near any of these are never non-faces (without
 the rescue of R-Net's rejects, so that the pools are drawn as before it)."""
@@ -163,7 +165,7 @@ def find_faces(files: list[Path], network, single: bool, max_side: int) -> list[
         except (OSError, ValueError) as error:
             log.warning("skipping %s: %s", path, error)
             continue
-        found = detect_faces(rgb, network)
+        found = detect_faces(rgb, network, WITHOUT_RESCUE)
         if single:
             found = [f for f in found[:1] if f.score >= 0.9]
         else:
