@@ -113,6 +113,17 @@ def test_restore_gallery_references_every_photo_relatively_and_lists_the_failed(
     assert failed.startswith("torn.png failed") and "cannot decode" in failed
 
 
+def test_a_tiff_output_is_linked_with_a_note_not_shown_as_a_blank_slider(tmp_path, random_scratch_model):
+    album, out = tmp_path / "album", tmp_path / "out"
+    make_photo(album / "a.jpg")
+    Image.open(album / "a.jpg").save(album / "scan.tif")
+    (album / "a.jpg").unlink()
+    assert invoke("restore", str(album), "-o", str(out), "--gallery", *STAGES).exit_code == 0
+    text = (out / "index.html").read_text()
+    assert "cannot be shown by a browser" in text and 'href="scan.tif"' in text
+    assert not [url for url in Page(text).urls if url.endswith(".tif") and f'src="{url}"' in text]
+
+
 def test_gallery_shows_faces_figures_and_escapes_text(tmp_path):
     photos, out = tmp_path / "photos", tmp_path / "out"
     for path in (photos / "family.png", out / "family.png", out / "plain.png"):

@@ -27,6 +27,8 @@ FACE_CROP_HEIGHT = 96
 """Display height of each face crop, in CSS pixels."""
 FACE_MARGIN = 0.15
 """Share of the face box added on each side of a crop, so the crop shows a little of the head around the face."""
+BROWSER_UNSHOWN = frozenset({".tif", ".tiff"})
+"""Output formats web browsers do not display."""
 SHOWN_STATUSES = ("restored", "skipped")
 """Records whose output is on disk (restored now, or by an earlier run): these get a slider."""
 
@@ -149,7 +151,7 @@ def _photo_section(number: int, record: dict[str, Any], locate: _Locator) -> str
     input_path, output_path = locate.path(record["input"]), locate.path(record["output"])
     mask_path = locate.path(Job(Path(record["input"]), Path(record["output"])).mask_path)
     width, height = record.get("width"), record.get("height")
-    before = locate.url(input_path) if input_path.is_file() else None
+    before = locate.url(input_path) if input_path.is_file() and input_path.suffix.lower() not in BROWSER_UNSHOWN else None
     after = locate.url(output_path) if output_path.is_file() else None
     mask = locate.url(mask_path) if mask_path.is_file() else None
     name = escape(Path(str(record["input"])).name)
@@ -157,6 +159,13 @@ def _photo_section(number: int, record: dict[str, Any], locate: _Locator) -> str
     if after is None:
         # The report names an output that is no longer there (moved, deleted): say so rather than a broken image.
         picture = f'<p class="missing">output {escape(str(record["output"]))} not found</p>'
+    elif output_path.suffix.lower() in BROWSER_UNSHOWN:
+        # Browsers show no TIFF: a blank frame would look like a failed restoration.
+        picture = (
+            f'<p class="missing">{escape(output_path.suffix)} files cannot be shown by a browser: open '
+            f'<a href="{escape(after)}">the restored file</a> in an image viewer (or restore with --ext png for this page)</p>'
+        )
+        before = after = None  # no slider or face crops from an image the browser cannot draw
     else:
         picture = _slider(frame_id, before, after, mask, width, height)
     controls = []
