@@ -741,3 +741,15 @@ def test_options_the_chosen_stages_ignore_are_named_and_an_odd_file_name_reaches
     result = invoke("restore", str(odd.parent), "-o", str(tmp_path / "odd-out"), "--gallery", *STAGES)
     assert result.exit_code == 0, result.output
     assert 'src="caf%E9.jpg"' in (tmp_path / "odd-out" / "index.html").read_text()
+
+
+def test_a_jfif_photo_is_restored_as_jpeg_and_a_broken_link_is_named(album, tmp_path, random_scratch_model):
+    (album / "scan.jfif").write_bytes((album / "a.jpg").read_bytes())
+    (album / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    out = tmp_path / "out"
+    result = invoke("restore", str(album), "-o", str(out), *STAGES)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "scan.jfif") as restored:
+        assert restored.format == "JPEG"
+    shown = " ".join(result.output.split())
+    assert "left out 1 file(s)" in shown and "gone.jpg" in shown

@@ -44,6 +44,7 @@ DEFAULT_MAX_PIXELS = 250_000_000
 EXTENSION_FORMATS: dict[str, str] = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
+    ".jfif": "JPEG",
     ".png": "PNG",
     ".tif": "TIFF",
     ".tiff": "TIFF",

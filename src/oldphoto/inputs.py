@@ -87,9 +87,11 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
         path = Path(argument).expanduser()
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
+            entries = [p for p in path.glob(pattern) if not p.name.startswith(".")]
+            files = sorted(p for p in entries if p.is_file())
             images = [p for p in files if is_image_path(p)]
-            ignored += [p for p in files if not is_image_path(p)]
+            # A link to nothing is named with the files left out, not skipped unseen.
+            ignored += sorted([p for p in files if not is_image_path(p)] + [p for p in entries if p.is_symlink() and not p.exists()])
             if not images:
                 hint = "" if recursive else " (use --recursive for sub-folders)"
                 problems.append(f"{argument}: folder contains no images{hint}")
