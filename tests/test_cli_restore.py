@@ -753,3 +753,11 @@ def test_a_jfif_photo_is_restored_as_jpeg_and_a_broken_link_is_named(album, tmp_
         assert restored.format == "JPEG"
     shown = " ".join(result.output.split())
     assert "left out 1 file(s)" in shown and "gone.jpg" in shown
+
+
+def test_a_dry_run_refuses_what_the_run_would_and_degrade_says_when_it_upscales(album, tmp_path, random_scratch_model):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a folder")
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(taken), "--dry-run", *STAGES).exit_code == 2
+    result = invoke("degrade", str(album / "a.jpg"), "-o", str(tmp_path / "set"), "--size-range", "100", "120")
+    assert result.exit_code == 0 and "smaller than the --size-range crops" in " ".join(result.output.split())

@@ -27,7 +27,7 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
-from oldphoto.errors import DiskFullError, OldPhotoError
+from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_own_outputs, user_mask_path
@@ -141,6 +141,8 @@ def restore(
         with library_errors():
             require_stages(options)
             runtime = make_runtime(*runtime_args)
+            if output.exists() and not output.is_dir():  # what the run would refuse, found without writing anything
+                raise OutputNotWritableError(f"-o {output} is a file, not a folder; choose a folder for the outputs")
         _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
         if save_faces_dir is not None:
             console.print(f"face crops: {save_faces_dir}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")

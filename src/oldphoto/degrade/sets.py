@@ -128,6 +128,8 @@ def make_pair(
     """
     clean = load_rgb(pair.source)
     if size_range is not None:
+        if min(clean.shape[:2]) < size_range[0]:
+            logger.warning("%s (%dx%d) is smaller than the --size-range crops: it is upscaled to fit", pair.source, clean.shape[1], clean.shape[0])
         clean = random_crop(clean, rng, size_range)
     sample = degrade_image(clean, preset, rng, stamps)
     save_rgb(output / "clean" / f"{pair.stem}.png", sample.clean)
