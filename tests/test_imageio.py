@@ -125,6 +125,19 @@ def test_a_dropped_alpha_channel_names_the_file(tmp_path, caplog):
     assert "out.jpg: JPEG cannot store transparency" in caplog.text
 
 
+def test_16bit_grey_with_alpha_stays_grey_with_alpha(tmp_path):
+    grey = (smooth_image(12, 10)[:, :, 0] * 65535).astype(np.uint16)
+    alpha = np.linspace(0, 65535, 120).reshape(12, 10).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in.png"), np.dstack([grey, grey, grey, alpha]))  # what OpenCV reads back
+    photo = read_photo(tmp_path / "in.png")
+    assert photo.is_grayscale and photo.bit_depth == 16
+    write_photo(tmp_path / "out.png", photo)
+    data = (tmp_path / "out.png").read_bytes()
+    assert (data[24], data[25]) == (16, 4)  # 16 bits, PNG colour type 4: grey with alpha
+    back = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(back[:, :, 0], grey) and np.array_equal(back[:, :, 3], alpha)
+
+
 def test_16bit_alpha_round_trip(tmp_path):
     array = (np.random.default_rng(2).random((10, 12, 4)) * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), array)

@@ -302,7 +302,11 @@ def _decode_16bit(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | Non
     if array.ndim == 2:
         return array[:, :, None], None
     if array.shape[2] == 4:
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)[:, :, :3], array[:, :, 3].copy()
+        rgb, alpha = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)[:, :, :3], array[:, :, 3].copy()
+        # OpenCV expands a grey+alpha PNG to four channels: equal colour channels are the grey they were.
+        if (rgb[:, :, :1] == rgb).all():
+            return rgb[:, :, :1].copy(), alpha
+        return rgb, alpha
     if array.shape[2] == 2:  # gray + alpha
         return array[:, :, :1], array[:, :, 1].copy()
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), None
@@ -476,6 +480,20 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def _grey_alpha_png_16(grey: np.ndarray, alpha: np.ndarray) -> bytes:
+    """A PNG (colour type 4, 16 bits) of two (H, W) uint16 planes: every row unfiltered, big-endian samples."""
+    height, width = grey.shape
+    samples = np.stack([grey, alpha], axis=2).astype(">u2").view(np.uint8).reshape(height, width * 4)
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), samples], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def _add_png_metadata(
     png: bytes, icc_profile: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None = None
 ) -> bytes:
@@ -535,6 +553,13 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
             channels.append(_alpha_as(alpha, 16))
+        if len(channels) == 2 and fmt == "PNG":
+            # OpenCV writes no two-channel PNG: grey + alpha as the PNG format's own 16-bit grey-alpha type.
+            encoded = np.frombuffer(_grey_alpha_png_16(*channels), np.uint8)
+            profile = _profile_for(photo.icc_profile, photo.is_grayscale)
+            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi)
+        if len(channels) == 2:  # nor a two-channel TIFF: the grey repeated as RGB, the alpha kept
+            channels = [channels[0]] * 3 + [channels[1]]
         array = channels[0] if len(channels) == 1 else np.dstack(channels)
         ok, encoded = cv2.imencode(".png" if fmt == "PNG" else ".tif", array)
         if not ok:
