@@ -262,6 +262,32 @@ def test_floating_point_pixels_are_read_from_0_to_1_and_others_refused(tmp_path)
         read_photo(tmp_path / "levels.tif")
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_captions_and_xmp_are_kept(tmp_path, bits):
+    """An archive's captions: a PNG's text chunks and XMP packet, a JPEG's XMP packet."""
+    from PIL import PngImagePlugin
+
+    xmp = '<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:description>Grand-mère, 1931</dc:description></x:xmpmeta>'
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Description", "Grand-mère à Cork, 1931")
+    info.add_itxt("XML:com.adobe.xmp", xmp)
+    if bits == 8:
+        save_pil(tmp_path / "in.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=info)
+    else:
+        cv2.imwrite(str(tmp_path / "plain.png"), (smooth_image(8, 8) * 65535).astype(np.uint16))
+        from dataclasses import replace
+
+        photo = replace(read_photo(tmp_path / "plain.png"), text={"Description": "Grand-mère à Cork, 1931"}, xmp=xmp.encode())
+        write_photo(tmp_path / "in.png", photo)
+    photo = read_photo(tmp_path / "in.png")
+    assert photo.text == {"Description": "Grand-mère à Cork, 1931"} and b"Grand-m" in photo.xmp
+    for name in ("out.png", "out.jpg"):
+        write_photo(tmp_path / name, photo)
+        back = read_photo(tmp_path / name)
+        assert back.xmp is not None and "Grand-mère, 1931" in back.xmp.decode("utf-8")
+    assert read_photo(tmp_path / "out.png").text == {"Description": "Grand-mère à Cork, 1931"}
+
+
 def test_icc_preserved_in_16bit_png(tmp_path):
     array = (smooth_image(8, 8) * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), array)

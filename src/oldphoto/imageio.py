@@ -21,13 +21,13 @@ import os
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError, ImageReadError, ImageTooLargeError, ImageWriteError
@@ -64,6 +64,8 @@ per sample, photometric, strips): written back over the restored pixels, it woul
 EXIF_SUB_IFDS = (0x8769, 0x8825)
 """The EXIF and GPS directories, carried over whole."""
 TIFF_X_RESOLUTION = 0x011A
+PNG_XMP_KEY = "XML:com.adobe.xmp"
+"""The iTXt keyword under which PNG files carry their XMP packet."""
 MAX_DPI = 100_000.0
 
 JpegQuality = int | Literal["auto"]
@@ -204,6 +206,8 @@ class Photo:
         exif: EXIF block with orientation reset to 1, or None.
         jpeg: the source JPEG's estimated quality and chroma subsampling, or None for other formats.
         dpi: the scan's resolution (horizontal, vertical dots per inch) as the file states it, or None.
+        xmp: the XMP packet (captions, keywords, rights an archive wrote), or None.
+        text: a PNG's text chunks (keyword -> text: a caption, a description), empty for other formats.
     """
 
     pixels: np.ndarray
@@ -214,6 +218,8 @@ class Photo:
     exif: bytes | None = None
     jpeg: JpegSettings | None = None
     dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    text: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def height(self) -> int:
@@ -418,7 +424,19 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         exif=exif_bytes,
         jpeg=jpeg,
         dpi=_usable_dpi(dpi),
+        xmp=_xmp_of(pil),
+        text={key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY} if pil.format == "PNG" else {},
     )
+
+
+def _xmp_of(pil: Image.Image) -> bytes | None:
+    """The XMP packet of a JPEG, WebP or PNG (a TIFF's travels in its tags), as bytes."""
+    if pil.format == "TIFF":
+        return None
+    packet = (pil.info.get("xmp") or getattr(pil, "text", {}).get(PNG_XMP_KEY)) if pil.format == "PNG" else pil.info.get("xmp")
+    if isinstance(packet, str):
+        packet = packet.encode("utf-8")
+    return packet or None
 
 
 def _usable_dpi(dpi: object) -> tuple[float, float] | None:
@@ -480,6 +498,22 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def _png_text_items(photo: Photo) -> dict[str, str]:
+    """The photo's PNG text chunks, with its XMP packet under the keyword PNG readers look for."""
+    items = dict(photo.text)
+    if photo.xmp:
+        items[PNG_XMP_KEY] = photo.xmp.decode("utf-8", errors="replace")
+    return items
+
+
+def _png_text(photo: Photo) -> PngImagePlugin.PngInfo:
+    """:func:`_png_text_items` as Pillow writes them (international text: any language)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in _png_text_items(photo).items():
+        info.add_itxt(key, value)
+    return info
+
+
 def _grey_alpha_png_16(grey: np.ndarray, alpha: np.ndarray) -> bytes:
     """A PNG (colour type 4, 16 bits) of two (H, W) uint16 planes: every row unfiltered, big-endian samples."""
     height, width = grey.shape
@@ -495,10 +529,17 @@ def _grey_alpha_png_16(grey: np.ndarray, alpha: np.ndarray) -> bytes:
 
 
 def _add_png_metadata(
-    png: bytes, icc_profile: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None = None
+    png: bytes,
+    icc_profile: bytes | None,
+    exif: bytes | None,
+    dpi: tuple[float, float] | None = None,
+    text: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Insert iCCP, eXIf and pHYs chunks right after IHDR (OpenCV's PNG encoder writes none of them)."""
+    """Insert iCCP, eXIf, pHYs and iTXt chunks right after IHDR (OpenCV's PNG encoder writes none of them)."""
     extra = b""
+    for key, value in (text or {}).items():
+        # iTXt: keyword, no compression, no language tag or translated keyword, then UTF-8 text.
+        extra += _png_chunk(b"iTXt", key.encode("latin-1", errors="replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
     if dpi:
         per_metre = [round(value / 0.0254) for value in dpi]
         extra += _png_chunk(b"pHYs", struct.pack(">IIB", per_metre[0], per_metre[1], 1))
@@ -557,7 +598,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
             # OpenCV writes no two-channel PNG: grey + alpha as the PNG format's own 16-bit grey-alpha type.
             encoded = np.frombuffer(_grey_alpha_png_16(*channels), np.uint8)
             profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi)
+            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi, _png_text_items(photo))
         if len(channels) == 2:  # nor a two-channel TIFF: the grey repeated as RGB, the alpha kept
             channels = [channels[0]] * 3 + [channels[1]]
         array = channels[0] if len(channels) == 1 else np.dstack(channels)
@@ -566,7 +607,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
             raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt} image")
         if fmt == "PNG":
             profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi)
+            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi, _png_text_items(photo))
         if photo.icc_profile or photo.exif or photo.dpi:
             log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile, EXIF or dpi", named)
         return encoded.tobytes()
@@ -587,6 +628,10 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options["exif"] = photo.exif
     if photo.dpi and fmt in ("JPEG", "PNG", "TIFF"):
         options["dpi"] = photo.dpi
+    if photo.xmp and fmt in ("JPEG", "WEBP"):
+        options["xmp"] = photo.xmp
+    if fmt == "PNG" and (photo.text or photo.xmp):
+        options["pnginfo"] = _png_text(photo)
     if fmt == "JPEG":
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
     elif fmt == "WEBP":
