@@ -760,4 +760,4 @@ def test_a_dry_run_refuses_what_the_run_would_and_degrade_says_when_it_upscales(
     taken.write_text("not a folder")
     assert invoke("restore", str(album / "a.jpg"), "-o", str(taken), "--dry-run", *STAGES).exit_code == 2
     result = invoke("degrade", str(album / "a.jpg"), "-o", str(tmp_path / "set"), "--size-range", "100", "120")
-    assert result.exit_code == 0 and "smaller than the --size-range crops" in " ".join(result.output.split())
+    assert result.exit_code == 0 and "--size-range crop: it is upscaled" in " ".join(result.output.split())

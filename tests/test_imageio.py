@@ -288,6 +288,24 @@ def test_captions_and_xmp_are_kept(tmp_path, bits):
     assert read_photo(tmp_path / "out.png").text == {"Description": "Grand-mère à Cork, 1931"}
 
 
+def test_xmp_is_turned_upright_with_the_pixels_and_an_oversized_one_left_out_of_a_jpeg(tmp_path, caplog):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    image = Image.fromarray((smooth_image(8, 12) * 255).astype(np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "turned.jpg", exif=exif.tobytes(), xmp=xmp)
+    photo = read_photo(tmp_path / "turned.jpg")
+    assert photo.pixels.shape[:2] == (12, 8) and b'tiff:Orientation="1"' in photo.xmp
+    from dataclasses import replace
+
+    huge = replace(photo, xmp=b"<x:xmpmeta>" + b"history " * 10_000 + b"</x:xmpmeta>")
+    with caplog.at_level("WARNING"):
+        write_photo(tmp_path / "out.jpg", huge)  # Pillow refuses a JPEG XMP segment over 64 KB
+    assert "too large for a JPEG" in caplog.text and read_photo(tmp_path / "out.jpg").xmp is None
+    write_photo(tmp_path / "out.tif", huge)  # a TIFF keeps it
+    assert b"history" in read_photo(tmp_path / "out.tif").xmp
+
+
 def test_icc_preserved_in_16bit_png(tmp_path):
     array = (smooth_image(8, 8) * 65535).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), array)

@@ -205,7 +205,7 @@ def _slider(frame_id: str, before: str | None, after: str, mask: str | None, wid
         layers.append(f'<img class="after" src="{escape(after)}" alt="after"{size} loading="lazy" draggable="false">')
         layers.append('<div class="divider" aria-hidden="true"></div><span class="tag tag-before">before</span><span class="tag tag-after">after</span>')
     else:
-        layers.append(f'<img class="only" src="{escape(after)}" alt="after (input not found)"{size} loading="lazy">')
+        layers.append(f'<img class="only" src="{escape(after)}" alt="after (no input the browser can show beside it)"{size} loading="lazy">')
     if mask is not None:
         layers.append(f'<img class="mask" src="{escape(mask)}" alt="damage mask"{size} loading="lazy" hidden draggable="false">')
     kind = "ba" if before is not None else "single"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -57,13 +58,17 @@ MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG"})
 """Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
 read. Not JPEG: Pillow opens camera JPEGs with a preview or depth image as MPO with two frames."""
 EXIF_ORIENTATION_TAG = 0x0112
-TIFF_DESCRIPTIVE_TAGS = (0x010D, 0x010E, 0x010F, 0x0110, 0x0112, 0x011D, 0x0131, 0x0132, 0x013B, 0x013C, 0x02BC, 0x8298, 0x83BB)
+TIFF_DESCRIPTIVE_TAGS = (0x010D, 0x010E, 0x010F, 0x0110, 0x0112, 0x011D, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298)
 """Tags of a TIFF's first directory that describe the photo (document name, description, make, model, orientation,
-page name, software, date, artist, host computer, XMP, copyright, IPTC) and may be carried over. The rest of that directory lays out the file's own pixels (size, bits
+page name, software, date, artist, host computer, copyright) and may be carried over (its XMP packet, tag 0x02BC,
+travels as :attr:`Photo.xmp`; IPTC, which Pillow reads only in part, is left out). The rest of that directory lays out the file's own pixels (size, bits
 per sample, photometric, strips): written back over the restored pixels, it would corrupt the output."""
 EXIF_SUB_IFDS = (0x8769, 0x8825)
 """The EXIF and GPS directories, carried over whole."""
 TIFF_X_RESOLUTION = 0x011A
+TIFF_XMP_TAG = 0x02BC
+MAX_JPEG_SEGMENT = 65_000
+"""A JPEG's EXIF or XMP segment holds at most 64 KB: larger ones (an editor's long history) are left out, said."""
 PNG_XMP_KEY = "XML:com.adobe.xmp"
 """The iTXt keyword under which PNG files carry their XMP packet."""
 MAX_DPI = 100_000.0
@@ -424,19 +429,30 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         exif=exif_bytes,
         jpeg=jpeg,
         dpi=_usable_dpi(dpi),
-        xmp=_xmp_of(pil),
+        xmp=_xmp_of(pil, orientation),
         text={key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY} if pil.format == "PNG" else {},
     )
 
 
-def _xmp_of(pil: Image.Image) -> bytes | None:
-    """The XMP packet of a JPEG, WebP or PNG (a TIFF's travels in its tags), as bytes."""
+def _xmp_of(pil: Image.Image, orientation: int) -> bytes | None:
+    """The XMP packet of a JPEG, WebP, PNG or TIFF as bytes, its orientation set to 1 when the pixels were turned
+    upright by ``orientation`` (else readers that trust XMP would turn them again)."""
     if pil.format == "TIFF":
-        return None
-    packet = (pil.info.get("xmp") or getattr(pil, "text", {}).get(PNG_XMP_KEY)) if pil.format == "PNG" else pil.info.get("xmp")
+        packet = getattr(pil, "tag_v2", {}).get(TIFF_XMP_TAG)
+    elif pil.format == "PNG":
+        packet = pil.info.get("xmp") or getattr(pil, "text", {}).get(PNG_XMP_KEY)
+        if isinstance(packet, str) and not isinstance(packet, PngImagePlugin.iTXt):
+            packet = packet.encode("latin-1", errors="replace")  # a tEXt/zTXt chunk: Latin-1 by the PNG standard
+    else:
+        packet = pil.info.get("xmp")
     if isinstance(packet, str):
         packet = packet.encode("utf-8")
-    return packet or None
+    if not isinstance(packet, bytes) or not packet:
+        return None
+    if orientation != 1:
+        packet = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\g<2>", packet)
+        packet = re.sub(rb"(<tiff:Orientation>)\d(</tiff:Orientation>)", rb"\g<1>1\g<2>", packet)
+    return packet
 
 
 def _usable_dpi(dpi: object) -> tuple[float, float] | None:
@@ -624,11 +640,19 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     icc_profile = _profile_for(photo.icc_profile, photo.is_grayscale)
     if icc_profile and fmt != "BMP":
         options["icc_profile"] = icc_profile
-    if photo.exif and fmt != "BMP":
-        options["exif"] = photo.exif
+    exif = photo.exif
+    if fmt == "TIFF" and photo.xmp:
+        exif = _with_tag(exif, TIFF_XMP_TAG, photo.xmp)
+    if exif and fmt == "JPEG" and len(exif) > MAX_JPEG_SEGMENT:
+        log.warning("%sthe EXIF block (%d bytes) is too large for a JPEG and is left out (PNG or TIFF keep it)", named, len(exif))
+        exif = None
+    if exif and fmt != "BMP":
+        options["exif"] = exif
     if photo.dpi and fmt in ("JPEG", "PNG", "TIFF"):
         options["dpi"] = photo.dpi
-    if photo.xmp and fmt in ("JPEG", "WEBP"):
+    if photo.xmp and fmt == "JPEG" and len(photo.xmp) > MAX_JPEG_SEGMENT:
+        log.warning("%sthe XMP packet (%d bytes) is too large for a JPEG and is left out (PNG or TIFF keep it)", named, len(photo.xmp))
+    elif photo.xmp and fmt in ("JPEG", "WEBP"):
         options["xmp"] = photo.xmp
     if fmt == "PNG" and (photo.text or photo.xmp):
         options["pnginfo"] = _png_text(photo)
@@ -643,6 +667,15 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
+    """The EXIF block with one more tag of its first directory."""
+    tags = Image.Exif()
+    if exif:
+        tags.load(exif)
+    tags[tag] = value
+    return tags.tobytes()
 
 
 def _has_sub_ifds(exif: bytes | None) -> bool:

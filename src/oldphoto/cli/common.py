@@ -79,7 +79,7 @@ def report_discovery(discovered: Discovered) -> None:
         names = ", ".join(path.name for path in discovered.ignored[:3])
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
         readable = " ".join(sorted(EXTENSION_FORMATS))
-        note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}): {names}{more}")
+        note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}), or links to nothing: {names}{more}")
 
 
 def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:

@@ -85,15 +85,16 @@ def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_rang
     return tuple(pairs)
 
 
-def random_crop(image: np.ndarray, rng: np.random.Generator, size_range: tuple[int, int]) -> np.ndarray:
+def random_crop(image: np.ndarray, rng: np.random.Generator, size_range: tuple[int, int], name: str = "a photo") -> np.ndarray:
     """A random square crop of ``image`` ((H, W, 3) float32 in [0, 1]) with a side drawn from [MIN, MAX].
 
-    A photo smaller than the side is first upscaled (bicubic) so its short side is the side. Draws the side, then
-    y, then x from ``rng``. Returns (side, side, 3), contiguous.
+    A photo smaller than the side is first upscaled (bicubic) so its short side is the side, and a warning names it
+    (``name``). Draws the side, then y, then x from ``rng``. Returns (side, side, 3), contiguous.
     """
     side = int(rng.integers(size_range[0], size_range[1] + 1))
     height, width = image.shape[:2]
     if min(height, width) < side:
+        logger.warning("%s (%dx%d) is smaller than its %d px --size-range crop: it is upscaled to fit", name, width, height, side)
         scale = side / min(height, width)
         image = cv2.resize(image, (max(side, round(width * scale)), max(side, round(height * scale))), interpolation=cv2.INTER_CUBIC)
         height, width = image.shape[:2]
@@ -128,9 +129,7 @@ def make_pair(
     """
     clean = load_rgb(pair.source)
     if size_range is not None:
-        if min(clean.shape[:2]) < size_range[0]:
-            logger.warning("%s (%dx%d) is smaller than the --size-range crops: it is upscaled to fit", pair.source, clean.shape[1], clean.shape[0])
-        clean = random_crop(clean, rng, size_range)
+        clean = random_crop(clean, rng, size_range, name=str(pair.source))
     sample = degrade_image(clean, preset, rng, stamps)
     save_rgb(output / "clean" / f"{pair.stem}.png", sample.clean)
     save_rgb(output / "degraded" / f"{pair.stem}.png", sample.degraded)
