@@ -761,3 +761,12 @@ def test_a_dry_run_refuses_what_the_run_would_and_degrade_says_when_it_upscales(
     assert invoke("restore", str(album / "a.jpg"), "-o", str(taken), "--dry-run", *STAGES).exit_code == 2
     result = invoke("degrade", str(album / "a.jpg"), "-o", str(tmp_path / "set"), "--size-range", "100", "120")
     assert result.exit_code == 0 and "--size-range crop: it is upscaled" in " ".join(result.output.split())
+
+
+def test_the_summary_tells_same_named_photos_apart_and_shows_brackets(tmp_path, random_scratch_model):
+    for name in ("sub1/a.jpg", "sub2/a.jpg", "[1931] grandma.jpg"):
+        make_photo(tmp_path / "album" / name)
+    result = invoke("restore", str(tmp_path / "album"), "-o", str(tmp_path / "out"), "--recursive", *STAGES)
+    assert result.exit_code == 0, result.output
+    shown = result.output
+    assert "sub1/a.jpg" in shown and "sub2/a.jpg" in shown and "[1931] grandma.jpg" in " ".join(shown.split())

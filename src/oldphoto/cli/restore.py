@@ -188,7 +188,7 @@ def restore(
                 progress.update(tiles, completed=done, total=total, visible=total > 1, text=f"{done}/{total} tiles")
 
             if engine is Engine.local:
-                stream = _run_local(to_run, restorer, outputs, on_tile, lambda job: progress.update(photos, description=f"[cyan]{job.source.name}"))
+                stream = _run_local(to_run, restorer, outputs, on_tile, lambda job: progress.update(photos, description=f"[cyan]{escape(job.source.name)}"))
             else:
                 from oldphoto.ray_engine import RuntimeSettings, run_with_ray
 
@@ -275,9 +275,13 @@ def _print_summary(records: list[JobRecord]) -> None:
     for column in ("input", "status", "size", "seconds", "scratch %", "note"):
         table.add_column(column)
     styles = {"restored": "[green]restored[/]", "failed": "[red]failed[/]", "refused": "[red]refused[/]"}
-    for record in records:
+    names = [Path(record.input).name for record in records]
+    if len(set(names)) < len(names):  # sub1/a.jpg and sub2/a.jpg: show where each is, below their common folder
+        common = os.path.commonpath([os.path.abspath(record.input) for record in records])
+        names = [os.path.relpath(os.path.abspath(record.input), common) for record in records]
+    for record, name in zip(records, names):
         table.add_row(
-            Path(record.input).name,
+            escape(name),  # a file named "[1931] grandma.jpg" is text, not markup
             styles.get(record.status, record.status),
             f"{record.width}x{record.height}" if record.width else "",
             f"{record.seconds:.2f}" if record.seconds is not None else "",
