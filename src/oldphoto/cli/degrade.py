@@ -76,6 +76,6 @@ def degrade(
             progress.advance(task)
     with library_errors():
         write_manifest(output, seed, recipe, records, stamps)
-    console.print(f"wrote {len(records)} pairs to {output}")
+    console.print(f"wrote {len(records)} pairs to {escape(str(output))}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)

@@ -69,7 +69,7 @@ def verify(
         try:
             path = verify_weights(spec)
             load_network(spec)
-            console.print(f"[green]ok[/]      {spec.name}  {path}")
+            console.print(f"[green]ok[/]      {spec.name}  {escape(str(path))}")
         except OldPhotoError as error:
             failures += 1
             error_console.print(f"[red]FAILED[/]  {spec.name}: {escape(str(error))}", highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from oldphoto.cli.common import console, library_errors
 from oldphoto.gallery import check_gallery_target, write_gallery
@@ -31,7 +32,7 @@ def merge(
         write_report(output, merged)
     totals = merged["totals"]
     statuses = ", ".join(f"{count} {status}" for status, count in totals["statuses"].items())
-    console.print(f"merged {len(reports)} report(s): {len(merged['images'])} photos ({statuses}) -> {output}", highlight=False)
+    console.print(f"merged {len(reports)} report(s): {len(merged['images'])} photos ({statuses}) -> {escape(str(output))}", highlight=False)
 
 
 @app.command("gallery", no_args_is_help=True)
@@ -56,4 +57,4 @@ def gallery(
         check_gallery_target(output, overwrite)
         payload = read_report(report)
         write_gallery(output, payload, root=paths_from)
-    console.print(f"gallery of {len(payload['images'])} photos -> {output}", highlight=False)
+    console.print(f"gallery of {len(payload['images'])} photos -> {escape(str(output))}", highlight=False)

@@ -145,7 +145,7 @@ def restore(
                 raise OutputNotWritableError(f"-o {output} is a file, not a folder; choose a folder for the outputs")
         _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
         if save_faces_dir is not None:
-            console.print(f"face crops: {save_faces_dir}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
+            console.print(f"face crops: {escape(str(save_faces_dir))}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
         raise typer.Exit(EXIT_FAILURES if problems or any(_refused(job) for job in jobs) else 0)
 
     to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
@@ -217,7 +217,7 @@ def restore(
                 write_report(report, payload)
             if gallery:
                 index = write_gallery(output / GALLERY_NAME, payload)
-                console.print(f"gallery: {index}", highlight=False)
+                console.print(f"gallery: {escape(str(index))}", highlight=False)
 
     failures += sum(record.counts_as_failure for record in records)
     _print_summary(records)
