@@ -612,21 +612,21 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
             channels.append(_alpha_as(alpha, 16))
         if len(channels) == 2 and fmt == "PNG":
             # OpenCV writes no two-channel PNG: grey + alpha as the PNG format's own 16-bit grey-alpha type.
-            encoded = np.frombuffer(_grey_alpha_png_16(*channels), np.uint8)
-            profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi, _png_text_items(photo))
-        if len(channels) == 2:  # nor a two-channel TIFF: the grey repeated as RGB, the alpha kept
-            channels = [channels[0]] * 3 + [channels[1]]
-        array = channels[0] if len(channels) == 1 else np.dstack(channels)
-        ok, encoded = cv2.imencode(".png" if fmt == "PNG" else ".tif", array)
-        if not ok:
-            raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt} image")
+            encoded = _grey_alpha_png_16(*channels)
+        else:
+            if len(channels) == 2:  # nor a two-channel TIFF: the grey repeated as RGB, the alpha kept
+                channels = [channels[0]] * 3 + [channels[1]]
+            array = channels[0] if len(channels) == 1 else np.dstack(channels)
+            ok, buffer = cv2.imencode(".png" if fmt == "PNG" else ".tif", array)
+            if not ok:
+                raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt} image")
+            encoded = buffer.tobytes()
         if fmt == "PNG":
             profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-            return _add_png_metadata(encoded.tobytes(), profile, photo.exif, photo.dpi, _png_text_items(photo))
+            return _add_png_metadata(encoded, profile, photo.exif, photo.dpi, _png_text_items(photo))
         if photo.icc_profile or photo.exif or photo.dpi:
             log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile, EXIF or dpi", named)
-        return encoded.tobytes()
+        return encoded
 
     if photo.is_grayscale:
         pil = Image.fromarray(values[:, :, 0], mode="L")

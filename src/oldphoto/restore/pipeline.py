@@ -167,16 +167,12 @@ def user_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the damage m
         )
     luma = mask if mask.ndim == 2 else to_luminance(mask)[:, :, 0]
     damaged = luma > 0.5
+    marked = int(np.count_nonzero(damaged))
     faint = int(np.count_nonzero((luma > 0.1) & ~damaged))
-    if damaged.mean() > MASK_MOSTLY_DAMAGED:
-        log.warning("%s marks %.0f%% of the photo as damaged: white marks damage, black leaves a pixel alone (inverted?)", name, 100 * damaged.mean())
-    if faint > max(int(np.count_nonzero(damaged)), 0) and faint >= 16:
-        log.warning(
-            "%s has %d grey pixels below half brightness, which do not count as damage (%d pixels do): paint damage white",
-            name,
-            faint,
-            int(np.count_nonzero(damaged)),
-        )
+    if marked > MASK_MOSTLY_DAMAGED * damaged.size:
+        log.warning("%s marks %.0f%% of the photo as damaged: white marks damage, black leaves a pixel alone (inverted?)", name, 100 * marked / damaged.size)
+    if faint > marked and faint >= 16:
+        log.warning("%s has %d grey pixels below half brightness, which do not count as damage (%d pixels do): paint damage white", name, faint, marked)
     return damaged.astype(np.float32)
 
 
