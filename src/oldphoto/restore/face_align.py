@@ -80,24 +80,33 @@ def match_tone(refined: np.ndarray, reference: np.ndarray, sigma: float = 8.0) -
 
 
 def paste_face(
-    image: np.ndarray, face: np.ndarray, matrix: np.ndarray, strength: float = 1.0, base: np.ndarray | None = None
+    image: np.ndarray,
+    face: np.ndarray,
+    matrix: np.ndarray,
+    strength: float = 1.0,
+    base: np.ndarray | None = None,
+    *,
+    in_place: bool = False,
 ) -> np.ndarray:
     """Warp an aligned face crop back into ``image`` and blend it in with a feathered mask (low-passed first where the
     face is smaller in the photo than in the crop, so that the crop's fine detail does not alias).
 
     Args:
-        image: (H, W, C) float32 in [0, 1]; not modified.
+        image: (H, W, C) float32 in [0, 1]; not modified unless ``in_place``.
         face: (S, S, C) float32 crop in template space.
         matrix: the (2, 3) image->crop transform the crop was made with.
         strength: 0 = leave the image as it is, 1 = the face replaces the image inside the mask.
         base: the (S, S, C) crop ``face`` was made from. When given, only the correction ``face - base`` is warped
             back and added: a face larger than the template keeps the detail that the down/up round trip through
             the template's resolution would otherwise take away (the crop itself is never pasted).
+        in_place: paste into ``image`` itself and return it: a photo with many faces is then copied once by the
+            caller, not once per face (a 24 MP photo's copy costs 0.1 s and 288 MB).
 
     Returns:
-        A new (H, W, C) image in [0, 1]; pixels where the warped mask is zero are exactly the input's.
+        The (H, W, C) image in [0, 1], new unless ``in_place``; pixels where the warped mask is zero are exactly the
+        input's.
     """
-    result = image.copy()
+    result = image if in_place else image.copy()
     if strength <= 0.0:
         return result
     size = face.shape[0]

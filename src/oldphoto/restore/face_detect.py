@@ -86,6 +86,18 @@ class DetectorSettings:
 
 
 _NMS_BLOCK = 64
+_REFINE_CHUNK = 128
+"""Crops R-Net judges per call: on 2 cores R-Net takes 30 us a crop in batches of 128 but 80 us in one batch of 3,000
+(a crowded photo's candidates), whose activations no longer fit in the caches."""
+_OUTPUT_CHUNK = 64
+"""Crops O-Net judges per call, for the same reason (180 against 450 us a crop for 844 crops at once)."""
+
+
+def _in_chunks(stage: torch.nn.Module, crops: torch.Tensor, chunk: int) -> list[torch.Tensor]:
+    """``stage``'s outputs for (N, 3, S, S) ``crops`` (N >= 1, as the stages need), run ``chunk`` crops at a time
+    and joined along N."""
+    parts = [stage(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
+    return [torch.cat(outputs) for outputs in zip(*parts)]
 
 
 def _normalise(rgb: np.ndarray) -> torch.Tensor:
@@ -171,9 +183,16 @@ def _proposals(image: np.ndarray, network: MTCNN, settings: DetectorSettings) ->
     cell = network.config.proposal_cell
     scale = cell / settings.min_face
     found = []
+    source = image
     while min(height, width) * scale >= cell:
         size = (max(cell, int(width * scale + 1)), max(cell, int(height * scale + 1)))
-        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        # Each level is shrunk from the smallest halving of the photo still at least twice its size, not from the
+        # photo itself: area averaging reads every source pixel, so ten levels cut from a 1.3 MP photo took a third of
+        # the upright search. The levels differ only where a pixel straddles a block edge: on the 23 labelled photos
+        # the same 148 faces were found (one box moved, IoU 0.76, a borderline P-Net window winning over another).
+        while source.shape[1] // 2 >= 2 * size[0] and source.shape[0] // 2 >= 2 * size[1]:
+            source = cv2.resize(source, (source.shape[1] // 2, source.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
         probability, offsets = network.pnet(_normalise(resized))
         face = probability[0, 1].numpy()
         ys, xs = np.nonzero(face >= settings.thresholds[0])
@@ -260,7 +279,7 @@ def _detect(rgb: np.ndarray, network: MTCNN, settings: DetectorSettings) -> list
     rows = rows[non_maximum_suppression(rows[:, :4], rows[:, 4], 0.7)]
     boxes = _square(_regress(rows[:, :4], rows[:, 5:9]))
 
-    probability, offsets = network.rnet(_crops(image, boxes, network.config.refine_size))
+    probability, offsets = _in_chunks(network.rnet, _crops(image, boxes, network.config.refine_size), _REFINE_CHUNK)
     refine_threshold = settings.thresholds[1]
     lowest = refine_threshold if settings.rescue_refine_score is None else min(refine_threshold, settings.rescue_refine_score)
     keep = probability[:, 1].numpy() >= lowest
@@ -286,7 +305,7 @@ def _output_stage(image: np.ndarray, boxes: np.ndarray, network: MTCNN, threshol
     nested ones suppressed, with their landmarks, in the photo's pixels (the search image is ``shrink`` times it)."""
     if len(boxes) == 0:
         return []
-    probability, offsets, points = network.onet(_crops(image, boxes, network.config.output_size))
+    probability, offsets, points = _in_chunks(network.onet, _crops(image, boxes, network.config.output_size), _OUTPUT_CHUNK)
     keep = probability[:, 1].numpy() >= threshold
     boxes, scores = boxes[keep], probability[keep, 1].numpy()
     offsets, points = offsets[keep].numpy(), points[keep].numpy()

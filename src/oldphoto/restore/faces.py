@@ -206,16 +206,24 @@ def blended_face(aligned: np.ndarray, refined: np.ndarray, coarse: float, fine: 
 
 
 def paste_correction(
-    rgb: np.ndarray, aligned: AlignedFace, refined: np.ndarray, coarse: float, fine: float, blend: GateBlend | None
+    rgb: np.ndarray,
+    aligned: AlignedFace,
+    refined: np.ndarray,
+    coarse: float,
+    fine: float,
+    blend: GateBlend | None,
+    *,
+    in_place: bool = False,
 ) -> np.ndarray:
     """``rgb`` (H, W, 3) in [0, 1] with the refiner's correction ``refined - aligned.pixels`` ((S, S, 3) crops)
     warped back into the face and added, its coarse and fine parts at their strengths (one strength for the whole
     correction when they are equal, or without a gate's ``blend``). Only the correction goes back, so a face larger
-    than the 256 px template keeps its own detail; the result is clipped to [0, 1]."""
+    than the 256 px template keeps its own detail; the result is clipped to [0, 1]. A new image, or ``rgb`` itself
+    changed when ``in_place``."""
     if blend is None or coarse == fine:
-        return paste_face(rgb, refined, aligned.matrix, coarse, base=aligned.pixels)
+        return paste_face(rgb, refined, aligned.matrix, coarse, base=aligned.pixels, in_place=in_place)
     corrected = blended_face(aligned.pixels, refined, coarse, fine, blend.fine_sigma)
-    return paste_face(rgb, corrected, aligned.matrix, 1.0, base=aligned.pixels)
+    return paste_face(rgb, corrected, aligned.matrix, 1.0, base=aligned.pixels, in_place=in_place)
 
 
 def refine_faces(
@@ -258,7 +266,7 @@ def refine_faces(
     chosen = select_faces(faces, rgb.shape, min_size, only_center)
     if not any(chosen) or strength <= 0.0:
         return FaceResult(rgb, faces, tuple(RefinedFace(face, False) for face in faces))
-    result = rgb
+    result = rgb.copy()  # one copy, each face pasted into it in place
     records: list[RefinedFace] = [RefinedFace(face, False) for face in faces]
     conditioned, mirror_average = conditions_on_original(refiner.spec), averages_mirror(refiner.spec)
     blend = None if gate is None else GateBlend.of(gate.spec)
@@ -275,6 +283,6 @@ def refine_faces(
         if gate is not None:
             need = estimate_need(gate.network, before, aligned.pixels, refined)
         coarse, fine = blend_strengths(need, blend, strength)
-        result = paste_correction(result, aligned, refined, coarse, fine, blend)
+        paste_correction(result, aligned, refined, coarse, fine, blend, in_place=True)
         records[index] = RefinedFace(face, True, aligned.pixels, refined, need, coarse, fine)
     return FaceResult(result, faces, tuple(records))
