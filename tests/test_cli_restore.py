@@ -259,6 +259,22 @@ def test_models_list_and_verify(random_scratch_model, monkeypatch):
     assert verified.exit_code == 0, verified.output
 
 
+def test_models_list_shows_whole_names_in_a_log(monkeypatch):
+    """A log or a pipe counts as 80 columns; the table must not cut model names to "scratch-un…"."""
+    import io
+
+    from rich.console import Console
+
+    from oldphoto.cli import models as models_command
+    from oldphoto.registry import all_specs
+
+    log = Console(width=80, color_system=None, file=io.StringIO())
+    monkeypatch.setattr(models_command, "console", log)
+    assert invoke("models", "list").exit_code == 0
+    printed = log.file.getvalue()
+    assert "…" not in printed and all(f" {spec.name} " in printed for spec in all_specs())
+
+
 def test_version():
     from oldphoto import __version__
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 from skimage.metrics import peak_signal_noise_ratio
 from typer.testing import CliRunner
 
@@ -287,3 +289,35 @@ def test_quiet_hides_the_scoring_note_not_the_scores(tiny_set):
     quiet = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "classical", "--quiet"])
     assert quiet.exit_code == 0, quiet.output
     assert "note:" not in quiet.output and "classical" in quiet.output
+
+
+def test_the_table_never_cuts_a_figure_or_a_method_name(degraded_set, tmp_path, monkeypatch):
+    """Rich fits tables to 80 columns when the output is a file or a pipe (a log, CI), cutting cells to "0.74…"
+    (eleven columns with a set's distractors): every figure and method name must come out whole."""
+    from oldphoto.cli import evaluate as evaluate_command
+
+    log = Console(width=80, color_system=None, file=io.StringIO())
+    monkeypatch.setattr(evaluate_command, "console", log)
+    out = tmp_path / "scores.json"
+    methods = ["identity", "classical", "tophat"]
+    result = CliRunner().invoke(app, ["evaluate", str(degraded_set), *(arg for m in methods for arg in ("-m", m)), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    printed = log.file.getvalue()
+    assert "…" not in printed and log.width == 80
+    for method in json.loads(out.read_text())["methods"]:
+        row = next(line for line in printed.splitlines() if f" {method['method']} " in line)
+        assert f"{method['psnr']:.2f}" in row and f"{method['ssim']:.4f}" in row
+        if "f1" in method:
+            assert f"{method['f1']:.3f}" in row and f"{method['precision']:.3f}" in row
+
+
+def test_a_terminal_too_narrow_for_the_table_wraps_cells_instead_of_cutting_them(tiny_set, monkeypatch):
+    from oldphoto.cli import evaluate as evaluate_command
+
+    narrow = Console(width=60, force_terminal=True, color_system=None, file=io.StringIO())
+    monkeypatch.setattr(evaluate_command, "console", narrow)
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "classical", "-m", "tophat"])
+    assert result.exit_code == 0, result.output
+    printed = narrow.file.getvalue()
+    assert "┃" in printed and "…" not in printed
+    assert max(len(line) for line in printed.splitlines()) <= 60

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
@@ -52,6 +53,28 @@ def note(message: str) -> None:
     if not _quiet:
         # soft_wrap: one line per note however narrow the terminal (Rich would otherwise wrap and indent nothing).
         error_console.print(f"[yellow]note:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def print_table(table: Table, target: Console | None = None) -> None:
+    """Print a table with every cell whole. Rich fits a table to the console by cutting cells ("0.74…",
+    "scratch-un…"), and a file or a pipe (a log, CI) counts as 80 columns: a cut figure, name or error is lost.
+    Out of a terminal a table wider than that goes out as wide as it needs (nothing wraps a log's lines); in a
+    terminal too narrow for it, long cells wrap onto more lines instead."""
+    target = console if target is None else target
+    needed = target.measure(table, options=target.options.update_width(100_000)).maximum
+    if needed <= target.width:
+        target.print(table)
+    elif not target.is_terminal:
+        width = target.width
+        target.width = needed
+        try:
+            target.print(table)
+        finally:
+            target.width = width
+    else:
+        for column in table.columns:
+            column.overflow = "fold"
+        target.print(table)
 
 
 def quiet_option() -> typer.models.OptionInfo:

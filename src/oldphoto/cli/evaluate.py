@@ -23,6 +23,7 @@ from oldphoto.cli.common import (
     library_errors,
     note,
     precision_option,
+    print_table,
     progress_bar,
     quiet_option,
     set_quiet,
@@ -183,7 +184,7 @@ def _print_table(summaries, scoring: str | None = None) -> None:
     for s in summaries:
         m = s.mask
         table.add_row(
-            s.method,
+            escape(s.method),
             str(s.images),
             fmt(s.psnr, 2),
             fmt(s.ssim, 4),
@@ -195,7 +196,7 @@ def _print_table(summaries, scoring: str | None = None) -> None:
             fmt(s.seconds_per_mp, 3),
             fmt(s.peak_mb, 0),
         )
-    console.print(table)
+    print_table(table, console)
     if scoring is not None:
         note(f"mask scoring: {scoring}")
 

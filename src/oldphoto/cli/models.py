@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors
+from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors, print_table
 from oldphoto.errors import OldPhotoError
 from oldphoto.registry import all_specs, get_spec
 from oldphoto.weights import locate_weights, parameter_count, verify_weights
@@ -49,7 +49,7 @@ def list_models() -> None:
             (spec.sha256 or "-")[:16],
             _status_text(status, spec.caveat),
         )
-    console.print(table)
+    print_table(table, console)
     for spec in all_specs():
         if spec.caveat and spec.shipped:
             console.print(f"[yellow]note:[/] {spec.name}: {escape(spec.caveat)}", highlight=False)

@@ -24,6 +24,7 @@ from oldphoto.cli.common import (
     library_errors,
     megapixel_progress,
     note,
+    print_table,
     set_quiet,
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
@@ -267,7 +268,7 @@ def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_ma
     for job in jobs:
         mask = given_masks.get(job.source)
         table.add_row(str(job.source), str(job.output), job.skip_reason or ("restore" if mask is None else f"restore with mask {mask}"))
-    console.print(table)
+    print_table(table, console)
 
 
 def _print_summary(records: list[JobRecord]) -> None:
@@ -288,4 +289,4 @@ def _print_summary(records: list[JobRecord]) -> None:
             f"{100 * record.scratch_coverage:.2f}" if record.scratch_coverage is not None else "",
             escape(record.error or ""),
         )
-    console.print(table)
+    print_table(table, console)
