@@ -228,6 +228,22 @@ def test_a_camera_photos_exif_directories_survive_a_tiff_output(tmp_path):
     assert b"grandmother" in bytes(opened(tmp_path / "xmp-out.tif").tag_v2.get(0x02BC, b""))
 
 
+def test_a_16bit_tiff_says_it_leaves_the_camera_exif_out(tmp_path, caplog):
+    """tifffile writes no EXIF directory: a 16-bit photo with camera data written as TIFF keeps the make and model
+    (descriptive tags) and says that the EXIF data is left out."""
+    from dataclasses import replace
+
+    cv2.imwrite(str(tmp_path / "in.png"), (smooth_image(8, 8) * 65535).astype(np.uint16))
+    exif = Image.Exif()
+    exif[0x010F] = "Kodak"
+    exif[0x8769] = {0x9003: "1931:07:04 12:00:00"}
+    photo = replace(read_photo(tmp_path / "in.png"), exif=exif.tobytes())
+    with caplog.at_level("WARNING"):
+        write_photo(tmp_path / "out.tif", photo)
+    assert "camera's EXIF/GPS data" in caplog.text
+    assert opened(tmp_path / "out.tif").tag_v2.get(0x010F) == "Kodak"
+
+
 def test_the_scan_resolution_is_kept(tmp_path):
     array = (smooth_image(16, 16) * 255).astype(np.uint8)
     for name in ("in.jpg", "in.png"):
@@ -315,6 +331,67 @@ def test_icc_preserved_in_16bit_png(tmp_path):
     write_photo(tmp_path / "out.png", replace(photo, icc_profile=srgb_icc()))
     assert opened(tmp_path / "out.png").info.get("icc_profile") == srgb_icc()
     assert cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+@pytest.mark.parametrize("layout", ["rgb", "gray", "rgba"])
+def test_a_16bit_tiff_scan_keeps_its_profile_resolution_and_captions(tmp_path, layout, caplog):
+    """An archival 16-bit TIFF scan came back with its pixels but without its ICC profile (its colours then read as
+    sRGB), its dpi (the print's size) and its captions: all kept now, with the bit depth and the pixels exact."""
+    import tifffile
+
+    channels = {"rgb": 3, "gray": 1, "rgba": 4}[layout]
+    array = (np.random.default_rng(0).random((12, 16, channels)) * 65535).astype(np.uint16)
+    profile = srgb_icc() if layout != "gray" else ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description dc:title="Grandmother, 1931"/></x:xmpmeta>'
+    tifffile.imwrite(
+        tmp_path / "scan.tif",
+        array[:, :, 0] if channels == 1 else array,
+        photometric="minisblack" if channels == 1 else "rgb",
+        extrasamples=("unassalpha",) if channels == 4 else None,
+        metadata=None,
+        software="ScanSoft 2",
+        iccprofile=profile,
+        resolution=(1200, 1200),
+        resolutionunit="INCH",
+        extratags=[(0x010E, "s", 0, b"Grandmother and her sisters", True), (0x02BC, "B", len(xmp), xmp, True)],
+    )
+    photo = read_photo(tmp_path / "scan.tif")
+    assert photo.bit_depth == 16 and photo.is_grayscale == (layout == "gray")
+    with caplog.at_level("WARNING"):
+        write_photo(tmp_path / "out.tif", photo)
+    assert not caplog.records
+    back = read_photo(tmp_path / "out.tif")
+    assert back.bit_depth == 16 and np.array_equal(back.pixels, photo.pixels)
+    assert back.alpha is None if layout != "rgba" else np.array_equal(back.alpha, array[:, :, 3])
+    assert back.dpi == (1200, 1200) and b"Grandmother, 1931" in back.xmp
+    # A Lab profile does not fit grayscale pixels and is left out, as for 8-bit outputs.
+    assert back.icc_profile == (srgb_icc() if layout != "gray" else None)
+    with tifffile.TiffFile(tmp_path / "out.tif") as written:
+        tags = written.pages[0].tags
+        assert tags["ImageDescription"].value == "Grandmother and her sisters" and tags["Software"].value == "ScanSoft 2"
+        assert tags["BitsPerSample"].value == (16,) * channels or tags["BitsPerSample"].value == 16
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_16bit_tiff_with_its_colours_in_separate_planes_is_read_right(tmp_path, channels, monkeypatch):
+    """OpenCV decoded a planar 16-bit TIFF (some scanners write them) into scrambled pixels without an error, and the
+    photo was restored from noise."""
+    import tifffile
+
+    planes = (np.random.default_rng(1).random((channels, 10, 14)) * 65535).astype(np.uint16)
+    extra = ("unassalpha",) if channels == 4 else None
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate", compression="zlib", extrasamples=extra)
+    photo = read_photo(tmp_path / "planar.tif")
+    assert photo.bit_depth == 16 and np.array_equal(np.rint(photo.pixels * 65535).astype(np.uint16), np.moveaxis(planes[:3], 0, 2))
+    assert (photo.alpha is None) == (channels == 3) and (channels == 3 or np.array_equal(photo.alpha, planes[3]))
+    # One tifffile cannot decode (LZW needs a codec package it does without) is refused with a message that says
+    # what to do, never read as noise.
+    def cannot(*args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", cannot)
+    with pytest.raises(ImageReadError, match="separate planes.*LZW.*interleaved"):
+        read_photo(tmp_path / "planar.tif")
 
 
 def test_bad_files_raise_one_clear_error(tmp_path):

@@ -28,6 +28,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+import tifffile
 from PIL import Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from oldphoto.atomic import atomic_write_bytes
@@ -66,6 +67,8 @@ per sample, photometric, strips): written back over the restored pixels, it woul
 EXIF_SUB_IFDS = (0x8769, 0x8825)
 """The EXIF and GPS directories, carried over whole."""
 TIFF_X_RESOLUTION = 0x011A
+TIFF_SOFTWARE_TAG = 0x0131
+TIFF_PLANAR_TAG = 0x011C
 TIFF_XMP_TAG = 0x02BC
 MAX_JPEG_SEGMENT = 65_000
 """A JPEG's EXIF or XMP segment holds at most 64 KB: larger ones (an editor's long history) are left out, said."""
@@ -305,8 +308,12 @@ def _source_bit_depth(pil: Image.Image, data: bytes) -> int:
     return 8
 
 
-def _decode_16bit(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode a 16-bit PNG/TIFF with OpenCV (Pillow cannot hold 16-bit RGB). Returns (color, alpha)."""
+def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a 16-bit PNG/TIFF with OpenCV (Pillow cannot hold 16-bit RGB), or a TIFF that stores each colour in a
+    plane of its own (``planar``) with tifffile: OpenCV decodes those into scrambled pixels without an error.
+    Returns (color, alpha)."""
+    if planar:
+        return _decode_planar_tiff(data, path)
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ImageReadError(f"{path}: could not decode the 16-bit image data (file damaged?)")
@@ -321,6 +328,24 @@ def _decode_16bit(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | Non
     if array.shape[2] == 2:  # gray + alpha
         return array[:, :, :1], array[:, :, 1].copy()
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), None
+
+
+def _decode_planar_tiff(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit TIFF with one plane per channel, as (H, W, 1|3) uint16 and the alpha plane, if any."""
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages[0]
+            planes = page.asarray()
+            extra = len(page.extrasamples)
+    except Exception as error:  # noqa: BLE001 - tifffile raises several types, e.g. for compressions it cannot decode
+        raise ImageReadError(
+            f"{path}: a 16-bit TIFF with its colours in separate planes that cannot be decoded ({error}); "
+            "save it again with the colours interleaved (\"contiguous\"/\"chunky\") or uncompressed"
+        ) from None
+    array = np.moveaxis(planes, 0, 2) if planes.ndim == 3 else planes[:, :, None]
+    colours = array.shape[2] - extra
+    alpha = array[:, :, colours].copy() if extra else None
+    return np.ascontiguousarray(array[:, :, :colours] if colours in (1, 3) else array[:, :, :1]), alpha
 
 
 def _decode_8bit(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -385,7 +410,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             color, alpha, scale = _decode_float(pil, path), None, 1.0
             bit_depth = 16  # written back at 16 bits, the nearest the output formats hold
         elif bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
-            color, alpha = _decode_16bit(data, path)
+            color, alpha = _decode_16bit(data, path, planar=pil.format == "TIFF" and pil.tag_v2.get(TIFF_PLANAR_TAG, 1) == 2)
             scale = 65535.0
             if color.dtype != np.uint16:  # OpenCV disagreed with the header: trust the decoded data
                 bit_depth, scale = 8, 255.0
@@ -606,27 +631,23 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
     if photo.bit_depth == 16 and bit_depth == 8:
         log.warning("%s%s holds 8 bits per channel; the 16-bit input's finer levels are rounded (PNG or TIFF keep them)", named, fmt)
+    if bit_depth == 16 and fmt == "TIFF":
+        return _tiff_16bit(values, alpha, photo, named)
     if bit_depth == 16:
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
             channels.append(_alpha_as(alpha, 16))
-        if len(channels) == 2 and fmt == "PNG":
+        if len(channels) == 2:
             # OpenCV writes no two-channel PNG: grey + alpha as the PNG format's own 16-bit grey-alpha type.
             encoded = _grey_alpha_png_16(*channels)
         else:
-            if len(channels) == 2:  # nor a two-channel TIFF: the grey repeated as RGB, the alpha kept
-                channels = [channels[0]] * 3 + [channels[1]]
             array = channels[0] if len(channels) == 1 else np.dstack(channels)
-            ok, buffer = cv2.imencode(".png" if fmt == "PNG" else ".tif", array)
+            ok, buffer = cv2.imencode(".png", array)
             if not ok:
-                raise ImageWriteError(f"OpenCV could not encode a 16-bit {fmt} image")
+                raise ImageWriteError("OpenCV could not encode a 16-bit PNG image")
             encoded = buffer.tobytes()
-        if fmt == "PNG":
-            profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-            return _add_png_metadata(encoded, profile, photo.exif, photo.dpi, _png_text_items(photo))
-        if photo.icc_profile or photo.exif or photo.dpi:
-            log.warning("%s16-bit TIFF output keeps pixels and bit depth but not the ICC profile, EXIF or dpi", named)
-        return encoded
+        profile = _profile_for(photo.icc_profile, photo.is_grayscale)
+        return _add_png_metadata(encoded, profile, photo.exif, photo.dpi, _png_text_items(photo))
 
     if photo.is_grayscale:
         pil = Image.fromarray(values[:, :, 0], mode="L")
@@ -666,6 +687,43 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options.update(compression="tiff_deflate")
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, named: str) -> bytes:
+    """A 16-bit TIFF (deflate) of (H, W, 3) uint16 ``values`` (channel 0 alone for a grayscale photo) and the alpha,
+    with the photo's ICC profile, dpi, XMP packet and descriptive tags. Written by tifffile: Pillow holds no 16-bit
+    RGB, and OpenCV's TIFFs carry no metadata, so an archival 16-bit scan lost its colour profile and resolution."""
+    planes = values[:, :, :1] if photo.is_grayscale else values
+    if alpha is not None:
+        if photo.is_grayscale:  # OpenCV and Pillow read no 16-bit grey + alpha TIFF: the grey as RGB, the alpha kept
+            planes = np.repeat(planes, 3, axis=2)
+        planes = np.dstack([planes, _alpha_as(alpha, 16)])
+    tags = Image.Exif()
+    if photo.exif:
+        tags.load(photo.exif)
+    if any(tags.get_ifd(tag) for tag in EXIF_SUB_IFDS):
+        log.warning("%sa 16-bit TIFF keeps the ICC profile, dpi, XMP and descriptive tags but not the camera's EXIF/GPS data (PNG or an 8-bit TIFF keep it)", named)
+    text = {tag: tags[tag] for tag in TIFF_DESCRIPTIVE_TAGS if isinstance(tags.get(tag), str)}
+    software = text.pop(TIFF_SOFTWARE_TAG, None)
+    # TIFF strings are ASCII by the letter; written as UTF-8, as most software reads them, so that no accent is lost.
+    extratags = [(tag, "s", 0, value.encode(), True) for tag, value in text.items()]
+    if photo.xmp:
+        extratags.append((TIFF_XMP_TAG, "B", len(photo.xmp), photo.xmp, True))
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        planes[:, :, 0] if planes.shape[2] == 1 else planes,
+        photometric="minisblack" if planes.shape[2] == 1 else "rgb",
+        extrasamples=("unassalpha",) if alpha is not None else None,
+        compression="zlib",
+        metadata=None,  # no tifffile JSON in the description
+        software=software.encode() if software else False,
+        iccprofile=_profile_for(photo.icc_profile, photo.is_grayscale),
+        resolution=photo.dpi,
+        resolutionunit="INCH" if photo.dpi else None,
+        extratags=extratags,
+    )
     return buffer.getvalue()
 
 
