@@ -680,6 +680,12 @@ def test_a_report_path_that_would_destroy_a_photo_or_an_output_is_refused_before
     for _ in range(2):
         assert invoke("restore", str(photo), "-o", str(out), "--report", str(report), "--overwrite", *STAGES).exit_code == 0
     assert json.loads(report.read_text())["images"][0]["status"] == "restored"
+    # A report that cannot be written (its folder is a file) crashed with a traceback after every photo was restored.
+    fresh = tmp_path / "fresh"
+    for extra in ([], ["--dry-run"]):
+        result = invoke("restore", str(photo), "-o", str(fresh), "--report", str(notes / "r.json"), *extra, *STAGES)
+        assert result.exit_code == 2 and "is a file, not a folder" in result.output, result.output
+    assert not fresh.exists()
 
 
 def test_a_mask_or_sheet_already_there_is_not_replaced_without_overwrite(album, tmp_path, random_scratch_model):

@@ -321,3 +321,36 @@ def test_a_terminal_too_narrow_for_the_table_wraps_cells_instead_of_cutting_them
     printed = narrow.file.getvalue()
     assert "┃" in printed and "…" not in printed
     assert max(len(line) for line in printed.splitlines()) <= 60
+
+
+def test_score_files_that_would_replace_a_photo_or_cannot_be_written_are_refused_before_scoring(tiny_set, tmp_path):
+    """--csv / --json replaced any file given (a photo given by mistake became CSV text), and a path that could not
+    be written crashed after all the scoring. Both are refused before any work now; earlier score files are replaced."""
+    photo = tiny_set / "clean" / "p0.png"
+    before = photo.read_bytes()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for option, target in [("--csv", photo), ("--json", photo), ("--csv", notes), ("--json", notes), ("--csv", blocker / "s.csv"), ("--json", tmp_path)]:
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", option, str(target)])
+        assert result.exit_code == 2 and option in result.output, (option, target, result.output)
+        assert "Traceback" not in result.output
+    assert photo.read_bytes() == before and notes.read_text() == "my notes"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(blocker)])
+    assert result.exit_code == 2 and "--save" in result.output
+    scores, summary = tmp_path / "s.csv", tmp_path / "s.json"
+    for _ in range(2):  # a re-run replaces its own files
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--csv", str(scores), "--json", str(summary)])
+        assert result.exit_code == 0, result.output
+    assert scores.read_text().startswith("method,stem") and json.loads(summary.read_text())["methods"]
+
+
+def test_a_mask_of_the_wrong_size_fails_its_pair_with_one_line(tiny_set, tmp_path):
+    save_rgb(tiny_set / "mask" / "p1.png", np.zeros((10, 10, 1), np.float32))
+    out = tmp_path / "s.csv"
+    for extra in ([], ["--true-masks"]):
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "tophat", "-m", "classical", *extra, "--csv", str(out)])
+        assert result.exit_code == 1, result.output
+        assert "p1.png: the mask is 10x10 but its photo 56x40" in " ".join(result.output.split())
+        assert "Traceback" not in result.output and out.exists()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +46,67 @@ def write_report(path: Path, payload: dict[str, Any]) -> None:
 
 def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Path], overwrite: bool) -> None:
     """Refuse a report path that would destroy something: a folder, one of the run's inputs or outputs,
-    or an existing file that is not a JSON report (unless ``overwrite``). An earlier report is replaced, as a re-run
-    expects.
+    or an existing file that is not a JSON report (unless ``overwrite``), or one that cannot be written. An earlier
+    report is replaced, as a re-run expects.
+
+    Raises:
+        ConfigError: what is wrong, and what to give instead.
+    """
+    check_file_target(path, "report", inputs, outputs, overwrite, looks_like_json, "a .json file name")
+
+
+def check_file_target(
+    path: Path,
+    what: str,
+    inputs: Iterable[Path] = (),
+    outputs: Iterable[Path] = (),
+    overwrite: bool | None = None,
+    ours: Callable[[Path], bool] = lambda path: False,
+    example: str = "a file name",
+) -> None:
+    """Refuse, before any work, a path a command would write a summary file to (a report, scores) when that would
+    destroy something or fail only after all the work: a folder, one of the run's inputs or outputs, an existing
+    file that ``ours`` does not recognise as one written before (unless ``overwrite``; None: the command has no
+    --overwrite), or a place that cannot be written (a file where a folder should be, no permission). Nothing is
+    left behind.
 
     Raises:
         ConfigError: what is wrong, and what to give instead.
     """
     if path.is_dir():
-        raise ConfigError(f"report {path} is a folder; give a file name such as {path / 'report.json'}")
+        raise ConfigError(f"{what} {path} is a folder; give a file name such as {path / 'out.json'}")
     target = path.resolve()
     for kind, paths in (("input", inputs), ("output", outputs)):
         if any(target == Path(other).resolve() for other in paths):
-            raise ConfigError(f"report {path} is one of this run's {kind}s; give the report a .json file name of its own")
-    if path.exists() and not overwrite and not _looks_like_json(path):
-        raise ConfigError(f"report {path} exists and is not a JSON report; give another name or pass --overwrite")
+            raise ConfigError(f"{what} {path} is one of this run's {kind}s; give the {what} {example} of its own")
+    if path.exists() and not overwrite and not ours(path):
+        hint = " or pass --overwrite" if overwrite is not None else ""
+        raise ConfigError(f"{what} {path} exists and is not one oldphoto wrote; give another name{hint}")
+    check_writable(path, what)
 
 
-def _looks_like_json(path: Path) -> bool:
+def check_writable(path: Path, what: str) -> None:
+    """Refuse a file path whose folder is a file or cannot be written, found by creating (and at once deleting) a
+    temporary file in the nearest folder that exists: permission bits do not tell that for root or an immutable
+    folder.
+
+    Raises:
+        ConfigError: where it fails.
+    """
+    folder = path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(f"cannot write {what} {path}: {folder} is not writable ({error.strerror})") from None
+
+
+def looks_like_json(path: Path) -> bool:
+    """Whether an existing file starts as a JSON object (or is empty): a report or summary written before."""
     try:
         with path.open("rb") as file:
             start = file.read(64).lstrip()

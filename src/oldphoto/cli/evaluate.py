@@ -28,7 +28,7 @@ from oldphoto.cli.common import (
     quiet_option,
     set_quiet,
 )
-from oldphoto.errors import OldPhotoError
+from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.evaluation.runner import (
     METHOD_NAMES,
     Pair,
@@ -39,6 +39,7 @@ from oldphoto.evaluation.runner import (
     summarize,
 )
 from oldphoto.imageio import save_rgb
+from oldphoto.reports import check_file_target, check_writable, looks_like_json
 from oldphoto.runtime import make_runtime
 
 DEFAULT_METHODS = ["identity", "classical"]
@@ -115,6 +116,17 @@ def evaluate(
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")
+    with library_errors():
+        # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
+        pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
+        if csv_path is not None:
+            check_file_target(csv_path, "--csv", pair_files, ours=_looks_like_our_csv, example="a .csv file name")
+        if json_path is not None:
+            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=looks_like_json, example="a .json file name")
+        if save is not None:
+            if save.exists() and not save.is_dir():
+                raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
+            check_writable(save / "sheets", "--save")
 
     failures = 0
     scores = {name: [] for name in methods}
@@ -201,11 +213,23 @@ def _print_table(summaries, scoring: str | None = None) -> None:
         note(f"mask scoring: {scoring}")
 
 
+CSV_HEADER = ["method", "stem", "megapixels", "seconds", "peak_mb", "psnr", "ssim", "tp", "fp", "fn"]
+
+
+def _looks_like_our_csv(path: Path) -> bool:
+    """An empty file, or per-image scores written by an earlier run (replaced as a re-run expects)."""
+    try:
+        with path.open("rb") as file:
+            start = file.read(64)
+    except OSError:
+        return False
+    return not start.strip() or start.startswith(",".join(CSV_HEADER[:3]).encode())
+
+
 def _write_csv(path: Path, summaries) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    header = ["method", "stem", "megapixels", "seconds", "peak_mb", "psnr", "ssim", "tp", "fp", "fn"]
-    writer.writerow(header + ["faint_marked", "faint_pixels", "distractor_marked", "distractor_pixels"])
+    writer.writerow(CSV_HEADER + ["faint_marked", "faint_pixels", "distractor_marked", "distractor_pixels"])
     for summary in summaries:
         for s in summary.scores:
             counts = (s.mask.tp, s.mask.fp, s.mask.fn) if s.mask else ("", "", "")

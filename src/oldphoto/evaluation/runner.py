@@ -289,6 +289,7 @@ def score_image(
         if pair.mask is None:
             raise DataError(f"{pair.stem}: --true-masks needs the true damage mask of every pair (a mask/ folder)")
         given = load_rgb(pair.mask)
+        _check_mask_size(pair.mask, given.shape, degraded.shape)
     with PeakMemory() as memory:
         started = time.perf_counter()
         restored, predicted = method(degraded) if given is None else method(degraded, given)
@@ -305,22 +306,36 @@ def score_image(
         score.ssim = ssim(clean, restored)
     truth = None
     if pair.mask is not None and predicted is not None:
-        truth = _load_mask(pair.mask)
-        ignore = _load_mask(pair.ignore) if pair.ignore is not None else None
+        truth = _load_mask(pair.mask, degraded.shape)
+        ignore = _load_mask(pair.ignore, degraded.shape) if pair.ignore is not None else None
         score.mask = MaskCounts.of(predicted, truth, ignore)
         score.mask_pixels = int(np.sum(truth > 0.5))
         if ignore is not None:
             score.faint = RegionCounts.of(predicted, (ignore > 0.5) & (truth > 0.5))
     if pair.distractor is not None and predicted is not None:
-        region = _load_mask(pair.distractor) > 0.5
+        region = _load_mask(pair.distractor, degraded.shape) > 0.5
         # Where damage was drawn over a distractor, marking it is right: only the undamaged part counts.
         score.distractor = RegionCounts.of(predicted, region & ~(truth > 0.5) if truth is not None else region)
     return score, degraded, restored, predicted
 
 
-def _load_mask(path: Path) -> np.ndarray:
-    """(H, W) float32 in [0, 1] from a mask image (white = set)."""
-    return to_luminance(load_rgb(path))[:, :, 0]
+def _load_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) float32 in [0, 1] from a mask image (white = set) for a photo of ``shape`` (H, W, ...).
+
+    Raises:
+        DataError: the mask's size is not the photo's (the pair fails alone, with this message).
+    """
+    mask = to_luminance(load_rgb(path))[:, :, 0]
+    _check_mask_size(path, mask.shape, shape)
+    return mask
+
+
+def _check_mask_size(path: Path, mask_shape: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    if tuple(mask_shape[:2]) != tuple(shape[:2]):
+        raise DataError(
+            f"{path}: the mask is {mask_shape[1]}x{mask_shape[0]} but its photo {shape[1]}x{shape[0]}; "
+            "a mask must have its photo's size"
+        )
 
 
 def summarize(method: str, scores: list[ImageScore]) -> MethodSummary:
