@@ -411,10 +411,30 @@ def test_two_photos_of_one_stem_never_share_a_mask_or_sheet(tmp_path, random_scr
     out = tmp_path / "out"
     result = invoke("restore", str(folder), "-o", str(out), "--save-mask", *STAGES)
     assert result.exit_code == 1, result.output
-    assert "already written for" in result.output
+    assert "a.jpg's output too" in " ".join(result.output.split())
     with Image.open(out / "a_mask.png") as mask:
         assert mask.size == (64, 48)  # the first photo's mask, intact
     assert invoke("restore", str(folder), "-o", str(tmp_path / "plain"), *STAGES).exit_code == 0
+
+
+def test_shards_agree_on_which_photo_owns_a_shared_output_name(tmp_path, random_scratch_model):
+    """x.jpg and x.png both become x.png with --ext png. A single run refuses the second; sharded, each shard only
+    looked at its own photos: x.jpg's shard took x.png's result as its own "existing output" (never restored) or,
+    with --overwrite, replaced it."""
+    folder = tmp_path / "scans"
+    make_photo(folder / "x.jpg", size=(64, 48))
+    make_photo(folder / "x.png", size=(40, 40))
+    for name in ("b.jpg", "c.jpg", "d.jpg", "e.jpg"):
+        make_photo(folder / name)
+    out = tmp_path / "out"
+    codes = [invoke("restore", str(folder), "-o", str(out), "--ext", "png", "--shard", f"{k}/3", *STAGES).exit_code for k in range(3)]
+    assert sorted(codes) == [0, 0, 1]  # the shard holding x.png refuses it, as a single run would
+    with Image.open(out / "x.png") as written:
+        assert written.size == (48, 64)  # x.jpg's result: the first photo in the run's order owns the name
+    for k in range(3):  # re-runs, even with --overwrite, never give the file to the other photo
+        invoke("restore", str(folder), "-o", str(out), "--ext", "png", "--shard", f"{k}/3", "--overwrite", *STAGES)
+        with Image.open(out / "x.png") as written:
+            assert written.size == (48, 64)
 
 
 FACE_STAGES = ["--no-scratch", "--no-global"]  # the face stage alone (random refiner, shipped MTCNN)

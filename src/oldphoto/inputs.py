@@ -171,18 +171,27 @@ def plan_jobs(
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
         elif any(t in claimed for t in resolved):
             taken = next(t for t in resolved if t in claimed)
-            reason = (
-                f"output {taken} is already written for {claimed[taken]}: run such inputs into separate -o folders, "
-                "or restore their parent folder with --recursive, which keeps sub-folders apart"
-            )
-        elif output.exists() and not overwrite:
-            reason, done = "output exists (use --overwrite to replace it)", True
-        elif existing and not overwrite:
-            reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
-        if reason is None:
+            reason = f"output {taken} is {_claimed_by(claimed[taken], item.path)}"
+        else:
+            # The first photo to name a file owns it, written now or by an earlier run (or another shard): the
+            # existing file is its result, never another photo's.
             claimed.update({t: item.path for t in resolved})
+            if output.exists() and not overwrite:
+                reason, done = "output exists (use --overwrite to replace it)", True
+            elif existing and not overwrite:
+                reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
         jobs.append(Job(item.path, output, reason, already_done=done))
     return jobs
+
+
+def _claimed_by(owner: Path, source: Path) -> str:
+    """Why a photo cannot have the output file another photo of the run owns, and what to do."""
+    if owner.parent.resolve() == source.parent.resolve():  # a.jpg and a.png side by side: only the name can differ
+        return f"{owner.name}'s output too (two photos of one name in a folder): rename one, or restore it on its own into another -o folder"
+    return (
+        f"{owner}'s output too: run such inputs into separate -o folders, or restore their parent folder with "
+        "--recursive, which keeps sub-folders apart"
+    )
 
 
 MASK_SUFFIX = "_mask"

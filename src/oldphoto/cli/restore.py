@@ -116,11 +116,9 @@ def restore(
         )
     if not found:
         raise fail("no input images found: only oldphoto's own outputs")
-    if chosen_shard is not None:
-        total = len(found)
-        found = select_shard(found, chosen_shard)
-        note(f"shard {chosen_shard.index}/{chosen_shard.count}: {len(found)} of {total} photos")
     with library_errors():
+        # Planned over every photo, then cut to the shard: two photos that would write the same file (a.jpg and
+        # a.png with --ext png) may fall in different shards, and each shard must see which one owns it.
         jobs = plan_jobs(
             found,
             output,
@@ -131,6 +129,10 @@ def restore(
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
         )
+        if chosen_shard is not None:
+            mine = {item.path for item in select_shard(found, chosen_shard)}
+            note(f"shard {chosen_shard.index}/{chosen_shard.count}: {len(mine)} of {len(found)} photos")
+            jobs = [job for job in jobs if job.source in mine]
         if report is not None:
             side_outputs = [path for job in jobs for path in (job.output, job.mask_path, job.compare_path)]
             check_report_target(report, [item.path for item in found], side_outputs, overwrite)
