@@ -415,6 +415,43 @@ def test_degrade_refuses_a_non_empty_folder_and_overwrite_replaces_only_the_set(
     assert refused.exit_code == 2 and (nested / "clean" / "q.png").exists()
 
 
+def test_degrade_overwrite_removes_only_a_set_it_made(tmp_path):
+    """--overwrite deleted clean/ and mask/ of any folder, a set or not: a folder of one's own photos and masks that
+    merely uses those names is refused now. A set stopped before its manifest (same PNG names in clean/ and
+    degraded/) is still replaced."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    mine = tmp_path / "mine"
+    (mine / "clean").mkdir(parents=True)
+    (mine / "mask").mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(mine / "clean" / "grandma.jpg")
+    (mine / "mask" / "my_mask.png").write_bytes(b"x")
+    refused = CliRunner().invoke(app, ["degrade", str(src), "-o", str(mine), "--overwrite"])
+    assert refused.exit_code == 2 and "no set made by oldphoto degrade" in " ".join(refused.output.split())
+    assert (mine / "clean" / "grandma.jpg").exists() and (mine / "mask" / "my_mask.png").exists()
+    stopped = tmp_path / "stopped"
+    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(stopped)]).exit_code == 0
+    (stopped / "manifest.json").unlink()
+    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(stopped), "--overwrite"]).exit_code == 0
+
+
+def test_degrade_keeps_every_pair_when_sources_share_a_name(tmp_path):
+    """p.jpg and p.png (or a/x.jpg and b/x.jpg given as files) were both written as pair "p": one overwrote the
+    other while "wrote 2 pairs" was printed. Such sets number their pairs, as --count does."""
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    for path, seed in ((src / "p.jpg", 0), (src / "p.png", 1), (src / "a" / "x.png", 2), (src / "b" / "x.png", 3)):
+        Image.fromarray((smooth_image(32, 40, seed=seed) * 255).astype(np.uint8)).save(path)
+    for sources, count in (([src / "p.jpg", src / "p.png"], 2), ([src / "a" / "x.png", src / "b" / "x.png"], 2)):
+        out = tmp_path / f"set-{count}-{sources[0].stem}"
+        result = CliRunner().invoke(app, ["degrade", *map(str, sources), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        stems = [record["stem"] for record in json.loads((out / "manifest.json").read_text())["images"]]
+        assert len(set(stems)) == count and sorted(p.stem for p in (out / "clean").iterdir()) == sorted(stems)
+
+
 def test_degrade_quiet_hides_notes(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -6,6 +6,7 @@ Shared by `restore` and `degrade`; no pixels are read here.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import shutil
@@ -250,6 +251,27 @@ SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", "manifest.json
 """What `degrade` writes into its output folder: these and nothing else are removed by ``--overwrite``."""
 
 
+def holds_a_set(folder: Path) -> bool:
+    """Whether ``folder`` holds a set ``oldphoto degrade`` made: its manifest.json (a JSON object with the set's
+    ``images``), or, for a run stopped before it wrote the manifest, clean/ and degraded/ holding the same PNG
+    names and every part only PNGs. A folder of one's own photos or masks that merely has a part's name is not one."""
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        try:
+            return isinstance(json.loads(manifest.read_text()).get("images"), list)
+        except (OSError, ValueError, AttributeError):
+            return False
+    if not ((folder / "clean").is_dir() and (folder / "degraded").is_dir()):
+        return False
+    parts = [folder / name for name in SET_PARTS if name != "manifest.json" and (folder / name).exists()]
+    if not all(part.is_dir() for part in parts):
+        return False
+    names = {part.name: {entry.name for entry in part.iterdir() if not entry.name.startswith(".")} for part in parts}
+    if any(not name.endswith(".png") for entries in names.values() for name in entries):
+        return False
+    return names["clean"] == names["degraded"]
+
+
 def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = False) -> None:
     """Make ``output`` ready for a new paired set: an empty or new folder is fine; a non-empty one is refused unless
     ``overwrite``, which removes an earlier set's parts (:data:`SET_PARTS`, nothing else) so that no stale pair remains.
@@ -265,6 +287,11 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
         return
     if not overwrite:
         raise ConfigError(f"{output} is not empty; pass --overwrite to replace the set in it, or choose an empty folder")
+    if not holds_a_set(output):
+        raise ConfigError(
+            f"{output} holds files but no set made by oldphoto degrade (no manifest.json, or parts with files it does "
+            "not write): --overwrite removes only such a set; choose an empty folder"
+        )
     parts = [output / name for name in SET_PARTS if (output / name).exists()]
     for part in parts:
         root = part.resolve()

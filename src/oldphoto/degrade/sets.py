@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,19 +69,23 @@ def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_rang
         ConfigError: ``size_range`` is not 16 <= MIN <= MAX.
 
     With one pair per source the stem is the source's path below its input folder with "/" as "_" (``kodim01``);
-    otherwise a source may give several pairs, so the stem leads with the zero-padded index (``0003_kodim04``).
+    otherwise a source may give several pairs, so the stem leads with the zero-padded index (``0003_kodim04``). So
+    do all stems when two sources would share one (``p.jpg`` and ``p.png``, or ``a/x.jpg`` and ``b/x.jpg`` given as
+    files), which would otherwise write one pair over the other.
     """
     if size_range is not None and not 16 <= size_range[0] <= size_range[1]:
         raise ConfigError("--size-range MIN MAX needs 16 <= MIN <= MAX")
     total = count if count is not None else len(sources)
     width = max(4, len(str(total - 1)))
+    named = [source.relative.with_suffix("").as_posix().replace("/", "_") for source in sources]
+    shared = sorted(stem for stem, times in Counter(named).items() if times > 1)
+    if total == len(sources) and shared:
+        logger.warning("sources share the name %s (e.g. a .jpg and a .png): every pair's name leads with its number", shared[0])
+    numbered = total != len(sources) or bool(shared)
     pairs = []
     for index in range(total):
         source = sources[index % len(sources)]
-        if total != len(sources):
-            stem = f"{index:0{width}d}_{source.path.stem}"
-        else:
-            stem = source.relative.with_suffix("").as_posix().replace("/", "_")
+        stem = f"{index:0{width}d}_{source.path.stem}" if numbered else named[index]
         pairs.append(PlannedPair(stem, source.path))
     return tuple(pairs)
 
