@@ -417,6 +417,38 @@ def test_two_photos_of_one_stem_never_share_a_mask_or_sheet(tmp_path, random_scr
     assert invoke("restore", str(folder), "-o", str(tmp_path / "plain"), *STAGES).exit_code == 0
 
 
+def test_a_photo_whose_mask_cannot_be_written_is_not_left_as_done(tmp_path, random_scratch_model):
+    """The restored photo was written before its mask: when the mask could not be written the photo was "failed",
+    but the next run skipped it as done and the mask was never made. The photo is written last now, and what was
+    written before it is removed on failure."""
+    photo = make_photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    (out / "a_mask.png").mkdir(parents=True)  # in the way of the mask
+    result = invoke("restore", str(photo), "-o", str(out), "--save-mask", "--compare", "--overwrite", *STAGES)
+    assert result.exit_code == 1, result.output
+    assert not (out / "a.jpg").exists() and not (out / "a_compare.jpg").exists()
+    (out / "a_mask.png").rmdir()
+    result = invoke("restore", str(photo), "-o", str(out), "--save-mask", "--compare", *STAGES)
+    assert result.exit_code == 0 and "skipped" not in result.output, result.output
+    assert (out / "a.jpg").exists() and (out / "a_mask.png").is_file() and (out / "a_compare.jpg").exists()
+
+
+def test_an_output_folder_inside_the_album_is_not_restored_again(tmp_path, random_scratch_model):
+    """restore album -r -o album/restored, run twice, took the first run's results as new photos: they went to
+    restored/restored/ and every run exited 1 with "output would overwrite an input file"."""
+    album = tmp_path / "album"
+    make_photo(album / "a.jpg")
+    make_photo(album / "sub" / "b.jpg")
+    out = album / "restored"
+    for _ in range(3):
+        result = invoke("restore", str(album), "-r", "-o", str(out), *STAGES)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == ["a.jpg", "sub/b.jpg"]
+    # Restoring in place (the output folder is the input folder) still finds the photos there.
+    result = invoke("restore", str(album / "sub"), "-o", str(album / "sub"), "--suffix", "_r", *STAGES)
+    assert result.exit_code == 0 and (album / "sub" / "b_r.jpg").exists(), result.output
+
+
 def test_shards_agree_on_which_photo_owns_a_shared_output_name(tmp_path, random_scratch_model):
     """x.jpg and x.png both become x.png with --ext png. A single run refuses the second; sharded, each shard only
     looked at its own photos: x.jpg's shard took x.png's result as its own "existing output" (never restored) or,
@@ -795,6 +827,16 @@ def test_a_jfif_photo_is_restored_as_jpeg_and_a_broken_link_is_named(album, tmp_
         assert restored.format == "JPEG"
     shown = " ".join(result.output.split())
     assert "left out 1 file(s)" in shown and "gone.jpg" in shown
+
+
+def test_a_recursive_search_names_the_linked_folders_it_does_not_follow(album, tmp_path, random_scratch_model):
+    elsewhere = tmp_path / "elsewhere"
+    make_photo(elsewhere / "e.jpg")
+    (album / "linked").symlink_to(elsewhere, target_is_directory=True)
+    result = invoke("restore", str(album), "-r", "-o", str(tmp_path / "out"), "--dry-run", *STAGES)
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert "did not follow 1 link(s) to folders" in shown and "linked" in shown and "e.jpg" not in shown
 
 
 def test_a_dry_run_refuses_what_the_run_would_and_degrade_says_when_it_upscales(album, tmp_path, random_scratch_model):

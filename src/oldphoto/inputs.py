@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from oldphoto.errors import ConfigError
@@ -69,6 +69,8 @@ class Discovered:
     """One message per argument that matched nothing."""
     ignored: list[Path]
     """Files inside folder arguments that are not photos oldphoto reads (by extension; hidden files left out)."""
+    linked_folders: list[Path] = field(default_factory=list)
+    """Links to folders met by a recursive search, which does not follow them (a link may lead back up the tree)."""
 
 
 def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered:
@@ -76,6 +78,7 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
     found: list[InputFile] = []
     problems: list[str] = []
     ignored: list[Path] = []
+    linked_folders: list[Path] = []
     seen: set[Path] = set()
 
     def add(path: Path, relative: Path, root: Path) -> None:
@@ -93,6 +96,8 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
             images = [p for p in files if is_image_path(p)]
             # A link to nothing is named with the files left out, not skipped unseen.
             ignored += sorted([p for p in files if not is_image_path(p)] + [p for p in entries if p.is_symlink() and not p.exists()])
+            if recursive:
+                linked_folders += sorted(p for p in entries if p.is_symlink() and p.is_dir())
             if not images:
                 hint = "" if recursive else " (use --recursive for sub-folders)"
                 problems.append(f"{argument}: folder contains no images{hint}")
@@ -109,7 +114,7 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 add(match, Path(match.name), root)
         else:
             problems.append(f"{argument}: no such file or folder")
-    return Discovered(found, problems, ignored)
+    return Discovered(found, problems, ignored, linked_folders)
 
 
 def glob_root(pattern: Path) -> Path:
@@ -230,6 +235,25 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
     kept, left_out = [], []
     for item in inputs:
         (left_out if own_output(item.path) else kept).append(item)
+    return kept, left_out
+
+
+def split_output_folder(inputs: list[InputFile], output: Path) -> tuple[list[InputFile], list[InputFile]]:
+    """Separate the inputs that lie inside the output folder below the folder they were found in
+    (``restore album -r -o album/restored``, run again): earlier results, which would otherwise be restored once more
+    into ``restored/restored/``. An output folder that is the input folder itself (restoring in place with a
+    ``--suffix``) leaves its photos in.
+
+    Returns:
+        (the inputs to restore, the inputs left out), each in the given order.
+    """
+    target = output.resolve()
+    kept, left_out = [], []
+    for item in inputs:
+        path = item.path.resolve()
+        root = item.path.parents[len(item.relative.parts) - 1].resolve()
+        inside = target in path.parents and target != root
+        (left_out if inside else kept).append(item)
     return kept, left_out
 
 

@@ -103,6 +103,12 @@ def report_discovery(discovered: Discovered) -> None:
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
         readable = " ".join(sorted(EXTENSION_FORMATS))
         note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}), or links to nothing: {names}{more}")
+    if discovered.linked_folders:
+        first = discovered.linked_folders[0]
+        note(
+            f"did not follow {len(discovered.linked_folders)} link(s) to folders (e.g. {first}): give such a folder "
+            "as an input of its own to include its photos"
+        )
 
 
 def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:

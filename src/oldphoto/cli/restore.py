@@ -31,7 +31,7 @@ from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, plan_jobs, split_own_outputs, user_mask_path
+from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
@@ -113,6 +113,12 @@ def restore(
         note(
             f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
             f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
+        )
+    found, earlier_results = split_output_folder(found, output)
+    if earlier_results:
+        note(
+            f"left out {len(earlier_results)} file(s) inside the output folder {output}, below the folder given as "
+            f"input (e.g. {earlier_results[0].path}): results of an earlier run, not photos to restore"
         )
     if not found:
         raise fail("no input images found: only oldphoto's own outputs")

@@ -141,14 +141,16 @@ def face_paths(job: Job, outputs: JobOutputs, index: int) -> dict[str, Path]:
     return {part: outputs.faces_dir / part / sub / f"{job.output.stem}_{index}.png" for part in FACE_FOLDERS}
 
 
-def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace]) -> int:
-    """Write the aligned and refined crops of each refined face (largest first) and the two side by side."""
+def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace], written: list[Path] | None = None) -> int:
+    """Write the aligned and refined crops of each refined face (largest first) and the two side by side; each file
+    written is added to ``written``."""
     refined = [face for face in faces if face.refined and face.cropped is not None and face.restored is not None]
     for index, face in enumerate(refined):
         paths = face_paths(job, outputs, index)
-        save_rgb(paths["cropped"], face.cropped)
-        save_rgb(paths["restored"], face.restored)
-        save_rgb(paths["cmp"], np.concatenate([face.cropped, face.restored], axis=1))
+        for part, pixels in (("cropped", face.cropped), ("restored", face.restored), ("cmp", np.concatenate([face.cropped, face.restored], axis=1))):
+            save_rgb(paths[part], pixels)
+            if written is not None:
+                written.append(paths[part])
     return len(refined)
 
 
@@ -217,18 +219,29 @@ def restore_job(
     def failed(message: str) -> JobRecord:
         return JobRecord(str(job.source), str(job.output), "failed", error=message, seconds=round(time.perf_counter() - started, 3))
 
+    # The restored photo is written last, and the side files written before it are removed if anything fails: a
+    # photo whose output exists counts as done and is skipped by the next run, which must then not lack its mask,
+    # sheet or face crops.
+    written: list[Path] = []
     try:
-        with PeakMemory() as memory:
-            photo = read_photo(job.source, max_pixels=outputs.max_pixels or None)
-            given = None if mask_file is None else mask_from_photo(read_photo(mask_file, max_pixels=outputs.max_pixels or None))
-            result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
-            write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
-            if outputs.save_mask and result.mask is not None:
-                save_rgb(job.mask_path, result.mask[:, :, None])
-            if outputs.compare:
-                save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
-            if outputs.faces_dir is not None and result.faces:
-                save_faces(job, outputs, result.faces)
+        try:
+            with PeakMemory() as memory:
+                photo = read_photo(job.source, max_pixels=outputs.max_pixels or None)
+                given = None if mask_file is None else mask_from_photo(read_photo(mask_file, max_pixels=outputs.max_pixels or None))
+                result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
+                if outputs.save_mask and result.mask is not None:
+                    save_rgb(job.mask_path, result.mask[:, :, None])
+                    written.append(job.mask_path)
+                if outputs.compare:
+                    save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
+                    written.append(job.compare_path)
+                if outputs.faces_dir is not None and result.faces:
+                    save_faces(job, outputs, result.faces, written)
+                write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
     except (OldPhotoError, OSError) as error:
         no_space = _out_of_space(error)
         if no_space is not None:
