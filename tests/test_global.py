@@ -97,6 +97,19 @@ def test_black_and_white_detection():
     gray = np.repeat(smooth_image(40, 40, channels=1), 3, axis=2)
     assert is_black_and_white(gray)
     assert not is_black_and_white(smooth_image(40, 40))
+    # Scanner chroma noise of a few levels is still black and white ...
+    noisy = np.clip(gray + np.random.default_rng(0).integers(-1, 2, gray.shape) / 255, 0, 1)
+    assert is_black_and_white(noisy)
+
+
+def test_a_grey_photo_with_a_small_tinted_area_keeps_its_colour(random_global_models):
+    """... but a hand-tinted area or a red stamp on under 1% of a grey photo made it "black and white", and the
+    restoration turned the red grey."""
+    photo = np.repeat(smooth_image(300, 200, channels=1), 3, axis=2)
+    photo[30:50, 30:50] = (0.8, 0.12, 0.12)
+    assert not is_black_and_white(photo)
+    out = Restorer(make_runtime("cpu"), RestoreOptions(scratches=False, faces=False)).restore(photo).pixels
+    assert not np.array_equal(out[:, :, 0], out[:, :, 1])  # colour kept (black and white would be equal channels)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

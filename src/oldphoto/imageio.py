@@ -793,11 +793,21 @@ def to_luminance(pixels: np.ndarray) -> np.ndarray:
     return (pixels @ LUMA_WEIGHTS)[:, :, None].astype(np.float32)
 
 
-def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255) -> bool:
-    """True when an RGB photo is a black-and-white print stored as colour (99% of pixels have channels
-    within ``tolerance``); its restoration must stay black-and-white."""
+COLOURED_AREA = 64
+"""Pixels of clear colour (see :func:`is_black_and_white`) that make a grey photo a colour one: a hand-tinted mouth
+or a red stamp is colour to keep, even on 1% of the photo."""
+
+
+def is_black_and_white(rgb: np.ndarray, tolerance: float = 3 / 255, colour: float = 16 / 255) -> bool:
+    """True when an RGB photo is a black-and-white print stored as colour: 99% of its pixels have channels within
+    ``tolerance``, and no area holds clear colour (fewer than :data:`COLOURED_AREA` pixels whose channel spread,
+    averaged over 5x5, exceeds ``colour``: a scanner's chroma noise does not, a tinted cheek does). Its
+    restoration then stays black-and-white."""
     spread = rgb.max(axis=2) - rgb.min(axis=2)
-    return bool(np.quantile(spread, 0.99) <= tolerance)
+    if np.quantile(spread, 0.99) > tolerance:
+        return False
+    averaged = cv2.blur(np.ascontiguousarray(spread, dtype=np.float32), (5, 5))
+    return int(np.count_nonzero(averaged > colour)) < COLOURED_AREA
 
 
 def luma_plane(pixels: np.ndarray) -> np.ndarray:
