@@ -354,3 +354,15 @@ def test_a_mask_of_the_wrong_size_fails_its_pair_with_one_line(tiny_set, tmp_pat
         assert result.exit_code == 1, result.output
         assert "p1.png: the mask is 10x10 but its photo 56x40" in " ".join(result.output.split())
         assert "Traceback" not in result.output and out.exists()
+
+
+def test_a_plain_folder_is_not_taken_for_a_set_and_the_threshold_help_says_what_is_refused(tmp_path):
+    """A folder of photos given as DATASET was scored against nothing: every figure "-", exit 0."""
+    save_rgb(tmp_path / "photos" / "a.png", smooth_image(20, 20))
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "photos"), "-m", "identity"])
+    assert result.exit_code == 2 and "not a set made by oldphoto degrade" in " ".join(result.output.split())
+    # --scratch-threshold refuses 0 and 1, so its help must not show them as allowed.
+    for command in ("restore", "evaluate"):
+        shown = CliRunner().invoke(app, [command, "--help"], terminal_width=240).output
+        line = next(line for line in shown.splitlines() if "--scratch-threshold" in line)
+        assert "0.0<=x<=1.0" not in line and "strictly between 0 and 1" in " ".join(shown.split())

@@ -408,8 +408,10 @@ def test_bad_files_raise_one_clear_error(tmp_path):
 
 def test_decompression_bomb_guard(tmp_path):
     source = save_pil(tmp_path / "big.png", np.zeros((100, 100), np.uint8))
-    with pytest.raises(ImageTooLargeError, match="--max-pixels"):
+    with pytest.raises(ImageTooLargeError, match="--max-pixels") as caught:
         read_photo(source, max_pixels=5000)
+    # Small limits read as such, not "0 megapixels exceeds the 0-megapixel safety limit".
+    assert "= 0.01 megapixels exceeds the 0.005-megapixel" in str(caught.value)
     assert read_photo(source, max_pixels=None).pixels.shape == (100, 100, 1)
 
 

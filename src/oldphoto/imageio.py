@@ -365,6 +365,12 @@ def _decode_8bit(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return color, alpha
 
 
+def _megapixels(pixels: int) -> str:
+    """A pixel count in megapixels, with as many decimals as it takes not to read 0 (0.058, 2.5, 178)."""
+    value = pixels / 1e6
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
     """Read an image file into a :class:`Photo`.
 
@@ -396,8 +402,8 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     width, height = pil.size
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{path}: {width}x{height} = {width * height / 1e6:.0f} megapixels exceeds the "
-            f"{max_pixels / 1e6:.0f}-megapixel safety limit (decompression-bomb guard); "
+            f"{path}: {width}x{height} = {_megapixels(width * height)} megapixels exceeds the "
+            f"{_megapixels(max_pixels)}-megapixel safety limit (decompression-bomb guard); "
             "raise it with --max-pixels if you trust this file"
         )
     try:

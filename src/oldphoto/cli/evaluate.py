@@ -71,9 +71,8 @@ def evaluate(
     scratch_threshold: Annotated[
         float | None,
         typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Detector threshold for the pipeline methods (default: the model's), as restore --scratch-threshold: "
+            metavar="0..1",
+            help="Detector threshold for the pipeline methods, strictly between 0 and 1 (default: the model's), as restore --scratch-threshold: "
             "score a sensitivity on your own pairs before using it.",
         ),
     ] = None,
@@ -107,6 +106,12 @@ def evaluate(
             if true_masks:
                 raise fail("--true-masks needs paired data with true damage masks, not --real photos")
         elif dataset is not None:
+            if clean is None and not (dataset / "degraded").is_dir():
+                # Scored against nothing, every figure would be "-": say what the folder lacks instead.
+                raise fail(
+                    f"{dataset} is not a set made by oldphoto degrade (no degraded/ and clean/ folders): give "
+                    "--degraded DIR --clean DIR for your own pairs, or --real DIR for photos without targets"
+                )
             pairs = find_pairs(dataset, clean, mask)
         elif degraded is not None and clean is not None:
             pairs = find_pairs(degraded, clean, mask)

@@ -112,10 +112,11 @@ MasksOption = Annotated[
 ScratchThresholdOption = Annotated[
         float | None,
         typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Detector sensitivity: the probability above which a pixel counts as damaged (default: the model's, "
-            "chosen on validation data). Raise it when bright areas are marked, lower it for faint cracks.",
+            metavar="0..1",
+            # No min/max here: Typer would show them as [0.0<=x<=1.0], but 0 and 1 are refused (every pixel, none).
+            help="Detector sensitivity, strictly between 0 and 1: the probability above which a pixel counts as damaged "
+            "(default: the model's, chosen on validation data). Raise it when bright areas are marked, lower it for "
+            "faint cracks.",
             rich_help_panel=STAGES,
         ),
     ]
