@@ -839,6 +839,15 @@ def test_a_recursive_search_names_the_linked_folders_it_does_not_follow(album, t
     assert "did not follow 1 link(s) to folders" in shown and "linked" in shown and "e.jpg" not in shown
 
 
+def test_a_jpeg_quality_no_output_uses_and_an_animated_gif_are_mentioned(album, tmp_path, random_scratch_model):
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--ext", "png", "--jpeg-quality", "50", *STAGES)
+    assert result.exit_code == 0 and "--jpeg-quality 50 does nothing here" in " ".join(result.output.split())
+    frames = [Image.fromarray(np.full((20, 30, 3), level, np.uint8)) for level in (40, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    result = invoke("restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "gif-out"), *STAGES)
+    assert result.exit_code == 0 and "holds 2 images" in " ".join(result.output.split()), result.output
+
+
 def test_a_dry_run_refuses_what_the_run_would_and_degrade_says_when_it_upscales(album, tmp_path, random_scratch_model):
     taken = tmp_path / "notes.txt"
     taken.write_text("not a folder")

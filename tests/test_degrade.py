@@ -481,3 +481,11 @@ def test_flaking_is_seeded_mottled_and_can_lie_along_the_border():
         assert moved.sum() < 0.9 * (np.ptp(ys) + 1) * (np.ptp(xs) + 1)
     tones = {flaking(Canvas.of(np.full((64, 64, 3), 0.5, np.float32)), np.random.default_rng(s), None)["tones"][0] for s in range(8)}
     assert tones == {"dark", "light"}
+
+
+def test_degrade_with_every_op_group_off_is_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--no-structured", "--no-unstructured", "--no-distractors"])
+    assert result.exit_code == 2 and "nothing to degrade" in result.output and not (tmp_path / "set").exists()

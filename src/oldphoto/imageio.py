@@ -55,7 +55,7 @@ EXTENSION_FORMATS: dict[str, str] = {
 }
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
-MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG"})
+MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG", "GIF"})
 """Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
 read. Not JPEG: Pillow opens camera JPEGs with a preview or depth image as MPO with two frames."""
 EXIF_ORIENTATION_TAG = 0x0112

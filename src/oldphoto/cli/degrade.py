@@ -14,6 +14,7 @@ from oldphoto.cli.common import (
     console,
     discovered_inputs,
     error_console,
+    fail,
     library_errors,
     progress_bar,
     quiet_option,
@@ -34,7 +35,9 @@ def degrade(
     seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same output.")] = 0,
     preset: Annotated[str, typer.Option(help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors).")] = "default",
     config: Annotated[Path | None, typer.Option(help="Preset TOML file (overrides --preset).")] = None,
-    size_range: Annotated[tuple[int, int] | None, typer.Option(help="Random square crops with a side in [MIN, MAX] (default: whole image).")] = None,
+    size_range: Annotated[
+        tuple[int, int] | None, typer.Option(metavar="MIN MAX", help="Random square crops with a side in [MIN, MAX] (default: whole image).")
+    ] = None,
     damage_dir: Annotated[
         list[Path] | None, typer.Option(help="Folders of RGBA damage stamps (repeatable); replace the stamps bundled with oldphoto (the default).")
     ] = None,
@@ -54,6 +57,8 @@ def degrade(
 ) -> None:
     """Damage clean photos with the degradation library into pairs (mask/: damage; ignore/: its faint part; distractor/)."""
     set_quiet(quiet)
+    if not (structured or unstructured or distractors):
+        raise fail("nothing to degrade: with --no-structured, --no-unstructured and --no-distractors every pair would be its clean photo")
     with library_errors():
         recipe = load_preset_file(config) if config else get_preset(preset)
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob, distractors=distractors)

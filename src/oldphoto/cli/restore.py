@@ -30,7 +30,7 @@ from oldphoto.cli.common import (
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, write_gallery
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, image_megapixels, parse_jpeg_quality
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
@@ -135,6 +135,8 @@ def restore(
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
         )
+        if jpeg_quality != "auto" and not any(format_for_path(job.output) in ("JPEG", "WEBP") for job in jobs):
+            note(f"--jpeg-quality {jpeg_quality} does nothing here: no output is a JPEG or WebP file")
         if chosen_shard is not None:
             mine = {item.path for item in select_shard(found, chosen_shard)}
             note(f"shard {chosen_shard.index}/{chosen_shard.count}: {len(mine)} of {len(found)} photos")
