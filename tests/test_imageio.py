@@ -183,7 +183,7 @@ def test_icc_and_exif_preserved(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "CMYK", "LAB"])
-def test_a_tiff_comes_back_readable_whatever_its_layout(tmp_path, mode):
+def test_a_tiff_comes_back_readable_whatever_its_layout(tmp_path, mode, caplog):
     """A TIFF's own layout tags (bits per sample, photometric, samples) must not be written over the restored pixels:
     a black-and-white print scanned as RGB comes back as a grayscale TIFF, a CMYK or Lab one as RGB, all readable."""
     grey = np.full((20, 30, 3), 90, np.uint8)
@@ -192,7 +192,9 @@ def test_a_tiff_comes_back_readable_whatever_its_layout(tmp_path, mode):
     exif = source.getexif()
     exif[0x013B] = "A. Photographer"  # Artist: a describing tag, carried over
     source.save(tmp_path / "in.tif", exif=exif, dpi=(600, 600))
-    photo = read_photo(tmp_path / "in.tif")
+    with caplog.at_level("WARNING"):
+        photo = read_photo(tmp_path / "in.tif")
+    assert ("is CMYK: it is restored and written as RGB" in caplog.text) == (mode == "CMYK")
     write_photo(tmp_path / "out.tif", photo)
     out = opened(tmp_path / "out.tif")
     assert out.size == (30, 20) and out.mode == {"RGB": "L", "RGBA": "LA"}.get(mode, "RGB")

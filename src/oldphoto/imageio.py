@@ -438,6 +438,9 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             path,
             pages,
         )
+    if pil.mode == "CMYK":
+        # Said, not done unseen: a print shop's CMYK file comes back as RGB, and its CMYK profile cannot describe that.
+        log.warning("%s is CMYK: it is restored and written as RGB, without its CMYK colour profile", path)
     color = apply_orientation(color, orientation)
     if alpha is not None:
         alpha = np.ascontiguousarray(apply_orientation(alpha, orientation))

@@ -103,6 +103,9 @@ def check_output_folder(folder: Path) -> None:
     Raises:
         OutputNotWritableError: the folder cannot be created or written.
     """
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputNotWritableError(f"the output folder {folder} cannot be made: {existing} is a file; give -o a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".oldphoto-write-check.", dir=folder)
