@@ -251,7 +251,9 @@ def split_output_folder(inputs: list[InputFile], output: Path) -> tuple[list[Inp
     kept, left_out = [], []
     for item in inputs:
         path = item.path.resolve()
-        root = item.path.parents[len(item.relative.parts) - 1].resolve()
+        # The folder the photo was found in: the folder given, a glob's fixed prefix (``album/**/*.jpg``), or its own.
+        below = Path(item.shard_key) if item.shard_key else item.relative
+        root = item.path.parents[len(below.parts) - 1].resolve()
         inside = target in path.parents and target != root
         (left_out if inside else kept).append(item)
     return kept, left_out

@@ -52,7 +52,7 @@ def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Pa
     Raises:
         ConfigError: what is wrong, and what to give instead.
     """
-    check_file_target(path, "report", inputs, outputs, overwrite, looks_like_json, "a .json file name")
+    check_file_target(path, "report", inputs, outputs, overwrite, looks_like_json)
 
 
 def check_file_target(
@@ -62,7 +62,7 @@ def check_file_target(
     outputs: Iterable[Path] = (),
     overwrite: bool | None = None,
     ours: Callable[[Path], bool] = lambda path: False,
-    example: str = "a file name",
+    suffix: str = ".json",
 ) -> None:
     """Refuse, before any work, a path a command would write a summary file to (a report, scores) when that would
     destroy something or fail only after all the work: a folder, one of the run's inputs or outputs, an existing
@@ -74,11 +74,11 @@ def check_file_target(
         ConfigError: what is wrong, and what to give instead.
     """
     if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder; give a file name such as {path / 'out.json'}")
+        raise ConfigError(f"{what} {path} is a folder; give a file name such as {path / ('report' + suffix)}")
     target = path.resolve()
     for kind, paths in (("input", inputs), ("output", outputs)):
         if any(target == Path(other).resolve() for other in paths):
-            raise ConfigError(f"{what} {path} is one of this run's {kind}s; give the {what} {example} of its own")
+            raise ConfigError(f"{what} {path} is one of this run's {kind}s; give the {what} a {suffix} file name of its own")
     if path.exists() and not overwrite and not ours(path):
         hint = " or pass --overwrite" if overwrite is not None else ""
         raise ConfigError(f"{what} {path} exists and is not one oldphoto wrote; give another name{hint}")
@@ -99,7 +99,7 @@ def check_writable(path: Path, what: str) -> None:
     if not folder.is_dir():
         raise ConfigError(f"cannot write {what} {path}: {folder} is a file, not a folder")
     try:
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.NamedTemporaryFile(prefix=".oldphoto-write-check.", dir=folder):
             pass
     except OSError as error:
         raise ConfigError(f"cannot write {what} {path}: {folder} is not writable ({error.strerror})") from None

@@ -125,9 +125,9 @@ def evaluate(
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
         if csv_path is not None:
-            check_file_target(csv_path, "--csv", pair_files, ours=_looks_like_our_csv, example="a .csv file name")
+            check_file_target(csv_path, "--csv", pair_files, ours=_looks_like_our_csv, suffix=".csv")
         if json_path is not None:
-            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=looks_like_json, example="a .json file name")
+            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=looks_like_json)
         if save is not None:
             if save.exists() and not save.is_dir():
                 raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
