@@ -366,3 +366,11 @@ def test_a_plain_folder_is_not_taken_for_a_set_and_the_threshold_help_says_what_
         shown = CliRunner().invoke(app, [command, "--help"], terminal_width=240).output
         line = next(line for line in shown.splitlines() if "--scratch-threshold" in line)
         assert "0.0<=x<=1.0" not in line and "strictly between 0 and 1" in " ".join(shown.split())
+
+
+def test_masks_given_for_only_some_pairs_are_said(tiny_set, tmp_path):
+    masks = tmp_path / "masks"
+    save_rgb(masks / "p0.png", np.zeros((40, 56, 1), np.float32))
+    result = CliRunner().invoke(app, ["evaluate", "--degraded", str(tiny_set / "degraded"), "--clean", str(tiny_set / "clean"), "--mask", str(masks), "-m", "tophat"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 pairs have no mask" in " ".join(result.output.split())

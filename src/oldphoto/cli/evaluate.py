@@ -121,6 +121,9 @@ def evaluate(
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")
+    unmasked = [pair.stem for pair in pairs if pair.mask is None]
+    if mask is not None and unmasked:
+        note(f"{len(unmasked)} of {len(pairs)} pairs have no mask in {mask} (e.g. {unmasked[0]}): their masks are not scored")
     with library_errors():
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
