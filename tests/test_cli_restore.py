@@ -863,3 +863,32 @@ def test_the_summary_tells_same_named_photos_apart_and_shows_brackets(tmp_path, 
     assert result.exit_code == 0, result.output
     shown = result.output
     assert "sub1/a.jpg" in shown and "sub2/a.jpg" in shown and "[1931] grandma.jpg" in " ".join(shown.split())
+
+
+def test_comparison_sheets_of_strips_and_panoramas_are_written_and_readable():
+    from oldphoto.restore.jobs import comparison_sheet
+
+    tall = np.random.default_rng(0).random((66_000, 12, 3)).astype(np.float32)  # over a JPEG's 65,500 px a side
+    sheet = comparison_sheet(tall, tall)
+    assert max(sheet.shape[:2]) <= 2400 and sheet.shape[1] >= 1
+    wide = np.random.default_rng(0).random((60, 3000, 3)).astype(np.float32)
+    sheet = comparison_sheet(wide, wide)
+    assert sheet.shape[1] == 2400 and sheet.shape[0] >= 2 * 48  # before over after, not a 24 px sliver
+    portrait = np.zeros((300, 200, 3), np.float32)
+    assert comparison_sheet(portrait, portrait).shape[:2] == (300, 404)  # side by side, as before
+
+
+def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, random_scratch_model):
+    """Masks saved with --suffix _r (a_r_mask.png) and re-used without it, or renamed to _mask.PNG by an editor, were
+    ignored and the detector ran instead, with nothing said."""
+    photo = make_photo(tmp_path / "in" / "a.jpg")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(masks / "a_r_mask.png")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out"), "--masks", str(masks), "--report", str(tmp_path / "r.json"), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert "1 mask file(s) in" in " ".join(result.output.split()) and "a_r_mask.png" in result.output
+    (masks / "a_r_mask.png").rename(masks / "a_mask.PNG")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out2"), "--masks", str(masks), "--report", str(tmp_path / "r2.json"), *STAGES)
+    assert result.exit_code == 0 and "match no photo" not in result.output, result.output
+    assert json.loads((tmp_path / "r2.json").read_text())["images"][0]["mask_source"].endswith("a_mask.PNG")

@@ -262,15 +262,31 @@ def split_output_folder(inputs: list[InputFile], output: Path) -> tuple[list[Inp
 def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "") -> Path | None:
     """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
     stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
-    job's output below ``output`` (the layout ``--save-mask`` writes)."""
+    job's output below ``output`` (the layout ``--save-mask`` writes). The extension's case does not matter
+    (``_mask.PNG`` from an editor on another system)."""
     folder = masks / job.output.parent.relative_to(output)
+    if not folder.is_dir():
+        return None
+    files = {(path.stem, path.suffix.lower()): path for path in sorted(folder.iterdir()) if path.is_file()}
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
     for stem in stems:
         for extension in EXTENSION_FORMATS:
-            candidate = folder / f"{stem}{MASK_SUFFIX}{extension}"
-            if candidate.is_file():
-                return candidate
+            found = files.get((f"{stem}{MASK_SUFFIX}", extension))
+            if found is not None:
+                return found
     return None
+
+
+def unused_masks(masks: Path, used: Sequence[Path | None]) -> list[Path]:
+    """The mask files (``*_mask.<image ext>``, in sub-folders too) in the ``--masks`` folder that no photo of the run
+    takes: a mask saved with another ``--suffix``, or for a renamed photo, would otherwise be ignored unseen."""
+    taken = {path.resolve() for path in used if path is not None}
+    candidates = (
+        path
+        for path in masks.rglob(f"*{MASK_SUFFIX}.*")
+        if path.is_file() and path.suffix.lower() in EXTENSION_FORMATS and path.stem.endswith(MASK_SUFFIX)
+    )
+    return sorted(path for path in candidates if path.resolve() not in taken)
 
 
 SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", "manifest.json")

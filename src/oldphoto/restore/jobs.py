@@ -123,15 +123,22 @@ def not_run_record(job: Job) -> JobRecord:
     return JobRecord(str(job.source), str(job.output), "skipped" if job.already_done else "refused", error=job.skip_reason)
 
 
-def comparison_sheet(before: np.ndarray, after: np.ndarray, max_width: int = 2400) -> np.ndarray:
-    """Side-by-side before | after, (H, 2W + gap, 3) float32 in [0, 1], shrunk to at most ``max_width`` wide."""
+def comparison_sheet(before: np.ndarray, after: np.ndarray, max_side: int = 2400) -> np.ndarray:
+    """Before | after side by side, or before over after for a photo more than twice as wide as tall (a panorama
+    would shrink to a sliver), as (H', W', 3) float32 in [0, 1], shrunk so that neither side exceeds ``max_side``
+    (a JPEG holds at most 65,500 px a side: a 66,000 px strip would fail to write)."""
     import cv2
 
-    gap = np.ones((before.shape[0], max(4, before.shape[1] // 100), 3), np.float32)
-    sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
-    if sheet.shape[1] > max_width:
-        scale = max_width / sheet.shape[1]
-        size = (max_width, max(1, round(sheet.shape[0] * scale)))
+    height, width = before.shape[:2]
+    if width > 2 * height:
+        gap = np.ones((max(4, height // 100), width, 3), np.float32)
+        sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=0)
+    else:
+        gap = np.ones((height, max(4, width // 100), 3), np.float32)
+        sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
+    scale = min(1.0, max_side / sheet.shape[0], max_side / sheet.shape[1])
+    if scale < 1.0:
+        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
         sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
     return sheet
 
