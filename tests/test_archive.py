@@ -99,6 +99,10 @@ def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
     merged = merge_reports([crashed, rerun], ["first.json", "rerun.json"])
     assert {r["input"]: r["status"] for r in merged["images"]} == {"a": "restored", "b": "restored", "c": "refused"}
     assert merged["totals"]["megapixels"] == 4.0 and merged["totals"]["seconds_per_megapixel"] == 1.0
+    # The same photo named relatively in one run and absolutely in another is one photo, not two.
+    absolute = {"images": [record(str(Path("a").resolve()), "skipped")]}
+    merged = merge_reports([crashed, absolute], ["first.json", "absolute.json"])
+    assert len(merged["images"]) == 2 and merged["totals"]["statuses"] == {"failed": 1, "restored": 1}
 
 
 def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):

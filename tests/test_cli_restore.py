@@ -892,3 +892,18 @@ def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, rando
     result = invoke("restore", str(photo), "-o", str(tmp_path / "out2"), "--masks", str(masks), "--report", str(tmp_path / "r2.json"), *STAGES)
     assert result.exit_code == 0 and "match no photo" not in result.output, result.output
     assert json.loads((tmp_path / "r2.json").read_text())["images"][0]["mask_source"].endswith("a_mask.PNG")
+
+
+def test_face_crops_saved_inside_the_album_are_not_restored_again(tmp_path, random_face_model):
+    """restore inplace -r -o inplace --suffix _r --save-faces inplace/faces, run twice, planned the first run's face
+    crops as new photos."""
+    album = tmp_path / "album"
+    album.mkdir()
+    Image.open(FACE_FIXTURE).save(album / "portrait.png")
+    args = ("restore", str(album), "-r", "-o", str(album), "--suffix", "_r", "--save-faces", str(album / "faces"), *FACE_STAGES)
+    assert invoke(*args).exit_code == 0
+    crops = sorted((album / "faces").rglob("*.png"))
+    assert crops
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert sorted((album / "faces").rglob("*.png")) == crops and not list(album.rglob("*_r_0_r.png"))

@@ -238,23 +238,23 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
     return kept, left_out
 
 
-def split_output_folder(inputs: list[InputFile], output: Path) -> tuple[list[InputFile], list[InputFile]]:
-    """Separate the inputs that lie inside the output folder below the folder they were found in
-    (``restore album -r -o album/restored``, run again): earlier results, which would otherwise be restored once more
-    into ``restored/restored/``. An output folder that is the input folder itself (restoring in place with a
-    ``--suffix``) leaves its photos in.
+def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) -> tuple[list[InputFile], list[InputFile]]:
+    """Separate the inputs that lie inside the output folder (or one of the ``others`` this run writes to, such as
+    the ``--save-faces`` folder) below the folder they were found in (``restore album -r -o album/restored``, run
+    again): earlier results, which would otherwise be restored once more into ``restored/restored/``. An output
+    folder that is the input folder itself (restoring in place with a ``--suffix``) leaves its photos in.
 
     Returns:
         (the inputs to restore, the inputs left out), each in the given order.
     """
-    target = output.resolve()
+    targets = [folder.resolve() for folder in (output, *others)]
     kept, left_out = [], []
     for item in inputs:
         path = item.path.resolve()
         # The folder the photo was found in: the folder given, a glob's fixed prefix (``album/**/*.jpg``), or its own.
         below = Path(item.shard_key) if item.shard_key else item.relative
         root = item.path.parents[len(below.parts) - 1].resolve()
-        inside = target in path.parents and target != root
+        inside = any(target in path.parents and target != root for target in targets)
         (left_out if inside else kept).append(item)
     return kept, left_out
 

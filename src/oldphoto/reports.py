@@ -158,7 +158,8 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     chosen: dict[str, dict[str, Any]] = {}
     for payload in payloads:
         for record in payload["images"]:
-            key = record["input"]
+            # The same photo named by another path (relative in one run, absolute in another) is one photo.
+            key = str(Path(record["input"]).resolve()) if record["input"] else record["input"]
             earlier = chosen.get(key)
             if earlier is None or STATUS_RANK.get(record["status"], -1) >= STATUS_RANK.get(earlier["status"], -1):
                 chosen[key] = record

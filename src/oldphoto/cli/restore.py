@@ -114,11 +114,12 @@ def restore(
             f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
             f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
         )
-    found, earlier_results = split_output_folder(found, output)
+    found, earlier_results = split_output_folder(found, output, *([save_faces_dir] if save_faces_dir is not None else []))
     if earlier_results:
         note(
-            f"left out {len(earlier_results)} file(s) inside the output folder {output}, below the folder given as "
-            f"input (e.g. {earlier_results[0].path}): results of an earlier run, not photos to restore"
+            f"left out {len(earlier_results)} file(s) inside the output folder {output} (or --save-faces folder), "
+            f"below the folder given as input (e.g. {earlier_results[0].path}): results of an earlier run, not "
+            "photos to restore"
         )
     if not found:
         raise fail("no input images found: only oldphoto's own outputs")
