@@ -280,6 +280,22 @@ def test_train_command_runs_and_reports(tmp_path):
     assert "restore-unet step 2" in result.output and "best validation of restore-unet" in result.output
     bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--crop", "30"])
     assert bad.exit_code == 2 and "multiples of 4" in bad.output
+    # A helper's sweep: these crashed with tracebacks, or trained on less than asked without a word.
+    base = ["--val", config.val[0], "--steps", "1", "--out", str(tmp_path / "x" / "w.safetensors"), "--checkpoint", str(tmp_path / "x" / "c.pt")]
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "only.png").write_bytes(next(Path(config.setup.data[0]).glob("*.png")).read_bytes())
+    for args, says in (
+        (["vae-clean", "--data", config.setup.data[0], "--crop", "0"], "--crop"),
+        (["vae-clean", "--data", config.setup.data[0], "--val-samples", "0"], "--val-samples"),
+        (["scratch", "--data", config.setup.data[0], "--crop", "0"], "--crop"),
+        (["vae-clean", "--data", config.setup.data[0], "--data", str(tmp_path / "misspelt")], "no such folder"),
+        (["vae-old", "--data", config.setup.data[0], "--real", config.setup.data[0], "--batch-size", "1"], "--batch-size 2 or more"),
+        (["vae-old", "--data", config.setup.data[0], "--real", str(one)], "only photo there"),
+    ):
+        result = CliRunner().invoke(app, ["train", *args, *base])
+        assert result.exit_code == 2 and says in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output
 
 
 def _face_folder(folder):

@@ -26,7 +26,13 @@ HELD_OUT_EVERY = 20
 
 
 def split_held_out(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """(training, held-out): every HELD_OUT_EVERY-th file, starting with the first, is held out."""
+    """(training, held-out): every HELD_OUT_EVERY-th file, starting with the first, is held out.
+
+    Raises:
+        DataError: a single photo: it would be held out and nothing left to train on.
+    """
+    if len(files) == 1:
+        raise DataError(f"{files[0]} is the only photo there: one of every {HELD_OUT_EVERY} is held out for validation, so give 2 or more")
     return [f for i, f in enumerate(files) if i % HELD_OUT_EVERY], [f for i, f in enumerate(files) if i % HELD_OUT_EVERY == 0]
 
 
@@ -57,6 +63,14 @@ def to_batch(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
 
 
 def list_images(folders: Sequence[str | Path]) -> list[Path]:
+    """The photos under ``folders`` (searched recursively), sorted.
+
+    Raises:
+        DataError: a folder does not exist (a misspelt --data would otherwise be skipped unseen), or none holds a photo.
+    """
+    missing = [str(folder) for folder in folders if not Path(folder).is_dir()]
+    if missing:
+        raise DataError(f"no such folder: {', '.join(missing)}")
     files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
     if not files:
         raise DataError(f"no images found under {', '.join(map(str, folders))}")

@@ -126,6 +126,17 @@ class _Base:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
+        if self.name == "vae-old" and config.real and setup.batch_size < 2:
+            raise DataError("vae-old with --real needs --batch-size 2 or more: half of each step's crops are real photos")
+        frozen = (MAPPING_MODEL, DETAIL_MODEL)
+        for given, option, used_by in (
+            (config.real, "--real", (VAE_OLD_MODEL,)),
+            (config.vae_old, "--vae-old", frozen),
+            (config.vae_clean, "--vae-clean", frozen),
+            (config.mapping, "--mapping", (DETAIL_MODEL,)),
+        ):
+            if given and self.name not in used_by:
+                log.warning("%s is used by %s only; %s ignores it", option, " and ".join(used_by), self.name)
         check_mask_source(config.mask_source)
         self.config = config
         torch.manual_seed(setup.seed)
