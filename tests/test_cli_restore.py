@@ -808,6 +808,15 @@ def test_options_the_chosen_stages_ignore_are_named_and_an_odd_file_name_reaches
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--no-scratch", "--save-mask", "--no-faces", "--save-faces", str(tmp_path / "f"))
     shown = " ".join(result.output.split())
     assert result.exit_code == 0 and "--save-mask writes nothing with --no-scratch" in shown and "--save-faces writes nothing" in shown
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    args = ("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out2"), "--masks", str(masks), "--mask-dilation", "3")
+    result = invoke(*args, "--face-strength", "0", "--save-faces", str(tmp_path / "f2"), "--no-global")
+    shown = " ".join(result.output.split())
+    assert "--mask-dilation grows detected masks only" in shown and "--save-faces writes nothing with --face-strength 0" in shown
+    # --tile below the stages' floor: the dry run refuses it as the run does (it planned the run and exited 0).
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out3"), "--tile", "511", "--dry-run", *STAGES)
+    assert result.exit_code == 2 and "--tile 511 is below 512" in " ".join(result.output.split())
     # A file name that is not valid UTF-8 (an old disk's Latin-1 name): restored, and linked from the gallery.
     odd = Path(os.fsdecode(bytes(tmp_path / "odd") + b"/caf\xe9.jpg"))
     odd.parent.mkdir()

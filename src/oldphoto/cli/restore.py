@@ -35,7 +35,7 @@ from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outpu
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
-from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, stage_caveats
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, require_tile, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
 from oldphoto.shards import parse_shard, select_shard
 
@@ -162,6 +162,7 @@ def restore(
         with library_errors():
             require_stages(options)
             runtime = make_runtime(*runtime_args)
+            require_tile(runtime.tile, options)
             if output.exists() and not output.is_dir():  # what the run would refuse, found without writing anything
                 raise OutputNotWritableError(f"-o {output} is a file, not a folder; choose a folder for the outputs")
         _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
@@ -260,8 +261,12 @@ def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool
             notes.append("--save-mask writes nothing with --no-scratch (no mask is made)")
         if options.scratch_threshold is not None or options.mask_dilation is not None:
             notes.append("--scratch-threshold and --mask-dilation do nothing with --no-scratch")
+    if masks_given and options.mask_dilation:
+        notes.append("--mask-dilation grows detected masks only: a mask from --masks is used as it is")
     if save_faces and not options.faces:
         notes.append("--save-faces writes nothing with --no-faces")
+    elif save_faces and options.face_strength <= 0:
+        notes.append("--save-faces writes nothing with --face-strength 0 (no face is refined)")
     return notes
 
 

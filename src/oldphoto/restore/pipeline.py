@@ -192,6 +192,20 @@ def tile_floor(options: RestoreOptions) -> tuple[int, str]:
     return spec.contract.min_tile, spec.name
 
 
+def require_tile(tile: int, options: RestoreOptions) -> None:
+    """Refuse a tile smaller than the stages of ``options`` accept (see :func:`tile_floor`).
+
+    Raises:
+        ConfigError: which model sets the floor, and the tile to give.
+    """
+    floor, name = tile_floor(options)
+    if tile < floor:
+        raise ConfigError(
+            f"--tile {tile} is below {floor}, the smallest tile {name} runs on (4x its {floor // 4} px minimum overlap); "
+            f"use --tile {floor} or more"
+        )
+
+
 def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:
     """Warnings about the models ``options`` uses that are not yet fit for general use, one per model:
     ``name: caveat``, or with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
@@ -241,12 +255,7 @@ class Restorer:
 
     def __init__(self, runtime: Runtime, options: RestoreOptions = RestoreOptions()) -> None:
         require_stages(options)
-        floor, name = tile_floor(options)
-        if runtime.tile < floor:
-            raise ConfigError(
-                f"--tile {runtime.tile} is below {floor}, the smallest tile {name} runs on (4x its {floor // 4} px "
-                f"minimum overlap); use --tile {floor} or more"
-            )
+        require_tile(runtime.tile, options)
         self.runtime = runtime
         self.options = options
         # Each network is loaded, verified and placed on the run's device once; stages read its contract from here.
