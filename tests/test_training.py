@@ -681,3 +681,22 @@ def test_train_command_checks_extra_damage(tmp_path):
 
     result = CliRunner().invoke(app, ["train", "scratch", "--data", str(tmp_path), "--val", str(tmp_path), "--extra-damage", "flaking"])
     assert result.exit_code == 2 and "expected OP:P" in result.output
+
+
+def test_an_interrupted_training_says_where_to_resume_from(tmp_path, monkeypatch):
+    """Ctrl-C during `oldphoto train` exited 130 without a word on the checkpoint."""
+    from typer.testing import CliRunner
+
+    import oldphoto.training.restoration as restoration
+    from oldphoto.cli.app import app
+
+    def interrupted(config, resume=False, on_step=None):
+        on_step(250, 1000, {"loss": 0.5, "score": 30.0, "validated": 1.0})
+        on_step(260, 1000, {"loss": 0.4})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restoration, "train_global", interrupted)
+    config = global_config(tmp_path, "vae-clean", steps=2)
+    result = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--out", config.setup.out, "--checkpoint", config.setup.checkpoint])
+    assert result.exit_code == 130, result.output
+    assert "interrupted at step 260" in result.output and "step 250" in result.output and "--resume" in result.output

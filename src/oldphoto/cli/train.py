@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from oldphoto.cli.common import console, library_errors, progress_bar
+from oldphoto.cli.common import EXIT_INTERRUPTED, console, error_console, library_errors, progress_bar
 
 if TYPE_CHECKING:
     from oldphoto.training.loop import TrainSetup
@@ -152,15 +152,29 @@ def _train_with_progress(name: str, steps: int, train: Callable) -> None:
         task = progress.add_task(f"training {name}", total=steps)
         running: dict[str, float] = {}
 
+        checkpointed = [0, 0]  # the last step, the last validated (checkpointed) step
+
         def on_step(step: int, total: int, figures: dict[str, float]) -> None:
             running.update(figures)
+            checkpointed[0] = step
             text = f"loss {running['loss']:.4f}" + (f" val {running['score']:.3f}" if "score" in running else "")
             progress.update(task, completed=step, description=f"{name} {text}")
             if figures.get("validated"):
+                checkpointed[1] = step
                 shown = {k: round(v, 4) for k, v in figures.items() if k != "validated"}
                 progress.console.print(f"{name} step {step}: {shown}", highlight=False)
 
-        state = train(on_step=on_step)
+        try:
+            state = train(on_step=on_step)
+        except KeyboardInterrupt:
+            last, saved = checkpointed
+            where = (
+                f"the checkpoint holds step {saved}: run the same command with --resume to continue from there"
+                if saved
+                else "no checkpoint was written yet (one is written at each validation)"
+            )
+            error_console.print(f"[yellow]interrupted[/] at step {last} of {name}; {where}", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(f"best validation of {name}: {state.best}", highlight=False)
 
 
