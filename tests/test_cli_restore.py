@@ -515,6 +515,13 @@ def test_save_faces_writes_each_refined_face_and_the_report_lists_every_face(tmp
     assert invoke(*args, "--overwrite").exit_code == 0
     assert (faces / "cropped" / "solo_0.png").exists()
 
+    # Crops are numbered as the report lists the faces, and a re-run that refines fewer faces leaves no stale crop.
+    every = ("restore", str(album), "-r", "-o", str(out), "--save-faces", str(faces), *FACE_STAGES, "--overwrite")
+    assert invoke(*every, "--min-face-size", "0").exit_code == 0
+    assert (faces / "cropped" / "sub" / "pair_1.png").exists()
+    assert invoke(*every, "--min-face-size", "50").exit_code == 0
+    assert sorted(p.name for p in (faces / "cropped" / "sub").iterdir()) == ["pair_0.png"]
+
 
 def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     album, report = face_photos(tmp_path / "album"), tmp_path / "r.json"

@@ -203,9 +203,10 @@ SaveFacesDirOption = Annotated[
         Path | None,
         typer.Option(
             "--save-faces",
-            help="Also write each refined face (largest first, k = 0, 1, ...) to DIR/cropped/<stem>_<k>.png (the "
-            "aligned crop given to the refiner), DIR/restored/<stem>_<k>.png (the refined crop) and "
-            "DIR/cmp/<stem>_<k>.png (the two side by side), in the input's sub-folder under each.",
+            help="Also write each refined face to DIR/cropped/<stem>_<k>.png (the aligned crop given to the refiner), "
+            "DIR/restored/<stem>_<k>.png (the crop as pasted back, at the strength applied) and DIR/cmp/<stem>_<k>.png "
+            "(the two side by side), in the input's sub-folder under each; k is the face's number in the report "
+            "(largest first, every face found). A re-run replaces a photo's earlier crops.",
             file_okay=False,
             rich_help_panel=OUTPUT,
         ),

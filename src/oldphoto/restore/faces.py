@@ -63,7 +63,8 @@ class RefinedFace:
     cropped: np.ndarray | None = None
     """(S, S, 3) float32 in [0, 1]: the aligned crop given to the refiner; None when not refined."""
     restored: np.ndarray | None = None
-    """(S, S, 3) float32 in [0, 1]: the refiner's output for that crop (tone matched); None when not refined."""
+    """(S, S, 3) float32 in [0, 1]: the crop as pasted into the photo: the refiner's correction (tone matched) at the
+    applied strengths, so a face the gate leaves alone shows as it was; None when not refined."""
     degradation: float | None = None
     """0..1, the gate's estimate of how much of the refiner's correction this face needs (0: a sharp, clean face that
     stays as the global stage left it); None when not refined or without a gate."""
@@ -284,5 +285,6 @@ def refine_faces(
             need = estimate_need(gate.network, before, aligned.pixels, refined)
         coarse, fine = blend_strengths(need, blend, strength)
         paste_correction(result, aligned, refined, coarse, fine, blend, in_place=True)
-        records[index] = RefinedFace(face, True, aligned.pixels, refined, need, coarse, fine)
+        applied = blended_face(aligned.pixels, refined, coarse, fine, blend.fine_sigma) if blend is not None else aligned.pixels + coarse * (refined - aligned.pixels)
+        records[index] = RefinedFace(face, True, aligned.pixels, np.clip(applied, 0.0, 1.0).astype(np.float32), need, coarse, fine)
     return FaceResult(result, faces, tuple(records))

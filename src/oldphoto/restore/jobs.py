@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -152,16 +153,26 @@ def face_paths(job: Job, outputs: JobOutputs, index: int) -> dict[str, Path]:
 
 
 def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace], written: list[Path] | None = None) -> int:
-    """Write the aligned and refined crops of each refined face (largest first) and the two side by side; each file
-    written is added to ``written``."""
-    refined = [face for face in faces if face.refined and face.cropped is not None and face.restored is not None]
-    for index, face in enumerate(refined):
+    """Write the aligned and the restored crop (as pasted) of each refined face and the two side by side, numbered as
+    the report lists the faces (largest first, every face found), after removing the crops an earlier run wrote for
+    this photo (a re-run refining fewer faces would leave stale ones); each file written is added to ``written``."""
+    stale = re.compile(rf"{re.escape(job.output.stem)}_\d+\.png")
+    for folder in {path.parent for path in face_paths(job, outputs, 0).values()}:
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if stale.fullmatch(path.name):
+                    path.unlink()
+    count = 0
+    for index, face in enumerate(faces):
+        if not (face.refined and face.cropped is not None and face.restored is not None):
+            continue
         paths = face_paths(job, outputs, index)
         for part, pixels in (("cropped", face.cropped), ("restored", face.restored), ("cmp", np.concatenate([face.cropped, face.restored], axis=1))):
             save_rgb(paths[part], pixels)
             if written is not None:
                 written.append(paths[part])
-    return len(refined)
+        count += 1
+    return count
 
 
 def face_record(face: RefinedFace) -> dict[str, Any]:
@@ -245,8 +256,8 @@ def restore_job(
                 if outputs.compare:
                     save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
                     written.append(job.compare_path)
-                if outputs.faces_dir is not None and result.faces:
-                    save_faces(job, outputs, result.faces, written)
+                if outputs.faces_dir is not None:
+                    save_faces(job, outputs, result.faces or [], written)
                 write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
         except BaseException:
             for path in written:
