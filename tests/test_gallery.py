@@ -113,6 +113,24 @@ def test_restore_gallery_references_every_photo_relatively_and_lists_the_failed(
     assert failed.startswith("torn.png failed") and "cannot decode" in failed
 
 
+def test_a_rerun_or_another_shard_keeps_the_photos_the_gallery_already_shows(tmp_path, random_scratch_model):
+    """The gallery was written from the current run only: a re-run (every photo skipped as done) left a page of
+    "output exists" notes without figures, and each shard's page replaced the other shards' photos."""
+    album, out = tmp_path / "album", tmp_path / "out"
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        make_photo(album / name)
+    assert invoke("restore", str(album), "-o", str(out), "--gallery", *STAGES).exit_code == 0
+    first = Page((out / "index.html").read_text())
+    assert invoke("restore", str(album), "-o", str(out), "--gallery", *STAGES).exit_code == 0
+    again = Page((out / "index.html").read_text())
+    assert sorted(photo["name"] for photo in again.photos) == sorted(photo["name"] for photo in first.photos) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    assert "output exists" not in (out / "index.html").read_text()
+    sharded = tmp_path / "sharded"
+    for k in range(2):
+        assert invoke("restore", str(album), "-o", str(sharded), "--gallery", "--shard", f"{k}/2", *STAGES).exit_code == 0
+    assert sorted(photo["name"] for photo in Page((sharded / "index.html").read_text()).photos) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+
+
 def test_a_tiff_output_is_linked_with_a_note_not_shown_as_a_blank_slider(tmp_path, random_scratch_model):
     album, out = tmp_path / "album", tmp_path / "out"
     make_photo(album / "a.jpg")
@@ -187,6 +205,10 @@ def test_report_gallery_shows_a_merged_report_of_two_shards(tmp_path, monkeypatc
         assert local_file(index, photo["images"]["after"]) == (tmp_path / "out" / photo["name"]).resolve()
         assert local_file(index, photo["images"]["mask"]).is_file()
     assert "r-0-of-2.json, r-1-of-2.json" in index.read_text()
+    assert "is found from" not in result.output
+    # Without --paths-from, from another folder, nothing is found: said, not a page of "not found" passed over.
+    result = invoke("report", "gallery", str(tmp_path / "all.json"), "-o", str(index))
+    assert result.exit_code == 0 and "none of the report's 5 restored photos is found" in " ".join(result.output.split())
 
 
 def _check_script():

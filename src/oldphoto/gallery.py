@@ -9,6 +9,7 @@ that were not restored are listed with their error.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from html import escape
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError
 from oldphoto.inputs import Job
+from oldphoto.reports import merge_reports
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,44 @@ def render_gallery(index: Path, payload: dict[str, Any], root: Path | None = Non
     body = [_header(payload, images, len(not_restored)), photos or '<p class="empty">No restored photos in this report.</p>']
     if not_restored:
         body.append(_not_restored_section(not_restored))
+    # The report itself, so that a later run into the same folder can keep the photos it skips or does not hold.
+    # No "<", ">" or "&" in it as such: a file named "</script><script>..." must stay data.
+    data = json.dumps(payload, ensure_ascii=True).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    body.append(f'<script type="application/json" id="{_REPORT_ID}">{data}</script>')
     return _PAGE.format(title="oldphoto gallery", css=_CSS, svg=_SVG, body="\n".join(body), js=_JS)
+
+
+_REPORT_ID = "oldphoto-report"
+
+
+def earlier_report(index: Path) -> dict[str, Any] | None:
+    """The report embedded in a gallery page this module wrote earlier at ``index``, or None (no page, another
+    file, a page from before pages embedded their report, or one that cannot be read)."""
+    try:
+        text = Path(index).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    start = text.find(f'<script type="application/json" id="{_REPORT_ID}">')
+    if GENERATOR_TAG.decode() not in text[:4096] or start < 0:
+        return None
+    start = text.index(">", start) + 1
+    try:
+        payload = json.loads(text[start : text.index("</script>", start)])
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) and isinstance(payload.get("images"), list) else None
+
+
+def with_earlier_photos(index: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """The report of this run for its gallery at ``index``, with the photos of the gallery already there: a photo this
+    run skipped because its output exists keeps its earlier record (figures, faces), and photos this run did not hold
+    (another shard's, or an album restored a part at a time) stay on the page. Each photo keeps its best outcome, as
+    ``report merge`` decides (:func:`oldphoto.reports.merge_reports`); the header is this run's."""
+    earlier = earlier_report(index)
+    if earlier is None:
+        return payload
+    merged = merge_reports([earlier, payload], [str(index), "this run"])
+    return {**payload, "images": merged["images"], "totals": merged["totals"]}
 
 
 class _Locator:

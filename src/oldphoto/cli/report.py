@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from oldphoto.cli.common import console, library_errors
+from oldphoto.cli.common import console, library_errors, note
 from oldphoto.gallery import check_gallery_target, write_gallery
 from oldphoto.reports import check_report_target, merge_reports, read_report, write_report
 
@@ -57,4 +57,11 @@ def gallery(
         check_gallery_target(output, overwrite)
         payload = read_report(report)
         write_gallery(output, payload, root=paths_from)
+    root = paths_from or Path.cwd()
+    outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]
+    if outputs and not any((root / path).exists() for path in outputs):
+        note(
+            f"none of the report's {len(outputs)} restored photos is found from {root}: relative paths start where "
+            "restore ran; run this there, or give that folder with --paths-from"
+        )
     console.print(f"gallery of {len(payload['images'])} photos -> {escape(str(output))}", highlight=False)

@@ -29,7 +29,7 @@ from oldphoto.cli.common import (
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
-from oldphoto.gallery import GALLERY_NAME, check_gallery_target, write_gallery
+from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
@@ -238,7 +238,7 @@ def restore(
             if report is not None:
                 write_report(report, payload)
             if gallery:
-                index = write_gallery(output / GALLERY_NAME, payload)
+                index = write_gallery(output / GALLERY_NAME, with_earlier_photos(output / GALLERY_NAME, payload))
                 console.print(f"gallery: {escape(str(index))}", highlight=False)
 
     failures += sum(record.counts_as_failure for record in records)
