@@ -923,3 +923,34 @@ def test_face_crops_saved_inside_the_album_are_not_restored_again(tmp_path, rand
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert sorted((album / "faces").rglob("*.png")) == crops and not list(album.rglob("*_r_0_r.png"))
+
+
+def test_weights_you_trained_are_used_with_weights_model_file(album, tmp_path, random_scratch_model):
+    """A model trained with `oldphoto train` could not be used by restore (the registry's sha256 called it damaged).
+    --weights MODEL=FILE loads it, strictly, names it in a note and records its file and sha256 in the report."""
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(123)
+    state = random_scratch_model.build().state_dict()
+    last_bias = [name for name in state if name.endswith("bias")][-1]
+    state[last_bias] = torch.full_like(state[last_bias], 20.0)  # "trained" to mark every pixel: easy to tell apart
+    trained = tmp_path / "runs" / "scratch-unet.safetensors"
+    trained.parent.mkdir()
+    save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(trained))
+    photo = str(album / "a.jpg")
+
+    def mask_of(out, *extra):
+        result = invoke("restore", photo, "-o", str(out), "--save-mask", "--report", str(out) + ".json", *extra, *STAGES)
+        assert result.exit_code == 0, result.output
+        return result, np.asarray(Image.open(out / "a_mask.png")), json.loads(Path(str(out) + ".json").read_text())
+
+    _, installed, _ = mask_of(tmp_path / "installed")
+    result, own, report = mask_of(tmp_path / "own", "--weights", f"scratch-unet={trained}")
+    assert f"using your own weights for scratch-unet: {trained}" in " ".join(result.output.split())
+    assert not np.array_equal(own, installed)
+    [record] = [m for m in report["images"][0]["models"] if m["name"] == "scratch-unet"]
+    assert record["weights"] == str(trained) and record["sha256"] != random_scratch_model.sha256
+    for bad in ("scratch-unet", "nosuchmodel=x.safetensors", f"scratch-unet={tmp_path / 'missing.safetensors'}"):
+        result = invoke("restore", photo, "-o", str(tmp_path / "bad"), "--weights", bad, *STAGES)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)

@@ -92,7 +92,8 @@ def verify_weights(spec: ModelSpec) -> Path:
     if not _verified(path, _identity(stat), spec.sha256):
         raise WeightsIntegrityError(
             f"{path}: sha256 does not match the registry entry of {spec.name!r} (file damaged or replaced); "
-            "reinstall oldphoto or remove the file so the next location is used"
+            "reinstall oldphoto or remove the file so the next location is used. Weights you trained yourself are "
+            f"used with restore --weights {spec.name}=FILE"
         )
     return path
 

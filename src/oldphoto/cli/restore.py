@@ -28,14 +28,14 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
-from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
+from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
-from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, require_tile, stage_caveats
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, require_tile, required_models, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
 from oldphoto.shards import parse_shard, select_shard
 
@@ -63,6 +63,7 @@ def restore(
     global_restoration: opt.GlobalRestorationOption = True,
     global_model: opt.GlobalModelOption = GlobalModel(DEFAULT_GLOBAL_BACKEND),
     keep_tone: opt.KeepToneOption = False,
+    weights: opt.WeightsOption = None,
     faces: opt.FacesOption = True,
     face_strength: opt.FaceStrengthOption = 1.0,
     min_face_size: opt.MinFaceSizeOption = 0,
@@ -98,6 +99,7 @@ def restore(
             only_center_face=only_center_face,
             global_model=global_model.value,
             keep_tone=keep_tone,
+            weights=parse_weights(weights or []),
         )
         save_mask = save_mask or gallery  # the gallery's mask toggle shows the saved masks
         chosen_shard = None if shard is None else parse_shard(shard, os.environ)
@@ -253,9 +255,28 @@ def restore(
         raise typer.Exit(EXIT_FAILURES)
 
 
+def parse_weights(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--weights MODEL=FILE`` values as (model, file) pairs.
+
+    Raises:
+        ConfigError: a value without ``=``, or with an empty side.
+    """
+    pairs = []
+    for value in values:
+        name, separator, path = value.partition("=")
+        if not separator or not name.strip() or not path.strip():
+            raise ConfigError(f"--weights {value!r}: give MODEL=FILE, e.g. mapping=runs/mapping/mapping.safetensors")
+        pairs.append((name.strip(), path.strip()))
+    return tuple(pairs)
+
+
 def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool, save_faces: bool) -> list[str]:
     """Notes on options the chosen stages make do nothing, so that no request goes quietly unanswered."""
-    notes = []
+    used = {name for names in required_models(options).values() for name in names}
+    notes = [
+        f"--weights {name}: {name} is not used by the chosen stages" if name not in used else f"using your own weights for {name}: {path}"
+        for name, path in options.weights
+    ]
     if not options.scratches and not masks_given:
         if save_mask:
             notes.append("--save-mask writes nothing with --no-scratch (no mask is made)")

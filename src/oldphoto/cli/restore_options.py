@@ -169,6 +169,18 @@ KeepToneOption = Annotated[
         ),
     ]
 
+WeightsOption = Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weights",
+            metavar="MODEL=FILE",
+            help="Use these weights for a model instead of the installed ones, e.g. mapping=runs/mapping/mapping.safetensors "
+            "from oldphoto train (repeatable; names as in oldphoto models list). They must fit the model's architecture; "
+            "they are not sha256-checked like the shipped ones.",
+            rich_help_panel=STAGES,
+        ),
+    ]
+
 FacesOption = Annotated[bool, typer.Option("--faces/--no-faces", help="Refine faces.", rich_help_panel=STAGES)]
 
 FaceStrengthOption = Annotated[

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKEND
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
-from oldphoto.weights import LoadedModel, load_model
+from oldphoto.weights import LoadedModel, file_sha256, load_model
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ class RestoreOptions:
     keep_tone: bool = False
     """Give the result the input's own colour (sepia, cyanotype, toning) at low resolution, on the restored luminance
     (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
+    weights: tuple[tuple[str, str], ...] = ()
+    """(model name, weights file) pairs: weights to use instead of the installed ones (e.g. from ``oldphoto train``).
+    They must fit the registered architecture exactly; they are not sha256-checked, since they are the caller's."""
 
     def __post_init__(self) -> None:
         if self.global_model not in GLOBAL_BACKENDS:
@@ -75,6 +79,15 @@ class RestoreOptions:
         check_detection_overrides(self.scratch_threshold, self.mask_dilation)
         if self.min_face_size < 0:
             raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
+        for name, _ in self.weights:
+            get_spec(name)  # an unknown name lists the registered ones
+        names = [name for name, _ in self.weights]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"--weights names {max(names, key=names.count)!r} twice; give one file per model")
+
+    def weights_file(self, name: str) -> str | None:
+        """The caller's weights file for model ``name``, or None for the installed one."""
+        return dict(self.weights).get(name)
 
     def detection_settings(self) -> tuple[float, int]:
         """(threshold, dilation) of the detection these options run (:func:`oldphoto.restore.scratches.detection_settings`)."""
@@ -260,7 +273,9 @@ class Restorer:
         self.options = options
         # Each network is loaded, verified and placed on the run's device once; stages read its contract from here.
         self.models: dict[str, LoadedModel] = {
-            name: load_model(get_spec(name), runtime) for names in required_models(options).values() for name in names
+            name: load_model(get_spec(name), runtime, options.weights_file(name))
+            for names in required_models(options).values()
+            for name in names
         }
 
     def plan(self) -> list[str]:
@@ -272,7 +287,16 @@ class Restorer:
         return ScratchDetection.of(self.models[SCRATCH_MODEL], self.models.get(SCRATCH_VERIFIER_MODEL), threshold, dilation)
 
     def model_records(self) -> list[dict[str, str]]:
-        return [{"name": model.name, "sha256": model.spec.sha256 or ""} for model in self.models.values()]
+        """Each model used: its name and the sha256 of its weights (the registry's, or the given file's own, with the
+        file's path)."""
+        records = []
+        for model in self.models.values():
+            given = self.options.weights_file(model.name)
+            if given is None:
+                records.append({"name": model.name, "sha256": model.spec.sha256 or ""})
+            else:
+                records.append({"name": model.name, "sha256": file_sha256(Path(given)), "weights": str(given)})
+        return records
 
     def restore(
         self,
