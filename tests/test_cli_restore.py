@@ -707,6 +707,8 @@ def test_tampered_weights_stop_restore_and_fail_verify(album, tmp_path, random_s
     verified = invoke("models", "verify", "scratch-unet")
     assert verified.exit_code == 1
     assert "FAILED" in verified.output and "sha256" in verified.output
+    listed = " ".join(invoke("models", "list").output.split())  # it showed "present" for a damaged file
+    assert "damaged: oldphoto models verify" in listed
 
 
 def test_tampered_weights_are_refused_even_with_their_size_and_mtime_kept(random_scratch_model, weights_dir):

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors, print_table
-from oldphoto.errors import OldPhotoError
+from oldphoto.errors import OldPhotoError, WeightsIntegrityError
 from oldphoto.registry import all_specs, get_spec
 from oldphoto.weights import locate_weights, parameter_count, verify_weights
 
@@ -23,10 +23,17 @@ def _status(spec) -> tuple[str, str]:
         path = locate_weights(spec)
     except OldPhotoError:
         return "missing", "file not found"
-    return "present", f"{path.stat().st_size / 1e6:.1f} MB"
+    size = f"{path.stat().st_size / 1e6:.1f} MB"
+    try:
+        verify_weights(spec)  # a truncated or empty file is not "present" (sha256, cached per file once checked)
+    except WeightsIntegrityError:
+        return "damaged", size
+    return "present", size
 
 
 def _status_text(status: str, caveat: str | None) -> str:
+    if status == "damaged":
+        return "[red]damaged: oldphoto models verify[/]"
     if status != "present":
         return f"[yellow]{status}[/]"
     return "[yellow]present (preliminary)[/]" if caveat else "[green]present[/]"
