@@ -278,6 +278,14 @@ def test_train_command_runs_and_reports(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "restore-unet step 2" in result.output and "best validation of restore-unet" in result.output
+    same = ["train", "restore-unet", "--data", config.setup.data[0], "--val", config.val[0], "--steps", "2", "--batch-size", "2",
+            "--crop", "32", "--validate-every", "1", "--val-samples", "2", "--out", config.setup.out]
+    resumed = CliRunner().invoke(app, [*same, "--checkpoint", config.setup.checkpoint, "--resume", "--init", config.setup.out])
+    assert resumed.exit_code == 0 and "--init does nothing with --resume" in " ".join(resumed.output.split()), resumed.output
+    # The weights file is there but no checkpoint at the new path: --resume cannot help, so it is not offered.
+    fresh = CliRunner().invoke(app, [*same, "--checkpoint", str(tmp_path / "new" / "c.pt")])
+    shown = " ".join(fresh.output.split())
+    assert fresh.exit_code == 2 and "--overwrite to replace it" in shown and "--resume" not in shown
     bad = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--crop", "30"])
     assert bad.exit_code == 2 and "multiples of 4" in bad.output
     # A helper's sweep: these crashed with tracebacks, or trained on less than asked without a word.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from oldphoto.cli.common import EXIT_INTERRUPTED, console, error_console, library_errors, progress_bar
+from oldphoto.cli.common import EXIT_INTERRUPTED, console, error_console, library_errors, note, progress_bar
 
 if TYPE_CHECKING:
     from oldphoto.training.loop import TrainSetup
@@ -130,6 +130,10 @@ def _setup(ctx: typer.Context) -> TrainSetup:
     with library_errors():
         # Before the recipe draws its data (minutes for some): a run that would be refused is refused at once.
         check_run_files(Path(options["checkpoint"]), Path(options["out"]), options.get("resume", False), options.get("overwrite", False))
+        if options.get("resume"):
+            for flag in ("init", "overwrite"):
+                if options.get(flag):
+                    note(f"--{flag} does nothing with --resume: the run continues from its checkpoint {options['checkpoint']}")
         return TrainSetup(
             data=_strings(options["data"]),
             out=str(options["out"]),

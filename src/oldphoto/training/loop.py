@@ -287,9 +287,11 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
         return
     for path, what in ((checkpoint, "checkpoint"), (out, "weights file")):
         if path.exists() and not overwrite:
+            # --resume helps only where the checkpoint of that run is there to continue from.
+            resume_hint = "--resume to continue that run, " if checkpoint.exists() else ""
             raise DataError(
-                f"{what} {path} exists (an earlier run's, or shipped weights): --resume to continue that run, "
-                "--overwrite to replace it, or give --out and --checkpoint elsewhere"
+                f"{what} {path} exists (an earlier run's, or shipped weights): {resume_hint}--overwrite to replace it, "
+                "or give --out and --checkpoint elsewhere"
             )
 
 
