@@ -259,15 +259,20 @@ def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) ->
     return kept, left_out
 
 
-def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "") -> Path | None:
+def user_mask_path(
+    job: Job, output: Path, masks: Path, suffix: str = "", listings: dict[Path, dict[tuple[str, str], Path]] | None = None
+) -> Path | None:
     """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
     stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
     job's output below ``output`` (the layout ``--save-mask`` writes). The extension's case does not matter
-    (``_mask.PNG`` from an editor on another system)."""
+    (``_mask.PNG`` from an editor on another system). ``listings`` caches each folder's files across the photos of a
+    run (a folder of thousands of masks is listed once, not once per photo)."""
     folder = masks / job.output.parent.relative_to(output)
-    if not folder.is_dir():
-        return None
-    files = {(path.stem, path.suffix.lower()): path for path in sorted(folder.iterdir()) if path.is_file()}
+    listings = {} if listings is None else listings
+    if folder not in listings:
+        listed = sorted(folder.iterdir()) if folder.is_dir() else []
+        listings[folder] = {(path.stem, path.suffix.lower()): path for path in listed if path.is_file()}
+    files = listings[folder]
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
     for stem in stems:
         for extension in EXTENSION_FORMATS:

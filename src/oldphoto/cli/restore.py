@@ -149,7 +149,8 @@ def restore(
             check_report_target(report, [item.path for item in found], side_outputs, overwrite)
         if gallery:
             check_gallery_target(output / GALLERY_NAME, overwrite)
-    masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix)) for job in jobs]
+    listings: dict = {}
+    masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix, listings)) for job in jobs]
     if masks is not None and masks.is_dir() and chosen_shard is None and any(mask is None for _, mask in masked):
         # A photo without its mask while mask files go unused: most likely a mask saved under another --suffix (a
         # shard leaves the other shards' masks unused, so shards are not told).
