@@ -489,3 +489,46 @@ def test_degrade_with_every_op_group_off_is_refused(tmp_path):
     Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--no-structured", "--no-unstructured", "--no-distractors"])
     assert result.exit_code == 2 and "nothing to degrade" in result.output and not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("failure", ["disk full", "interrupted"])
+def test_degrade_stops_cleanly_on_a_full_disk_or_ctrl_c(tmp_path, monkeypatch, failure):
+    """A full disk gave one "skipped: cannot write" per pair and a half-written pair; Ctrl-C left pairs without a
+    manifest and said nothing. Both stop now, remove the pair cut short and write the manifest of the pairs made."""
+    import oldphoto.degrade.sets as sets
+    from oldphoto.errors import ImageWriteError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    real_save, calls = sets.save_rgb, []
+
+    def save_rgb(path, pixels):
+        calls.append(path)
+        if len(calls) == 7:  # the second pair's second file
+            if failure == "disk full":
+                raise ImageWriteError(f"{path}: cannot write (No space left on device)")
+            raise KeyboardInterrupt
+        real_save(path, pixels)
+
+    monkeypatch.setattr(sets, "save_rgb", save_rgb)
+    out = tmp_path / "set"
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(out), "--count", "4", "--no-distractors"])
+    assert result.exit_code == (1 if failure == "disk full" else 130), result.output
+    assert ("stopped:" if failure == "disk full" else "interrupted") in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [record["stem"] for record in manifest["images"]] == ["0000_p"]
+    assert sorted(p.name for p in out.rglob("*.png")) == ["0000_p.png"] * 4  # clean, degraded, mask, ignore of the one pair
+
+
+def test_degrade_refuses_a_bad_damage_stamp_before_making_any_pair(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    stamps = tmp_path / "stamps" / "dirt"
+    stamps.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(stamps / "good.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(stamps / "flat.png")
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(tmp_path / "stamps")])
+    assert result.exit_code == 2 and "flat.png: a damage stamp must be an RGBA PNG" in " ".join(result.output.split())
+    assert not (tmp_path / "set").exists()

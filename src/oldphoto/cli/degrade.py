@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from oldphoto.cli.common import (
     EXIT_FAILURES,
+    EXIT_INTERRUPTED,
     console,
     discovered_inputs,
     error_console,
@@ -21,9 +22,10 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
-from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, write_manifest
-from oldphoto.errors import OldPhotoError
+from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, remove_pair, write_manifest
+from oldphoto.errors import ImageWriteError, OldPhotoError
 from oldphoto.inputs import prepare_set_folder
+from oldphoto.restore.jobs import check_output_folder
 
 
 def degrade(
@@ -67,20 +69,41 @@ def degrade(
         stamps = load_stamps(damage_dir)  # the bundled stamps unless --damage-dir
         prepare_set_folder(output, [source.path for source in discovered.files], overwrite)
         pairs = plan_pairs(discovered.files, count, size_range)
+        check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
     rng = np.random.default_rng(seed)
     records: list[PairRecord] = []
     failures = len(discovered.problems)
+    stopped: str | None = None
     with progress_bar() as progress:
         task = progress.add_task("degrading", total=len(pairs))
         for pair in pairs:
             try:
                 records.append(make_pair(pair, output, recipe, rng, stamps, size_range))
+            except ImageWriteError as error:  # the disk, not the photo: every later pair would fail too
+                remove_pair(output, pair.stem)
+                stopped = str(error)
+                break
             except OldPhotoError as error:  # one photo failed: report it, make the rest
                 failures += 1
                 error_console.print(f"[red]skipped:[/] {escape(str(error))}", highlight=False)
+            except KeyboardInterrupt:
+                remove_pair(output, pair.stem)
+                stopped = "interrupted"
+                break
             progress.advance(task)
     with library_errors():
+        # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.
         write_manifest(output, seed, recipe, records, stamps)
+    if stopped == "interrupted":
+        error_console.print(
+            f"[yellow]interrupted[/]: {len(records)} of {len(pairs)} pairs written (manifest.json lists them); run the "
+            "command again with --overwrite to make the whole set",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped is not None:
+        error_console.print(f"[bold red]stopped:[/] {escape(stopped)}; {len(records)} pairs written before it", highlight=False)
+        raise typer.Exit(EXIT_FAILURES)
     console.print(f"wrote {len(records)} pairs to {escape(str(output))}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)

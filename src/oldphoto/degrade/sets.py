@@ -147,6 +147,12 @@ def make_pair(
     return PairRecord(pair.stem, str(pair.source), (width, height), tuple(sample.ops))
 
 
+def remove_pair(output: Path, stem: str) -> None:
+    """Delete whatever files of pair ``stem`` exist in ``output`` (a pair cut short by a full disk or Ctrl-C)."""
+    for part in ("clean", "degraded", "mask", "ignore", "distractor"):
+        (output / part / f"{stem}.png").unlink(missing_ok=True)
+
+
 def write_manifest(
     output: Path, seed: int, preset: Preset, records: Sequence[PairRecord], stamps: DamageStamps | None = None
 ) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from oldphoto.degrade.unstructured import Params, _uniform
 from oldphoto.errors import ConfigError
@@ -137,6 +138,16 @@ def load_stamps(folders: Sequence[str | Path] | None = None) -> DamageStamps:
         stamps = DamageStamps(folders)
         if len(stamps) == 0:
             raise ConfigError(f"no RGBA damage stamps (*.png) under {', '.join(map(str, folders))}")
+        # Checked now, from their headers (0.1 s for a thousand): a bad stamp otherwise surfaces only when a pair
+        # first draws it, as a traceback halfway through a set.
+        for path in (path for paths in stamps.files.values() for path in paths):
+            try:
+                with Image.open(path) as image:
+                    mode = image.mode
+            except (OSError, ValueError):
+                mode = None
+            if mode != "RGBA":
+                raise ConfigError(f"{path}: a damage stamp must be an RGBA PNG (its alpha is the damage's shape); this is {mode or 'not a readable PNG'}")
         return stamps
     stamps = DamageStamps.bundled_set()
     if len(stamps) == 0:
