@@ -374,3 +374,36 @@ def test_masks_given_for_only_some_pairs_are_said(tiny_set, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--degraded", str(tiny_set / "degraded"), "--clean", str(tiny_set / "clean"), "--mask", str(masks), "-m", "tophat"])
     assert result.exit_code == 0, result.output
     assert "1 of 2 pairs have no mask" in " ".join(result.output.split())
+
+
+def test_evaluate_keeps_the_scores_when_stopped_and_refuses_missing_folders(tiny_set, tmp_path, monkeypatch):
+    """Ctrl-C, or --save on a full disk, threw away every score (no CSV, no JSON); a missing clean/ folder gave a
+    traceback; a wide pair's contact sheet could not be written (over a JPEG's 65,500 px)."""
+    import oldphoto.cli.evaluate as evaluate_command
+
+    real_score, calls = evaluate_command.score_image, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # after the warm-up and the first pair
+            raise KeyboardInterrupt
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_command, "score_image", interrupted)
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--json", str(out)])
+    assert result.exit_code == 130 and "interrupted" in result.output, result.output
+    payload = json.loads(out.read_text())
+    assert payload["stopped"] == "interrupted" and payload["methods"][0]["images"] == 1
+    monkeypatch.setattr(evaluate_command, "score_image", real_score)
+
+    import shutil
+
+    broken = tmp_path / "noclean"
+    shutil.copytree(tiny_set, broken)
+    shutil.rmtree(broken / "clean")
+    result = CliRunner().invoke(app, ["evaluate", str(broken), "-m", "identity"])
+    assert result.exit_code == 2 and "clean: no such folder" in result.output and "Traceback" not in result.output
+
+    wide = np.stack([evaluate_command._sheet([np.zeros((24, 11_000, 3), np.float32)] * 4)])[0]
+    assert max(wide.shape[:2]) <= evaluate_command.SHEET_MAX_SIDE

@@ -16,6 +16,7 @@ from rich.table import Table
 from oldphoto.atomic import atomic_write_bytes
 from oldphoto.cli.common import (
     EXIT_FAILURES,
+    EXIT_INTERRUPTED,
     PrecisionChoice,
     console,
     error_console,
@@ -28,7 +29,7 @@ from oldphoto.cli.common import (
     quiet_option,
     set_quiet,
 )
-from oldphoto.errors import ConfigError, OldPhotoError
+from oldphoto.errors import ConfigError, ImageWriteError, OldPhotoError
 from oldphoto.evaluation.runner import (
     METHOD_NAMES,
     Pair,
@@ -138,44 +139,93 @@ def evaluate(
 
     failures = 0
     scores = {name: [] for name in methods}
+    stopped: str | None = None
     with progress_bar() as progress:
         task = progress.add_task("evaluating", total=len(pairs) * len(methods))
-        for pair in pairs:
-            panels: list[np.ndarray] = []
-            for name, run in built.items():
-                progress.update(task, description=f"{name}: {pair.stem}")
-                try:
-                    score, degraded_image, restored, predicted = score_image(name, run, pair, true_masks)
-                except OldPhotoError as error:
-                    failures += 1
-                    error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {escape(str(error))}", highlight=False)
+        # Each method once on the first pair, not scored: otherwise the first method listed pays the warm-up (first
+        # calls, allocations) in its s/MP and peak MB, and the columns depend on the order of -m.
+        progress.update(task, description="warming up")
+        for name, run in built.items():
+            try:
+                score_image(name, run, pairs[0], true_masks)
+            except OldPhotoError:
+                pass  # the pair's error is reported when it is scored
+        try:
+            for pair in pairs:
+                panels: list[np.ndarray] = []
+                for name, run in built.items():
+                    progress.update(task, description=f"{name}: {pair.stem}")
+                    try:
+                        score, degraded_image, restored, predicted = score_image(name, run, pair, true_masks)
+                    except OldPhotoError as error:
+                        failures += 1
+                        error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {escape(str(error))}", highlight=False)
+                        progress.advance(task)
+                        continue
+                    scores[name].append(score)
+                    if save is not None:
+                        _save_outputs(save, name, pair, restored, predicted, panels, degraded_image)
                     progress.advance(task)
-                    continue
-                scores[name].append(score)
-                if save is not None:
-                    _save_outputs(save, name, pair, restored, predicted, panels, degraded_image)
-                progress.advance(task)
-            if save is not None and panels:
-                save_rgb(save / "sheets" / f"{pair.stem}.jpg", np.concatenate(panels, axis=1))
+                if save is not None and panels:
+                    save_rgb(save / "sheets" / f"{pair.stem}.jpg", _sheet(panels))
+        except (ImageWriteError, OSError) as error:  # --save's disk, not a pair: the scores so far are still written
+            stopped = f"cannot write --save outputs ({error}); the scores so far are in the table and files"
+        except KeyboardInterrupt:
+            stopped = "interrupted"
 
+    counts = {name: len(scores[name]) for name in methods}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{name} {count}" for name, count in counts.items())
+        note(f"the methods were scored on different numbers of pairs ({shown}): their figures are not over the same photos")
     summaries = [summarize(name, scores[name]) for name in methods]
     scoring = mask_scoring(pairs) if any(s.mask is not None for s in summaries) else None
     _print_table(summaries, scoring)
-    if csv_path is not None:
-        _write_csv(csv_path, summaries)
-    if json_path is not None:
-        payload = {
-            "pairs": len(pairs),
-            "true_masks": true_masks,
-            "scratch_threshold": scratch_threshold,
-            "scratch_verify": scratch_verify,
-            "precision": runtime.precision,
-            "mask_definition": scoring,
-            "methods": [s.as_dict() for s in summaries],
-        }
-        atomic_write_bytes(json_path, (json.dumps(payload, indent=2) + "\n").encode())
+    try:
+        if csv_path is not None:
+            _write_csv(csv_path, summaries)
+        if json_path is not None:
+            _write_json(json_path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, runtime.precision)
+    except OSError as error:
+        raise fail(f"cannot write the scores ({error.strerror or error}); they are in the table above", EXIT_FAILURES) from None
+    if stopped == "interrupted":
+        done = min(counts.values(), default=0)
+        error_console.print(f"[yellow]interrupted[/]: the scores of the pairs done (at least {done} of {len(pairs)}) are in the table and files", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped is not None:
+        error_console.print(f"[bold red]stopped:[/] {escape(stopped)}", highlight=False)
+        raise typer.Exit(EXIT_FAILURES)
     if failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _write_json(path: Path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, precision) -> None:
+    payload = {
+        "pairs": len(pairs),
+        "stopped": stopped,  # None for a run that scored every pair it could
+        "true_masks": true_masks,
+        "scratch_threshold": scratch_threshold,
+        "scratch_verify": scratch_verify,
+        "precision": precision,
+        "mask_definition": scoring,
+        "methods": [s.as_dict() for s in summaries],
+    }
+    atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+SHEET_MAX_SIDE = 8192
+"""Contact sheets are shrunk to at most this many pixels a side (a JPEG holds at most 65,500)."""
+
+
+def _sheet(panels: list[np.ndarray]) -> np.ndarray:
+    """The panels of one pair side by side, shrunk to at most :data:`SHEET_MAX_SIDE` a side."""
+    import cv2
+
+    sheet = np.concatenate(panels, axis=1)
+    scale = min(1.0, SHEET_MAX_SIDE / sheet.shape[1], SHEET_MAX_SIDE / sheet.shape[0])
+    if scale < 1.0:
+        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
+        sheet = cv2.resize(np.ascontiguousarray(sheet), size, interpolation=cv2.INTER_AREA)
+    return sheet
 
 
 def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels: list, degraded_image) -> None:

@@ -69,6 +69,8 @@ def mask_scoring(pairs: list[Pair]) -> str | None:
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
     return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)}
 
 
