@@ -532,3 +532,16 @@ def test_degrade_refuses_a_bad_damage_stamp_before_making_any_pair(tmp_path):
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(tmp_path / "stamps")])
     assert result.exit_code == 2 and "flat.png: a damage stamp must be an RGBA PNG" in " ".join(result.output.split())
     assert not (tmp_path / "set").exists()
+
+
+def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_path):
+    """A preset file whose op parameters do not work (a quality that is not a range) crashed at its first pair with a
+    traceback; it stops with one line and a manifest of the pairs made."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    preset = tmp_path / "mine.toml"
+    preset.write_text('base = "bopbtl"\n[[scan]]\nname = "jpeg"\nprobability = 1.0\nparams = { quality = 3 }\n')
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
+    assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
+    assert json.loads((tmp_path / "set" / "manifest.json").read_text())["images"] == []

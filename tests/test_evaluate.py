@@ -407,3 +407,11 @@ def test_evaluate_keeps_the_scores_when_stopped_and_refuses_missing_folders(tiny
 
     wide = np.stack([evaluate_command._sheet([np.zeros((24, 11_000, 3), np.float32)] * 4)])[0]
     assert max(wide.shape[:2]) <= evaluate_command.SHEET_MAX_SIDE
+
+
+def test_a_method_named_twice_is_scored_once_and_real_is_given_alone(tiny_set, tmp_path):
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "identity", "--json", str(out)])
+    assert result.exit_code == 0 and [m["method"] for m in json.loads(out.read_text())["methods"]] == ["identity"]
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "--real", str(tiny_set / "degraded"), "--save", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--real scores photos without targets" in " ".join(result.output.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import cv2
 import numpy as np
 import typer
 from rich.markup import escape
@@ -89,6 +90,11 @@ def degrade(
             except KeyboardInterrupt:
                 remove_pair(output, pair.stem)
                 stopped = "interrupted"
+                break
+            except (TypeError, ValueError, cv2.error) as error:  # a preset's parameters that do not work (--config)
+                remove_pair(output, pair.stem)
+                source = f"the preset file {config}" if config else f"the preset {preset}"
+                stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
                 break
             progress.advance(task)
     with library_errors():

@@ -97,7 +97,9 @@ def evaluate(
 ) -> None:
     """Score restoration methods (PSNR, SSIM, mask precision/recall/F1/IoU, s/MP, peak memory)."""
     set_quiet(quiet)
-    methods = method or DEFAULT_METHODS
+    methods = list(dict.fromkeys(method or DEFAULT_METHODS))  # a method named twice is scored once
+    if real is not None and (dataset is not None or degraded is not None or clean is not None):
+        raise fail("--real scores photos without targets: give it alone, not with a DATASET, --degraded or --clean")
     with library_errors():
         runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:
