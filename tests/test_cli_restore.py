@@ -444,9 +444,12 @@ def test_an_output_folder_inside_the_album_is_not_restored_again(tmp_path, rando
         result = invoke("restore", str(album), "-r", "-o", str(out), *STAGES)
         assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == ["a.jpg", "sub/b.jpg"]
-    # Restoring in place (the output folder is the input folder) still finds the photos there.
+    # Restoring in place (the output folder is the input folder) still finds the photos there, and a result given
+    # by name to restore into a folder above it is restored, as asked.
     result = invoke("restore", str(album / "sub"), "-o", str(album / "sub"), "--suffix", "_r", *STAGES)
     assert result.exit_code == 0 and (album / "sub" / "b_r.jpg").exists(), result.output
+    result = invoke("restore", str(out / "a.jpg"), "-o", str(album), "--suffix", "_again", *STAGES)
+    assert result.exit_code == 0 and (album / "a_again.jpg").exists(), result.output
 
 
 def test_shards_agree_on_which_photo_owns_a_shared_output_name(tmp_path, random_scratch_model):

@@ -254,7 +254,9 @@ def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) ->
         # The folder the photo was found in: the folder given, a glob's fixed prefix (``album/**/*.jpg``), or its own.
         below = Path(item.shard_key) if item.shard_key else item.relative
         root = item.path.parents[len(below.parts) - 1].resolve()
-        inside = any(target in path.parents and target != root for target in targets)
+        # Only an output folder strictly below that folder: a photo given from elsewhere (restore out/a.jpg -o .)
+        # is what was asked for.
+        inside = any(target in path.parents and root in target.parents for target in targets)
         (left_out if inside else kept).append(item)
     return kept, left_out
 
