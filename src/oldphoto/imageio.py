@@ -28,7 +28,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-import tifffile
 from PIL import Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from oldphoto.atomic import atomic_write_bytes
@@ -332,6 +331,8 @@ def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.nda
 
 def _decode_planar_tiff(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """A 16-bit TIFF with one plane per channel, as (H, W, 1|3) uint16 and the alpha plane, if any."""
+    import tifffile  # here, not at the top: 0.1 s of every command's start, for a rare file
+
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages[0]
@@ -703,6 +704,8 @@ def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, name
     """A 16-bit TIFF (deflate) of (H, W, 3) uint16 ``values`` (channel 0 alone for a grayscale photo) and the alpha,
     with the photo's ICC profile, dpi, XMP packet and descriptive tags. Written by tifffile: Pillow holds no 16-bit
     RGB, and OpenCV's TIFFs carry no metadata, so an archival 16-bit scan lost its colour profile and resolution."""
+    import tifffile  # here, not at the top: 0.1 s of every command's start
+
     planes = values[:, :, :1] if photo.is_grayscale else values
     if alpha is not None:
         if photo.is_grayscale:  # OpenCV and Pillow read no 16-bit grey + alpha TIFF: the grey as RGB, the alpha kept
