@@ -537,7 +537,8 @@ def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     bad = invoke("restore", str(photo), "-o", str(tmp_path / "bad"), "--min-face-size", "-1", *FACE_STAGES)
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
     help_text = " ".join(invoke("restore", "--help").output.split())
-    assert "0 keeps the global result, 1 blends the refined face in fully (the opposite direction to CodeFormer's -w)" in help_text
+    assert "0 keeps the global result, 1 blends the refined face in fully, as far as the face gate says it needs" in help_text
+    assert "(the opposite direction to CodeFormer's -w)" in help_text
     assert "--min-face-size" in help_text and "--only-center-face" in help_text and "--save-faces" in help_text
 
 
@@ -959,3 +960,16 @@ def test_weights_you_trained_are_used_with_weights_model_file(album, tmp_path, r
     for bad in ("scratch-unet", "nosuchmodel=x.safetensors", f"scratch-unet={tmp_path / 'missing.safetensors'}"):
         result = invoke("restore", photo, "-o", str(tmp_path / "bad"), "--weights", bad, *STAGES)
         assert result.exit_code == 2 and "Traceback" not in result.output, (bad, result.output)
+
+
+def test_a_missing_weights_file_names_its_stage_and_the_flag_that_skips_it(album, tmp_path, random_scratch_model, monkeypatch):
+    import dataclasses
+
+    from oldphoto import registry
+
+    entries = dict(registry.REGISTRY)
+    entries["scratch-unet"] = dataclasses.replace(entries["scratch-unet"], weights_file="not-installed.safetensors")
+    monkeypatch.setattr(registry, "REGISTRY", entries)
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2 and "the scratches stage" in shown and "skip the stage with --no-scratch" in shown, shown

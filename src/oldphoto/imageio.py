@@ -397,6 +397,11 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     try:
         pil = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot open (floating-point colour, ...)
+            raise ImageReadError(
+                f"{path}: a TIFF in a layout oldphoto cannot read (e.g. floating-point colour); save it as an 8- or "
+                "16-bit integer TIFF"
+            ) from None
         raise ImageReadError(f"{path}: not an image, or a format oldphoto cannot read") from None
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt headers
         raise ImageReadError(f"{path}: cannot decode image header ({error})") from None

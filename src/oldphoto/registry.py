@@ -135,7 +135,7 @@ REGISTRY: Mapping[str, ModelSpec] = _entries(
         # No dilation (the global stage max-pools the mask onto its 4x4 latent cells anyway).
         settings={"threshold": 0.75, "dilation": 0},
         caveat=(
-            "preliminary weights (held-out F1 0.86 on the paper's scratches, 0.47 at precision 0.73 on the default "
+            "preliminary weights (held-out F1 0.86 on the paper's scratches, 0.32 at precision 0.87 on the default "
             "preset's damage; target 0.65 at 0.85): on real photos, after the verifier, they still mark some thin scene "
             "lines (rails, ropes, rods, lit frame edges; about 0.07% of an undamaged photo, up to 0.4%), and miss faint "
             "damage; check "

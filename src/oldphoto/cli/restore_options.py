@@ -188,8 +188,8 @@ FaceStrengthOption = Annotated[
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Blend of refined faces: 0 keeps the global result, 1 blends the refined face in fully "
-            "(the opposite direction to CodeFormer's -w).",
+            help="Blend of refined faces: 0 keeps the global result, 1 blends the refined face in fully, as far as the "
+            "face gate says it needs (a sharp face not at all) (the opposite direction to CodeFormer's -w).",
             rich_help_panel=STAGES,
         ),
     ]

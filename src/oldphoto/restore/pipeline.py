@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oldphoto.errors import ConfigError, DataError, StageUnavailableError
+from oldphoto.errors import ConfigError, DataError, StageUnavailableError, WeightsNotFoundError
 from oldphoto.imageio import Photo, is_black_and_white, to_luminance, to_rgb
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
@@ -32,7 +32,7 @@ from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKEND
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
-from oldphoto.weights import LoadedModel, file_sha256, load_model
+from oldphoto.weights import LoadedModel, file_sha256, load_model, locate_weights
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,17 @@ STAGE_FLAGS = {"scratches": "--no-scratch", "global": "--no-global", "faces": "-
 
 def require_stages(options: RestoreOptions) -> None:
     """Raise :class:`StageUnavailableError` naming every requested stage whose weights are not shipped."""
-    missing = []
+    missing, lost = [], []
     for stage, names in required_models(options).items():
         unshipped = [name for name in names if not get_spec(name).shipped]
         if unshipped:
             missing.append(f"{stage} (needs {', '.join(unshipped)}; skip it with {STAGE_FLAGS[stage]})")
+        for name in names:
+            if get_spec(name).shipped and options.weights_file(name) is None:
+                try:
+                    locate_weights(get_spec(name))
+                except WeightsNotFoundError as error:
+                    lost.append(f"the {stage} stage: {error}; skip the stage with {STAGE_FLAGS[stage]}")
     if not (options.scratches or options.global_restoration or options.faces):
         raise StageUnavailableError("nothing to restore: every stage is off; enable at least one")
     if missing:
@@ -153,6 +159,8 @@ def require_stages(options: RestoreOptions) -> None:
             + "; ".join(missing)
             + ". Run 'oldphoto models list' to see what is installed."
         )
+    if lost:
+        raise StageUnavailableError("; ".join(lost))
 
 
 MASK_MOSTLY_DAMAGED = 0.5
@@ -222,7 +230,8 @@ def require_tile(tile: int, options: RestoreOptions) -> None:
 def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:
     """Warnings about the models ``options`` uses that are not yet fit for general use, one per model:
     ``name: caveat``, or with ``brief`` only the caveat's first clause (``scratch-unet: preliminary weights``)."""
-    specs = [get_spec(name) for names in required_models(options).values() for name in names]
+    # Not for weights the caller gave (--weights): the caveats describe the installed ones.
+    specs = [get_spec(name) for names in required_models(options).values() for name in names if options.weights_file(name) is None]
     return [f"{spec.name}: {first_clause(spec.caveat) if brief else spec.caveat}" for spec in specs if spec.caveat]
 
 
