@@ -536,7 +536,7 @@ def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     assert any("only the centre face" in step for step in payload["stages"])
     bad = invoke("restore", str(photo), "-o", str(tmp_path / "bad"), "--min-face-size", "-1", *FACE_STAGES)
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
-    help_text = " ".join(invoke("restore", "--help").output.split())
+    help_text = " ".join(runner.invoke(app, ["restore", "--help"], env={"COLUMNS": "400"}).output.split())
     assert "0 keeps the global result, 1 blends the refined face in fully, as far as the face gate says it needs" in help_text
     assert "(the opposite direction to CodeFormer's -w)" in help_text
     assert "--min-face-size" in help_text and "--only-center-face" in help_text and "--save-faces" in help_text
