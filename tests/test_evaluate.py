@@ -415,3 +415,18 @@ def test_a_method_named_twice_is_scored_once_and_real_is_given_alone(tiny_set, t
     assert result.exit_code == 0 and [m["method"] for m in json.loads(out.read_text())["methods"]] == ["identity"]
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "--real", str(tiny_set / "degraded"), "--save", str(tmp_path / "s")])
     assert result.exit_code == 2 and "--real scores photos without targets" in " ".join(result.output.split())
+
+
+def test_a_save_folder_that_fills_up_stops_the_run_and_keeps_the_scores(tiny_set, tmp_path, monkeypatch):
+    import oldphoto.cli.evaluate as evaluate_command
+    from oldphoto.errors import ImageWriteError
+
+    def full(path, pixels):
+        raise ImageWriteError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(evaluate_command, "save_rgb", full)
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "saved"), "--json", str(out)])
+    assert result.exit_code == 1 and "cannot write --save outputs" in " ".join(result.output.split()), result.output
+    payload = json.loads(out.read_text())
+    assert payload["stopped"].startswith("cannot write --save outputs") and payload["methods"][0]["images"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -146,13 +147,13 @@ def evaluate(
         task = progress.add_task("evaluating", total=len(pairs) * len(methods))
         # Each method once on the first pair, not scored: otherwise the first method listed pays the warm-up (first
         # calls, allocations) in its s/MP and peak MB, and the columns depend on the order of -m.
-        progress.update(task, description="warming up")
-        for name, run in built.items():
-            try:
-                score_image(name, run, pairs[0], true_masks)
-            except OldPhotoError:
-                pass  # the pair's error is reported when it is scored
         try:
+            progress.update(task, description="warming up")
+            for name, run in built.items():
+                try:
+                    score_image(name, run, pairs[0], true_masks)
+                except OldPhotoError:
+                    pass  # the pair's error is reported when it is scored
             for pair in pairs:
                 panels: list[np.ndarray] = []
                 for name, run in built.items():
@@ -166,12 +167,12 @@ def evaluate(
                         continue
                     scores[name].append(score)
                     if save is not None:
-                        _save_outputs(save, name, pair, restored, predicted, panels, degraded_image)
+                        _saving(lambda: _save_outputs(save, name, pair, restored, predicted, panels, degraded_image))
                     progress.advance(task)
                 if save is not None and panels:
-                    save_rgb(save / "sheets" / f"{pair.stem}.jpg", _sheet(panels))
-        except (ImageWriteError, OSError) as error:  # --save's disk, not a pair: the scores so far are still written
-            stopped = f"cannot write --save outputs ({error}); the scores so far are in the table and files"
+                    _saving(lambda: save_rgb(save / "sheets" / f"{pair.stem}.jpg", _sheet(panels)))
+        except _SaveFailed as failed:  # --save's disk, not a pair: the scores so far are still written
+            stopped = f"cannot write --save outputs ({failed}); the scores so far are in the table and files"
         except KeyboardInterrupt:
             stopped = "interrupted"
 
@@ -198,6 +199,17 @@ def evaluate(
         raise typer.Exit(EXIT_FAILURES)
     if failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+class _SaveFailed(Exception):
+    """A --save output could not be written: the run stops, keeping the scores so far."""
+
+
+def _saving(write: Callable[[], None]) -> None:
+    try:
+        write()
+    except (ImageWriteError, OSError) as error:
+        raise _SaveFailed(str(error)) from None
 
 
 def _write_json(path: Path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, precision) -> None:
