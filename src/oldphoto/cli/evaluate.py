@@ -51,7 +51,7 @@ def evaluate(
     dataset: Annotated[
         Path | None, typer.Argument(metavar="SET_DIR", help="A `oldphoto degrade` output folder (clean/, degraded/, mask/).")
     ] = None,
-    degraded: Annotated[Path | None, typer.Option(help="Folder of degraded images (instead of DATASET).")] = None,
+    degraded: Annotated[Path | None, typer.Option(help="Folder of degraded images (instead of SET_DIR).")] = None,
     clean: Annotated[Path | None, typer.Option(help="Folder of clean images, matched by stem.")] = None,
     mask: Annotated[Path | None, typer.Option(help="Folder of true damage masks, matched by stem.")] = None,
     real: Annotated[
@@ -100,7 +100,7 @@ def evaluate(
     set_quiet(quiet)
     methods = list(dict.fromkeys(method or DEFAULT_METHODS))  # a method named twice is scored once
     if real is not None and (dataset is not None or degraded is not None or clean is not None):
-        raise fail("--real scores photos without targets: give it alone, not with a DATASET, --degraded or --clean")
+        raise fail("--real scores photos without targets: give it alone, not with a SET_DIR, --degraded or --clean")
     with library_errors():
         runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:
@@ -120,7 +120,7 @@ def evaluate(
         elif degraded is not None and clean is not None:
             pairs = find_pairs(degraded, clean, mask)
         else:
-            raise fail("give a DATASET folder, --degraded DIR --clean DIR, or --real DIR")
+            raise fail("give a SET_DIR folder (made by oldphoto degrade), --degraded DIR --clean DIR, or --real DIR")
         built = {name: build_method(name, runtime, scratch_threshold, scratch_verify) for name in methods}
     pairs = pairs[:limit] if limit else pairs
     if not pairs:

@@ -108,6 +108,8 @@ def restore(
         runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
     for ignored in _ignored_options(options, masks is not None, save_mask and not gallery, save_faces_dir is not None):
         note(ignored)
+    if engine is Engine.local and (workers != 1 or cpus_per_worker != 1.0 or gpus_per_worker != 0.0 or ray_address):
+        note("--workers, --cpus-per-worker, --gpus-per-worker and --ray-address are for --engine ray; this run is local")
     discovered = discovered_inputs(inputs, recursive)
     found, problems = discovered.files, discovered.problems
     found, own_outputs = split_own_outputs(found, suffix)
