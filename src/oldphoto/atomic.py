@@ -17,6 +17,13 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself if it exists, else its nearest ancestor that does (where a write there would be tried): the
+    checks before a run ask of it whether it is a folder and can be written."""
+    path = Path(path).resolve()
+    return next(candidate for candidate in (path, *path.parents) if candidate.exists())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
     path = Path(path)

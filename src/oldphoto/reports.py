@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from oldphoto.atomic import atomic_write_bytes
+from oldphoto.atomic import atomic_write_bytes, nearest_existing
 from oldphoto.errors import ConfigError, DataError
 
 STATUS_RANK = {"restored": 3, "skipped": 2, "failed": 1, "refused": 0}
@@ -93,9 +93,7 @@ def check_writable(path: Path, what: str) -> None:
     Raises:
         ConfigError: where it fails.
     """
-    folder = path.resolve().parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = nearest_existing(path.resolve().parent)
     if not folder.is_dir():
         raise ConfigError(f"cannot write {what} {path}: {folder} is a file, not a folder")
     try:

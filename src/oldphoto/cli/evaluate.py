@@ -42,6 +42,7 @@ from oldphoto.evaluation.runner import (
 )
 from oldphoto.imageio import save_rgb
 from oldphoto.reports import check_file_target, check_writable, looks_like_json
+from oldphoto.restore.jobs import fit_within
 from oldphoto.runtime import make_runtime
 
 DEFAULT_METHODS = ["identity", "classical"]
@@ -232,14 +233,7 @@ SHEET_MAX_SIDE = 8192
 
 def _sheet(panels: list[np.ndarray]) -> np.ndarray:
     """The panels of one pair side by side, shrunk to at most :data:`SHEET_MAX_SIDE` a side."""
-    import cv2
-
-    sheet = np.concatenate(panels, axis=1)
-    scale = min(1.0, SHEET_MAX_SIDE / sheet.shape[1], SHEET_MAX_SIDE / sheet.shape[0])
-    if scale < 1.0:
-        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
-        sheet = cv2.resize(np.ascontiguousarray(sheet), size, interpolation=cv2.INTER_AREA)
-    return sheet
+    return fit_within(np.concatenate(panels, axis=1), SHEET_MAX_SIDE)
 
 
 def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels: list, degraded_image) -> None:

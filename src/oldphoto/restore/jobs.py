@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from oldphoto.atomic import nearest_existing
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, read_photo, save_rgb, to_rgb, write_photo
@@ -104,8 +105,8 @@ def check_output_folder(folder: Path) -> None:
     Raises:
         OutputNotWritableError: the folder cannot be created or written.
     """
-    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
+    existing = nearest_existing(folder)
+    if not existing.is_dir():
         raise OutputNotWritableError(f"the output folder {folder} cannot be made: {existing} is a file; give -o a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,8 +129,6 @@ def comparison_sheet(before: np.ndarray, after: np.ndarray, max_side: int = 2400
     """Before | after side by side, or before over after for a photo more than twice as wide as tall (a panorama
     would shrink to a sliver), as (H', W', 3) float32 in [0, 1], shrunk so that neither side exceeds ``max_side``
     (a JPEG holds at most 65,500 px a side: a 66,000 px strip would fail to write)."""
-    import cv2
-
     height, width = before.shape[:2]
     if width > 2 * height:
         gap = np.ones((max(4, height // 100), width, 3), np.float32)
@@ -137,11 +136,19 @@ def comparison_sheet(before: np.ndarray, after: np.ndarray, max_side: int = 2400
     else:
         gap = np.ones((height, max(4, width // 100), 3), np.float32)
         sheet = np.concatenate([to_rgb(before), gap, to_rgb(after)], axis=1)
-    scale = min(1.0, max_side / sheet.shape[0], max_side / sheet.shape[1])
-    if scale < 1.0:
-        size = (max(1, round(sheet.shape[1] * scale)), max(1, round(sheet.shape[0] * scale)))
-        sheet = cv2.resize(sheet, size, interpolation=cv2.INTER_AREA)
-    return sheet
+    return fit_within(sheet, max_side)
+
+
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """(H, W, C) float32 ``image`` area-shrunk so that neither side exceeds ``max_side`` (as it is when it fits): the
+    contact sheets of ``restore --compare`` and ``evaluate --save``, which a JPEG caps at 65,500 px a side."""
+    import cv2
+
+    scale = min(1.0, max_side / image.shape[0], max_side / image.shape[1])
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
 
 
 def face_paths(job: Job, outputs: JobOutputs, index: int) -> dict[str, Path]:
