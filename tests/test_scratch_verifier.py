@@ -297,7 +297,8 @@ def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
     dropped, while a 1 px line scoring as much stays; among enough marks to cover that share the same blob is kept, and
     so is a blob scored clearly (0.88) on the sparse photo. A 1 px line scoring 0.45, kept unjudged elsewhere, is
     dropped there."""
-    rule = SparseDamageRule(coverage=0.0075, min_score=0.7, line_score=0.5)  # the registry's: 300 px of 200 x 200
+    # The registry's coverage (300 px of 200 x 200) and score; a lower line score, so that the lines' own score shows.
+    rule = SparseDamageRule(coverage=0.0075, min_score=0.7, line_score=0.5)
     blob, line = np.zeros((200, 200), np.float32), np.zeros((200, 200), np.float32)
     blob[20:30, 20:30] = 1  # 100 px
     line[150, 20:80] = 1  # 60 px
@@ -322,6 +323,24 @@ def test_sparse_rule_asks_a_clear_score_on_a_photo_that_shows_little_damage():
     verdicts = judge_marks(np.repeat(mask[:, :, None], 3, axis=2), mask * 0.9, components, unsure, with_rule)
     assert verdicts.sparse and sorted(verdicts.needed.tolist()) == [0.5, 0.7] and not np.isnan(verdicts.scores).any()
     assert verdicts.kept.tolist() == verdicts.thin.tolist() == [False, True]
+
+
+def test_registry_sparse_rule_asks_thin_lines_as_much_as_other_marks():
+    """At the registry's settings a 1 px line the verifier scores 0.62 (a grass blade, a frond, a rim on real photos
+    scored 0.5-0.7) is dropped on a photo that shows little damage, and kept among enough damage to cover the rule's
+    share; one scored 0.88 is kept on both. Until session 23 the registry kept the 0.62 line on the sparse photo too
+    (thin lines needed 0.5)."""
+    settings = registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings
+    rules = VerifierRules(0.465, float(settings["keep_width"]), sparse=SparseDamageRule.of(settings))
+    line, many = np.zeros((200, 200), np.float32), np.zeros((200, 200), np.float32)
+    line[150, 20:80] = 1  # 60 px: 0.15% of the photo
+    for x in (20, 60, 100, 140):
+        many[20:30, x : x + 10] = 1  # 400 px of blobs: 1% of the photo
+    for logit, sparse_kept in ((0.5, 0.0), (2.0, 60.0)):
+        for mask, kept_sum in ((line, sparse_kept), (line + many, 460.0)):
+            pixels = np.repeat(mask[:, :, None], 3, axis=2)
+            kept, _ = verified_masks(pixels, mask * 0.9, 0.5, constant_verifier(logit), rules)
+            assert kept.sum() == kept_sum, (logit, kept.sum())
 
 
 def shapes_image(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

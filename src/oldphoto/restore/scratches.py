@@ -351,8 +351,9 @@ class SparseDamageRule:
     ``coverage`` of the photo, the photo shows little damage, and a mark the verifier is unsure of is then more often a
     thin scene object (a pole, a rope, a rail, a branch, a lit edge) than damage, which the global stage would paint
     over: each judged mark needs at least ``min_score``, and the lines thin enough to be kept unjudged elsewhere are
-    judged too and need ``line_score`` (lower: the verifier's crops resolve a 1-2 px line poorly, and real hairline
-    scratches score 0.5-0.75 there, while rods, pipes, window bars and spokes score 0.2-0.5). A scratched print, whose
+    judged too and need ``line_score``. The verifier's crops resolve a 1-2 px line poorly (real hairline scratches
+    score 0.5-0.75 there, rods, pipes, window bars and spokes 0.2-0.5, but grass blades, fronds, stems and rims of
+    real photos 0.5-0.7 as well), so the registry asks the lines as much as the other marks. A scratched print, whose
     marks cover more, keeps the verifier's usual rules.
     """
 
