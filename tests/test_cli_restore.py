@@ -525,6 +525,14 @@ def test_save_faces_writes_each_refined_face_and_the_report_lists_every_face(tmp
     assert invoke(*every, "--min-face-size", "50").exit_code == 0
     assert sorted(p.name for p in (faces / "cropped" / "sub").iterdir()) == ["pair_0.png"]
 
+    # Only crops it wrote are removed as stale: another tool's results of the same names (GFPGAN's cmp/<name>_00.png)
+    # stay, even for a photo without faces.
+    foreign = [faces / "cmp" / "sub" / "pair_07.png", faces / "cropped" / "solo_3.png", faces / "restored" / "sub" / "pair_1.png"]
+    for path in foreign:
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(path)
+    assert invoke(*every, "--min-face-size", "50").exit_code == 0
+    assert all(path.exists() for path in foreign)
+
 
 def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     album, report = face_photos(tmp_path / "album"), tmp_path / "r.json"
@@ -736,10 +744,13 @@ def test_a_report_path_that_would_destroy_a_photo_or_an_output_is_refused_before
         result = invoke("restore", str(album), "-o", str(out), "--report", str(report), *STAGES)
         assert result.exit_code == 2 and "report" in result.output, result.output
     assert photo.read_bytes() == before and not out.exists()
-    # An existing file that is not a report needs --overwrite; an earlier report is replaced as a re-run expects.
+    # An existing file that is not a report is refused, --overwrite or not (it replaces restored photos, and once
+    # replaced a photo named by mistake with JSON); an earlier report is replaced as a re-run expects.
     notes = tmp_path / "notes.txt"
     notes.write_text("grandma's album, 1931")
-    assert invoke("restore", str(photo), "-o", str(out), "--report", str(notes), *STAGES).exit_code == 2
+    for extra in ([], ["--overwrite"]):
+        result = invoke("restore", str(photo), "-o", str(out), "--report", str(notes), *extra, *STAGES)
+        assert result.exit_code == 2 and "--overwrite" not in result.output, result.output
     assert notes.read_text() == "grandma's album, 1931"
     report = tmp_path / "r.json"
     for _ in range(2):

@@ -445,3 +445,24 @@ def test_unsupported_output_extension(tmp_path):
     photo = read_photo(save_pil(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
     with pytest.raises(ImageWriteError, match="unsupported output extension"):
         write_photo(tmp_path / "out.gif", photo)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "described"),
+    [
+        (np.int16, "16-bit signed integer samples, 1 per pixel"),
+        (np.int32, "32-bit signed integer samples"),
+        (np.uint32, "32-bit unsigned integer samples"),
+        (np.float16, "16-bit floating-point samples"),
+    ],
+)
+def test_tiff_layouts_it_cannot_read_are_refused_by_name(tmp_path, dtype, described):
+    """Signed and 32-bit integer TIFFs were decoded as if unsigned 8-bit: 'restored' nearly white (99.7% of the
+    pixels at 255), exit 0. Such files, and others Pillow cannot open, are refused, their layout named."""
+    import tifffile
+
+    y, x = np.mgrid[0:12, 0:16]
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, (x * 100 + y * 50).astype(dtype) if dtype != np.float16 else (x / 16).astype(dtype))
+    with pytest.raises(ImageReadError, match=described):
+        read_photo(path)

@@ -68,6 +68,8 @@ EXIF_SUB_IFDS = (0x8769, 0x8825)
 TIFF_X_RESOLUTION = 0x011A
 TIFF_SOFTWARE_TAG = 0x0131
 TIFF_PLANAR_TAG = 0x011C
+TIFF_BITS_TAG = 0x0102
+TIFF_SAMPLE_FORMAT_TAG = 0x0153
 TIFF_XMP_TAG = 0x02BC
 MAX_JPEG_SEGMENT = 65_000
 """A JPEG's EXIF or XMP segment holds at most 64 KB: larger ones (an editor's long history) are left out, said."""
@@ -372,6 +374,25 @@ def _megapixels(pixels: int) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
 
 
+def _unreadable_tiff(data: bytes) -> str:
+    """Why a TIFF cannot be read, naming its layout as its first page's tags state it (read by tifffile), and what to
+    save it as instead."""
+    import tifffile  # here, not at the top: 0.1 s of every command's start, for a rare file
+
+    what = "a TIFF in a layout oldphoto cannot read"
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            page = tiff.pages.first
+            kind = {1: "unsigned integer", 2: "signed integer", 3: "floating-point"}.get(int(page.sampleformat), "other")
+            what = (
+                f"a TIFF of {page.bitspersample}-bit {kind} samples, {page.samplesperpixel} per pixel "
+                f"({page.photometric.name.lower()}), which oldphoto cannot read"
+            )
+    except Exception:  # noqa: BLE001 - a damaged header: the general message
+        pass
+    return f"{what}; save it as an 8- or 16-bit unsigned integer grey or RGB(A) TIFF, or as a 16-bit PNG"
+
+
 def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
     """Read an image file into a :class:`Photo`.
 
@@ -398,13 +419,17 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         pil = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot open (floating-point colour, ...)
-            raise ImageReadError(
-                f"{path}: a TIFF in a layout oldphoto cannot read (e.g. floating-point colour); save it as an 8- or "
-                "16-bit integer TIFF"
-            ) from None
+            raise ImageReadError(f"{path}: {_unreadable_tiff(data)}") from None
         raise ImageReadError(f"{path}: not an image, or a format oldphoto cannot read") from None
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt headers
         raise ImageReadError(f"{path}: cannot decode image header ({error})") from None
+    if pil.format == "TIFF" and pil.mode != "F":
+        # Pillow opens signed and 32-bit integer TIFFs, but the decoders below assume unsigned 8- or 16-bit samples:
+        # such a file came out nearly white, "restored", without an error.
+        formats, bits = pil.tag_v2.get(TIFF_SAMPLE_FORMAT_TAG, 1), pil.tag_v2.get(TIFF_BITS_TAG, 8)
+        formats, bits = (formats if isinstance(formats, tuple) else (formats,)), (bits if isinstance(bits, tuple) else (bits,))
+        if any(value == 2 for value in formats) or any(value > 16 for value in bits):
+            raise ImageReadError(f"{path}: {_unreadable_tiff(data)}")
     width, height = pil.size
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(

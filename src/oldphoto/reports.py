@@ -44,10 +44,11 @@ def write_report(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
-def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Path], overwrite: bool) -> None:
+def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Path], overwrite: bool | None) -> None:
     """Refuse a report path that would destroy something: a folder, one of the run's inputs or outputs,
-    or an existing file that is not a JSON report (unless ``overwrite``), or one that cannot be written. An earlier
-    report is replaced, as a re-run expects.
+    or an existing file that is not a JSON report (unless ``overwrite``; None: no flag allows that, as for `restore`,
+    whose --overwrite replaces restored photos, not whatever file --report names), or one that cannot be written. An
+    earlier report is replaced, as a re-run expects.
 
     Raises:
         ConfigError: what is wrong, and what to give instead.

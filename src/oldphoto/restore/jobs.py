@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from oldphoto.atomic import nearest_existing
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, read_photo, save_rgb, to_rgb, write_photo
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, Photo, read_photo, save_rgb, to_rgb, write_photo
 from oldphoto.inputs import Job
 from oldphoto.restore.faces import RefinedFace
 from oldphoto.restore.pipeline import Restorer, RestoreResult, mask_from_photo
@@ -159,15 +160,30 @@ def face_paths(job: Job, outputs: JobOutputs, index: int) -> dict[str, Path]:
     return {part: outputs.faces_dir / part / sub / f"{job.output.stem}_{index}.png" for part in FACE_FOLDERS}
 
 
+FACE_CROP_TAG = ("Software", "oldphoto restore --save-faces")
+"""PNG text chunk written into every face crop: a re-run removes only the stale crops that carry it, never a file of
+the same name that something else wrote there (another tool's results folder uses the same ``<name>_<n>.png``)."""
+
+
+def _is_face_crop(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ``--save-faces`` wrote (it carries :data:`FACE_CROP_TAG`); reads its header only."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.text.get(FACE_CROP_TAG[0]) == FACE_CROP_TAG[1]
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
 def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace], written: list[Path] | None = None) -> int:
     """Write the aligned and the restored crop (as pasted) of each refined face and the two side by side, numbered as
     the report lists the faces (largest first, every face found), after removing the crops an earlier run wrote for
-    this photo (a re-run refining fewer faces would leave stale ones); each file written is added to ``written``."""
+    this photo (a re-run refining fewer faces would leave stale ones; only files carrying :data:`FACE_CROP_TAG`);
+    each file written is added to ``written``."""
     stale = re.compile(rf"{re.escape(job.output.stem)}_\d+\.png")
     for folder in {path.parent for path in face_paths(job, outputs, 0).values()}:
         if folder.is_dir():
             for path in folder.iterdir():
-                if stale.fullmatch(path.name):
+                if stale.fullmatch(path.name) and path.is_file() and _is_face_crop(path):
                     path.unlink()
     count = 0
     for index, face in enumerate(faces):
@@ -175,7 +191,8 @@ def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace], written:
             continue
         paths = face_paths(job, outputs, index)
         for part, pixels in (("cropped", face.cropped), ("restored", face.restored), ("cmp", np.concatenate([face.cropped, face.restored], axis=1))):
-            save_rgb(paths[part], pixels)
+            crop = Photo(pixels=np.ascontiguousarray(pixels, dtype=np.float32), format="PNG", text=dict([FACE_CROP_TAG]))
+            write_photo(paths[part], crop)
             if written is not None:
                 written.append(paths[part])
         count += 1
