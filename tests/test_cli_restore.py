@@ -748,10 +748,13 @@ def test_a_report_path_that_would_destroy_a_photo_or_an_output_is_refused_before
     # replaced a photo named by mistake with JSON); an earlier report is replaced as a re-run expects.
     notes = tmp_path / "notes.txt"
     notes.write_text("grandma's album, 1931")
-    for extra in ([], ["--overwrite"]):
-        result = invoke("restore", str(photo), "-o", str(out), "--report", str(notes), *extra, *STAGES)
-        assert result.exit_code == 2 and "--overwrite" not in result.output, result.output
-    assert notes.read_text() == "grandma's album, 1931"
+    settings = tmp_path / "settings.json"  # JSON, but not a report: replaced before
+    settings.write_text('{"my": "settings"}')
+    for target in (notes, settings):
+        for extra in ([], ["--overwrite"]):
+            result = invoke("restore", str(photo), "-o", str(out), "--report", str(target), *extra, *STAGES)
+            assert result.exit_code == 2 and "--overwrite" not in result.output, result.output
+    assert notes.read_text() == "grandma's album, 1931" and settings.read_text() == '{"my": "settings"}'
     report = tmp_path / "r.json"
     for _ in range(2):
         assert invoke("restore", str(photo), "-o", str(out), "--report", str(report), "--overwrite", *STAGES).exit_code == 0

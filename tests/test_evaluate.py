@@ -332,13 +332,24 @@ def test_score_files_that_would_replace_a_photo_or_cannot_be_written_are_refused
     notes.write_text("my notes")
     blocker = tmp_path / "afile"
     blocker.write_text("x")
-    for option, target in [("--csv", photo), ("--json", photo), ("--csv", notes), ("--json", notes), ("--csv", blocker / "s.csv"), ("--json", tmp_path)]:
+    # JSON that is not a summary of scores (a settings file; a degraded set's manifest) was replaced too.
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"my": "settings"}')
+    targets = [("--csv", photo), ("--json", photo), ("--csv", notes), ("--json", notes), ("--json", settings)]
+    for option, target in [*targets, ("--csv", blocker / "s.csv"), ("--json", tmp_path)]:
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", option, str(target)])
         assert result.exit_code == 2 and option in result.output, (option, target, result.output)
         assert "Traceback" not in result.output
-    assert photo.read_bytes() == before and notes.read_text() == "my notes"
+    assert photo.read_bytes() == before and notes.read_text() == "my notes" and settings.read_text() == '{"my": "settings"}'
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(blocker)])
     assert result.exit_code == 2 and "--save" in result.output
+    # --save's <method>/ folder is the folder being scored: its photos were replaced by the restorations.
+    real = tmp_path / "scans" / "classical"
+    real.mkdir(parents=True)
+    (real / "p0.png").write_bytes(before)
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(real), "-m", "classical", "--save", str(real.parent)])
+    assert result.exit_code == 2 and "one of the files being scored" in " ".join(result.output.split()), result.output
+    assert (real / "p0.png").read_bytes() == before
     scores, summary = tmp_path / "s.csv", tmp_path / "s.json"
     for _ in range(2):  # a re-run replaces its own files
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--csv", str(scores), "--json", str(summary)])

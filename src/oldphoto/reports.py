@@ -53,7 +53,7 @@ def check_report_target(path: Path, inputs: Iterable[Path], outputs: Iterable[Pa
     Raises:
         ConfigError: what is wrong, and what to give instead.
     """
-    check_file_target(path, "report", inputs, outputs, overwrite, looks_like_json)
+    check_file_target(path, "report", inputs, outputs, overwrite, looks_like_report)
 
 
 def check_file_target(
@@ -104,14 +104,22 @@ def check_writable(path: Path, what: str) -> None:
         raise ConfigError(f"cannot write {what} {path}: {folder} is not writable ({error.strerror})") from None
 
 
-def looks_like_json(path: Path) -> bool:
-    """Whether an existing file starts as a JSON object (or is empty): a report or summary written before."""
+def json_object_with(path: Path, keys: Iterable[str]) -> bool:
+    """Whether an existing file is empty or a JSON object holding every one of ``keys``: a summary oldphoto wrote
+    there before (a report has "images" and "totals", evaluate's scores "pairs" and "methods"). Any other file, JSON
+    or not (a settings file, a degraded set's manifest), is not one to replace."""
     try:
-        with path.open("rb") as file:
-            start = file.read(64).lstrip()
-    except OSError:
+        if path.stat().st_size == 0:
+            return True
+        payload = json.loads(path.read_bytes())
+    except (OSError, ValueError):
         return False
-    return not start or start.startswith(b"{")
+    return isinstance(payload, dict) and all(key in payload for key in keys)
+
+
+def looks_like_report(path: Path) -> bool:
+    """Whether an existing file is empty or a report written by ``restore --report`` or ``report merge``."""
+    return json_object_with(path, ("images", "totals"))
 
 
 def report_path(template: Path, shard: str | None) -> Path:

@@ -41,7 +41,7 @@ from oldphoto.evaluation.runner import (
     summarize,
 )
 from oldphoto.imageio import save_rgb
-from oldphoto.reports import check_file_target, check_writable, looks_like_json
+from oldphoto.reports import check_file_target, check_writable, json_object_with
 from oldphoto.restore.jobs import fit_within
 from oldphoto.runtime import make_runtime
 
@@ -135,11 +135,19 @@ def evaluate(
         if csv_path is not None:
             check_file_target(csv_path, "--csv", pair_files, ours=_looks_like_our_csv, suffix=".csv")
         if json_path is not None:
-            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=looks_like_json)
+            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=lambda path: json_object_with(path, ("pairs", "methods")))
         if save is not None:
             if save.exists() and not save.is_dir():
                 raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
             check_writable(save / "sheets", "--save")
+            # Its files are named by method and stem: a --save folder whose <method>/ is the folder being scored
+            # (evaluate --real global -m global --save .) wrote the restorations over the photos.
+            scored = {path.resolve() for path in pair_files}
+            planned = [save / "sheets" / f"{pair.stem}.jpg" for pair in pairs]
+            planned += [save / name / f"{pair.stem}{tail}" for name in methods for pair in pairs for tail in (".png", "_mask.png")]
+            clash = next((path for path in planned if path.resolve() in scored), None)
+            if clash is not None:
+                raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")
 
     failures = 0
     scores = {name: [] for name in methods}
