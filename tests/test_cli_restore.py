@@ -687,13 +687,31 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
         return real_replace(source, target, *args, **kwargs)
 
     monkeypatch.setattr(atomic.os, "replace", replace)
-    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES)
+    report = tmp_path / "r.json"
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", "--report", str(report), *STAGES)
     assert result.exit_code == (130 if failure is KeyboardInterrupt else 1), result.output
     assert (out / "a.jpg").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]  # no .a.jpg.*.part left behind
+    # The report of a stopped run says so (it read as a complete run that had fewer photos).
+    assert json.loads(report.read_text())["stopped"] == ("interrupted" if failure is KeyboardInterrupt else None)
     monkeypatch.setattr(atomic.os, "replace", real_replace)
-    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", *STAGES).exit_code == 0
-    assert (out / "a.jpg").read_bytes() != before
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", "--report", str(report), *STAGES).exit_code == 0
+    assert (out / "a.jpg").read_bytes() != before and json.loads(report.read_text())["stopped"] is None
+
+
+def test_a_report_that_cannot_be_written_after_the_photos_is_one_error_line(album, tmp_path, random_scratch_model, monkeypatch):
+    """A full disk at the report (after every photo) ended the run in a traceback, the summary lost."""
+    from oldphoto.cli import restore as restore_command
+
+    def full_disk(path, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(restore_command, "write_report", full_disk)
+    out = tmp_path / "out"
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--report", str(tmp_path / "r.json"), *STAGES)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write the report or gallery (No space left on device)" in " ".join(result.output.split())
+    assert (out / "a.jpg").exists()
 
 
 def _flip_a_byte(path: Path, keep_mtime: bool = False) -> None:

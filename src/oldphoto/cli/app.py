@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -55,5 +57,20 @@ app.add_typer(train.app, name="train")
 app.add_typer(report.app, name="report")
 
 
+def _stop_on_sigterm() -> None:
+    """Take SIGTERM (what `timeout`, Slurm, Kubernetes and systemd send to stop a job) as Ctrl-C: the commands then
+    stop as they do on Ctrl-C (the photo in progress removed with its side files, the manifest, report and scores
+    written so far, a resume hint). Left at its default, SIGTERM killed the process mid-photo: a mask without its
+    photo, which a re-run then refused, a pair without a manifest, no report."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
+    _stop_on_sigterm()
     app()

@@ -200,6 +200,7 @@ def restore(
             error_console.print(f"[red]not restored:[/] {escape(record.input)}: {escape(record.error or '')}", highlight=False)
     failures = len(problems)
     stopped: str | None = None
+    summary_error: str | None = None
     try:
         with megapixel_progress() as progress:
             sizes = {job.source: image_megapixels(job.source) for job, _ in to_run}
@@ -238,23 +239,30 @@ def restore(
     finally:
         if report is not None or gallery:
             images = [record.to_json() for record in records]
-            extra = {"engine": engine.value} | ({"shard": chosen_shard.name} if chosen_shard else {})
+            # "stopped": why the run ended early (null when it ran through), so that a report of an interrupted run,
+            # missing the photos not reached, does not read as a complete one.
+            extra = {"engine": engine.value, "stopped": stopped} | ({"shard": chosen_shard.name} if chosen_shard else {})
             payload = build_report(images, described, used_precision, plan_stages(options), **extra)
-            if report is not None:
-                write_report(report, payload)
-            if gallery:
-                index = write_gallery(output / GALLERY_NAME, with_earlier_photos(output / GALLERY_NAME, payload))
-                console.print(f"gallery: {escape(str(index))}", highlight=False)
+            try:
+                if report is not None:
+                    write_report(report, payload)
+                if gallery:
+                    index = write_gallery(output / GALLERY_NAME, with_earlier_photos(output / GALLERY_NAME, payload))
+                    console.print(f"gallery: {escape(str(index))}", highlight=False)
+            except OSError as error:  # a full disk after the last photo: said in one line, the photos stay
+                summary_error = f"cannot write the report or gallery ({error.strerror or error}); the restored photos are complete"
 
     failures += sum(record.counts_as_failure for record in records)
     _print_summary(records)
+    if summary_error is not None:
+        error_console.print(f"[bold red]error:[/] {escape(summary_error)}", highlight=False)
     if stopped == "interrupted":
         error_console.print("[yellow]interrupted[/]: finished files are complete; no partial file was left behind")
         raise typer.Exit(EXIT_INTERRUPTED)
     if stopped is not None:
         error_console.print(f"[bold red]stopped:[/] {escape(stopped)}", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
-    if failures:
+    if failures or summary_error is not None:
         raise typer.Exit(EXIT_FAILURES)
 
 

@@ -1,0 +1,40 @@
+"""SIGTERM, as `timeout`, Slurm or systemd send it, stops a command the way Ctrl-C does."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from .conftest import smooth_image
+
+
+def test_sigterm_stops_degrade_cleanly_with_its_manifest(tmp_path):
+    """Killed by SIGTERM, degrade left a clean/ file without the rest of its pair and no manifest, and a re-run with
+    --overwrite refused the folder. Now it stops as on Ctrl-C: exit 130, only whole pairs, the manifest listing them."""
+    sources = tmp_path / "photos"
+    sources.mkdir()
+    for k in range(150):
+        pixels = (smooth_image(160, 160, seed=k) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(sources / f"p{k:03d}.png")
+    out = tmp_path / "set"
+    command = [sys.executable, "-m", "oldphoto", "degrade", str(sources), "-o", str(out), "--preset", "default-v1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not any((out / "degraded").glob("*.png")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "degrade finished before it could be stopped: give it more photos"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    made = json.loads((out / "manifest.json").read_text())["images"]
+    stems = {pair["stem"] for pair in made}
+    assert 0 < len(stems) < 150
+    for part in ("clean", "degraded", "mask"):
+        assert {path.stem for path in (out / part).glob("*.png")} == stems, part
