@@ -773,6 +773,8 @@ def test_a_report_path_that_would_destroy_a_photo_or_an_output_is_refused_before
             result = invoke("restore", str(photo), "-o", str(out), "--report", str(target), *extra, *STAGES)
             assert result.exit_code == 2 and "--overwrite" not in result.output, result.output
     assert notes.read_text() == "grandma's album, 1931" and settings.read_text() == '{"my": "settings"}'
+    result = invoke("restore", str(photo), "-o", str(out), "--report", str(out / "index.html"), "--gallery", *STAGES)
+    assert result.exit_code == 2 and "report" in result.output  # the gallery page would have replaced it
     report = tmp_path / "r.json"
     for _ in range(2):
         assert invoke("restore", str(photo), "-o", str(out), "--report", str(report), "--overwrite", *STAGES).exit_code == 0

@@ -137,6 +137,19 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, started):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_file(straight.setup.out)  # best weights exported
 
+    # Resumed towards 6 steps with another --out: nothing was written there when the resumed steps did not beat the
+    # checkpoint's best, while the run reported that best. Its own best is exported there now.
+    moved = changed(interrupted, steps=6, out=str(tmp_path / "moved" / "w.safetensors"))
+    assert train_scratch(moved, resume=True).best["step"] == 6 and load_file(moved.setup.out)
+
+
+def test_out_and_checkpoint_must_be_two_files(tmp_path):
+    from oldphoto.errors import DataError
+
+    config = tiny_config(tmp_path, "same", steps=1)
+    with pytest.raises(DataError, match="the same file"):
+        train_scratch(changed(config, checkpoint=config.setup.out))
+
 
 def test_scratch_training_starts_from_init_weights(tmp_path):
     from oldphoto.training.scratch import ScratchRecipe

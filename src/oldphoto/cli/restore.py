@@ -148,6 +148,7 @@ def restore(
             jobs = [job for job in jobs if job.source in mine]
         if report is not None:
             side_outputs = [path for job in jobs for path in (job.output, job.mask_path, job.compare_path)]
+            side_outputs += [output / GALLERY_NAME] if gallery else []  # the page would replace the report
             check_report_target(report, [item.path for item in found], side_outputs, None)
         if gallery:
             check_gallery_target(output / GALLERY_NAME, overwrite)

@@ -281,6 +281,8 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     Raises:
         DataError: what is in the way, and the options that get past it.
     """
+    if checkpoint.resolve() == out.resolve():
+        raise DataError(f"--out and --checkpoint are the same file ({out}): each checkpoint would replace the weights; give them different names")
     if resume:
         if not checkpoint.exists():
             raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
@@ -309,6 +311,16 @@ def run(
     checkpoint = Path(schedule.checkpoint)
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
+    if state.best is not None and not Path(schedule.out).exists():
+        # Resumed with another --out (or its file removed): the best so far was exported elsewhere, and a resumed run
+        # that did not beat it wrote nothing to --out while reporting that best. Its own best goes to --out now.
+        log.warning(
+            "--out %s does not exist: the best weights so far (step %d) are where the run wrote them before; this "
+            "run exports its own best to --out from its first validation",
+            schedule.out,
+            state.best["step"],
+        )
+        state.best = None
     started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     running: dict[str, float] = {}
     for module in recipe.modules().values():
