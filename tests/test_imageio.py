@@ -466,3 +466,23 @@ def test_tiff_layouts_it_cannot_read_are_refused_by_name(tmp_path, dtype, descri
     tifffile.imwrite(path, (x * 100 + y * 50).astype(dtype) if dtype != np.float16 else (x / 16).astype(dtype))
     with pytest.raises(ImageReadError, match=described):
         read_photo(path)
+
+
+def test_a_lossless_source_is_written_as_lossless_webp_unless_a_quality_is_given(tmp_path):
+    """A lossless WebP came back lossy (quality 95: up to 7 levels changed where nothing was restored), as did a PNG
+    written with --ext webp. "auto" keeps a lossless source lossless, as it keeps a JPEG's own quality."""
+    from oldphoto.imageio import encode_photo
+
+    pixels = (smooth_image(40, 56, seed=3) * 255).astype(np.uint8)
+    lossless, lossy, png = tmp_path / "a.webp", tmp_path / "b.webp", tmp_path / "c.png"
+    Image.fromarray(pixels).save(lossless, lossless=True)
+    Image.fromarray(pixels).save(lossy, quality=80)
+    Image.fromarray(pixels).save(png)
+    for source, exact in ((lossless, True), (png, True), (lossy, False)):
+        photo = read_photo(source)
+        assert photo.webp_lossless == (source == lossless)
+        written = np.asarray(Image.open(io.BytesIO(encode_photo(photo, "WEBP"))).convert("RGB"))
+        original = np.asarray(Image.open(source).convert("RGB"))
+        assert np.array_equal(written, original) == exact, source.name
+    given = np.asarray(Image.open(io.BytesIO(encode_photo(read_photo(png), "WEBP", jpeg_quality=90))).convert("RGB"))
+    assert not np.array_equal(given, pixels)  # a quality given: lossy, as asked

@@ -53,6 +53,8 @@ EXTENSION_FORMATS: dict[str, str] = {
     ".bmp": "BMP",
 }
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "GIF"})
+"""Sources whose pixels are stored exactly: written as WebP, they are written lossless unless a quality is given."""
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
 MULTI_IMAGE_FORMATS = frozenset({"TIFF", "WEBP", "PNG", "GIF"})
 """Formats whose files can hold several images (multi-page TIFF, animated WebP and PNG), of which only the first is
@@ -217,6 +219,7 @@ class Photo:
         dpi: the scan's resolution (horizontal, vertical dots per inch) as the file states it, or None.
         xmp: the XMP packet (captions, keywords, rights an archive wrote), or None.
         text: a PNG's text chunks (keyword -> text: a caption, a description), empty for other formats.
+        webp_lossless: the source is a lossless WebP (written back lossless, as a PNG is).
     """
 
     pixels: np.ndarray
@@ -229,6 +232,7 @@ class Photo:
     dpi: tuple[float, float] | None = None
     xmp: bytes | None = None
     text: Mapping[str, str] = field(default_factory=dict)
+    webp_lossless: bool = False
 
     @property
     def height(self) -> int:
@@ -496,7 +500,23 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         dpi=_usable_dpi(dpi),
         xmp=_xmp_of(pil, orientation),
         text={key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY} if pil.format == "PNG" else {},
+        webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
     )
+
+
+def _webp_is_lossless(data: bytes) -> bool:
+    """Whether a WebP file's image is coded lossless (a ``VP8L`` chunk) rather than lossy (``VP8 ``): its RIFF chunks
+    are walked up to the first image chunk (an extended file puts ICC, EXIF or animation chunks first)."""
+    offset = 12
+    while offset + 8 <= len(data):
+        fourcc, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if fourcc in (b"VP8L", b"VP8 "):
+            return fourcc == b"VP8L"
+        if fourcc == b"ANMF":  # an animation frame holds its image chunk after a 16-byte header
+            offset += 8 + 16
+            continue
+        offset += 8 + size + (size & 1)
+    return False
 
 
 def _xmp_of(pil: Image.Image, orientation: int) -> bytes | None:
@@ -655,7 +675,8 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
 
     Args:
         jpeg_quality: for JPEG, see :func:`jpeg_options`. For WebP, a number 1..100 is its quality and
-            ``"auto"`` means 95 (a JPEG's quality does not carry over to WebP's different scale).
+            ``"auto"`` means lossless for a lossless source (PNG, TIFF, BMP, GIF, a lossless WebP) and 95 for others (a
+            JPEG's quality does not carry over to WebP's different scale).
         name: the file it is for, named in the warnings about what the format cannot keep.
 
     Raises:
@@ -719,6 +740,10 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options["pnginfo"] = _png_text(photo)
     if fmt == "JPEG":
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
+    elif fmt == "WEBP" and jpeg_quality == "auto" and (photo.webp_lossless or photo.format in LOSSLESS_FORMATS):
+        # A lossless source (PNG, TIFF, a lossless WebP) stays lossless, as a JPEG keeps its own quality: written at
+        # quality 95 a lossless WebP came back changed by up to 7 levels where nothing was restored.
+        options.update(lossless=True)
     elif fmt == "WEBP":
         options.update(quality=DEFAULT_JPEG_QUALITY if jpeg_quality == "auto" else jpeg.quality)
     elif fmt == "TIFF" and not _has_sub_ifds(photo.exif):

@@ -55,8 +55,9 @@ JpegQualityOption = Annotated[
         str,
         typer.Option(
             metavar="N|auto",
-            help="JPEG quality 1..100 of JPEG outputs; auto keeps the input's own quality and chroma subsampling "
-            "where they can be read, else 95 with full-resolution (4:4:4) colour.",
+            help="JPEG quality 1..100 of JPEG (and WebP) outputs; auto keeps the input's own quality and chroma "
+            "subsampling where they can be read, else 95 with full-resolution (4:4:4) colour, and writes a lossless "
+            "input (PNG, TIFF, lossless WebP) as lossless WebP.",
             rich_help_panel=OUTPUT,
         ),
     ]
