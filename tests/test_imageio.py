@@ -260,11 +260,11 @@ def test_the_scan_resolution_is_kept(tmp_path):
 
 
 def test_an_rgb_profile_is_not_put_on_grayscale_pixels(tmp_path):
-    # A black-and-white print scanned in RGB with an sRGB profile is written as grayscale: an RGB profile there
-    # makes colour-managed readers refuse the file.
-    save_pil(tmp_path / "in.png", np.full((8, 8, 3), 120, np.uint8), icc_profile=srgb_icc())
-    photo = read_photo(tmp_path / "in.png")
-    assert photo.is_grayscale
+    # An RGB profile on grayscale pixels makes colour-managed readers refuse the file: a grey photo with one is kept
+    # RGB (test below), and a profile that does not fit the pixels written is left out.
+    from oldphoto.imageio import Photo
+
+    photo = Photo(pixels=np.full((8, 8, 1), 0.5, np.float32), icc_profile=srgb_icc())
     write_photo(tmp_path / "out.png", photo)
     assert opened(tmp_path / "out.png").info.get("icc_profile") is None
 
@@ -486,3 +486,21 @@ def test_a_lossless_source_is_written_as_lossless_webp_unless_a_quality_is_given
         assert np.array_equal(written, original) == exact, source.name
     given = np.asarray(Image.open(io.BytesIO(encode_photo(read_photo(png), "WEBP", jpeg_quality=90))).convert("RGB"))
     assert not np.array_equal(given, pixels)  # a quality given: lossy, as asked
+
+
+def test_a_grey_photo_stored_as_rgb_keeps_its_rgb_colour_profile(tmp_path):
+    """Equal R, G, B are read as grey, and written grey they lost an RGB profile silently (under a gamma-1.8 profile
+    level 128 shows as 146, untagged as 128). With an RGB profile the photo stays RGB and keeps it."""
+    from oldphoto.imageio import encode_photo
+
+    grey = np.repeat(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1))[:, :, None], 3, axis=2)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tagged, plain = tmp_path / "tagged.png", tmp_path / "plain.png"
+    Image.fromarray(grey).save(tagged, icc_profile=profile)
+    Image.fromarray(grey).save(plain)
+    assert read_photo(plain).pixels.shape[2] == 1  # untagged: grey, as before
+    photo = read_photo(tagged)
+    assert photo.pixels.shape[2] == 3
+    written = Image.open(io.BytesIO(encode_photo(photo, "PNG")))
+    assert written.mode == "RGB" and written.info.get("icc_profile") == profile
+    assert np.array_equal(np.asarray(written), grey)

@@ -356,7 +356,9 @@ def _decode_planar_tiff(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray
 
 
 def _decode_8bit(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode any 8-bit Pillow mode to (H, W, 1|3) uint8 plus the alpha channel, if any."""
+    """Decode any 8-bit Pillow mode to (H, W, 1|3) uint8 plus the alpha channel, if any. Equal R, G and B come back
+    as grey, unless the file has an RGB colour profile: that profile describes the grey too (a gamma-1.8 scan shows
+    level 128 as 146), and written as grey the photo could not carry it."""
     has_alpha = pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info)
     if pil.mode in ("L", "LA", "1"):
         color = np.asarray(pil.convert("L"))[:, :, None]
@@ -367,7 +369,8 @@ def _decode_8bit(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     # Formats without a gray mode (WebP) store a black-and-white print as equal R, G, B; lossy
     # chroma coding leaves differences of at most one level.
     spread = color.max(axis=2).astype(np.int16) - color.min(axis=2)
-    if color.size and int(spread.max()) <= 1:
+    rgb_profile = (pil.info.get("icc_profile") or b"")[16:20] == b"RGB "
+    if color.size and int(spread.max()) <= 1 and not rgb_profile:
         return np.asarray(pil.convert("L"))[:, :, None], alpha
     return color, alpha
 
