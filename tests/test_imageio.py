@@ -504,3 +504,12 @@ def test_a_grey_photo_stored_as_rgb_keeps_its_rgb_colour_profile(tmp_path):
     written = Image.open(io.BytesIO(encode_photo(photo, "PNG")))
     assert written.mode == "RGB" and written.info.get("icc_profile") == profile
     assert np.array_equal(np.asarray(written), grey)
+
+
+def test_a_png_colour_key_is_said_to_be_dropped(tmp_path, caplog):
+    """A PNG whose transparency is one key colour (tRNS) came back opaque without a word."""
+    grey = np.tile(np.arange(0, 64, dtype=np.uint8), (8, 1))
+    Image.fromarray(grey).save(tmp_path / "key.png", transparency=0)
+    with caplog.at_level("WARNING"):
+        photo = read_photo(tmp_path / "key.png")
+    assert photo.alpha is None and "colour key" in caplog.text

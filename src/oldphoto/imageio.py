@@ -476,6 +476,9 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             path,
             pages,
         )
+    if pil.format == "PNG" and pil.mode not in ("P", "PA", "LA", "RGBA") and "transparency" in pil.info:
+        # A colour key (tRNS: "this grey or colour is transparent") cannot survive restoration, which changes levels.
+        log.warning("%s marks one colour as transparent (a PNG colour key): the output is opaque", path)
     if pil.mode == "CMYK":
         # Said, not done unseen: a print shop's CMYK file comes back as RGB, and its CMYK profile cannot describe that.
         log.warning("%s is CMYK: it is restored and written as RGB, without its CMYK colour profile", path)
