@@ -7,7 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from oldphoto.errors import ConfigError
 from oldphoto.inputs import discover_inputs
@@ -204,3 +206,27 @@ def test_engine_ray_without_the_extra_is_one_clear_error_before_anything_runs(tm
     assert result.exit_code == 2
     assert "pip install 'oldphoto[ray]'" in result.output  # the extra's brackets survive Rich's markup
     assert "photos" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_folder_it_may_not_read_is_an_error_not_skipped_unseen(tmp_path, monkeypatch):
+    """A sub-folder without read permission was skipped by -r without a word (exit 0), and one given as an input was
+    called a folder that "contains no images". (Simulated: as root every folder is readable.)"""
+    import os
+
+    from oldphoto import inputs
+
+    album = tmp_path / "album"
+    (album / "locked").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(album / "ok.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(inputs.os, "scandir", scandir)
+    found = discover_inputs([str(album)], recursive=True)
+    assert [item.path.name for item in found.files] == ["ok.png"]
+    assert found.problems == [f"{album / 'locked'}: cannot read this folder (permission denied)"]
+    assert discover_inputs([str(album / "locked")]).problems == [f"{album / 'locked'}: cannot read this folder (permission denied)"]

@@ -897,6 +897,19 @@ def test_a_recursive_search_names_the_linked_folders_it_does_not_follow(album, t
     assert "did not follow 1 link(s) to folders" in shown and "linked" in shown and "e.jpg" not in shown
 
 
+def test_a_link_to_a_photo_of_the_run_is_named_where_it_is_read_once(album, tmp_path, random_scratch_model):
+    """raw/x.jpg and best/x.jpg -> ../raw/x.jpg: one output, and the other name got none without a word."""
+    (album / "best").mkdir()
+    (album / "best" / "x.jpg").symlink_to(album / "a.jpg")
+    result = invoke("restore", str(album), "-r", "-o", str(tmp_path / "out"), "--dry-run", *STAGES)
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert "1 input(s) are another name (a link) of a photo already listed" in shown and "x.jpg" in shown
+    # The same path given twice (a folder and a file in it) is no other name: nothing to say.
+    result = invoke("restore", str(album), str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--dry-run", *STAGES)
+    assert "another name" not in " ".join(result.output.split())
+
+
 def test_a_jpeg_quality_no_output_uses_and_an_animated_gif_are_mentioned(album, tmp_path, random_scratch_model):
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--ext", "png", "--jpeg-quality", "50", *STAGES)
     assert result.exit_code == 0 and "--jpeg-quality 50 does nothing here" in " ".join(result.output.split())

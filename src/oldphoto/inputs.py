@@ -71,6 +71,8 @@ class Discovered:
     """Files inside folder arguments that are not photos oldphoto reads (by extension; hidden files left out)."""
     linked_folders: list[Path] = field(default_factory=list)
     """Links to folders met by a recursive search, which does not follow them (a link may lead back up the tree)."""
+    same_files: list[tuple[Path, Path]] = field(default_factory=list)
+    """(left out, kept): two names of one file (a link and its target), read once under the name met first."""
 
 
 def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered:
@@ -79,19 +81,28 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
     problems: list[str] = []
     ignored: list[Path] = []
     linked_folders: list[Path] = []
-    seen: set[Path] = set()
+    seen: dict[Path, Path] = {}
+    same_files: list[tuple[Path, Path]] = []
 
     def add(path: Path, relative: Path, root: Path) -> None:
         key = path.resolve()
         if key not in seen:
-            seen.add(key)
+            seen[key] = path
             found.append(InputFile(path, relative, path.relative_to(root).as_posix()))
+        elif os.path.abspath(seen[key]) != os.path.abspath(path):  # another name of it, not the same path again
+            same_files.append((path, seen[key]))
 
     for argument in arguments:
         path = Path(argument).expanduser()
         if path.is_dir():
+            if not _readable_folder(path):
+                problems.append(f"{argument}: cannot read this folder (permission denied)")
+                continue
             pattern = "**/*" if recursive else "*"
             entries = [p for p in path.glob(pattern) if not p.name.startswith(".")]
+            if recursive:
+                # The search skips a sub-folder it may not read without a word: its photos would go unrestored unseen.
+                problems += [f"{p}: cannot read this folder (permission denied)" for p in entries if p.is_dir() and not p.is_symlink() and not _readable_folder(p)]
             files = sorted(p for p in entries if p.is_file())
             images = [p for p in files if is_image_path(p)]
             # A link to nothing is named with the files left out, not skipped unseen.
@@ -114,7 +125,16 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 add(match, Path(match.name), root)
         else:
             problems.append(f"{argument}: no such file or folder")
-    return Discovered(found, problems, ignored, linked_folders)
+    return Discovered(found, problems, ignored, linked_folders, same_files)
+
+
+def _readable_folder(folder: Path) -> bool:
+    """Whether a folder's entries can be listed (permission bits do not tell that for root)."""
+    try:
+        with os.scandir(folder):
+            return True
+    except PermissionError:
+        return False
 
 
 def glob_root(pattern: Path) -> Path:

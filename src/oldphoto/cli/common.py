@@ -103,6 +103,12 @@ def report_discovery(discovered: Discovered) -> None:
         more = f" and {len(discovered.ignored) - 3} more" if len(discovered.ignored) > 3 else ""
         readable = " ".join(sorted(EXTENSION_FORMATS))
         note(f"left out {len(discovered.ignored)} file(s) that are not photos oldphoto reads ({readable}), or links to nothing: {names}{more}")
+    if discovered.same_files:
+        dropped, kept = discovered.same_files[0]
+        note(
+            f"{len(discovered.same_files)} input(s) are another name (a link) of a photo already listed, restored "
+            f"once, under the first name: e.g. {dropped} is {kept}"
+        )
     if discovered.linked_folders:
         first = discovered.linked_folders[0]
         note(
