@@ -679,6 +679,8 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
     out = tmp_path / "out"
     make_photo(out / "a.jpg", size=(10, 10))
     before = (out / "a.jpg").read_bytes()
+    make_photo(out / "a_mask.png", size=(10, 10))  # the earlier run's mask: removed, the earlier photo lacked it
+    mask_before = (out / "a_mask.png").read_bytes()
     real_replace = os.replace
 
     def replace(source, target, *args, **kwargs):
@@ -688,10 +690,10 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
 
     monkeypatch.setattr(atomic.os, "replace", replace)
     report = tmp_path / "r.json"
-    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", "--report", str(report), *STAGES)
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", "--save-mask", "--report", str(report), *STAGES)
     assert result.exit_code == (130 if failure is KeyboardInterrupt else 1), result.output
-    assert (out / "a.jpg").read_bytes() == before
-    assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]  # no .a.jpg.*.part left behind
+    assert (out / "a.jpg").read_bytes() == before and (out / "a_mask.png").read_bytes() == mask_before
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a_mask.png"]  # no .a.jpg.*.part left behind
     # The report of a stopped run says so (it read as a complete run that had fewer photos).
     assert json.loads(report.read_text())["stopped"] == ("interrupted" if failure is KeyboardInterrupt else None)
     monkeypatch.setattr(atomic.os, "replace", real_replace)

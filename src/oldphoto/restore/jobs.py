@@ -174,17 +174,23 @@ def _is_face_crop(path: Path) -> bool:
         return False
 
 
-def save_faces(job: Job, outputs: JobOutputs, faces: list[RefinedFace], written: list[Path] | None = None) -> int:
+def save_faces(
+    job: Job,
+    outputs: JobOutputs,
+    faces: list[RefinedFace],
+    written: list[Path] | None = None,
+    retire: Callable[[Path], None] = Path.unlink,
+) -> int:
     """Write the aligned and the restored crop (as pasted) of each refined face and the two side by side, numbered as
-    the report lists the faces (largest first, every face found), after removing the crops an earlier run wrote for
-    this photo (a re-run refining fewer faces would leave stale ones; only files carrying :data:`FACE_CROP_TAG`);
-    each file written is added to ``written``."""
+    the report lists the faces (largest first, every face found), after removing (``retire``) the crops an earlier
+    run wrote for this photo (a re-run refining fewer faces would leave stale ones; only files carrying
+    :data:`FACE_CROP_TAG`); each file written is added to ``written``."""
     stale = re.compile(rf"{re.escape(job.output.stem)}_\d+\.png")
     for folder in {path.parent for path in face_paths(job, outputs, 0).values()}:
         if folder.is_dir():
             for path in folder.iterdir():
                 if stale.fullmatch(path.name) and path.is_file() and _is_face_crop(path):
-                    path.unlink()
+                    retire(path)
     count = 0
     for index, face in enumerate(faces):
         if not (face.refined and face.cropped is not None and face.restored is not None):
@@ -266,8 +272,17 @@ def restore_job(
 
     # The restored photo is written last, and the side files written before it are removed if anything fails: a
     # photo whose output exists counts as done and is skipped by the next run, which must then not lack its mask,
-    # sheet or face crops.
+    # sheet or face crops. An --overwrite run's earlier side files are set aside first and put back then: removed,
+    # the earlier photo, which stays, lost its mask (and later runs skip it).
     written: list[Path] = []
+    set_aside: list[tuple[Path, Path]] = []
+
+    def retire(path: Path) -> None:
+        if path.is_file():
+            earlier = path.with_name(f".{path.name}.{os.getpid()}.earlier")
+            os.replace(path, earlier)
+            set_aside.append((earlier, path))
+
     try:
         try:
             with PeakMemory() as memory:
@@ -275,18 +290,24 @@ def restore_job(
                 given = None if mask_file is None else mask_from_photo(read_photo(mask_file, max_pixels=outputs.max_pixels or None))
                 result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
                 if outputs.save_mask and result.mask is not None:
+                    retire(job.mask_path)
                     save_rgb(job.mask_path, result.mask[:, :, None])
                     written.append(job.mask_path)
                 if outputs.compare:
+                    retire(job.compare_path)
                     save_rgb(job.compare_path, comparison_sheet(photo.pixels, result.pixels))
                     written.append(job.compare_path)
                 if outputs.faces_dir is not None:
-                    save_faces(job, outputs, result.faces or [], written)
+                    save_faces(job, outputs, result.faces or [], written, retire)
                 write_photo(job.output, photo.with_pixels(result.pixels), jpeg_quality=outputs.jpeg_quality)
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
+            for earlier, path in set_aside:
+                os.replace(earlier, path)
             raise
+        for earlier, _ in set_aside:
+            earlier.unlink(missing_ok=True)
     except (OldPhotoError, OSError) as error:
         no_space = _out_of_space(error)
         if no_space is not None:
