@@ -131,6 +131,21 @@ def test_a_rerun_or_another_shard_keeps_the_photos_the_gallery_already_shows(tmp
     assert sorted(photo["name"] for photo in Page((sharded / "index.html").read_text()).photos) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 
 
+def test_a_gallery_added_to_from_another_folder_still_finds_the_earlier_photos(tmp_path, monkeypatch, random_scratch_model):
+    """Run 1 from one folder with relative paths, run 2 from another: the page showed run 1's photo as "not found"
+    (its relative paths read from run 2's folder), and listed it twice when run 2 held it too."""
+    album = tmp_path / "album"
+    for name in ("a.jpg", "b.jpg"):
+        make_photo(album / name)
+    monkeypatch.chdir(tmp_path)
+    assert invoke("restore", "album/a.jpg", "-o", "out", "--gallery", *STAGES).exit_code == 0
+    monkeypatch.chdir(album)
+    assert invoke("restore", "a.jpg", str(album / "b.jpg"), "-o", str(tmp_path / "out"), "--gallery", *STAGES).exit_code == 0
+    text = (tmp_path / "out" / "index.html").read_text()
+    page = Page(text)
+    assert sorted(photo["name"] for photo in page.photos) == ["a.jpg", "b.jpg"] and "not found" not in text
+
+
 def test_a_tiff_output_is_linked_with_a_note_not_shown_as_a_blank_slider(tmp_path, random_scratch_model):
     album, out = tmp_path / "album", tmp_path / "out"
     make_photo(album / "a.jpg")

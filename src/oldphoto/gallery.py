@@ -115,6 +115,17 @@ def earlier_report(index: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) and isinstance(payload.get("images"), list) else None
 
 
+def with_absolute_paths(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with each photo's input and output path made absolute (from the current folder): a gallery
+    keeps its report inside, and a later run from another folder read the earlier runs' relative paths from its own
+    folder (their photos shown as missing, one of them twice)."""
+    images = [
+        {**record, **{key: os.path.abspath(record[key]) for key in ("input", "output") if record.get(key)}}
+        for record in payload.get("images", [])
+    ]
+    return {**payload, "images": images}
+
+
 def with_earlier_photos(index: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """The report of this run for its gallery at ``index``, with the photos of the gallery already there: a photo this
     run skipped because its output exists keeps its earlier record (figures, faces), and photos this run did not hold

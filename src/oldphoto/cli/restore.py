@@ -29,7 +29,7 @@ from oldphoto.cli.common import (
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
-from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_earlier_photos, write_gallery
+from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
 from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
@@ -248,7 +248,8 @@ def restore(
                 if report is not None:
                     write_report(report, payload)
                 if gallery:
-                    index = write_gallery(output / GALLERY_NAME, with_earlier_photos(output / GALLERY_NAME, payload))
+                    shown = with_earlier_photos(output / GALLERY_NAME, with_absolute_paths(payload))
+                    index = write_gallery(output / GALLERY_NAME, shown)
                     console.print(f"gallery: {escape(str(index))}", highlight=False)
             except OSError as error:  # a full disk after the last photo: said in one line, the photos stay
                 summary_error = f"cannot write the report or gallery ({error.strerror or error}); the restored photos are complete"
