@@ -441,3 +441,17 @@ def test_a_save_folder_that_fills_up_stops_the_run_and_keeps_the_scores(tiny_set
     assert result.exit_code == 1 and "cannot write --save outputs" in " ".join(result.output.split()), result.output
     payload = json.loads(out.read_text())
     assert payload["stopped"].startswith("cannot write --save outputs") and payload["methods"][0]["images"] == 1
+
+
+def test_photos_it_cannot_score_as_the_others_are_named(tiny_set, tmp_path):
+    """Two photos of one name (scan.jpg, scan.png) were scored as one without a word, and a set whose mask/ lacked
+    one pair's mask scored the masks over fewer photos than the table's "images" column showed."""
+    real = tmp_path / "real"
+    for name in ("scan.jpg", "scan.png"):
+        save_rgb(real / name, smooth_image(24, 32, seed=1))
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(real), "-m", "identity", "--save", str(tmp_path / "saved")])
+    assert result.exit_code == 0, result.output
+    assert "scan.jpg and scan.png share a name" in " ".join(result.output.split())
+    (tiny_set / "mask" / "p1.png").unlink()
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity"])
+    assert result.exit_code == 0 and "1 of 2 pairs have no mask (e.g. p1)" in " ".join(result.output.split()), result.output

@@ -127,8 +127,9 @@ def evaluate(
     if not pairs:
         raise fail("no image pairs found")
     unmasked = [pair.stem for pair in pairs if pair.mask is None]
-    if mask is not None and unmasked:
-        note(f"{len(unmasked)} of {len(pairs)} pairs have no mask in {mask} (e.g. {unmasked[0]}): their masks are not scored")
+    if unmasked and (mask is not None or len(unmasked) < len(pairs)):  # a set's mask/ missing some pairs' masks too
+        where = f" in {mask}" if mask is not None else ""
+        note(f"{len(unmasked)} of {len(pairs)} pairs have no mask{where} (e.g. {unmasked[0]}): their masks are not scored")
     with library_errors():
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]

@@ -71,7 +71,14 @@ def mask_scoring(pairs: list[Pair]) -> str | None:
 def _by_stem(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and is_image_path(p)}
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and is_image_path(path):
+            if path.stem in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
+                log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[path.stem].name, path.name, folder, files[path.stem].name)
+                continue
+            files[path.stem] = path
+    return files
 
 
 def find_pairs(
