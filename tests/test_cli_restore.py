@@ -965,6 +965,12 @@ def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, rando
     result = invoke("restore", str(photo), "-o", str(tmp_path / "out2"), "--masks", str(masks), "--report", str(tmp_path / "r2.json"), *STAGES)
     assert result.exit_code == 0 and "match no photo" not in result.output, result.output
     assert json.loads((tmp_path / "r2.json").read_text())["images"][0]["mask_source"].endswith("a_mask.PNG")
+    # Two masks of one photo: the PNG is used and the other named as a second mask (it was said to "match no photo").
+    Image.fromarray(np.full((48, 64), 255, np.uint8)).save(masks / "a_mask.jpg")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out3"), "--masks", str(masks), "--report", str(tmp_path / "r3.json"), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "match no photo" not in shown and "1 photo(s) have a second mask file" in shown, result.output
+    assert json.loads((tmp_path / "r3.json").read_text())["images"][0]["mask_source"].endswith("a_mask.PNG")
 
 
 def test_face_crops_saved_inside_the_album_are_not_restored_again(tmp_path, random_face_model):

@@ -296,12 +296,25 @@ def user_mask_path(
         listings[folder] = {(path.stem, path.suffix.lower()): path for path in listed if path.is_file()}
     files = listings[folder]
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
+    # PNG first, what --save-mask writes and lossless; another file of the same name is a second mask (said by
+    # :func:`other_masks_of`).
+    extensions = [MASK_EXTENSION, *(extension for extension in EXTENSION_FORMATS if extension != MASK_EXTENSION)]
     for stem in stems:
-        for extension in EXTENSION_FORMATS:
+        for extension in extensions:
             found = files.get((f"{stem}{MASK_SUFFIX}", extension))
             if found is not None:
                 return found
     return None
+
+
+def other_masks_of(used: Path) -> list[Path]:
+    """Mask files beside ``used`` with its name and another extension (``x_mask.jpg`` beside ``x_mask.png``): masks
+    of the same photo that are not used."""
+    return sorted(
+        path
+        for path in used.parent.glob(f"{glob.escape(used.stem)}.*")
+        if path != used and path.is_file() and path.stem == used.stem and path.suffix.lower() in EXTENSION_FORMATS
+    )
 
 
 def unused_masks(masks: Path, used: Sequence[Path | None]) -> list[Path]:

@@ -31,7 +31,7 @@ from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
+from oldphoto.inputs import Job, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
@@ -154,10 +154,14 @@ def restore(
             check_gallery_target(output / GALLERY_NAME, overwrite)
     listings: dict = {}
     masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix, listings)) for job in jobs]
+    seconds = [(mask, other) for _, mask in masked if mask is not None for other in other_masks_of(mask)]
+    if seconds:
+        mask, other = seconds[0]
+        note(f"{len(seconds)} photo(s) have a second mask file, not used (e.g. {other}: {mask} is used); remove the one you do not mean")
     if masks is not None and masks.is_dir() and chosen_shard is None and any(mask is None for _, mask in masked):
         # A photo without its mask while mask files go unused: most likely a mask saved under another --suffix (a
         # shard leaves the other shards' masks unused, so shards are not told).
-        unmatched = unused_masks(masks, [mask for _, mask in masked])
+        unmatched = unused_masks(masks, [mask for _, mask in masked] + [other for _, other in seconds])
         if unmatched:
             note(
                 f"{len(unmatched)} mask file(s) in {masks} match no photo of this run (e.g. {unmatched[0]}): a mask is "
