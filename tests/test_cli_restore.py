@@ -951,6 +951,24 @@ def test_comparison_sheets_of_strips_and_panoramas_are_written_and_readable():
     assert comparison_sheet(portrait, portrait).shape[:2] == (300, 404)  # side by side, as before
 
 
+def test_a_scan_named_like_an_output_of_another_is_never_written_over(tmp_path, random_scratch_model):
+    """page.jpg and page_2.jpg (two scans) restored into their own folder with --suffix _2: page_2.jpg was taken for
+    page.jpg's earlier result, so page.jpg was "skipped: output exists", and with --overwrite the scan page_2.jpg was
+    replaced. A file whose size is not its presumed source's is no restoration of it: protected as an input."""
+    album = tmp_path / "album"
+    make_photo(album / "page.jpg", size=(64, 48))
+    make_photo(album / "page_2.jpg", size=(80, 60))
+    scan = (album / "page_2.jpg").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = invoke("restore", str(album), "-o", str(album), "--suffix", "_2", *extra, *STAGES)
+        assert result.exit_code == 1 and "would overwrite an input file" in " ".join(result.output.split()), result.output
+        assert (album / "page_2.jpg").read_bytes() == scan
+    # A real earlier result (the photo's own size) is still replaced by --overwrite, as documented.
+    (album / "page_2.jpg").unlink()
+    assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", *STAGES).exit_code == 0
+    assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", "--overwrite", *STAGES).exit_code == 0
+
+
 def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, random_scratch_model):
     """Masks saved with --suffix _r (a_r_mask.png) and re-used without it, or renamed to _mask.PNG by an editor, were
     ignored and the detector ran instead, with nothing said."""

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,8 +156,10 @@ def plan_jobs(
     overwrite: bool = False,
     side_files: bool = False,
     written_side_files: Sequence[str] = (),
+    protected: Iterable[Path] = (),
 ) -> list[Job]:
-    """Decide each input's output path and whether it may be written.
+    """Decide each input's output path and whether it may be written (``protected``: more files never to write, as
+    inputs are: :func:`not_our_outputs`).
 
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
     same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
@@ -178,7 +180,7 @@ def plan_jobs(
         valid = ", ".join([AUTO_EXTENSION, *OUTPUT_EXTENSIONS])
         raise ConfigError(f"unknown output format {ext!r}; use one of {valid}")
     wanted = OUTPUT_EXTENSIONS.get(choice)  # None for auto: keep each input's own suffix
-    input_paths = {item.path.resolve() for item in inputs}
+    input_paths = {item.path.resolve() for item in inputs} | {Path(path).resolve() for path in protected}
     claimed: dict[Path, Path] = {}
     jobs = []
     for item in inputs:
@@ -256,6 +258,33 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
     for item in inputs:
         (left_out if own_output(item.path) else kept).append(item)
     return kept, left_out
+
+
+def not_our_outputs(kept: list[InputFile], left_out: list[InputFile], suffix: str) -> list[Path]:
+    """The left-out photos (:func:`split_own_outputs`) named ``<stem><suffix>.<ext>`` beside an input ``<stem>.*``
+    that cannot be that input's restoration: their pixel size differs from it (a restoration keeps its photo's size,
+    turned upright). Such a file is a scan of its own (``page.jpg`` and ``page_2.jpg`` restored with ``--suffix _2``),
+    to be protected as an input, never written over. Sizes are read from the headers."""
+    if not suffix:
+        return []
+    by_stem = {(item.path.parent, item.path.stem): item.path for item in kept}
+    foreign = []
+    for item in left_out:
+        source = by_stem.get((item.path.parent, item.path.stem[: -len(suffix)])) if item.path.stem.endswith(suffix) else None
+        if source is not None and _pixel_size(item.path) not in (None, _pixel_size(source)):
+            foreign.append(item.path)
+    return foreign
+
+
+def _pixel_size(path: Path) -> tuple[int, int] | None:
+    """An image's (short side, long side) from its header, orientation aside; None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return tuple(sorted(image.size))  # type: ignore[return-value]
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) -> tuple[list[InputFile], list[InputFile]]:

@@ -31,7 +31,7 @@ from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
+from oldphoto.inputs import Job, not_our_outputs, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
@@ -139,6 +139,7 @@ def restore(
             # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
+            protected=not_our_outputs(found, own_outputs, suffix),
         )
         if jpeg_quality != "auto" and not any(format_for_path(job.output) in ("JPEG", "WEBP") for job in jobs):
             note(f"--jpeg-quality {jpeg_quality} does nothing here: no output is a JPEG or WebP file")
