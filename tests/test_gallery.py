@@ -146,6 +146,16 @@ def test_a_gallery_added_to_from_another_folder_still_finds_the_earlier_photos(t
     assert sorted(photo["name"] for photo in page.photos) == ["a.jpg", "b.jpg"] and "not found" not in text
 
 
+def test_a_mask_left_by_an_earlier_run_is_not_shown_over_a_photo_restored_without_one(tmp_path, random_scratch_model):
+    album, out = tmp_path / "album", tmp_path / "out"
+    make_photo(album / "a.jpg")
+    assert invoke("restore", str(album), "-o", str(out), "--gallery", *STAGES).exit_code == 0
+    assert "mask" in Page((out / "index.html").read_text()).photos[0]["images"]
+    result = invoke("restore", str(album), "-o", str(out), "--gallery", "--overwrite", "--no-scratch", "--no-faces")
+    assert result.exit_code == 0, result.output
+    assert (out / "a_mask.png").exists() and "mask" not in Page((out / "index.html").read_text()).photos[0]["images"]
+
+
 def test_a_tiff_output_is_linked_with_a_note_not_shown_as_a_blank_slider(tmp_path, random_scratch_model):
     album, out = tmp_path / "album", tmp_path / "out"
     make_photo(album / "a.jpg")

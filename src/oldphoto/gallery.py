@@ -203,7 +203,10 @@ def _photo_section(number: int, record: dict[str, Any], locate: _Locator) -> str
     width, height = record.get("width"), record.get("height")
     before = locate.url(input_path) if input_path.is_file() and input_path.suffix.lower() not in BROWSER_UNSHOWN else None
     after = locate.url(output_path) if output_path.is_file() else None
-    mask = locate.url(mask_path) if mask_path.is_file() else None
+    # Only a mask the recorded run made: one left by an earlier run (re-run with --no-scratch and --overwrite) showed
+    # damage marks over a photo restored without scratch repair. A skipped photo's record has no mask_source key.
+    made_mask = record.get("mask_source") is not None or "mask_source" not in record
+    mask = locate.url(mask_path) if mask_path.is_file() and made_mask else None
     name = escape(Path(str(record["input"])).name)
     frame_id = f"photo-{number}"
     if after is None:
