@@ -721,3 +721,24 @@ def test_an_interrupted_training_says_where_to_resume_from(tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--out", config.setup.out, "--checkpoint", config.setup.checkpoint])
     assert result.exit_code == 130, result.output
     assert "interrupted at step 260" in result.output and "step 250" in result.output and "--resume" in result.output
+
+
+def test_a_resumed_training_interrupted_before_its_first_validation_points_to_its_checkpoint(tmp_path, monkeypatch):
+    """It said "no checkpoint was written yet" while the checkpoint it resumed from was still there."""
+    from typer.testing import CliRunner
+
+    import oldphoto.training.restoration as restoration
+    from oldphoto.cli.app import app
+
+    def interrupted(config, resume=False, on_step=None):
+        on_step(251, 1000, {"loss": 0.4})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restoration, "train_global", interrupted)
+    config = global_config(tmp_path, "vae-clean", steps=2)
+    Path(config.setup.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    Path(config.setup.checkpoint).write_bytes(b"earlier run")
+    args = ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--out", config.setup.out, "--checkpoint", config.setup.checkpoint, "--resume"]
+    result = CliRunner().invoke(app, args)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 130 and "still holds the run as it was resumed" in shown and "no checkpoint" not in shown, result.output

@@ -150,8 +150,10 @@ def _setup(ctx: typer.Context) -> TrainSetup:
         )
 
 
-def _train_with_progress(name: str, steps: int, train: Callable) -> None:
-    """Run ``train(on_step=...)`` under a progress bar; print each validation; then the best figures."""
+def _train_with_progress(name: str, steps: int, train: Callable, resumed_from: Path | None = None) -> None:
+    """Run ``train(on_step=...)`` under a progress bar; print each validation; then the best figures.
+    ``resumed_from``: the checkpoint a --resume run continues (what an interruption before its first validation
+    leaves to resume from)."""
     with library_errors(), progress_bar() as progress:
         task = progress.add_task(f"training {name}", total=steps)
         running: dict[str, float] = {}
@@ -175,6 +177,8 @@ def _train_with_progress(name: str, steps: int, train: Callable) -> None:
             where = (
                 f"the checkpoint holds step {saved}: run the same command with --resume to continue from there"
                 if saved
+                else f"the checkpoint {resumed_from} still holds the run as it was resumed: run the same command to continue"
+                if resumed_from is not None
                 else "no checkpoint was written yet (one is written at each validation)"
             )
             error_console.print(f"[yellow]interrupted[/] at step {last} of {name}; {where}", highlight=False)
@@ -257,7 +261,7 @@ def scratch(
         hard_fraction=hard_fraction,
         extra_damage=tuple(_op_chance(entry) for entry in extra_damage or ()),
     )
-    _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step))
+    _train_with_progress("scratch-unet", steps, lambda on_step: train_scratch(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 
 
 def _global_command(model: str, summary: str, default_steps: int) -> None:
@@ -353,7 +357,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
             clean_fraction=clean_fraction,
             light_fraction=light_fraction,
         )
-        _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step))
+        _train_with_progress(model, steps, lambda on_step: train_global(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 
     command.__doc__ = summary
     app.command(model)(command)
@@ -458,7 +462,7 @@ def face(
         mask_source=mask_source,
         condition=condition.value,
     )
-    _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step))
+    _train_with_progress("face-refine", steps, lambda on_step: train_face(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 
 
 @app.command("face-gate")
@@ -497,7 +501,7 @@ def face_gate(
         pool=pool,
         val_samples=val_samples,
     )
-    _train_with_progress("face-gate", steps, lambda on_step: train_face_gate(config, resume=resume, on_step=on_step))
+    _train_with_progress("face-gate", steps, lambda on_step: train_face_gate(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 
 
 @app.command("scratch-verifier")
@@ -552,7 +556,7 @@ def scratch_verifier(
         keep_damage=keep_damage,
         average_decay=average_decay,
     )
-    _train_with_progress("scratch-verifier", steps, lambda on_step: train_scratch_verifier(config, resume=resume, on_step=on_step))
+    _train_with_progress("scratch-verifier", steps, lambda on_step: train_scratch_verifier(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 
 
 @app.command("face-detector")
@@ -603,4 +607,4 @@ def face_detector(
         occluded=occluded,
         max_tilt=max_tilt,
     )
-    _train_with_progress("face-detector", steps, lambda on_step: train_face_detector(config, resume=resume, on_step=on_step))
+    _train_with_progress("face-detector", steps, lambda on_step: train_face_detector(config, resume=resume, on_step=on_step), checkpoint if resume else None)
