@@ -969,6 +969,14 @@ def test_a_scan_named_like_an_output_of_another_is_never_written_over(tmp_path, 
     assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", "--overwrite", *STAGES).exit_code == 0
 
 
+def test_a_folder_where_the_output_goes_is_refused_not_taken_for_a_done_photo(album, tmp_path, random_scratch_model):
+    out = tmp_path / "out"
+    (out / "a.jpg").mkdir(parents=True)
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is a folder, where the output would go" in shown and "output exists" not in shown, result.output
+
+
 def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, random_scratch_model):
     """Masks saved with --suffix _r (a_r_mask.png) and re-used without it, or renamed to _mask.PNG by an editor, were
     ignored and the detector ran instead, with nothing said."""

@@ -197,6 +197,8 @@ def plan_jobs(
         existing = [path for path in (getattr(job, side) for side in written_side_files) if path.exists()]
         if any(t in input_paths for t in resolved):
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
+        elif output.is_dir():  # counted as an output that exists, it was "skipped" and never restored
+            reason = f"{output} is a folder, where the output would go; move it or choose another -o folder or a --suffix"
         elif any(t in claimed for t in resolved):
             taken = next(t for t in resolved if t in claimed)
             reason = f"output {taken} is {_claimed_by(claimed[taken], item.path)}"
