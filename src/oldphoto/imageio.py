@@ -262,15 +262,30 @@ def format_for_path(path: Path) -> str:
         raise ImageWriteError(f"{path}: unsupported output extension {path.suffix!r}; use one of {valid}") from None
 
 
-def image_megapixels(path: str | os.PathLike[str]) -> float:
-    """The photo's size in megapixels from its header alone (no pixels decoded), for progress by work done; 0 when
-    the header cannot be read (the restore itself then reports the problem)."""
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The image's (width, height) as stored (before any EXIF turn), from its header alone (no pixels decoded);
+    None when the header cannot be read (the job that reads the file then says why)."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
-    except Exception:  # any unreadable file: the job that reads it says why
-        return 0.0
-    return width * height / 1e6
+            return image.size
+    except Exception:  # noqa: BLE001 - any unreadable file
+        return None
+
+
+def image_megapixels(path: str | os.PathLike[str]) -> float:
+    """The photo's size in megapixels from its header alone, for progress by work done; 0 when the header cannot be
+    read (the restore itself then reports the problem)."""
+    size = image_size(path)
+    return 0.0 if size is None else size[0] * size[1] / 1e6
+
+
+def png_text(path: str | os.PathLike[str]) -> Mapping[str, str]:
+    """A PNG's text chunks (keyword -> text) from its header alone; empty for another format or an unreadable file."""
+    try:
+        with Image.open(path) as image:
+            return dict(image.text) if image.format == "PNG" else {}
+    except Exception:  # noqa: BLE001 - any unreadable file
+        return {}
 
 
 def is_image_path(path: Path) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oldphoto.errors import ConfigError
-from oldphoto.imageio import EXTENSION_FORMATS, is_image_path
+from oldphoto.imageio import EXTENSION_FORMATS, image_size, is_image_path
 
 log = logging.getLogger(__name__)
 
@@ -273,20 +273,15 @@ def not_our_outputs(kept: list[InputFile], left_out: list[InputFile], suffix: st
     foreign = []
     for item in left_out:
         source = by_stem.get((item.path.parent, item.path.stem[: -len(suffix)])) if item.path.stem.endswith(suffix) else None
-        if source is not None and _pixel_size(item.path) not in (None, _pixel_size(source)):
+        if source is not None and _sides(item.path) not in (None, _sides(source)):
             foreign.append(item.path)
     return foreign
 
 
-def _pixel_size(path: Path) -> tuple[int, int] | None:
-    """An image's (short side, long side) from its header, orientation aside; None when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return tuple(sorted(image.size))  # type: ignore[return-value]
-    except (OSError, ValueError, SyntaxError):
-        return None
+def _sides(path: Path) -> tuple[int, ...] | None:
+    """An image's (short side, long side), orientation aside; None when its header cannot be read."""
+    size = image_size(path)
+    return None if size is None else tuple(sorted(size))
 
 
 def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) -> tuple[list[InputFile], list[InputFile]]:
@@ -312,9 +307,11 @@ def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) ->
     return kept, left_out
 
 
-def user_mask_path(
-    job: Job, output: Path, masks: Path, suffix: str = "", listings: dict[Path, dict[tuple[str, str], Path]] | None = None
-) -> Path | None:
+MaskListings = dict[Path, dict[str, list[Path]]]
+"""Mask folders listed once per run: folder -> file stem -> the files of that stem (any extension), sorted."""
+
+
+def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "", listings: MaskListings | None = None) -> Path | None:
     """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
     stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
     job's output below ``output`` (the layout ``--save-mask`` writes). The extension's case does not matter
@@ -323,29 +320,28 @@ def user_mask_path(
     folder = masks / job.output.parent.relative_to(output)
     listings = {} if listings is None else listings
     if folder not in listings:
-        listed = sorted(folder.iterdir()) if folder.is_dir() else []
-        listings[folder] = {(path.stem, path.suffix.lower()): path for path in listed if path.is_file()}
+        by_stem: dict[str, list[Path]] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.is_file():
+                by_stem.setdefault(path.stem, []).append(path)
+        listings[folder] = by_stem
     files = listings[folder]
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
     # PNG first, what --save-mask writes and lossless; another file of the same name is a second mask (said by
     # :func:`other_masks_of`).
     extensions = [MASK_EXTENSION, *(extension for extension in EXTENSION_FORMATS if extension != MASK_EXTENSION)]
     for stem in stems:
+        by_extension = {path.suffix.lower(): path for path in files.get(f"{stem}{MASK_SUFFIX}", [])}
         for extension in extensions:
-            found = files.get((f"{stem}{MASK_SUFFIX}", extension))
-            if found is not None:
-                return found
+            if extension in by_extension:
+                return by_extension[extension]
     return None
 
 
-def other_masks_of(used: Path) -> list[Path]:
-    """Mask files beside ``used`` with its name and another extension (``x_mask.jpg`` beside ``x_mask.png``): masks
-    of the same photo that are not used."""
-    return sorted(
-        path
-        for path in used.parent.glob(f"{glob.escape(used.stem)}.*")
-        if path != used and path.is_file() and path.stem == used.stem and path.suffix.lower() in EXTENSION_FORMATS
-    )
+def other_masks_of(used: Path, listings: MaskListings) -> list[Path]:
+    """Mask files beside ``used`` (found by :func:`user_mask_path` with these ``listings``) with its name and another
+    extension (``x_mask.jpg`` beside ``x_mask.png``): masks of the same photo that are not used."""
+    return [path for path in listings[used.parent].get(used.stem, []) if path != used and path.suffix.lower() in EXTENSION_FORMATS]
 
 
 def unused_masks(masks: Path, used: Sequence[Path | None]) -> list[Path]:

@@ -31,7 +31,7 @@ from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, not_our_outputs, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
+from oldphoto.inputs import Job, MaskListings, not_our_outputs, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
@@ -153,9 +153,9 @@ def restore(
             check_report_target(report, [item.path for item in found], side_outputs, None)
         if gallery:
             check_gallery_target(output / GALLERY_NAME, overwrite)
-    listings: dict = {}
+    listings: MaskListings = {}
     masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix, listings)) for job in jobs]
-    seconds = [(mask, other) for _, mask in masked if mask is not None for other in other_masks_of(mask)]
+    seconds = [(mask, other) for _, mask in masked if mask is not None for other in other_masks_of(mask, listings)]
     if seconds:
         mask, other = seconds[0]
         note(f"{len(seconds)} photo(s) have a second mask file, not used (e.g. {other}: {mask} is used); remove the one you do not mean")

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from oldphoto.atomic import nearest_existing
 from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, Photo, read_photo, save_rgb, to_rgb, write_photo
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, Photo, png_text, read_photo, save_rgb, to_rgb, write_photo
 from oldphoto.inputs import Job
 from oldphoto.restore.faces import RefinedFace
 from oldphoto.restore.pipeline import Restorer, RestoreResult, mask_from_photo
@@ -167,11 +166,7 @@ the same name that something else wrote there (another tool's results folder use
 
 def _is_face_crop(path: Path) -> bool:
     """Whether ``path`` is a PNG that ``--save-faces`` wrote (it carries :data:`FACE_CROP_TAG`); reads its header only."""
-    try:
-        with Image.open(path) as image:
-            return image.format == "PNG" and image.text.get(FACE_CROP_TAG[0]) == FACE_CROP_TAG[1]
-    except (OSError, ValueError, SyntaxError):
-        return False
+    return png_text(path).get(FACE_CROP_TAG[0]) == FACE_CROP_TAG[1]
 
 
 def save_faces(
