@@ -107,6 +107,16 @@ def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
     assert len(merged["images"]) == 2 and merged["totals"]["statuses"] == {"failed": 1, "restored": 1}
 
 
+def test_merge_says_which_part_ended_early():
+    """report merge dropped "stopped": a merge holding an interrupted shard read as a complete run."""
+    done = {"images": [{"input": "a", "output": "out/a", "status": "restored", "megapixels": 1.0, "seconds": 1.0}], "stopped": None}
+    cut = {"images": [{"input": "b", "output": "out/b", "status": "failed", "error": "x"}], "stopped": "interrupted"}
+    merged = merge_reports([done, cut], ["s0.json", "s1.json"])
+    assert merged["stopped"] == "s1.json: interrupted"
+    assert [part["stopped"] for part in merged["merged_from"]] == [None, "interrupted"]
+    assert merge_reports([done, done], ["s0.json", "again.json"])["stopped"] is None
+
+
 def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):
     bogus = tmp_path / "notes.json"
     bogus.write_text('{"hello": 1}')

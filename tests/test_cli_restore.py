@@ -70,7 +70,8 @@ def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):
 
 def test_existing_outputs_are_skipped_unless_overwrite(album, tmp_path, random_scratch_model):
     out = tmp_path / "out"
-    make_photo(out / "a.jpg", size=(10, 10))
+    with Image.open(album / "a.jpg") as photo:
+        make_photo(out / "a.jpg", size=(photo.height, photo.width))  # an earlier result: the photo's own size
     before = (out / "a.jpg").read_bytes()
     assert invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES).exit_code == 0
     assert (out / "a.jpg").read_bytes() == before
@@ -534,6 +535,31 @@ def test_save_faces_writes_each_refined_face_and_the_report_lists_every_face(tmp
     assert all(path.exists() for path in foreign)
 
 
+def test_save_faces_never_writes_over_a_file_it_did_not_write(tmp_path, random_face_model):
+    """A file of another tool at a crop's path (faces/cropped/solo_0.png) was written over without --overwrite, and a
+    crop of ours copied to solo_00.png (how other tools number theirs) was removed as a stale crop of ours."""
+    album, out, faces = face_photos(tmp_path / "album"), tmp_path / "out", tmp_path / "faces"
+    args = ("restore", str(album / "solo.png"), "-o", str(out), "--save-faces", str(faces), *FACE_STAGES)
+    (faces / "cropped").mkdir(parents=True)
+    theirs = faces / "cropped" / "solo_0.png"
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(theirs)
+    before = theirs.read_bytes()
+    result = invoke(*args)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "was not written by --save-faces" in shown, result.output
+    assert theirs.read_bytes() == before and not (out / "solo.png").exists()
+    assert not (faces / "restored" / "solo_0.png").exists() and not (faces / "cmp" / "solo_0.png").exists()
+
+    result = invoke(*args, "--overwrite", "--report", str(faces / "cropped" / "solo_1.png"))
+    assert result.exit_code == 2 and "lies where --save-faces writes face crops" in " ".join(result.output.split()), result.output
+    assert invoke(*args, "--overwrite").exit_code == 0  # asked for: replaced by the crop
+    assert theirs.read_bytes() != before and (out / "solo.png").exists()
+    copied = faces / "cropped" / "solo_00.png"
+    copied.write_bytes(theirs.read_bytes())
+    assert invoke(*args, "--overwrite").exit_code == 0
+    assert copied.exists() and theirs.exists()
+
+
 def test_only_center_face_and_face_option_checks(tmp_path, random_face_model):
     album, report = face_photos(tmp_path / "album"), tmp_path / "r.json"
     photo = album / "sub" / "pair.png"  # 432 px wide: the large face (centre x ~ 335) is the nearer to x = 216
@@ -677,7 +703,8 @@ def test_an_interrupted_overwrite_keeps_the_old_output(album, tmp_path, random_s
     from oldphoto import atomic
 
     out = tmp_path / "out"
-    make_photo(out / "a.jpg", size=(10, 10))
+    with Image.open(album / "a.jpg") as photo:
+        make_photo(out / "a.jpg", size=(photo.height, photo.width))  # an earlier result: the photo's own size
     before = (out / "a.jpg").read_bytes()
     make_photo(out / "a_mask.png", size=(10, 10))  # the earlier run's mask: removed, the earlier photo lacked it
     mask_before = (out / "a_mask.png").read_bytes()
@@ -961,8 +988,21 @@ def test_a_scan_named_like_an_output_of_another_is_never_written_over(tmp_path, 
     scan = (album / "page_2.jpg").read_bytes()
     for extra in ([], ["--overwrite"]):
         result = invoke("restore", str(album), "-o", str(album), "--suffix", "_2", *extra, *STAGES)
-        assert result.exit_code == 1 and "would overwrite an input file" in " ".join(result.output.split()), result.output
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and "would overwrite an input file" in shown, result.output
         assert (album / "page_2.jpg").read_bytes() == scan
+        # The scan is a photo of its own, restored, and not called an output of this tool.
+        assert (album / "page_2_2.jpg").exists() and f"e.g. {album / 'page_2.jpg'})" not in shown
+    # Named alone, or in another output folder, a different image at the output's path was written over by
+    # --overwrite (and without it, the photo was "skipped" as done, never restored).
+    out = tmp_path / "out"
+    make_photo(out / "page_2.jpg", size=(80, 60))
+    kept = (out / "page_2.jpg").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = invoke("restore", str(album / "page.jpg"), "-o", str(out), "--suffix", "_2", *extra, *STAGES)
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and "is another image, not this photo's restoration" in shown, result.output
+        assert (out / "page_2.jpg").read_bytes() == kept
     # A real earlier result (the photo's own size) is still replaced by --overwrite, as documented.
     (album / "page_2.jpg").unlink()
     assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", *STAGES).exit_code == 0
@@ -974,7 +1014,14 @@ def test_a_folder_where_the_output_goes_is_refused_not_taken_for_a_done_photo(al
     (out / "a.jpg").mkdir(parents=True)
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES)
     shown = " ".join(result.output.split())
-    assert result.exit_code == 1 and "is a folder, where the output would go" in shown and "output exists" not in shown, result.output
+    assert result.exit_code == 1 and "is a folder, where an output would go" in shown and "output exists" not in shown, result.output
+    (out / "a.jpg").rmdir()
+    (out / "a_mask.png").mkdir()
+    for extra in ([], ["--overwrite"]):
+        result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", *extra, *STAGES)
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and "a_mask.png is a folder, where an output would go" in shown and "edited" not in shown, result.output
+        assert not (out / "a.jpg").exists()
 
 
 def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, random_scratch_model):
@@ -997,6 +1044,18 @@ def test_an_edited_mask_under_another_name_is_not_ignored_unseen(tmp_path, rando
     shown = " ".join(result.output.split())
     assert result.exit_code == 0 and "match no photo" not in shown and "1 photo(s) have a second mask file" in shown, result.output
     assert json.loads((tmp_path / "r3.json").read_text())["images"][0]["mask_source"].endswith("a_mask.PNG")
+    # A mask under the --suffix name beside it is a second mask too (it was used by nobody and named by nothing), and
+    # of a JPEG and a TIFF, the lossless TIFF is used (the JPEG was).
+    (masks / "a_mask.jpg").rename(masks / "a_r_mask.png")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out4"), "--suffix", "_r", "--masks", str(masks), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "have a second mask file" in shown and "a_r_mask.png" in shown, result.output
+    (masks / "a_r_mask.png").unlink()
+    (masks / "a_mask.PNG").rename(masks / "a_mask.jpg")
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(masks / "a_mask.tif")
+    result = invoke("restore", str(photo), "-o", str(tmp_path / "out5"), "--masks", str(masks), "--report", str(tmp_path / "r5.json"), *STAGES)
+    assert result.exit_code == 0 and "have a second mask file" in " ".join(result.output.split()), result.output
+    assert json.loads((tmp_path / "r5.json").read_text())["images"][0]["mask_source"].endswith("a_mask.tif")
 
 
 def test_face_crops_saved_inside_the_album_are_not_restored_again(tmp_path, random_face_model):

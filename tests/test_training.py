@@ -149,6 +149,9 @@ def test_out_and_checkpoint_must_be_two_files(tmp_path):
     config = tiny_config(tmp_path, "same", steps=1)
     with pytest.raises(DataError, match="the same file"):
         train_scratch(changed(config, checkpoint=config.setup.out))
+    # The card written beside the weights (<out>.json) would replace a checkpoint of that name at each export.
+    with pytest.raises(DataError, match="the weights' card"):
+        train_scratch(changed(config, checkpoint=str(Path(config.setup.out).with_suffix(".json"))))
 
 
 def test_scratch_training_starts_from_init_weights(tmp_path):

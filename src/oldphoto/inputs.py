@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,16 +156,15 @@ def plan_jobs(
     overwrite: bool = False,
     side_files: bool = False,
     written_side_files: Sequence[str] = (),
-    protected: Iterable[Path] = (),
 ) -> list[Job]:
-    """Decide each input's output path and whether it may be written (``protected``: more files never to write, as
-    inputs are: :func:`not_our_outputs`).
+    """Decide each input's output path and whether it may be written.
 
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
     same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
     share); an existing output is skipped unless ``overwrite``, and so is a job whose output is new but one of whose
     ``written_side_files`` (``"mask_path"``, ``"compare_path"``: the ones this run writes) exists, such as a mask
-    edited by hand.
+    edited by hand. An existing output whose pixel size is not its photo's is no earlier result but another image:
+    refused, even with ``overwrite`` (:func:`could_be_restoration_of`).
 
     Args:
         ext: a key of :data:`OUTPUT_EXTENSIONS` (any case), or None / ``"auto"`` for each input's own format.
@@ -180,7 +179,7 @@ def plan_jobs(
         valid = ", ".join([AUTO_EXTENSION, *OUTPUT_EXTENSIONS])
         raise ConfigError(f"unknown output format {ext!r}; use one of {valid}")
     wanted = OUTPUT_EXTENSIONS.get(choice)  # None for auto: keep each input's own suffix
-    input_paths = {item.path.resolve() for item in inputs} | {Path(path).resolve() for path in protected}
+    input_paths = {item.path.resolve() for item in inputs}
     claimed: dict[Path, Path] = {}
     jobs = []
     for item in inputs:
@@ -197,8 +196,10 @@ def plan_jobs(
         existing = [path for path in (getattr(job, side) for side in written_side_files) if path.exists()]
         if any(t in input_paths for t in resolved):
             reason = "output would overwrite an input file; choose another -o folder or a --suffix"
-        elif output.is_dir():  # counted as an output that exists, it was "skipped" and never restored
-            reason = f"{output} is a folder, where the output would go; move it or choose another -o folder or a --suffix"
+        elif folders := [t for t in (output, *(getattr(job, side) for side in written_side_files)) if t.is_dir()]:
+            # An output there counted as existing ("skipped", never restored); a mask or sheet there was called "a mask
+            # you edited?" and, with --overwrite, failed to write after the photo was restored.
+            reason = f"{folders[0]} is a folder, where an output would go; move it or choose another -o folder or a --suffix"
         elif any(t in claimed for t in resolved):
             taken = next(t for t in resolved if t in claimed)
             reason = f"output {taken} is {_claimed_by(claimed[taken], item.path)}"
@@ -206,7 +207,12 @@ def plan_jobs(
             # The first photo to name a file owns it, written now or by an earlier run (or another shard): the
             # existing file is its result, never another photo's.
             claimed.update({t: item.path for t in resolved})
-            if output.exists() and not overwrite:
+            if output.is_file() and not could_be_restoration_of(output, item.path):
+                reason = (
+                    f"{output} exists and is another image, not this photo's restoration (its pixel size differs); "
+                    "move it, or choose another -o folder or a --suffix"
+                )
+            elif output.exists() and not overwrite:
                 reason, done = "output exists (use --overwrite to replace it)", True
             elif existing and not overwrite:
                 reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
@@ -262,20 +268,27 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
     return kept, left_out
 
 
-def not_our_outputs(kept: list[InputFile], left_out: list[InputFile], suffix: str) -> list[Path]:
+def scans_among_outputs(kept: list[InputFile], left_out: list[InputFile], suffix: str) -> list[InputFile]:
     """The left-out photos (:func:`split_own_outputs`) named ``<stem><suffix>.<ext>`` beside an input ``<stem>.*``
     that cannot be that input's restoration: their pixel size differs from it (a restoration keeps its photo's size,
-    turned upright). Such a file is a scan of its own (``page.jpg`` and ``page_2.jpg`` restored with ``--suffix _2``),
-    to be protected as an input, never written over. Sizes are read from the headers."""
+    turned upright). Such a file is a scan of its own (``page.jpg`` and ``page_2.jpg`` restored with ``--suffix _2``):
+    a photo to restore, and so an input, never written over. Sizes are read from the headers."""
     if not suffix:
         return []
     by_stem = {(item.path.parent, item.path.stem): item.path for item in kept}
-    foreign = []
+    scans = []
     for item in left_out:
         source = by_stem.get((item.path.parent, item.path.stem[: -len(suffix)])) if item.path.stem.endswith(suffix) else None
-        if source is not None and _sides(item.path) not in (None, _sides(source)):
-            foreign.append(item.path)
-    return foreign
+        if source is not None and not could_be_restoration_of(item.path, source):
+            scans.append(item)
+    return scans
+
+
+def could_be_restoration_of(path: Path, source: Path) -> bool:
+    """False only when both headers read and the pixel sizes differ (orientation aside): ``path`` is then another
+    image, which an output named like it must never replace, with or without ``--overwrite``."""
+    sides = _sides(path)
+    return sides is None or sides == (_sides(source) or sides)
 
 
 def _sides(path: Path) -> tuple[int, ...] | None:
@@ -311,12 +324,18 @@ MaskListings = dict[Path, dict[str, list[Path]]]
 """Mask folders listed once per run: folder -> file stem -> the files of that stem (any extension), sorted."""
 
 
-def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "", listings: MaskListings | None = None) -> Path | None:
-    """The user's damage mask for ``job`` in the folder ``masks``, or None: ``<stem>_mask.<ext>`` of the input's
-    stem, or else ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same sub-folder as the
-    job's output below ``output`` (the layout ``--save-mask`` writes). The extension's case does not matter
-    (``_mask.PNG`` from an editor on another system). ``listings`` caches each folder's files across the photos of a
-    run (a folder of thousands of masks is listed once, not once per photo)."""
+MASK_EXTENSION_PREFERENCE = (".png", ".tif", ".tiff", ".bmp", ".webp", ".jpg", ".jpeg", ".jfif")
+"""Of two masks of one photo, the one used: PNG first (what ``--save-mask`` writes), then the other lossless formats,
+JPEG last (its ringing turns a hard mask edge into a grey band)."""
+
+
+def mask_candidates(job: Job, output: Path, masks: Path, suffix: str = "", listings: MaskListings | None = None) -> list[Path]:
+    """Every file in the folder ``masks`` that is a damage mask of ``job``, the one to use first: ``<stem>_mask.<ext>``
+    of the input's stem, then ``<stem><suffix>_mask.<ext>`` (what ``--save-mask --suffix`` writes), in the same
+    sub-folder as the job's output below ``output`` (the layout ``--save-mask`` writes), each in the order of
+    :data:`MASK_EXTENSION_PREFERENCE`. The extension's case does not matter (``_mask.PNG`` from an editor on another
+    system). More than one is a second mask the user should be told of. ``listings`` caches each folder's files
+    across the photos of a run (a folder of thousands of masks is listed once, not once per photo)."""
     folder = masks / job.output.parent.relative_to(output)
     listings = {} if listings is None else listings
     if folder not in listings:
@@ -327,21 +346,11 @@ def user_mask_path(job: Job, output: Path, masks: Path, suffix: str = "", listin
         listings[folder] = by_stem
     files = listings[folder]
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
-    # PNG first, what --save-mask writes and lossless; another file of the same name is a second mask (said by
-    # :func:`other_masks_of`).
-    extensions = [MASK_EXTENSION, *(extension for extension in EXTENSION_FORMATS if extension != MASK_EXTENSION)]
+    found = []
     for stem in stems:
         by_extension = {path.suffix.lower(): path for path in files.get(f"{stem}{MASK_SUFFIX}", [])}
-        for extension in extensions:
-            if extension in by_extension:
-                return by_extension[extension]
-    return None
-
-
-def other_masks_of(used: Path, listings: MaskListings) -> list[Path]:
-    """Mask files beside ``used`` (found by :func:`user_mask_path` with these ``listings``) with its name and another
-    extension (``x_mask.jpg`` beside ``x_mask.png``): masks of the same photo that are not used."""
-    return [path for path in listings[used.parent].get(used.stem, []) if path != used and path.suffix.lower() in EXTENSION_FORMATS]
+        found += [by_extension[extension] for extension in MASK_EXTENSION_PREFERENCE if extension in by_extension]
+    return found
 
 
 def unused_masks(masks: Path, used: Sequence[Path | None]) -> list[Path]:

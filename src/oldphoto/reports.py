@@ -158,7 +158,9 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
 
     Photos are keyed by input path. A photo recorded twice (a shard re-run after a crash) keeps its best outcome
     (restored > skipped > failed > refused), and of equal ones the later report's. Photos keep the order in which
-    they first appear. Totals are recomputed; the runtimes and stages of the parts are kept per part.
+    they first appear. Totals are recomputed; the runtimes, stages and ``stopped`` of the parts are kept per part, and
+    the merged ``stopped`` names each part that ended early (null when all ran through), so that a merge holding an
+    interrupted shard does not read as a complete run.
     """
     if not payloads:
         raise ConfigError("nothing to merge: give at least one report")
@@ -171,9 +173,12 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
             if earlier is None or STATUS_RANK.get(record["status"], -1) >= STATUS_RANK.get(earlier["status"], -1):
                 chosen[key] = record
     parts = [
-        {"report": name, **{key: payload[key] for key in ("runtime", "precision", "stages", "shard", "engine") if key in payload}}
+        {"report": name, **{key: payload[key] for key in ("runtime", "precision", "stages", "shard", "engine", "stopped") if key in payload}}
         for name, payload in zip(names, payloads, strict=True)
     ]
+    stops = [f"{part['report']}: {part['stopped']}" for part in parts if part.get("stopped")]
     first = payloads[0]
     images = list(chosen.values())
-    return build_report(images, first.get("runtime", ""), first.get("precision", ""), first.get("stages", []), merged_from=parts)
+    return build_report(
+        images, first.get("runtime", ""), first.get("precision", ""), first.get("stages", []), stopped="; ".join(stops) or None, merged_from=parts
+    )

@@ -31,7 +31,16 @@ from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
-from oldphoto.inputs import Job, MaskListings, not_our_outputs, other_masks_of, plan_jobs, split_output_folder, split_own_outputs, unused_masks, user_mask_path
+from oldphoto.inputs import (
+    Job,
+    MaskListings,
+    mask_candidates,
+    plan_jobs,
+    scans_among_outputs,
+    split_output_folder,
+    split_own_outputs,
+    unused_masks,
+)
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
 from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
@@ -104,7 +113,7 @@ def restore(
         save_mask = save_mask or gallery  # the gallery's mask toggle shows the saved masks
         chosen_shard = None if shard is None else parse_shard(shard, os.environ)
         report = None if report is None else report_path(report, None if chosen_shard is None else chosen_shard.name)
-        outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality))
+        outputs = JobOutputs(output, save_mask, compare, save_faces_dir, max_pixels, parse_jpeg_quality(jpeg_quality), overwrite)
         runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
     for ignored in _ignored_options(options, masks is not None, save_mask and not gallery, save_faces_dir is not None):
         note(ignored)
@@ -112,7 +121,13 @@ def restore(
         note("--workers, --cpus-per-worker, --gpus-per-worker and --ray-address are for --engine ray; this run is local")
     discovered = discovered_inputs(inputs, recursive)
     found, problems = discovered.files, discovered.problems
-    found, own_outputs = split_own_outputs(found, suffix)
+    kept, own_outputs = split_own_outputs(found, suffix)
+    # A scan named like another's output (page.jpg, page_2.jpg with --suffix _2) is a photo of its own: restored,
+    # and as an input never written over.
+    scans = {item.path for item in scans_among_outputs(kept, own_outputs, suffix)}
+    keep = {item.path for item in kept} | scans
+    found = [item for item in found if item.path in keep]
+    own_outputs = [item for item in own_outputs if item.path not in scans]
     if own_outputs:
         note(
             f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
@@ -139,7 +154,6 @@ def restore(
             # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
-            protected=not_our_outputs(found, own_outputs, suffix),
         )
         if jpeg_quality != "auto" and not any(format_for_path(job.output) in ("JPEG", "WEBP") for job in jobs):
             note(f"--jpeg-quality {jpeg_quality} does nothing here: no output is a JPEG or WebP file")
@@ -151,11 +165,15 @@ def restore(
             side_outputs = [path for job in jobs for path in (job.output, job.mask_path, job.compare_path)]
             side_outputs += [output / GALLERY_NAME] if gallery else []  # the page would replace the report
             check_report_target(report, [item.path for item in found], side_outputs, None)
+            crop_folders = [] if save_faces_dir is None else [(save_faces_dir / part).resolve() for part in FACE_FOLDERS]
+            if any(folder == report.resolve() or folder in report.resolve().parents for folder in crop_folders):
+                raise ConfigError(f"--report {report} lies where --save-faces writes face crops; choose another path for the report")
         if gallery:
             check_gallery_target(output / GALLERY_NAME, overwrite)
     listings: MaskListings = {}
-    masked = [(job, None if masks is None else user_mask_path(job, output, masks, suffix, listings)) for job in jobs]
-    seconds = [(mask, other) for _, mask in masked if mask is not None for other in other_masks_of(mask, listings)]
+    candidates = [[] if masks is None else mask_candidates(job, output, masks, suffix, listings) for job in jobs]
+    masked = [(job, found[0] if found else None) for job, found in zip(jobs, candidates, strict=True)]
+    seconds = [(found[0], other) for found in candidates for other in found[1:]]
     if seconds:
         mask, other = seconds[0]
         note(f"{len(seconds)} photo(s) have a second mask file, not used (e.g. {other}: {mask} is used); remove the one you do not mean")

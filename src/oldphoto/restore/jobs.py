@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from oldphoto.atomic import nearest_existing
-from oldphoto.errors import DiskFullError, OldPhotoError, OutputNotWritableError
+from oldphoto.errors import DiskFullError, ImageWriteError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, Photo, png_text, read_photo, save_rgb, to_rgb, write_photo
 from oldphoto.inputs import Job
@@ -48,6 +48,8 @@ class JobOutputs:
     faces_dir: Path | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_quality: int | str = "auto"
+    overwrite: bool = False
+    """``--overwrite``: a face crop's path held by a file this tool did not write is replaced, not refused."""
 
 
 @dataclass(frozen=True)
@@ -179,17 +181,32 @@ def save_faces(
     """Write the aligned and the restored crop (as pasted) of each refined face and the two side by side, numbered as
     the report lists the faces (largest first, every face found), after removing (``retire``) the crops an earlier
     run wrote for this photo (a re-run refining fewer faces would leave stale ones; only files carrying
-    :data:`FACE_CROP_TAG`); each file written is added to ``written``."""
-    stale = re.compile(rf"{re.escape(job.output.stem)}_\d+\.png")
+    :data:`FACE_CROP_TAG`); each file written is added to ``written``.
+
+    Raises:
+        ImageWriteError: a crop's path holds a file that ``--save-faces`` did not write (without ``outputs.overwrite``),
+            before anything is written: another tool's results are never written over unasked.
+    """
+    # Only the names this function writes (<stem>_0, _1, ...: no leading zeros), so that a tagged crop copied to
+    # <stem>_00.png, as other tools number theirs, is not taken for a stale one of ours.
+    stale = re.compile(rf"{re.escape(job.output.stem)}_(0|[1-9][0-9]*)\.png")
     for folder in {path.parent for path in face_paths(job, outputs, 0).values()}:
         if folder.is_dir():
             for path in folder.iterdir():
                 if stale.fullmatch(path.name) and path.is_file() and _is_face_crop(path):
                     retire(path)
+    wanted = [index for index, face in enumerate(faces) if face.refined and face.cropped is not None and face.restored is not None]
+    foreign = [path for index in wanted for path in face_paths(job, outputs, index).values() if path.exists() or path.is_symlink()]
+    if foreign and not outputs.overwrite:
+        raise ImageWriteError(
+            f"{foreign[0]} exists and was not written by --save-faces; move it, choose another --save-faces folder, "
+            "or pass --overwrite to replace it"
+        )
+    for path in foreign:
+        retire(path)
     count = 0
-    for index, face in enumerate(faces):
-        if not (face.refined and face.cropped is not None and face.restored is not None):
-            continue
+    for index in wanted:
+        face = faces[index]
         paths = face_paths(job, outputs, index)
         for part, pixels in (("cropped", face.cropped), ("restored", face.restored), ("cmp", np.concatenate([face.cropped, face.restored], axis=1))):
             crop = Photo(pixels=np.ascontiguousarray(pixels, dtype=np.float32), format="PNG", text=dict([FACE_CROP_TAG]))

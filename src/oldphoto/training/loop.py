@@ -283,6 +283,11 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     """
     if checkpoint.resolve() == out.resolve():
         raise DataError(f"--out and --checkpoint are the same file ({out}): each checkpoint would replace the weights; give them different names")
+    if checkpoint.resolve() == out.with_suffix(".json").resolve():
+        raise DataError(
+            f"--checkpoint {checkpoint} is where the weights' card ({out.with_suffix('.json').name}, written beside --out) goes: "
+            "each export would replace the checkpoint; give it another name"
+        )
     if resume:
         if not checkpoint.exists():
             raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
