@@ -59,6 +59,11 @@ def test_files_in_a_folder_that_are_not_photos_are_named_not_skipped_unseen(albu
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
     note = " ".join(result.output.split())
     assert "left out 2 file(s)" in note and "notes.txt" in note and "scan.heic" in note and ".DS_Store" not in note
+    # Photos in hidden folders (a viewer's .thumbnails) are skipped like hidden files, with -r too.
+    make_photo(album / ".thumbnails" / "a.jpg")
+    result = invoke("restore", str(album), "-r", "-o", str(tmp_path / "out2"), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(tmp_path / "out2").as_posix() for p in (tmp_path / "out2").rglob("*.*")) == ["a.jpg", "b.png", "sub/c.png"]
 
 
 def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):

@@ -143,6 +143,20 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, started):
     assert train_scratch(moved, resume=True).best["step"] == 6 and load_file(moved.setup.out)
 
 
+def test_resume_on_other_data_is_told(tmp_path, caplog):
+    """--resume with another --val (or --data, --seed, crop...) went on silently, comparing the new validation scores
+    with a best scored on the old data. It is said now; a longer schedule or another --out is not."""
+    config = tiny_config(tmp_path, "run", steps=2)
+    train_scratch(config)
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        train_scratch(changed(config, steps=4, out=str(tmp_path / "elsewhere.safetensors")), resume=True)
+    assert "other data" not in caplog.text
+    save_rgb(tmp_path / "val2" / "v.png", smooth_image(64, 64, seed=3))
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        train_scratch(changed(config, steps=6, val=(str(tmp_path / "val2"),), crop=48), resume=True)
+    assert "other data" in caplog.text and "val: " in caplog.text and "crop: 32 -> 48" in caplog.text
+
+
 def test_out_and_checkpoint_must_be_two_files(tmp_path):
     from oldphoto.errors import DataError
 
@@ -745,3 +759,13 @@ def test_a_resumed_training_interrupted_before_its_first_validation_points_to_it
     result = CliRunner().invoke(app, args)
     shown = " ".join(result.output.split())
     assert result.exit_code == 130 and "still holds the run as it was resumed" in shown and "no checkpoint" not in shown, result.output
+
+
+def test_training_photos_skip_hidden_files_and_folders(tmp_path):
+    """A copy of an album from a Mac (._a.jpg resource forks, .thumbnails/) fed its hidden files to training."""
+    from oldphoto.training.data import list_images
+
+    save_rgb(tmp_path / "album" / "a.png", smooth_image(16, 16, seed=0))
+    save_rgb(tmp_path / "album" / ".thumbnails" / "a.png", smooth_image(16, 16, seed=1))
+    (tmp_path / "album" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert list_images([tmp_path / "album"]) == [tmp_path / "album" / "a.png"]

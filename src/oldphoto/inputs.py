@@ -99,7 +99,9 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 problems.append(f"{argument}: cannot read this folder (permission denied)")
                 continue
             pattern = "**/*" if recursive else "*"
-            entries = [p for p in path.glob(pattern) if not p.name.startswith(".")]
+            # Hidden files and, with -r, everything in hidden folders (.thumbnails, .Trash, .git) are not photos of
+            # the album: skipped alike (a file in a hidden folder was restored while a hidden file was not).
+            entries = [p for p in path.glob(pattern) if not any(part.startswith(".") for part in p.relative_to(path).parts)]
             if recursive:
                 # The search skips a sub-folder it may not read without a word: its photos would go unrestored unseen.
                 problems += [f"{p}: cannot read this folder (permission denied)" for p in entries if p.is_dir() and not p.is_symlink() and not _readable_folder(p)]

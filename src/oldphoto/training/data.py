@@ -63,7 +63,7 @@ def to_batch(images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
 
 
 def list_images(folders: Sequence[str | Path]) -> list[Path]:
-    """The photos under ``folders`` (searched recursively), sorted.
+    """The photos under ``folders`` (searched recursively, hidden files and folders left out), sorted.
 
     Raises:
         DataError: a folder does not exist (a misspelt --data would otherwise be skipped unseen), or none holds a photo.
@@ -71,7 +71,13 @@ def list_images(folders: Sequence[str | Path]) -> list[Path]:
     missing = [str(folder) for folder in folders if not Path(folder).is_dir()]
     if missing:
         raise DataError(f"no such folder: {', '.join(missing)}")
-    files = sorted(p for folder in folders for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+    # Hidden files and folders (macOS's ._name.jpg, .thumbnails) are skipped as restore skips them.
+    files = sorted(
+        p
+        for folder in folders
+        for p in Path(folder).rglob("*")
+        if p.is_file() and is_image_path(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
     if not files:
         raise DataError(f"no images found under {', '.join(map(str, folders))}")
     return files

@@ -248,6 +248,8 @@ def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
         "torch_rng": torch.get_rng_state(),
         "best": state.best,
         "history": state.history,
+        # What the run trains on, so that a --resume on other data is told (its best so far was scored elsewhere).
+        "config": recipe.metadata().get("config"),
     }
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
@@ -269,8 +271,36 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
         optimizer.load_state_dict(saved["optimizers"][name])
     recipe.rng.bit_generator.state = saved["numpy_rng"]
     torch.set_rng_state(saved["torch_rng"])
+    changed = changed_data_options(saved.get("config"), recipe.metadata().get("config"))
+    if changed:
+        log.warning(
+            "--resume from %s with other data than its run: %s; the run continues, but its best so far (step %s) was "
+            "scored on the checkpoint's validation data, and a later best is kept only if it scores higher on the new",
+            path,
+            "; ".join(changed),
+            (saved["best"] or {}).get("step"),
+        )
     log.info("resumed %s from %s at step %d", recipe.name, path, saved["step"])
     return TrainState(saved["step"], saved["best"], saved["history"])
+
+
+SCHEDULE_OPTIONS = frozenset({"steps", "learning_rate", "validate_every", "out", "checkpoint", "runtime", "overwrite", "init"})
+"""Setup fields that a resumed run may change freely: they say how long and where it runs, not what it learns from."""
+
+
+def changed_data_options(saved: dict | None, now: dict | None) -> list[str]:
+    """The options (as ``name: before -> now``) in which the recipe config ``now`` differs from the checkpoint's
+    ``saved`` one, leaving out the schedule's (:data:`SCHEDULE_OPTIONS`); empty for a checkpoint written before
+    configs were stored."""
+    if not saved or not now:
+        return []
+    flat_saved = {**{k: v for k, v in saved.items() if k != "setup"}, **saved.get("setup", {})}
+    flat_now = {**{k: v for k, v in now.items() if k != "setup"}, **now.get("setup", {})}
+    return [
+        f"{name.replace('_', '-')}: {flat_saved.get(name)!r} -> {flat_now.get(name)!r}"
+        for name in sorted(set(flat_saved) | set(flat_now))
+        if name not in SCHEDULE_OPTIONS and flat_saved.get(name) != flat_now.get(name)
+    ]
 
 
 def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) -> None:
