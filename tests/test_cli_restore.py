@@ -226,6 +226,13 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
     assert result.exit_code == 0, result.output
     assert not out.exists()
     assert "a.jpg" in result.output
+    # A file the run would fail on, as its header tells, is said so and the plan exits 1, as the run would.
+    (album / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    for extra in ([], ["--max-pixels", "1000"]):
+        result = invoke("restore", str(album), "-o", str(out), "--dry-run", *extra, *STAGES)
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 1 and "would fail: its header cannot be read" in shown, result.output
+    assert "is over --max-pixels 1000" in shown and not out.exists()
 
 
 def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model, monkeypatch):

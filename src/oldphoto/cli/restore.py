@@ -30,7 +30,7 @@ from oldphoto.cli.common import (
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, parse_jpeg_quality
+from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, image_size, parse_jpeg_quality
 from oldphoto.inputs import (
     Job,
     MaskListings,
@@ -194,10 +194,13 @@ def restore(
             require_tile(runtime.tile, options)
             if output.exists() and not output.is_dir():  # what the run would refuse, found without writing anything
                 raise OutputNotWritableError(f"-o {output} is a file, not a folder; choose a folder for the outputs")
-        _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {})
+        # What the run would fail on that a header tells (a file that is no image, one over --max-pixels): the plan
+        # called them "restore" and exited 0, and the run then failed them.
+        doomed = {job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels))}
+        _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {}, doomed)
         if save_faces_dir is not None:
             console.print(f"face crops: {escape(str(save_faces_dir))}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
-        raise typer.Exit(EXIT_FAILURES if problems or any(_refused(job) for job in jobs) else 0)
+        raise typer.Exit(EXIT_FAILURES if problems or doomed or any(_refused(job) for job in jobs) else 0)
 
     to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
     with library_errors():
@@ -339,7 +342,19 @@ def _refused(job: Job) -> bool:
     return job.skip_reason is not None and not job.already_done
 
 
-def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None]) -> None:
+def _header_problem(path: Path, max_pixels: int) -> str | None:
+    """Why restoring ``path`` would fail, as far as its header tells (None: it reads; the pixels may still not)."""
+    size = image_size(path)
+    if size is None:
+        return "would fail: its header cannot be read (not an image, or a damaged file)"
+    if max_pixels and size[0] * size[1] > max_pixels:
+        return f"would fail: {size[0]}x{size[1]} is over --max-pixels {max_pixels}"
+    return None
+
+
+def _print_plan(
+    jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None], doomed: dict[Path, str]
+) -> None:
     console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
     for step in plan_stages(options):
         console.print(f"- {step}")
@@ -349,7 +364,8 @@ def _print_plan(jobs: list[Job], options: RestoreOptions, runtime: str, given_ma
     table.add_column("action", overflow="fold")
     for job in jobs:
         mask = given_masks.get(job.source)
-        table.add_row(str(job.source), str(job.output), job.skip_reason or ("restore" if mask is None else f"restore with mask {mask}"))
+        action = job.skip_reason or doomed.get(job.source) or ("restore" if mask is None else f"restore with mask {mask}")
+        table.add_row(str(job.source), str(job.output), action)
     print_table(table, console)
 
 
