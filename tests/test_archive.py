@@ -91,6 +91,20 @@ def test_sharded_runs_together_restore_each_photo_once_and_merge_into_one_report
     assert [part["report"] for part in merged["merged_from"]] == list(map(str, reports))
 
 
+def test_shards_sharing_one_report_name_are_refused(tmp_path, random_scratch_model):
+    """Two shards given --report rep.json on one disk: the second replaced the first's report without a word."""
+    folder = tmp_path / "archive"
+    archive(folder, 4)
+    report = tmp_path / "rep.json"
+    args = ("restore", str(folder), "-r", "-o", str(tmp_path / "out"), "--report", str(report), *STAGES)
+    assert invoke(*args, "--shard", "0/2").exit_code == 0
+    first = report.read_text()
+    result = invoke(*args, "--shard", "1/2")
+    assert result.exit_code == 2 and "holds the report of shard 0-of-2" in " ".join(result.output.split()), result.output
+    assert report.read_text() == first
+    assert invoke(*args, "--shard", "0/2").exit_code == 0  # the same shard again replaces its own
+
+
 def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
     def record(name: str, status: str, megapixels: float = 1.0) -> dict:
         fields = {"megapixels": megapixels, "seconds": 2.0} if status == "restored" else {"error": "x"}

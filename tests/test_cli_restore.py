@@ -233,6 +233,20 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
         shown = " ".join(result.output.split())
         assert result.exit_code == 1 and "would fail: its header cannot be read" in shown, result.output
     assert "is over --max-pixels 1000" in shown and not out.exists()
+    (album / "broken.jpg").unlink()
+    # An -o below a file, --weights naming no file, a mask of another size: the plan said "restore" and exited 0.
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(blocker / "out"), "--dry-run", *STAGES)
+    assert result.exit_code == 2 and "cannot be made" in " ".join(result.output.split()), result.output
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--weights", f"scratch-unet={tmp_path / 'missing.safetensors'}", "--dry-run", *STAGES)
+    assert result.exit_code == 2 and "missing.safetensors: no such file" in " ".join(result.output.split()), result.output
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.new("L", (50, 50)).save(masks / "a_mask.png")
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(masks), "--dry-run", *STAGES)
+    assert result.exit_code == 1 and "is 50x50, the photo 64x48" in " ".join(result.output.split()), result.output
+    assert not out.exists()
 
 
 def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model, monkeypatch):
@@ -848,12 +862,22 @@ def test_a_page_that_is_not_a_gallery_is_not_replaced(album, tmp_path, random_sc
     out = tmp_path / "out"
     out.mkdir()
     (out / "index.html").write_text("<html>our family tree</html>")
-    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--gallery", *STAGES).exit_code == 2
-    assert (out / "index.html").read_text() == "<html>our family tree</html>" and not (out / "a.jpg").exists()
+    for extra in ([], ["--overwrite"]):  # --overwrite is for the photos' outputs: it replaced the page too
+        result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--gallery", *extra, *STAGES)
+        assert result.exit_code == 2 and "pass --overwrite" not in " ".join(result.output.split()), result.output
+        assert (out / "index.html").read_text() == "<html>our family tree</html>" and not (out / "a.jpg").exists()
     (out / "index.html").unlink()
     for _ in range(2):  # an earlier gallery is ours to replace
         assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--gallery", "--overwrite", *STAGES).exit_code == 0
     assert invoke("report", "gallery", str(out / "missing.json"), "-o", str(album / "a.jpg")).exit_code == 2
+    # report gallery --overwrite wrote the page over the report it showed, or over a photo the report lists.
+    report = tmp_path / "r.json"
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--overwrite", "--report", str(report), *STAGES).exit_code == 0
+    kept = {path: path.read_bytes() for path in (report, album / "a.jpg", out / "a.jpg")}
+    for target in kept:
+        result = invoke("report", "gallery", str(report), "-o", str(target), "--overwrite")
+        assert result.exit_code == 2 and "the report or one of the photos it lists" in " ".join(result.output.split()), result.output
+    assert all(path.read_bytes() == data for path, data in kept.items())
 
 
 def test_a_suffix_with_a_folder_separator_is_refused(album, tmp_path, random_scratch_model):
@@ -1019,6 +1043,14 @@ def test_a_scan_named_like_an_output_of_another_is_never_written_over(tmp_path, 
     (album / "page_2.jpg").unlink()
     assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", *STAGES).exit_code == 0
     assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", "--overwrite", *STAGES).exit_code == 0
+
+
+def test_a_pipe_given_as_input_is_not_called_missing(tmp_path, random_scratch_model):
+    fifo = tmp_path / "scan.jpg"
+    os.mkfifo(fifo)
+    result = invoke("restore", str(fifo), "-o", str(tmp_path / "out"), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code != 0 and "not a regular file" in shown and "no such file" not in shown, result.output
 
 
 def test_a_folder_where_the_output_goes_is_refused_not_taken_for_a_done_photo(album, tmp_path, random_scratch_model):

@@ -160,6 +160,27 @@ def test_preset_toml(tmp_path):
         load_preset_file(path)
     with pytest.raises(ConfigError, match="available"):
         get_preset("nope")
+    # Contents of the wrong type, a folder, a file that is not UTF-8: each was a Python traceback.
+    bad = {
+        'grayscale_probability = "0.5"': "grayscale_probability must be float",
+        "structured = 5": "structured must be a list of op tables",
+        '[[structured]]\nname = "scratches"\nprobability = "high"': "probability must be a number",
+        '[[structured]]\nname = "scratches"\nparams = 3': "params must be a table",
+        '[[structured]]\nname = ["scratches"]': "needs a name",
+        "shuffle_scan = 1": "shuffle_scan must be bool",
+        "min_structured = 1.5": "min_structured must be int",
+    }
+    for text, message in bad.items():
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_preset_file(path)
+    path.write_bytes(b"\xff\xfebad")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_preset_file(path)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_preset_file(tmp_path)
+    path.write_text("grayscale_probability = 1\nmin_structured = 2\n")  # an integer where a float is due is fine
+    assert load_preset_file(path).grayscale_probability == 1
 
 
 def test_degrade_cli_writes_a_consistent_set(tmp_path):

@@ -75,7 +75,7 @@ def test_identity_scores_what_the_metric_library_says(tiny_set, tmp_path):
     # The sheet: the degraded photo, then each method's output (and mask), side by side (within JPEG error).
     sheet = load_rgb(tmp_path / "saved" / "sheets" / "p0.jpg")
     degraded = load_rgb(tiny_set / "degraded" / "p0.png")
-    panels = [degraded, degraded, load_rgb(tmp_path / "saved" / "classical" / "p0.png"), load_rgb(tmp_path / "saved" / "classical" / "p0_mask.png")]
+    panels = [degraded, degraded, load_rgb(tmp_path / "saved" / "classical" / "p0.png"), load_rgb(tmp_path / "saved" / "classical" / "masks" / "p0.png")]
     assert sheet.shape == (40, 4 * 56, 3)
     for k, panel in enumerate(panels):
         assert np.abs(sheet[:, 56 * k : 56 * (k + 1)] - panel).mean() < 6 / 255, k
@@ -108,6 +108,24 @@ def test_scratch_stage_by_model_name(tiny_set, random_scratch_model, tmp_path):
     assert counts.tp + counts.fp > 100  # a mask to score
     assert (method["iou"], method["f1"]) == pytest.approx((counts.iou, counts.f1))
     assert method["psnr"] == pytest.approx(np.mean([psnr(load_rgb(tiny_set / "clean" / f"p{i}.png"), runs[i][0]) for i in range(2)]))
+
+
+def test_a_pair_of_two_sizes_is_named_in_width_x_height(tmp_path):
+    """It said "clean (90, 100) and degraded (90, 120) sizes differ": (H, W) tuples, the second the restored image's."""
+    save_rgb(tmp_path / "d" / "a.png", smooth_image(90, 120, seed=1))
+    save_rgb(tmp_path / "c" / "a.png", smooth_image(90, 100, seed=1))
+    result = CliRunner().invoke(app, ["evaluate", "--degraded", str(tmp_path / "d"), "--clean", str(tmp_path / "c"), "-m", "identity"])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "the clean photo is 100x90 and the degraded 120x90" in shown, result.output
+
+
+def test_a_scratch_threshold_out_of_range_is_refused_whatever_the_methods(tiny_set, tmp_path):
+    """With -m identity, --scratch-threshold 1.5 was accepted and written to the JSON as the run's setting."""
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--scratch-threshold", "1.5", "--json", str(out)])
+    assert result.exit_code == 2 and "between 0 and 1" in result.output and not out.exists(), result.output
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--scratch-threshold", "0.5"])
+    assert result.exit_code == 0 and "does nothing here" in " ".join(result.output.split()), result.output
 
 
 def test_scratch_threshold_reaches_the_pipeline_methods(tiny_set, random_scratch_model, tmp_path):
@@ -350,6 +368,19 @@ def test_score_files_that_would_replace_a_photo_or_cannot_be_written_are_refused
     result = CliRunner().invoke(app, ["evaluate", "--real", str(real), "-m", "classical", "--save", str(real.parent)])
     assert result.exit_code == 2 and "one of the files being scored" in " ".join(result.output.split()), result.output
     assert (real / "p0.png").read_bytes() == before
+    # A file of the user's where --save writes (mine/identity/p0.png) was replaced without a word; a re-run replaces
+    # only what evaluate wrote there, and --json / --csv may not name a file --save writes.
+    mine = tmp_path / "mine"
+    (mine / "identity").mkdir(parents=True)
+    (mine / "identity" / "p0.png").write_bytes(before)
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(mine)])
+    assert result.exit_code == 2 and "which evaluate did not write" in " ".join(result.output.split()), result.output
+    assert (mine / "identity" / "p0.png").read_bytes() == before
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours")])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours"), "--json", str(tmp_path / "ours" / "identity" / "p0.png")])
+    assert result.exit_code == 2 and "one of this run's outputs" in " ".join(result.output.split()), result.output
     scores, summary = tmp_path / "s.csv", tmp_path / "s.json"
     for _ in range(2):  # a re-run replaces its own files
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--csv", str(scores), "--json", str(summary)])
@@ -452,6 +483,14 @@ def test_photos_it_cannot_score_as_the_others_are_named(tiny_set, tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--real", str(real), "-m", "identity", "--save", str(tmp_path / "saved")])
     assert result.exit_code == 0, result.output
     assert "scan.jpg and scan.png share a name" in " ".join(result.output.split())
+    # A photo named like another's predicted mask (carnival, carnival_mask) overwrote it: masks have a folder of their own.
+    names = tmp_path / "names"
+    for name in ("carnival.png", "carnival_mask.png"):
+        save_rgb(names / name, smooth_image(24, 32, seed=len(name)))
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(names), "-m", "classical", "--save", str(tmp_path / "saved2")])
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "saved2" / "classical"
+    assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*.png")) == ["carnival.png", "carnival_mask.png", "masks/carnival.png", "masks/carnival_mask.png"]
     (tiny_set / "mask" / "p1.png").unlink()
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity"])
     assert result.exit_code == 0 and "1 of 2 pairs have no mask (e.g. p1)" in " ".join(result.output.split()), result.output

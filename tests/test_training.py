@@ -166,6 +166,18 @@ def test_out_and_checkpoint_must_be_two_files(tmp_path):
     # The card written beside the weights (<out>.json) would replace a checkpoint of that name at each export.
     with pytest.raises(DataError, match="the weights' card"):
         train_scratch(changed(config, checkpoint=str(Path(config.setup.out).with_suffix(".json"))))
+    # --out w.json: the card replaced the weights, and the run ended "best validation ..." with no weights left.
+    with pytest.raises(DataError, match="give --out a .safetensors name"):
+        train_scratch(changed(config, out=str(tmp_path / "w.json")))
+    # A training photo given as --out (or --checkpoint) was turned into weights with --overwrite.
+    photo = next((tmp_path / "data").iterdir())
+    before = photo.read_bytes()
+    for where in ({"out": str(photo)}, {"checkpoint": str(photo)}, {"out": str(photo.with_suffix(".safetensors"))}):
+        if "safetensors" in where.get("out", ""):
+            photo.with_suffix(".json").write_text("[1, 2]")  # the card's path holds a JSON file that is no card
+        with pytest.raises(DataError, match="the run would write it over"):
+            train_scratch(changed(config, overwrite=True, **where))
+    assert photo.read_bytes() == before
 
 
 def test_scratch_training_starts_from_init_weights(tmp_path):
@@ -754,7 +766,7 @@ def test_a_resumed_training_interrupted_before_its_first_validation_points_to_it
     monkeypatch.setattr(restoration, "train_global", interrupted)
     config = global_config(tmp_path, "vae-clean", steps=2)
     Path(config.setup.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.setup.checkpoint).write_bytes(b"earlier run")
+    torch.save({"step": 250}, config.setup.checkpoint)  # an earlier run's
     args = ["train", "vae-clean", "--data", config.setup.data[0], "--val", config.val[0], "--out", config.setup.out, "--checkpoint", config.setup.checkpoint, "--resume"]
     result = CliRunner().invoke(app, args)
     shown = " ".join(result.output.split())

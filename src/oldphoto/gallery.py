@@ -14,6 +14,7 @@ import logging
 import os
 from html import escape
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -39,22 +40,28 @@ GENERATOR_TAG = b'<meta name="generator" content="oldphoto">'
 """In every page this module writes: a file without it is not ours to replace."""
 
 
-def check_gallery_target(index: Path, overwrite: bool = False) -> None:
-    """Refuse to write a gallery over a folder, or over an existing file that is not a gallery page of ours (unless
-    ``overwrite``): an earlier gallery is replaced, as a re-run expects.
+def check_gallery_target(index: Path, overwrite: bool | None = False, protected: Iterable[Path] = ()) -> None:
+    """Refuse to write a gallery over a folder, over one of the ``protected`` files (the report it shows, the photos
+    and outputs the report lists: never, whatever ``overwrite``), or over an existing file that is not a gallery page
+    of ours (unless ``overwrite``; None: the command has no such option, and its --overwrite means other files): an
+    earlier gallery is replaced, as a re-run expects.
 
     Raises:
         ConfigError: what is in the way.
     """
     if index.is_dir():
         raise ConfigError(f"{index} is a folder; give the gallery page a file name such as {index / GALLERY_NAME}")
+    target = index.resolve()
+    if any(target == Path(path).resolve() for path in protected):
+        raise ConfigError(f"{index} is the report or one of the photos it lists; give the gallery page a file name of its own")
     if index.exists() and not overwrite:
         try:
             ours = GENERATOR_TAG in index.read_bytes()[:4096]
         except OSError:
             ours = False
         if not ours:
-            raise ConfigError(f"{index} exists and is not an oldphoto gallery page; give another name or pass --overwrite")
+            hint = "give another name or pass --overwrite" if overwrite is not None else "move it or choose another -o folder"
+            raise ConfigError(f"{index} exists and is not an oldphoto gallery page; {hint}")
 
 
 def write_gallery(index: Path, payload: dict[str, Any], root: Path | None = None) -> Path:

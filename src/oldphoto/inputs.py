@@ -125,6 +125,8 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
             root = glob_root(path)
             for match in matches:
                 add(match, Path(match.name), root)
+        elif path.exists():  # a pipe or a device: there, but nothing a photo can be read from twice
+            problems.append(f"{argument}: not a regular file (a pipe or a device); give an image file")
         else:
             problems.append(f"{argument}: no such file or folder")
     return Discovered(found, problems, ignored, linked_folders, same_files)

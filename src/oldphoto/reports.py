@@ -130,10 +130,28 @@ def report_path(template: Path, shard: str | None) -> Path:
     """
     text = str(template)
     if "{shard}" not in text:
+        _check_not_another_shards(template, shard)
         return template
     if shard is None:
         raise ConfigError(f"--report {template} contains {{shard}} but no --shard was given")
     return Path(text.replace("{shard}", shard))
+
+
+def _check_not_another_shards(path: Path, shard: str | None) -> None:
+    """Refuse a report path that holds the report of another shard (or of an unsharded run, for a shard): shards
+    sharing one name replaced each other's reports, and a merge then saw only the last."""
+    if not looks_like_report(path):
+        return
+    try:
+        earlier = json.loads(path.read_text()).get("shard")
+    except (OSError, ValueError):
+        return
+    if earlier != shard and (earlier is not None or shard is not None):
+        whose = f"shard {earlier}" if earlier is not None else "an unsharded run"
+        raise ConfigError(
+            f"--report {path} holds the report of {whose}; with --shard, name each shard's report with {{shard}} "
+            "(e.g. report-{shard}.json) and combine them with oldphoto report merge"
+        )
 
 
 def read_report(path: Path) -> dict[str, Any]:

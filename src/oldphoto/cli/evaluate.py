@@ -33,6 +33,7 @@ from oldphoto.cli.common import (
 from oldphoto.errors import ConfigError, ImageWriteError, OldPhotoError
 from oldphoto.evaluation.runner import (
     METHOD_NAMES,
+    PIPELINE_METHODS,
     Pair,
     build_method,
     find_pairs,
@@ -43,6 +44,7 @@ from oldphoto.evaluation.runner import (
 from oldphoto.imageio import save_rgb
 from oldphoto.reports import check_file_target, check_writable, json_object_with
 from oldphoto.restore.jobs import fit_within
+from oldphoto.restore.scratches import check_detection_overrides
 from oldphoto.runtime import make_runtime
 
 DEFAULT_METHODS = ["identity", "classical"]
@@ -122,6 +124,9 @@ def evaluate(
             pairs = find_pairs(degraded, clean, mask)
         else:
             raise fail("give a SET_DIR folder (made by oldphoto degrade), --degraded DIR --clean DIR, or --real DIR")
+        check_detection_overrides(scratch_threshold, None)  # also when no method detects: the JSON records the value
+        if scratch_threshold is not None and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].scratches for name in methods):
+            note(f"--scratch-threshold {scratch_threshold} does nothing here: no method of this run detects scratches")
         built = {name: build_method(name, runtime, scratch_threshold, scratch_verify) for name in methods}
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
@@ -133,22 +138,14 @@ def evaluate(
     with library_errors():
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
+        planned = [] if save is None else saved_paths(save, methods, [pair.stem for pair in pairs])
         if csv_path is not None:
-            check_file_target(csv_path, "--csv", pair_files, ours=_looks_like_our_csv, suffix=".csv")
+            check_file_target(csv_path, "--csv", pair_files, planned, ours=_looks_like_our_csv, suffix=".csv")
         if json_path is not None:
-            check_file_target(json_path, "--json", pair_files, [] if csv_path is None else [csv_path], ours=lambda path: json_object_with(path, ("pairs", "methods")))
+            summaries_too = planned + ([] if csv_path is None else [csv_path])
+            check_file_target(json_path, "--json", pair_files, summaries_too, ours=lambda path: json_object_with(path, ("pairs", "methods")))
         if save is not None:
-            if save.exists() and not save.is_dir():
-                raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
-            check_writable(save / "sheets", "--save")
-            # Its files are named by method and stem: a --save folder whose <method>/ is the folder being scored
-            # (evaluate --real global -m global --save .) wrote the restorations over the photos.
-            scored = {path.resolve() for path in pair_files}
-            planned = [save / "sheets" / f"{pair.stem}.jpg" for pair in pairs]
-            planned += [save / name / f"{pair.stem}{tail}" for name in methods for pair in pairs for tail in (".png", "_mask.png")]
-            clash = next((path for path in planned if path.resolve() in scored), None)
-            if clash is not None:
-                raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")
+            check_save_folder(save, planned, pair_files)
 
     failures = 0
     scores = {name: [] for name in methods}
@@ -245,10 +242,55 @@ def _sheet(panels: list[np.ndarray]) -> np.ndarray:
     return fit_within(np.concatenate(panels, axis=1), SHEET_MAX_SIDE)
 
 
+SAVED_LIST = "saved-files.json"
+"""In a --save folder: every file evaluate may write there, so that a later run replaces its own files and never
+another's (PNG and JPEG alike, which no tag inside the files could say for both)."""
+
+
+def saved_paths(save: Path, methods: list[str], stems: list[str]) -> list[Path]:
+    """Every file ``evaluate --save`` writes for these methods and pair stems: ``<method>/<stem>.png``,
+    ``<method>/masks/<stem>.png`` (in a folder of their own: a pair named ``x_mask`` would be ``x``'s mask) and
+    ``sheets/<stem>.jpg``."""
+    planned = [save / "sheets" / f"{stem}.jpg" for stem in stems]
+    return planned + [save / name / part / f"{stem}.png" for name in methods for stem in stems for part in (".", "masks")]
+
+
+def check_save_folder(save: Path, planned: list[Path], scored: list[Path]) -> None:
+    """Refuse a --save folder where ``planned`` files would replace a file being scored (``evaluate --real global -m
+    global --save .``) or a file that no earlier evaluate wrote (not in its :data:`SAVED_LIST`); then record the
+    planned files in that list, before any is written (a run killed midway leaves only listed files).
+
+    Raises:
+        ConfigError: what is in the way, and what to give instead.
+    """
+    if save.exists() and not save.is_dir():
+        raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
+    check_writable(save / "sheets", "--save")
+    scored_set = {path.resolve() for path in scored}
+    clash = next((path for path in planned if path.resolve() in scored_set), None)
+    if clash is not None:
+        raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")
+    listing = save / SAVED_LIST
+    if listing.exists() and not json_object_with(listing, ("files",)):
+        raise ConfigError(f"--save {save} holds a {SAVED_LIST} that evaluate did not write; give --save another folder")
+    ours = set(json.loads(listing.read_text())["files"]) if listing.exists() else set()
+    foreign = next((path for path in planned if (path.exists() or path.is_symlink()) and path.relative_to(save).as_posix() not in ours), None)
+    if foreign is not None:
+        raise ConfigError(
+            f"--save {save} would write over {foreign}, which evaluate did not write; move it or give --save an empty folder"
+        )
+    try:
+        save.mkdir(parents=True, exist_ok=True)
+        files = sorted(ours | {path.relative_to(save).as_posix() for path in planned})
+        atomic_write_bytes(listing, (json.dumps({"files": files}, indent=1) + "\n").encode())
+    except OSError as error:
+        raise ConfigError(f"--save {save}: cannot write into it ({error.strerror or error}); give a writable folder") from None
+
+
 def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels: list, degraded_image) -> None:
     save_rgb(save / name / f"{pair.stem}.png", restored)
     if predicted is not None:
-        save_rgb(save / name / f"{pair.stem}_mask.png", predicted[:, :, None])
+        save_rgb(save / name / "masks" / f"{pair.stem}.png", predicted[:, :, None])
     if not panels:
         panels.append(degraded_image)
     panels.append(restored)

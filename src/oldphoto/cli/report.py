@@ -53,11 +53,13 @@ def gallery(
 ) -> None:
     """Write one static page to look at a (merged) report's photos: before/after slider, damage mask (where
     --save-mask wrote it), faces and figures. It references the photos by relative paths and works opened from disk."""
-    with library_errors():
-        check_gallery_target(output, overwrite)
-        payload = read_report(report)
-        write_gallery(output, payload, root=paths_from)
     root = paths_from or Path.cwd()
+    with library_errors():
+        payload = read_report(report)
+        # Even with --overwrite (an unknown page): never the report itself, nor a photo or output it lists.
+        listed = [root / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key)]
+        check_gallery_target(output, overwrite, protected=[report, *listed])
+        write_gallery(output, payload, root=paths_from)
     outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]
     if outputs and not any((root / path).exists() for path in outputs):
         note(

@@ -28,7 +28,7 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
-from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError, OutputNotWritableError
+from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError
 from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
 from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, image_size, parse_jpeg_quality
 from oldphoto.inputs import (
@@ -43,7 +43,7 @@ from oldphoto.inputs import (
 )
 from oldphoto.reports import build_report, check_report_target, report_path, write_report
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
-from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, not_run_record, restore_job
+from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, check_output_folder_path, not_run_record, restore_job
 from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, require_tile, required_models, stage_caveats
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
 from oldphoto.shards import parse_shard, select_shard
@@ -169,7 +169,7 @@ def restore(
             if any(folder == report.resolve() or folder in report.resolve().parents for folder in crop_folders):
                 raise ConfigError(f"--report {report} lies where --save-faces writes face crops; choose another path for the report")
         if gallery:
-            check_gallery_target(output / GALLERY_NAME, overwrite)
+            check_gallery_target(output / GALLERY_NAME, None)  # --overwrite means the photos' outputs, not a page of another's
     listings: MaskListings = {}
     candidates = [[] if masks is None else mask_candidates(job, output, masks, suffix, listings) for job in jobs]
     masked = [(job, found[0] if found else None) for job, found in zip(jobs, candidates, strict=True)]
@@ -192,12 +192,14 @@ def restore(
             require_stages(options)
             runtime = make_runtime(*runtime_args)
             require_tile(runtime.tile, options)
-            if output.exists() and not output.is_dir():  # what the run would refuse, found without writing anything
-                raise OutputNotWritableError(f"-o {output} is a file, not a folder; choose a folder for the outputs")
-        # What the run would fail on that a header tells (a file that is no image, one over --max-pixels): the plan
-        # called them "restore" and exited 0, and the run then failed them.
-        doomed = {job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels))}
-        _print_plan(jobs, options, runtime.describe(), dict((job.source, mask) for job, mask in masked) if masks else {}, doomed)
+            check_output_folder_path(output)  # what the run would refuse, found without writing anything
+        # What the run would fail on that a header tells (a file that is no image, one over --max-pixels, a mask of
+        # another size): the plan called them "restore" and exited 0, and the run then failed them.
+        given_masks = {job.source: mask for job, mask in masked}
+        doomed = {
+            job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels, given_masks.get(job.source)))
+        }
+        _print_plan(jobs, options, runtime.describe(), given_masks if masks else {}, doomed)
         if save_faces_dir is not None:
             console.print(f"face crops: {escape(str(save_faces_dir))}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
         raise typer.Exit(EXIT_FAILURES if problems or doomed or any(_refused(job) for job in jobs) else 0)
@@ -342,13 +344,19 @@ def _refused(job: Job) -> bool:
     return job.skip_reason is not None and not job.already_done
 
 
-def _header_problem(path: Path, max_pixels: int) -> str | None:
-    """Why restoring ``path`` would fail, as far as its header tells (None: it reads; the pixels may still not)."""
+def _header_problem(path: Path, max_pixels: int, mask: Path | None = None) -> str | None:
+    """Why restoring ``path`` (with the user's ``mask``) would fail, as far as the headers tell (None: they read; the
+    pixels may still not)."""
     size = image_size(path)
     if size is None:
         return "would fail: its header cannot be read (not an image, or a damaged file)"
     if max_pixels and size[0] * size[1] > max_pixels:
         return f"would fail: {size[0]}x{size[1]} is over --max-pixels {max_pixels}"
+    mask_size = None if mask is None else image_size(mask)
+    if mask is not None and mask_size is None:
+        return f"would fail: the mask {mask} cannot be read"
+    if mask_size is not None and sorted(mask_size) != sorted(size):  # turned upright, a mask still has the photo's sides
+        return f"would fail: the mask {mask} is {mask_size[0]}x{mask_size[1]}, the photo {size[0]}x{size[1]}"
     return None
 
 

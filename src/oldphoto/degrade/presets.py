@@ -162,23 +162,52 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}") from None
 
 
-def _ops_from_toml(entries: list[dict[str, Any]], source: Path) -> tuple[OpSpec, ...]:
+def _ops_from_toml(entries: Any, source: Path, group: str) -> tuple[OpSpec, ...]:
+    """The op tables of one group (``[[structured]]`` ...), their shapes checked: a wrong type was a traceback."""
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise ConfigError(f"{source}: {group} must be a list of op tables ([[{group}]] with name = ...), not {entries!r}")
     specs = []
     for entry in entries:
-        if "name" not in entry:
-            raise ConfigError(f"{source}: every op table needs a name")
-        params = entry.get("params", {})
-        specs.append(op(entry["name"], float(entry.get("probability", 1.0)), **params))
+        name, probability, params = entry.get("name"), entry.get("probability", 1.0), entry.get("params", {})
+        if not isinstance(name, str):
+            raise ConfigError(f"{source}: every {group} op table needs a name (a string), got {name!r}")
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+            raise ConfigError(f"{source}: {group} op {name}: probability must be a number in [0, 1], not {probability!r}")
+        if not isinstance(params, dict):
+            raise ConfigError(f"{source}: {group} op {name}: params must be a table (params = {{ key = value }}), not {params!r}")
+        unknown = set(entry) - {"name", "probability", "params"}
+        if unknown:
+            raise ConfigError(f"{source}: {group} op {name}: unknown key(s) {', '.join(sorted(unknown))}; use name, probability, params")
+        specs.append(op(name, float(probability), **params))
     return tuple(specs)
+
+
+def _checked_field(key: str, value: Any, default: Any, source: Path) -> Any:
+    """A preset field from TOML, of the type its default has (``structured = 5`` was a traceback)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (isinstance(value, int) or not isinstance(default, int))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{source}: {key} must be {type(default).__name__}, like {default!r}; got {value!r}")
+    return value
 
 
 def load_preset_file(path: str | Path) -> Preset:
     """A preset from TOML: ``base`` (a preset name, default "default") with fields and op groups overridden."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: preset file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder; give --config a preset file (TOML)") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the preset file ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file in UTF-8, as TOML must be") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     base = get_preset(str(data.pop("base", "default")))
@@ -187,7 +216,10 @@ def load_preset_file(path: str | Path) -> Preset:
     for key, value in data.items():
         if key not in names:
             raise ConfigError(f"{path}: unknown preset field {key!r}; valid: {', '.join(sorted(names))}")
-        changes[key] = _ops_from_toml(value, path) if key in ("distractors", "aging", "structured", "scan") else value
+        if key in ("distractors", "aging", "structured", "scan"):
+            changes[key] = _ops_from_toml(value, path, key)
+        else:
+            changes[key] = _checked_field(key, value, getattr(base, key), path)
     return replace(base, **changes).validate()
 
 

@@ -293,6 +293,12 @@ def score_image(
     later stages would reach with a perfect detector); their mask is then not scored.
     """
     degraded = load_rgb(pair.degraded)
+    clean = None if pair.clean is None else load_rgb(pair.clean)
+    if clean is not None and clean.shape[:2] != degraded.shape[:2]:  # found before the method runs, in W x H
+        raise DataError(
+            f"{pair.stem}: the clean photo is {clean.shape[1]}x{clean.shape[0]} and the degraded "
+            f"{degraded.shape[1]}x{degraded.shape[0]}; a pair must match pixel for pixel"
+        )
     given = None
     if true_masks and isinstance(method, PipelineMethod):
         if pair.mask is None:
@@ -307,10 +313,9 @@ def score_image(
         predicted = None
     restored = np.repeat(restored, 3, axis=2) if restored.shape[2] == 1 else restored
     score = ImageScore(method_name, pair.stem, degraded.shape[0] * degraded.shape[1] / 1e6, seconds, memory.peak_bytes / 1e6)
-    if pair.clean is not None:
-        clean = load_rgb(pair.clean)
+    if clean is not None:
         if clean.shape != restored.shape:
-            raise DataError(f"{pair.stem}: clean {clean.shape[:2]} and degraded {restored.shape[:2]} sizes differ")
+            raise DataError(f"{pair.stem}: {method_name} returned {restored.shape[1]}x{restored.shape[0]}, not the photo's size")
         score.psnr = psnr(clean, restored)
         score.ssim = ssim(clean, restored)
     truth = None

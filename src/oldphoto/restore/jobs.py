@@ -107,9 +107,7 @@ def check_output_folder(folder: Path) -> None:
     Raises:
         OutputNotWritableError: the folder cannot be created or written.
     """
-    existing = nearest_existing(folder)
-    if not existing.is_dir():
-        raise OutputNotWritableError(f"the output folder {folder} cannot be made: {existing} is a file; give -o a folder")
+    check_output_folder_path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".oldphoto-write-check.", dir=folder)
@@ -120,6 +118,18 @@ def check_output_folder(folder: Path) -> None:
             f"cannot write into the output folder {folder} ({error.strerror or error}); choose a writable -o folder "
             "or fix its permissions"
         ) from None
+
+
+def check_output_folder_path(folder: Path) -> None:
+    """The part of :func:`check_output_folder` that writes nothing (for ``--dry-run``): the folder, or the nearest
+    existing folder above it, is a folder.
+
+    Raises:
+        OutputNotWritableError: ``folder`` or a folder above it is a file.
+    """
+    existing = nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputNotWritableError(f"the output folder {folder} cannot be made: {existing} is a file; give -o a folder")
 
 
 def not_run_record(job: Job) -> JobRecord:

@@ -146,7 +146,10 @@ def require_stages(options: RestoreOptions) -> None:
         if unshipped:
             missing.append(f"{stage} (needs {', '.join(unshipped)}; skip it with {STAGE_FLAGS[stage]})")
         for name in names:
-            if get_spec(name).shipped and options.weights_file(name) is None:
+            given = options.weights_file(name)
+            if given is not None and not Path(given).is_file():  # found here, not after the first photo's stages
+                lost.append(f"--weights {name}={given}: no such file")
+            if get_spec(name).shipped and given is None:
                 try:
                     locate_weights(get_spec(name))
                 except WeightsNotFoundError as error:

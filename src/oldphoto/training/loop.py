@@ -313,11 +313,23 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     """
     if checkpoint.resolve() == out.resolve():
         raise DataError(f"--out and --checkpoint are the same file ({out}): each checkpoint would replace the weights; give them different names")
-    if checkpoint.resolve() == out.with_suffix(".json").resolve():
+    card = out.with_suffix(".json")
+    if card.resolve() == out.resolve():
+        raise DataError(f"--out {out}: the weights' card is written beside them as <out>.json, the same file; give --out a .safetensors name")
+    if checkpoint.resolve() == card.resolve():
         raise DataError(
             f"--checkpoint {checkpoint} is where the weights' card ({out.with_suffix('.json').name}, written beside --out) goes: "
             "each export would replace the checkpoint; give it another name"
         )
+    # A file of another kind where the run writes (a training photo given as --out) is never replaced, not even with
+    # --overwrite, which means an earlier run's files.
+    for path, flag, kind, holds_it in (
+        (out, "--out", "safetensors weights file", _is_safetensors),
+        (card, "--out", "weights card (JSON)", _is_json_object),
+        (checkpoint, "--checkpoint", "training checkpoint", _is_checkpoint),
+    ):
+        if path.is_dir() or (path.exists() and not holds_it(path)):
+            raise DataError(f"{path} is not a {kind}, and the run would write it over; give {flag} another path")
     if resume:
         if not checkpoint.exists():
             raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
@@ -330,6 +342,27 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
                 f"{what} {path} exists (an earlier run's, or shipped weights): {resume_hint}--overwrite to replace it, "
                 "or give --out and --checkpoint elsewhere"
             )
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does: an 8-byte little-endian header length, then a JSON object."""
+    with path.open("rb") as file:
+        head = file.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= path.stat().st_size
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a file ``torch.save`` writes: a zip archive, or a pickle in the legacy format."""
+    with path.open("rb") as file:
+        head = file.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def _is_json_object(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def run(
