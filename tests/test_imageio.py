@@ -306,6 +306,19 @@ def test_captions_and_xmp_are_kept(tmp_path, bits):
     assert read_photo(tmp_path / "out.png").text == {"Description": "Grand-mère à Cork, 1931"}
 
 
+def test_a_jpeg_comment_is_kept(tmp_path):
+    """A scanner's or editor's caption in a JPEG's comment segment was dropped from the restored photo."""
+    save_pil(tmp_path / "in.jpg", (smooth_image(8, 8) * 255).astype(np.uint8), comment="Grand-mère à Cork, 1931".encode())
+    photo = read_photo(tmp_path / "in.jpg")
+    assert photo.text == {"Comment": "Grand-mère à Cork, 1931"}
+    for name in ("out.jpg", "out.png"):  # a JPEG's comment again, a PNG's "Comment" text chunk
+        write_photo(tmp_path / name, photo)
+        assert read_photo(tmp_path / name).text == {"Comment": "Grand-mère à Cork, 1931"}
+    write_photo(tmp_path / "again.jpg", read_photo(tmp_path / "out.png"))  # and back
+    with Image.open(tmp_path / "again.jpg") as image:
+        assert image.info["comment"] == "Grand-mère à Cork, 1931".encode()
+
+
 def test_xmp_is_turned_upright_with_the_pixels_and_an_oversized_one_left_out_of_a_jpeg(tmp_path, caplog):
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
     image = Image.fromarray((smooth_image(8, 12) * 255).astype(np.uint8))

@@ -77,6 +77,8 @@ MAX_JPEG_SEGMENT = 65_000
 """A JPEG's EXIF or XMP segment holds at most 64 KB: larger ones (an editor's long history) are left out, said."""
 PNG_XMP_KEY = "XML:com.adobe.xmp"
 """The iTXt keyword under which PNG files carry their XMP packet."""
+JPEG_COMMENT_KEY = "Comment"
+"""A JPEG's comment (COM segment) in :attr:`Photo.text`: the PNG keyword for the same thing."""
 MAX_DPI = 100_000.0
 
 JpegQuality = int | Literal["auto"]
@@ -218,7 +220,9 @@ class Photo:
         jpeg: the source JPEG's estimated quality and chroma subsampling, or None for other formats.
         dpi: the scan's resolution (horizontal, vertical dots per inch) as the file states it, or None.
         xmp: the XMP packet (captions, keywords, rights an archive wrote), or None.
-        text: a PNG's text chunks (keyword -> text: a caption, a description), empty for other formats.
+        text: a PNG's text chunks (keyword -> text: a caption, a description); a JPEG's comment (its COM segment,
+            where scanners and editors put captions) as ``"Comment"``, which PNG readers know by that keyword and
+            which a JPEG output gets back as its comment; empty for other formats.
         webp_lossless: the source is a lossless WebP (written back lossless, as a PNG is).
     """
 
@@ -520,9 +524,20 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         jpeg=jpeg,
         dpi=_usable_dpi(dpi),
         xmp=_xmp_of(pil, orientation),
-        text={key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY} if pil.format == "PNG" else {},
+        text=_text_of(pil),
         webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
     )
+
+
+def _text_of(pil: Image.Image) -> dict[str, str]:
+    """The captions :attr:`Photo.text` keeps: a PNG's text chunks (its XMP packet apart), a JPEG's comment."""
+    if pil.format == "PNG":
+        return {key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY}
+    comment = pil.info.get("comment") if pil.format == "JPEG" else None
+    if comment:
+        text = comment.decode("utf-8", errors="replace") if isinstance(comment, bytes) else str(comment)
+        return {JPEG_COMMENT_KEY: text.rstrip("\x00")}
+    return {}
 
 
 def _webp_is_lossless(data: bytes) -> bool:
@@ -761,6 +776,11 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options["pnginfo"] = _png_text(photo)
     if fmt == "JPEG":
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
+        comment = photo.text.get(JPEG_COMMENT_KEY, "").encode("utf-8")
+        if len(comment) > MAX_JPEG_SEGMENT:
+            log.warning("%sthe comment (%d bytes) is too large for a JPEG and is left out (PNG keeps it)", named, len(comment))
+        elif comment:
+            options["comment"] = comment
     elif fmt == "WEBP" and jpeg_quality == "auto" and (photo.webp_lossless or photo.format in LOSSLESS_FORMATS):
         # A lossless source (PNG, TIFF, a lossless WebP) stays lossless, as a JPEG keeps its own quality: written at
         # quality 95 a lossless WebP came back changed by up to 7 levels where nothing was restored.
