@@ -103,6 +103,9 @@ def test_shards_sharing_one_report_name_are_refused(tmp_path, random_scratch_mod
     assert result.exit_code == 2 and "holds the report of shard 0-of-2" in " ".join(result.output.split()), result.output
     assert report.read_text() == first
     assert invoke(*args, "--shard", "0/2").exit_code == 0  # the same shard again replaces its own
+    result = invoke(*args)  # unsharded: told to name its report otherwise, not to use {shard}
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2 and "give this run's report another name" in shown and "{shard}" not in shown, result.output
 
 
 def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
@@ -129,6 +132,9 @@ def test_merge_says_which_part_ended_early():
     assert merged["stopped"] == "s1.json: interrupted"
     assert [part["stopped"] for part in merged["merged_from"]] == [None, "interrupted"]
     assert merge_reports([done, done], ["s0.json", "again.json"])["stopped"] is None
+    assert merge_reports([cut, done], ["crashed.json", "other.json"])["stopped"] == "crashed.json: interrupted"
+    crashed, rerun = {**cut, "shard": "1-of-2"}, {**done, "shard": "1-of-2"}
+    assert merge_reports([crashed, rerun], ["crashed.json", "rerun.json"])["stopped"] is None  # the shard re-run
 
 
 def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):

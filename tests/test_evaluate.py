@@ -374,13 +374,20 @@ def test_score_files_that_would_replace_a_photo_or_cannot_be_written_are_refused
     (mine / "identity").mkdir(parents=True)
     (mine / "identity" / "p0.png").write_bytes(before)
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(mine)])
-    assert result.exit_code == 2 and "which evaluate did not write" in " ".join(result.output.split()), result.output
+    assert result.exit_code == 2 and "the folder has no saved-files.json" in " ".join(result.output.split()), result.output
     assert (mine / "identity" / "p0.png").read_bytes() == before
     for _ in range(2):
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours")])
         assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours"), "--json", str(tmp_path / "ours" / "identity" / "p0.png")])
     assert result.exit_code == 2 and "one of this run's outputs" in " ".join(result.output.split()), result.output
+    # Its list may not be named by --json, and a list that is not its own is one error line.
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours"), "--json", str(tmp_path / "ours" / "saved-files.json")])
+    assert result.exit_code == 2 and "one of this run's outputs" in " ".join(result.output.split()), result.output
+    for text in ("", '{"files": 5}', '{"files": [1]}', "[]"):
+        (tmp_path / "ours" / "saved-files.json").write_text(text)
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(tmp_path / "ours")])
+        assert result.exit_code == 2 and "that evaluate did not write" in result.output and "Traceback" not in result.output, (text, result.output)
     scores, summary = tmp_path / "s.csv", tmp_path / "s.json"
     for _ in range(2):  # a re-run replaces its own files
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--csv", str(scores), "--json", str(summary)])

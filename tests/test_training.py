@@ -143,7 +143,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, started):
     assert train_scratch(moved, resume=True).best["step"] == 6 and load_file(moved.setup.out)
 
 
-def test_resume_on_other_data_is_told(tmp_path, caplog):
+def test_resume_on_other_data_is_told(tmp_path, caplog, monkeypatch):
     """--resume with another --val (or --data, --seed, crop...) went on silently, comparing the new validation scores
     with a best scored on the old data. It is said now; a longer schedule or another --out is not."""
     config = tiny_config(tmp_path, "run", steps=2)
@@ -151,9 +151,15 @@ def test_resume_on_other_data_is_told(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
         train_scratch(changed(config, steps=4, out=str(tmp_path / "elsewhere.safetensors")), resume=True)
     assert "other data" not in caplog.text
+    # The same folders named relatively are the same data.
+    monkeypatch.chdir(tmp_path)
+    relative = changed(config, steps=5, data=("data",), val=("val",))
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        train_scratch(relative, resume=True)
+    assert "other data" not in caplog.text
     save_rgb(tmp_path / "val2" / "v.png", smooth_image(64, 64, seed=3))
     with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
-        train_scratch(changed(config, steps=6, val=(str(tmp_path / "val2"),), crop=48), resume=True)
+        train_scratch(changed(config, steps=7, val=(str(tmp_path / "val2"),), crop=48), resume=True)
     assert "other data" in caplog.text and "val: " in caplog.text and "crop: 32 -> 48" in caplog.text
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from html import escape
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 

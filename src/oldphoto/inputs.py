@@ -160,15 +160,16 @@ def plan_jobs(
     overwrite: bool = False,
     side_files: bool = False,
     written_side_files: Sequence[str] = (),
+    protected: Sequence[Path] = (),
 ) -> list[Job]:
-    """Decide each input's output path and whether it may be written.
+    """Decide each input's output path and whether it may be written (``protected``: more files never to write, as
+    inputs are: :func:`scans_among_outputs`).
 
     An input is never overwritten, even when ``out_dir`` is its own folder; two inputs never write the
     same file (the output, or with ``side_files`` its mask and comparison sheet, which ``a.jpg`` and ``a.png`` would
     share); an existing output is skipped unless ``overwrite``, and so is a job whose output is new but one of whose
     ``written_side_files`` (``"mask_path"``, ``"compare_path"``: the ones this run writes) exists, such as a mask
-    edited by hand. An existing output whose pixel size is not its photo's is no earlier result but another image:
-    refused, even with ``overwrite`` (:func:`could_be_restoration_of`).
+    edited by hand.
 
     Args:
         ext: a key of :data:`OUTPUT_EXTENSIONS` (any case), or None / ``"auto"`` for each input's own format.
@@ -183,7 +184,7 @@ def plan_jobs(
         valid = ", ".join([AUTO_EXTENSION, *OUTPUT_EXTENSIONS])
         raise ConfigError(f"unknown output format {ext!r}; use one of {valid}")
     wanted = OUTPUT_EXTENSIONS.get(choice)  # None for auto: keep each input's own suffix
-    input_paths = {item.path.resolve() for item in inputs}
+    input_paths = {item.path.resolve() for item in inputs} | {path.resolve() for path in protected}
     claimed: dict[Path, Path] = {}
     jobs = []
     for item in inputs:
@@ -211,12 +212,7 @@ def plan_jobs(
             # The first photo to name a file owns it, written now or by an earlier run (or another shard): the
             # existing file is its result, never another photo's.
             claimed.update({t: item.path for t in resolved})
-            if output.is_file() and not could_be_restoration_of(output, item.path):
-                reason = (
-                    f"{output} exists and is another image, not this photo's restoration (its pixel size differs); "
-                    "move it, or choose another -o folder or a --suffix"
-                )
-            elif output.exists() and not overwrite:
+            if output.exists() and not overwrite:
                 reason, done = "output exists (use --overwrite to replace it)", True
             elif existing and not overwrite:
                 reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
@@ -274,9 +270,10 @@ def split_own_outputs(inputs: list[InputFile], suffix: str = "") -> tuple[list[I
 
 def scans_among_outputs(kept: list[InputFile], left_out: list[InputFile], suffix: str) -> list[InputFile]:
     """The left-out photos (:func:`split_own_outputs`) named ``<stem><suffix>.<ext>`` beside an input ``<stem>.*``
-    that cannot be that input's restoration: their pixel size differs from it (a restoration keeps its photo's size,
-    turned upright). Such a file is a scan of its own (``page.jpg`` and ``page_2.jpg`` restored with ``--suffix _2``):
-    a photo to restore, and so an input, never written over. Sizes are read from the headers."""
+    that cannot be that input's restoration as it is now: their pixel size differs from it (a restoration keeps its
+    photo's size, turned upright). Such a file is a scan of its own (``page.jpg`` and ``page_2.jpg`` restored with
+    ``--suffix _2``) or an earlier restoration of a photo cropped since; the headers cannot tell which, so it is
+    neither restored nor written over (protected as an input) and the user is told. Sizes are read from the headers."""
     if not suffix:
         return []
     by_stem = {(item.path.parent, item.path.stem): item.path for item in kept}
@@ -289,10 +286,15 @@ def scans_among_outputs(kept: list[InputFile], left_out: list[InputFile], suffix
 
 
 def could_be_restoration_of(path: Path, source: Path) -> bool:
-    """False only when both headers read and the pixel sizes differ (orientation aside): ``path`` is then another
-    image, which an output named like it must never replace, with or without ``--overwrite``."""
-    sides = _sides(path)
-    return sides is None or sides == (_sides(source) or sides)
+    """False only when both headers read and the pixel sizes differ, orientation aside (:func:`same_sides`)."""
+    return same_sides(path, source) is not False
+
+
+def same_sides(first: Path, second: Path) -> bool | None:
+    """Whether two images have the same pixel size, orientation aside (a photo turned upright keeps its sides); None
+    when a header cannot be read. Read from the headers alone."""
+    a, b = _sides(first), _sides(second)
+    return None if a is None or b is None else a == b
 
 
 def _sides(path: Path) -> tuple[int, ...] | None:
@@ -352,8 +354,9 @@ def mask_candidates(job: Job, output: Path, masks: Path, suffix: str = "", listi
     stems = [job.source.stem] + ([job.source.stem + suffix] if suffix else [])
     found = []
     for stem in stems:
-        by_extension = {path.suffix.lower(): path for path in files.get(f"{stem}{MASK_SUFFIX}", [])}
-        found += [by_extension[extension] for extension in MASK_EXTENSION_PREFERENCE if extension in by_extension]
+        # Every file: x_mask.png and x_mask.PNG, two files on most systems, are two masks.
+        candidates = files.get(f"{stem}{MASK_SUFFIX}", [])
+        found += [path for extension in MASK_EXTENSION_PREFERENCE for path in candidates if path.suffix.lower() == extension]
     return found
 
 

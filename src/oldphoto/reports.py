@@ -146,12 +146,15 @@ def _check_not_another_shards(path: Path, shard: str | None) -> None:
         earlier = json.loads(path.read_text()).get("shard")
     except (OSError, ValueError):
         return
-    if earlier != shard and (earlier is not None or shard is not None):
-        whose = f"shard {earlier}" if earlier is not None else "an unsharded run"
-        raise ConfigError(
-            f"--report {path} holds the report of {whose}; with --shard, name each shard's report with {{shard}} "
-            "(e.g. report-{shard}.json) and combine them with oldphoto report merge"
-        )
+    if earlier == shard or (earlier is None and shard is None):
+        return
+    if shard is None:  # this run is not sharded: the advice about {shard} is not for it
+        raise ConfigError(f"--report {path} holds the report of shard {earlier}; give this run's report another name, or move that one")
+    whose = f"shard {earlier}" if earlier is not None else "an unsharded run (or a merge)"
+    raise ConfigError(
+        f"--report {path} holds the report of {whose}; with --shard, name each shard's report with {{shard}} "
+        "(e.g. report-{shard}.json) and combine them with oldphoto report merge"
+    )
 
 
 def read_report(path: Path) -> dict[str, Any]:
@@ -178,7 +181,7 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     (restored > skipped > failed > refused), and of equal ones the later report's. Photos keep the order in which
     they first appear. Totals are recomputed; the runtimes, stages and ``stopped`` of the parts are kept per part, and
     the merged ``stopped`` names each part that ended early (null when all ran through), so that a merge holding an
-    interrupted shard does not read as a complete run.
+    interrupted shard does not read as a complete run (unless a later part of that shard ran through: re-run).
     """
     if not payloads:
         raise ConfigError("nothing to merge: give at least one report")
@@ -194,7 +197,12 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
         {"report": name, **{key: payload[key] for key in ("runtime", "precision", "stages", "shard", "engine", "stopped") if key in payload}}
         for name, payload in zip(names, payloads, strict=True)
     ]
-    stops = [f"{part['report']}: {part['stopped']}" for part in parts if part.get("stopped")]
+    # A shard that ended early no longer counts once a later part of the same shard ran through (the shard re-run);
+    # of unsharded runs, nothing tells which photos a later one covered.
+    def rerun(k: int, part: dict[str, Any]) -> bool:
+        return part.get("shard") is not None and any(not later.get("stopped") and later.get("shard") == part["shard"] for later in parts[k + 1 :])
+
+    stops = [f"{part['report']}: {part['stopped']}" for k, part in enumerate(parts) if part.get("stopped") and not rerun(k, part)]
     first = payloads[0]
     images = list(chosen.values())
     return build_report(

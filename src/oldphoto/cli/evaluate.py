@@ -138,7 +138,7 @@ def evaluate(
     with library_errors():
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
-        planned = [] if save is None else saved_paths(save, methods, [pair.stem for pair in pairs])
+        planned = [] if save is None else [*saved_paths(save, methods, [pair.stem for pair in pairs]), save / SAVED_LIST]
         if csv_path is not None:
             check_file_target(csv_path, "--csv", pair_files, planned, ours=_looks_like_our_csv, suffix=".csv")
         if json_path is not None:
@@ -271,20 +271,33 @@ def check_save_folder(save: Path, planned: list[Path], scored: list[Path]) -> No
     if clash is not None:
         raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")
     listing = save / SAVED_LIST
-    if listing.exists() and not json_object_with(listing, ("files",)):
+    ours = _saved_list(listing) if listing.exists() else set()
+    if ours is None:
         raise ConfigError(f"--save {save} holds a {SAVED_LIST} that evaluate did not write; give --save another folder")
-    ours = set(json.loads(listing.read_text())["files"]) if listing.exists() else set()
-    foreign = next((path for path in planned if (path.exists() or path.is_symlink()) and path.relative_to(save).as_posix() not in ours), None)
+    names = {path: path.relative_to(save).as_posix() for path in planned if path != listing}
+    foreign = next((path for path, name in names.items() if (path.exists() or path.is_symlink()) and name not in ours), None)
     if foreign is not None:
-        raise ConfigError(
-            f"--save {save} would write over {foreign}, which evaluate did not write; move it or give --save an empty folder"
+        why = (
+            f"which its {SAVED_LIST} does not list as evaluate's"
+            if listing.exists()
+            else f"and the folder has no {SAVED_LIST}, the list of evaluate's files there (nor has one saved by an earlier version)"
         )
+        raise ConfigError(f"--save {save} would write over {foreign}, {why}: move it or give --save an empty folder")
     try:
         save.mkdir(parents=True, exist_ok=True)
-        files = sorted(ours | {path.relative_to(save).as_posix() for path in planned})
+        files = sorted(ours | set(names.values()))
         atomic_write_bytes(listing, (json.dumps({"files": files}, indent=1) + "\n").encode())
     except OSError as error:
         raise ConfigError(f"--save {save}: cannot write into it ({error.strerror or error}); give a writable folder") from None
+
+
+def _saved_list(listing: Path) -> set[str] | None:
+    """The files a --save folder's :data:`SAVED_LIST` names, or None when it is not such a list."""
+    try:
+        files = json.loads(listing.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return set(files) if isinstance(files, list) and all(isinstance(name, str) for name in files) else None
 
 
 def _save_outputs(save: Path, name: str, pair: Pair, restored, predicted, panels: list, degraded_image) -> None:

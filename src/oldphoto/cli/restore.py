@@ -29,22 +29,56 @@ from oldphoto.cli.common import (
 )
 from oldphoto.cli.restore_options import Engine, GlobalModel, OutputExt
 from oldphoto.errors import ConfigError, DiskFullError, OldPhotoError
-from oldphoto.gallery import GALLERY_NAME, check_gallery_target, with_absolute_paths, with_earlier_photos, write_gallery
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, format_for_path, image_megapixels, image_size, parse_jpeg_quality
+from oldphoto.gallery import (
+    GALLERY_NAME,
+    check_gallery_target,
+    with_absolute_paths,
+    with_earlier_photos,
+    write_gallery,
+)
+from oldphoto.imageio import (
+    DEFAULT_MAX_PIXELS,
+    format_for_path,
+    image_megapixels,
+    image_size,
+    parse_jpeg_quality,
+)
 from oldphoto.inputs import (
     Job,
     MaskListings,
     mask_candidates,
     plan_jobs,
+    same_sides,
     scans_among_outputs,
     split_output_folder,
     split_own_outputs,
     unused_masks,
 )
-from oldphoto.reports import build_report, check_report_target, report_path, write_report
+from oldphoto.reports import (
+    build_report,
+    check_report_target,
+    report_path,
+    write_report,
+)
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND
-from oldphoto.restore.jobs import FACE_FOLDERS, JobOutputs, JobRecord, check_output_folder, check_output_folder_path, not_run_record, restore_job
-from oldphoto.restore.pipeline import RestoreOptions, Restorer, plan_stages, require_stages, require_tile, required_models, stage_caveats
+from oldphoto.restore.jobs import (
+    FACE_FOLDERS,
+    JobOutputs,
+    JobRecord,
+    check_output_folder,
+    check_output_folder_path,
+    not_run_record,
+    restore_job,
+)
+from oldphoto.restore.pipeline import (
+    RestoreOptions,
+    Restorer,
+    plan_stages,
+    require_stages,
+    require_tile,
+    required_models,
+    stage_caveats,
+)
 from oldphoto.runtime import DEFAULT_TILE, DEFAULT_TILE_OVERLAP, make_runtime
 from oldphoto.shards import parse_shard, select_shard
 
@@ -121,13 +155,17 @@ def restore(
         note("--workers, --cpus-per-worker, --gpus-per-worker and --ray-address are for --engine ray; this run is local")
     discovered = discovered_inputs(inputs, recursive)
     found, problems = discovered.files, discovered.problems
-    kept, own_outputs = split_own_outputs(found, suffix)
-    # A scan named like another's output (page.jpg, page_2.jpg with --suffix _2) is a photo of its own: restored,
-    # and as an input never written over.
-    scans = {item.path for item in scans_among_outputs(kept, own_outputs, suffix)}
-    keep = {item.path for item in kept} | scans
-    found = [item for item in found if item.path in keep]
-    own_outputs = [item for item in own_outputs if item.path not in scans]
+    found, own_outputs = split_own_outputs(found, suffix)
+    # Named like another photo's output but not of its size: a scan of its own (page.jpg, page_2.jpg with --suffix
+    # _2), or a restoration of a photo cropped since. Never written over; not restored either, as the headers cannot
+    # tell which (restored, an earlier result came back as a_r_r.jpg).
+    odd_sized = [item.path for item in scans_among_outputs(found, own_outputs, suffix)]
+    if odd_sized:
+        note(
+            f"{len(odd_sized)} file(s) named like another photo's output are not of its size (e.g. {odd_sized[0]}): a "
+            "scan of its own, or a result of a photo edited since? Left as they are; pass one on its own to restore it"
+        )
+        own_outputs = [item for item in own_outputs if item.path not in odd_sized]
     if own_outputs:
         note(
             f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
@@ -154,6 +192,7 @@ def restore(
             # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
+            protected=odd_sized,
         )
         if jpeg_quality != "auto" and not any(format_for_path(job.output) in ("JPEG", "WEBP") for job in jobs):
             note(f"--jpeg-quality {jpeg_quality} does nothing here: no output is a JPEG or WebP file")
@@ -352,10 +391,12 @@ def _header_problem(path: Path, max_pixels: int, mask: Path | None = None) -> st
         return "would fail: its header cannot be read (not an image, or a damaged file)"
     if max_pixels and size[0] * size[1] > max_pixels:
         return f"would fail: {size[0]}x{size[1]} is over --max-pixels {max_pixels}"
-    mask_size = None if mask is None else image_size(mask)
-    if mask is not None and mask_size is None:
+    if mask is None:
+        return None
+    mask_size = image_size(mask)
+    if mask_size is None:
         return f"would fail: the mask {mask} cannot be read"
-    if mask_size is not None and sorted(mask_size) != sorted(size):  # turned upright, a mask still has the photo's sides
+    if not same_sides(mask, path):  # turned upright, a mask still has the photo's sides
         return f"would fail: the mask {mask} is {mask_size[0]}x{mask_size[1]}, the photo {size[0]}x{size[1]}"
     return None
 

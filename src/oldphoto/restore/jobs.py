@@ -195,7 +195,8 @@ def save_faces(
 
     Raises:
         ImageWriteError: a crop's path holds a file that ``--save-faces`` did not write (without ``outputs.overwrite``),
-            before anything is written: another tool's results are never written over unasked.
+            before any crop is written (the faces are known only after the restoration; the job then fails and its
+            mask and sheet are removed): another tool's results are never written over unasked.
     """
     # Only the names this function writes (<stem>_0, _1, ...: no leading zeros), so that a tagged crop copied to
     # <stem>_00.png, as other tools number theirs, is not taken for a stale one of ours.

@@ -24,6 +24,7 @@ from torch import nn
 from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError, DataError
 from oldphoto.registry import ModelSpec
+from oldphoto.reports import json_object_with
 from oldphoto.runtime import autocast, resolve_precision, select_device
 from oldphoto.weights import grow_network_from
 
@@ -249,7 +250,7 @@ def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
         "best": state.best,
         "history": state.history,
         # What the run trains on, so that a --resume on other data is told (its best so far was scored elsewhere).
-        "config": recipe.metadata().get("config"),
+        "config": _with_absolute_paths(recipe.metadata().get("config")),
     }
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
@@ -274,8 +275,8 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
     changed = changed_data_options(saved.get("config"), recipe.metadata().get("config"))
     if changed:
         log.warning(
-            "--resume from %s with other data than its run: %s; the run continues, but its best so far (step %s) was "
-            "scored on the checkpoint's validation data, and a later best is kept only if it scores higher on the new",
+            "--resume from %s with other data or settings than its run: %s; the run continues, but its best so far "
+            "(step %s) was scored as that run scored, and a later best is kept only if it scores higher now",
             path,
             "; ".join(changed),
             (saved["best"] or {}).get("step"),
@@ -294,6 +295,7 @@ def changed_data_options(saved: dict | None, now: dict | None) -> list[str]:
     configs were stored."""
     if not saved or not now:
         return []
+    saved, now = _with_absolute_paths(saved), _with_absolute_paths(now)  # photos/ from one folder, /home/me/photos
     flat_saved = {**{k: v for k, v in saved.items() if k != "setup"}, **saved.get("setup", {})}
     flat_now = {**{k: v for k, v in now.items() if k != "setup"}, **now.get("setup", {})}
     return [
@@ -301,6 +303,18 @@ def changed_data_options(saved: dict | None, now: dict | None) -> list[str]:
         for name in sorted(set(flat_saved) | set(flat_now))
         if name not in SCHEDULE_OPTIONS and flat_saved.get(name) != flat_now.get(name)
     ]
+
+
+def _with_absolute_paths(value: Any) -> Any:
+    """A recipe config (nested dicts, lists, tuples) with every string that names an existing file or folder made
+    absolute, so that one folder given as ``photos`` and as ``/home/me/photos`` compares equal."""
+    if isinstance(value, dict):
+        return {key: _with_absolute_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_with_absolute_paths(item) for item in value]
+    if isinstance(value, str) and value and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
 
 
 def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) -> None:
@@ -325,7 +339,7 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     # --overwrite, which means an earlier run's files.
     for path, flag, kind, holds_it in (
         (out, "--out", "safetensors weights file", _is_safetensors),
-        (card, "--out", "weights card (JSON)", _is_json_object),
+        (card, "--out", "weights card (JSON)", lambda path: json_object_with(path, ())),
         (checkpoint, "--checkpoint", "training checkpoint", _is_checkpoint),
     ):
         if path.is_dir() or (path.exists() and not holds_it(path)):
@@ -356,13 +370,6 @@ def _is_checkpoint(path: Path) -> bool:
     with path.open("rb") as file:
         head = file.read(2)
     return head == b"PK" or head[:1] == b"\x80"
-
-
-def _is_json_object(path: Path) -> bool:
-    try:
-        return isinstance(json.loads(path.read_text()), dict)
-    except (OSError, ValueError):
-        return False
 
 
 def run(
