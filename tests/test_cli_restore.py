@@ -241,6 +241,12 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
     assert result.exit_code == 2 and "cannot be made" in " ".join(result.output.split()), result.output
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--weights", f"scratch-unet={tmp_path / 'missing.safetensors'}", "--dry-run", *STAGES)
     assert result.exit_code == 2 and "missing.safetensors: no such file" in " ".join(result.output.split()), result.output
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"stray.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))  # weights of another network
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--weights", f"scratch-unet={tmp_path / 'other.safetensors'}", "--dry-run", *STAGES)
+    assert result.exit_code == 2 and "have no place in model 'scratch-unet'" in " ".join(result.output.split()), result.output
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.new("L", (50, 50)).save(masks / "a_mask.png")

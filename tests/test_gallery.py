@@ -204,6 +204,15 @@ def test_gallery_shows_faces_figures_and_escapes_text(tmp_path):
     # The mask toggle only where a mask file exists; the input of "plain" is gone, so no slider either.
     assert family["controls"] == ["slider", "mask-toggle"] and plain["controls"] == []
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in text
+    assert "stopped early" not in text
+    # A stopped run says so at the top (it read as complete), a face the gate left alone is not called refined, and
+    # a run that restored nothing has no "None s/MP".
+    payload["stopped"] = "interrupted"
+    payload["images"][0]["faces"][0] = {**face, "strength": 0.0, "fine_strength": 0.0}
+    payload["totals"]["seconds_per_megapixel"] = None
+    text = write_gallery(out / "index.html", payload).read_text()
+    assert "<dt>stopped early</dt><dd>interrupted</dd>" in text and "face 0, score 0.99, left as it was" in text
+    assert "None s/MP" not in text and "(None" not in text
 
 
 def test_report_gallery_shows_a_merged_report_of_two_shards(tmp_path, monkeypatch, random_scratch_model):

@@ -69,7 +69,7 @@ def test_wrong_tensors_fail_strict_load(random_scratch_model, weights_dir, monke
     from oldphoto.weights import file_sha256
 
     spec = dataclasses.replace(random_scratch_model, sha256=file_sha256(path))
-    with pytest.raises(WeightsIntegrityError, match="do not fit"):
+    with pytest.raises(WeightsIntegrityError, match="1 of its 1 tensors have no place"):
         load_network(spec)
 
 
@@ -96,6 +96,16 @@ def test_growing_from_smaller_weights_keeps_their_tensors_and_refuses_foreign_on
         grow_network_from(spec, path)
     with pytest.raises(WeightsNotFoundError, match="missing.safetensors"):
         grow_network_from(spec, tmp_path / "missing.safetensors")
+    # --init with no tensors trained from random weights, and a diverged run's NaN weights were loaded (black photos).
+    save_file({}, str(path))
+    with pytest.raises(WeightsIntegrityError, match="holds no tensors"):
+        grow_network_from(spec, path)
+    broken = {k: v.contiguous() for k, v in small.state_dict().items()}
+    first = next(k for k, v in broken.items() if v.is_floating_point())
+    broken[first] = torch.full_like(broken[first], float("nan"))
+    save_file(broken, str(path))
+    with pytest.raises(WeightsIntegrityError, match="NaN"):
+        grow_network_from(spec, path)
 
 
 def test_env_dir_comes_first(random_scratch_model, weights_dir):

@@ -345,6 +345,7 @@ def test_train_command_runs_and_reports(tmp_path):
         (["vae-clean", "--data", config.setup.data[0], "--crop", "0"], "--crop"),
         (["vae-clean", "--data", config.setup.data[0], "--val-samples", "0"], "--val-samples"),
         (["scratch", "--data", config.setup.data[0], "--crop", "0"], "--crop"),
+        (["vae-clean", "--data", config.setup.data[0], "--crop", "4096"], "--crop"),  # was killed for memory, unsaid
         (["vae-clean", "--data", config.setup.data[0], "--data", str(tmp_path / "misspelt")], "no such folder"),
         (["vae-old", "--data", config.setup.data[0], "--real", config.setup.data[0], "--batch-size", "1"], "--batch-size 2 or more"),
         (["vae-old", "--data", config.setup.data[0], "--real", str(one)], "only photo there"),
@@ -787,3 +788,53 @@ def test_training_photos_skip_hidden_files_and_folders(tmp_path):
     save_rgb(tmp_path / "album" / ".thumbnails" / "a.png", smooth_image(16, 16, seed=1))
     (tmp_path / "album" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     assert list_images([tmp_path / "album"]) == [tmp_path / "album" / "a.png"]
+
+
+def test_training_that_diverges_or_trains_nothing_stops_with_an_error(tmp_path, monkeypatch):
+    """A learning rate of 1e30 exported "best score: nan" weights (restore then wrote black photos as "restored"); a
+    time budget spent before the first step exited 0 with nothing written; inf passed the rate check."""
+    from oldphoto.errors import ConfigError, DataError
+    from oldphoto.training.scratch import ScratchRecipe
+
+    config = tiny_config(tmp_path, "run", steps=2)
+    with pytest.raises(ConfigError, match="finite"):
+        changed(config, learning_rate=float("inf"))
+    with pytest.raises(DataError, match="nothing was trained"):
+        train_scratch(changed(config, runtime=dataclasses.replace(config.setup.runtime, time_budget=1e-9)))
+    assert not Path(config.setup.out).exists()
+    original = ScratchRecipe.train_step
+    monkeypatch.setattr(ScratchRecipe, "train_step", lambda self, step: {**original(self, step), "loss": float("nan")})
+    with pytest.raises(DataError, match="training diverged at step 1"):
+        train_scratch(changed(config, overwrite=True))
+    assert not Path(config.setup.out).exists()
+
+
+def test_checkpoints_are_written_without_touching_a_file_of_a_fixed_temporary_name(tmp_path):
+    """The checkpoint went through <stem>.tmp beside it: a user's notes.tmp beside notes.pt was replaced, then gone."""
+    from oldphoto.errors import DataError
+
+    config = tiny_config(tmp_path, "run", steps=2)
+    notes = Path(config.setup.checkpoint).with_suffix(".tmp")
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    notes.write_text("my notes")
+    train_scratch(config)
+    assert notes.read_text() == "my notes"
+    # A checkpoint cut short is one error, not a traceback from the zip reader.
+    cut = Path(config.setup.checkpoint).with_name("cut.pt")
+    cut.write_bytes(Path(config.setup.checkpoint).read_bytes()[:5000])
+    with pytest.raises(DataError, match="cannot be read"):
+        train_scratch(changed(config, steps=4, checkpoint=str(cut)), resume=True)
+
+
+def test_cached_pools_follow_their_files_not_only_their_names(tmp_path):
+    """train face kept the faces aligned from photos since replaced under the same names, even with --overwrite."""
+    import os
+
+    from oldphoto.training.data import files_key
+
+    photo = tmp_path / "a.png"
+    save_rgb(photo, smooth_image(16, 16, seed=0))
+    before = files_key([photo])
+    save_rgb(photo, smooth_image(16, 24, seed=1))
+    os.utime(photo, ns=(1, 1))  # even a file put back with an old time: its size differs
+    assert files_key([photo]) != before

@@ -168,10 +168,13 @@ def _header(payload: dict[str, Any], images: list[dict[str, Any]], not_restored:
     totals = payload.get("totals") or {}
     statuses = totals.get("statuses") or {}
     status_text = ", ".join(f"{count} {status}" for status, count in statuses.items()) or f"{len(images)} photos"
+    per_megapixel = _number(totals.get("seconds_per_megapixel"), 2)
     figures = [
+        # A run that ended early says so first: "5 restored" alone read as a whole run (the rest never reached).
+        ("stopped early", payload.get("stopped")),
         ("photos", status_text),
-        ("restored", f"{totals.get('images', 0)} photos, {_number(totals.get('megapixels'), 2)} MP"),
-        ("time", f"{_number(totals.get('seconds'), 1)} s ({_number(totals.get('seconds_per_megapixel'), 2)} s/MP)"),
+        ("restored", f"{totals.get('images', 0)} photos, {_number(totals.get('megapixels'), 2) or 0} MP"),
+        ("time", f"{_number(totals.get('seconds'), 1) or 0} s" + (f" ({per_megapixel} s/MP)" if per_megapixel else "")),
         ("runtime", payload.get("runtime")),
         ("precision", payload.get("precision")),
         ("engine", payload.get("engine")),
@@ -314,7 +317,9 @@ def _faces(record: dict[str, Any], before: str | None, after: str | None) -> str
         )
         score = face.get("score")
         caption = f"face {number}" + (f", score {score:.2f}" if isinstance(score, (int, float)) else "")
-        caption += ", refined" if face.get("refined") else ", not refined"
+        # A face the gate gave no correction (strength 0) is left as it was: "refined" said otherwise.
+        refined = face.get("refined") and (face.get("strength") is None or face.get("strength", 0) > 0 or (face.get("fine_strength") or 0) > 0)
+        caption += ", refined" if refined else (", left as it was" if face.get("refined") else ", not refined")
         items.append(f'<li class="face"><div class="pair">{crops}</div><span>{escape(caption)}</span></li>')
     if not items:
         return ""

@@ -16,6 +16,7 @@ from pathlib import Path
 import platformdirs
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+import torch
 from torch import nn
 
 from oldphoto.errors import WeightsIntegrityError, WeightsNotFoundError
@@ -106,17 +107,34 @@ def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.M
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise WeightsIntegrityError(f"{path}: not a safetensors weights file ({error})") from None
+    # Checked here, in one line each: torch's own message lists every tensor (59 lines for weights of another model).
+    expected = network.state_dict()
+    unexpected = [name for name in tensors if name not in expected]
+    if unexpected:
+        raise WeightsIntegrityError(
+            f"{path}: {len(unexpected)} of its {len(tensors)} tensors have no place in model {spec.name!r} (e.g. "
+            f"{unexpected[0]}): weights of another model or architecture; pass weights of {spec.name}"
+        )
+    misshapen = [name for name, tensor in tensors.items() if tuple(tensor.shape) != tuple(expected[name].shape)]
+    if misshapen:
+        name = misshapen[0]
+        raise WeightsIntegrityError(
+            f"{path}: {len(misshapen)} tensors do not fit model {spec.name!r} (e.g. {name}: {tuple(tensors[name].shape)}, "
+            f"the model's {tuple(expected[name].shape)}); the file belongs to another version or configuration"
+        )
+    missing = [name for name in expected if name not in tensors]
+    if missing and not allow_missing:
+        raise WeightsIntegrityError(f"{path}: lacks {len(missing)} of model {spec.name!r}'s tensors (e.g. {missing[0]}); pass complete weights")
+    if not tensors:
+        raise WeightsIntegrityError(f"{path}: holds no tensors at all; pass weights of {spec.name}")
+    broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:  # a diverged training's weights: restore wrote all-black photos from them as "restored"
+        raise WeightsIntegrityError(f"{path}: {len(broken)} tensors hold NaN or infinite values (e.g. {broken[0]}): a run that diverged")
     try:
         result = network.load_state_dict(tensors, strict=not allow_missing)
     except (RuntimeError, ValueError) as error:
-        raise WeightsIntegrityError(
-            f"{path}: tensors do not fit model {spec.name!r} ({error}); the file belongs to another version"
-        ) from None
-    if result.unexpected_keys:
-        raise WeightsIntegrityError(
-            f"{path}: tensors {', '.join(result.unexpected_keys)} have no place in model {spec.name!r}; "
-            "pass weights of this architecture or a smaller version of it"
-        )
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise WeightsIntegrityError(f"{path}: tensors do not fit model {spec.name!r} ({first_line}); the file belongs to another version") from None
     if result.missing_keys:
         log.info("%s: %d tensors not in %s keep their initialisation: %s", spec.name, len(result.missing_keys), path, ", ".join(result.missing_keys))
     log.debug("loaded %s from %s", spec.name, path)

@@ -73,6 +73,7 @@ from oldphoto.restore.jobs import (
 from oldphoto.restore.pipeline import (
     RestoreOptions,
     Restorer,
+    check_stage_weights,
     plan_stages,
     require_stages,
     require_tile,
@@ -229,6 +230,7 @@ def restore(
     if dry_run:
         with library_errors():
             require_stages(options)
+            check_stage_weights(options)
             runtime = make_runtime(*runtime_args)
             require_tile(runtime.tile, options)
             check_output_folder_path(output)  # what the run would refuse, found without writing anything

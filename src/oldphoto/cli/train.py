@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Train the networks (resumable, seeded, with checkpoints).", no_args_is_help=True)
 
+MAX_CROP = 2048
+"""Crops larger than this are refused: 4096 upscaled small photos and was killed for memory, without a message."""
+
 
 class FaceCondition(str, Enum):
     original = "original"
@@ -194,7 +197,7 @@ def scratch(
     damage_dir: DamageDirs = None,
     steps: Steps = 20000,
     batch_size: CropsPerStep = 8,
-    crop: Annotated[int, typer.Option(min=32, help="Crop size in pixels.", rich_help_panel=SCHEDULE)] = 192,
+    crop: Annotated[int, typer.Option(min=32, max=MAX_CROP, help="Crop size in pixels.", rich_help_panel=SCHEDULE)] = 192,
     learning_rate: LearningRate = 2e-3,
     seed: Seed = 0,
     preset: Annotated[
@@ -280,7 +283,7 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
         ] = None,
         steps: Steps = default_steps,
         batch_size: CropsPerStep = 8,
-        crop: Annotated[int, typer.Option(min=16, help="Crop size in pixels (multiple of 4).", rich_help_panel=SCHEDULE)] = 128,
+        crop: Annotated[int, typer.Option(min=16, max=MAX_CROP, help="Crop size in pixels (multiple of 4).", rich_help_panel=SCHEDULE)] = 128,
         learning_rate: LearningRate = 1e-3,
         seed: Seed = 0,
         validate_every: ValidateEvery = 250,
@@ -522,7 +525,7 @@ def scratch_verifier(
         typer.Option("--preset", help="Degradation presets of the damaged crops (repeatable; default: default and bopbtl).", rich_help_panel=DATA),
     ] = None,
     crops: Annotated[int, typer.Option(min=10, help="Damaged crops drawn once into the training pool (a tenth more for validation).", rich_help_panel=DATA)] = 4000,
-    crop: Annotated[int, typer.Option(min=64, help="Side of the damaged crops in pixels (large stamps need room).", rich_help_panel=DATA)] = 512,
+    crop: Annotated[int, typer.Option(min=64, max=MAX_CROP, help="Side of the damaged crops in pixels (large stamps need room).", rich_help_panel=DATA)] = 512,
     real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the damaged crops cut from the --real photos.", rich_help_panel=DATA)] = 0.4,
     keep_damage: Annotated[
         float, typer.Option(min=0.5, max=1.0, help="Share of validation damage pixels the chosen threshold keeps (it also scores the checkpoints: the content removed there).", rich_help_panel=DATA)

@@ -32,7 +32,7 @@ from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKEND
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
-from oldphoto.weights import LoadedModel, file_sha256, load_model, locate_weights
+from oldphoto.weights import LoadedModel, file_sha256, load_model, load_network_from, locate_weights
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,18 @@ def require_tile(tile: int, options: RestoreOptions) -> None:
             f"--tile {tile} is below {floor}, the smallest tile {name} runs on (4x its {floor // 4} px minimum overlap); "
             f"use --tile {floor} or more"
         )
+
+
+def check_stage_weights(options: RestoreOptions) -> None:
+    """Load every network the stages use, as a run loads them, and drop them: for ``--dry-run``, which otherwise
+    predicted success for installed weights that fail their sha256 and ``--weights`` files of another architecture.
+
+    Raises:
+        WeightsNotFoundError, WeightsIntegrityError: as the run would.
+    """
+    for names in required_models(options).values():
+        for name in names:
+            load_network_from(get_spec(name), options.weights_file(name))
 
 
 def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:

@@ -315,12 +315,18 @@ class BatchStream:
 Pool = TypeVar("Pool")
 
 
+def files_key(files: Sequence[Path]) -> str:
+    """A cache key part for these files: their paths, sizes and modification times (keyed by the paths alone, a
+    cache kept what photos replaced under the same names had held, even with --overwrite)."""
+    return "\n".join(f"{path}\t{(stat := Path(path).stat()).st_size}\t{stat.st_mtime_ns}" for path in files)
+
+
 def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path], pool_type: type[Pool], draw: Callable[[], Pool]) -> Pool:
     """The ``pool_type`` dataclass of tensors ``draw()`` makes (a recipe's fixed training or validation pool), saved
     beside the checkpoint ``cache`` as ``pool-<part>-<key>.pt``, where the key hashes ``depends_on`` (everything the
-    pool depends on) and ``files``; a later run with the same key loads it instead of drawing it again (drawing one
+    pool depends on) and ``files`` (:func:`files_key`); a later run with the same key loads it instead of drawing it again (drawing one
     takes minutes: every sample goes through installed networks)."""
-    key = hashlib.sha256(repr((depends_on, [str(f) for f in files])).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((depends_on, files_key(files))).encode()).hexdigest()[:16]
     path = cache.with_name(f"pool-{part}-{key}.pt")
     if path.exists():
         return pool_type(**torch.load(path, weights_only=False))

@@ -41,6 +41,7 @@ from oldphoto.restore.scratches import load_scratch_detection
 from oldphoto.runtime import make_runtime
 from oldphoto.training.data import (
     check_mask_source,
+    files_key,
     list_images,
     readable_images,
     split_held_out,
@@ -117,8 +118,9 @@ def largest_faces_aligned(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndar
 
 def aligned_faces(files: list[Path], cache: Path | None = None) -> np.ndarray:
     """(N, FACE_SIZE, FACE_SIZE, 3) uint8 aligned crops of the largest face in each file; files without a
-    detectable face are skipped (and counted in the log). Cached in ``cache`` keyed by the file list."""
-    key = hashlib.sha256("\n".join(map(str, files)).encode()).hexdigest()[:16]
+    detectable face are skipped (and counted in the log). Cached in ``cache`` keyed by the files: their paths, sizes
+    and modification times (keyed by the paths alone, photos replaced under the same names kept their old faces)."""
+    key = hashlib.sha256(files_key(files).encode()).hexdigest()[:16]
     if cache is not None and cache.with_name(f"{cache.stem}-{key}.npy").exists():
         return np.load(cache.with_name(f"{cache.stem}-{key}.npy"))
     crops = [crop for _, crop in largest_faces_aligned(files)]

@@ -8,8 +8,11 @@ generator, so an interrupted run continues exactly where it stopped (``resume=Tr
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,8 +140,8 @@ class TrainSetup:
         for name in ("steps", "batch_size", "validate_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} must be 1 or more")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning-rate {self.learning_rate} must be more than 0")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"--learning-rate {self.learning_rate} must be a finite number more than 0")
         if self.runtime.time_budget is not None and not self.runtime.time_budget > 0:
             raise ConfigError("--time-budget must be more than 0 minutes")
 
@@ -252,13 +255,23 @@ def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
         # What the run trains on, so that a --resume on other data is told (its best so far was scored elsewhere).
         "config": _with_absolute_paths(recipe.metadata().get("config")),
     }
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    temporary.replace(path)
+    # Through a unique temporary file beside it: a fixed <stem>.tmp replaced, then removed, a user's file of that name.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
-    saved = torch.load(path, weights_only=False, map_location="cpu")
+    try:
+        saved = torch.load(path, weights_only=False, map_location="cpu")
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(
+            f"{path}: the checkpoint cannot be read ({first_line}): damaged or cut short; resume from another "
+            "--checkpoint, or train without --resume"
+        ) from None
+    if not isinstance(saved, dict) or "modules" not in saved:
+        raise DataError(f"{path} is not a checkpoint oldphoto train wrote; resume from one, or train without --resume")
     for name, module in recipe.modules().items():
         try:
             module.load_state_dict(saved["modules"][name])
@@ -407,6 +420,12 @@ def run(
                 group["lr"] = rate * group.get("lr_scale", 1.0)
         losses = recipe.train_step(state.step)
         state.step += 1
+        diverged = [key for key, value in losses.items() if not math.isfinite(value)]
+        if diverged:  # every later step, validation and export would be NaN: the best "score: nan" shipped black photos
+            raise DataError(
+                f"training diverged at step {state.step} ({diverged[0]} is {losses[diverged[0]]}): lower --learning-rate; "
+                f"the checkpoint {checkpoint} and --out keep the last good validation, if any"
+            )
         for key, value in losses.items():
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
         figures = dict(running)
@@ -420,6 +439,8 @@ def run(
                 module.train()
             seconds = time.perf_counter() - started
             state.history.append({"step": state.step, **running, **result, "seconds": seconds})
+            if not math.isfinite(result["score"]):
+                raise DataError(f"validation at step {state.step} scored {result['score']}: training diverged; lower --learning-rate")
             if state.best is None or result["score"] > state.best["score"]:
                 state.best = {"step": state.step, **result}
                 export_weights(recipe.exported(), Path(schedule.out), {**recipe.metadata(), "best": state.best})
@@ -428,4 +449,9 @@ def run(
             figures.update(result, validated=1.0)
         if on_step is not None:
             on_step(state.step, schedule.steps, figures)
+    if state.best is None:  # e.g. a --time-budget spent before the first step: exit 0 with nothing written was a surprise
+        raise DataError(
+            f"nothing was trained: the run stopped at step {state.step}, before any validation, and wrote no weights; "
+            "give --steps or --time-budget room for at least one step"
+        )
     return state
