@@ -439,7 +439,7 @@ def run(
                 module.train()
             seconds = time.perf_counter() - started
             state.history.append({"step": state.step, **running, **result, "seconds": seconds})
-            if not math.isfinite(result["score"]):
+            if math.isnan(result["score"]) or result["score"] == -math.inf:  # +inf: a perfect PSNR, however unlikely
                 raise DataError(f"validation at step {state.step} scored {result['score']}: training diverged; lower --learning-rate")
             if state.best is None or result["score"] > state.best["score"]:
                 state.best = {"step": state.step, **result}
