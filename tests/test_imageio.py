@@ -526,3 +526,11 @@ def test_a_png_colour_key_is_said_to_be_dropped(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         photo = read_photo(tmp_path / "key.png")
     assert photo.alpha is None and "colour key" in caplog.text
+
+
+def test_every_image_extension_has_a_place_in_the_mask_preference():
+    """A mask in a format missing from the preference would be ignored unseen."""
+    from oldphoto.imageio import EXTENSION_FORMATS
+    from oldphoto.inputs import MASK_EXTENSION_PREFERENCE
+
+    assert sorted(MASK_EXTENSION_PREFERENCE) == sorted(EXTENSION_FORMATS)
