@@ -807,6 +807,22 @@ def test_training_that_diverges_or_trains_nothing_stops_with_an_error(tmp_path, 
     with pytest.raises(DataError, match="training diverged at step 1"):
         train_scratch(changed(config, overwrite=True))
     assert not Path(config.setup.out).exists()
+    # A detector whose outputs are NaN with finite losses (weights up to 1e30) scored "F1 0" and was exported.
+    monkeypatch.setattr(ScratchRecipe, "train_step", original)
+    monkeypatch.setattr("oldphoto.training.scratch.scratch_probabilities", lambda network, gray, accelerator: np.full(gray.shape, np.nan, np.float32))
+    with pytest.raises(DataError, match="validation at step 2 scored nan"):
+        train_scratch(changed(config, overwrite=True))
+    assert not Path(config.setup.out).exists()
+
+
+def test_a_resume_with_nothing_left_into_a_new_out_says_where_the_weights_are(tmp_path):
+    """It said "nothing was trained ... before any validation" (or, before, exited 0 with "best: None")."""
+    from oldphoto.errors import DataError
+
+    config = tiny_config(tmp_path, "run", steps=2)
+    train_scratch(config)
+    with pytest.raises(DataError, match="already holds the whole run"):
+        train_scratch(changed(config, out=str(tmp_path / "moved.safetensors")), resume=True)
 
 
 def test_checkpoints_are_written_without_touching_a_file_of_a_fixed_temporary_name(tmp_path):

@@ -122,19 +122,22 @@ def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.M
             f"{path}: {len(misshapen)} tensors do not fit model {spec.name!r} (e.g. {name}: {tuple(tensors[name].shape)}, "
             f"the model's {tuple(expected[name].shape)}); the file belongs to another version or configuration"
         )
-    missing = [name for name in expected if name not in tensors]
-    if missing and not allow_missing:
-        raise WeightsIntegrityError(f"{path}: lacks {len(missing)} of model {spec.name!r}'s tensors (e.g. {missing[0]}); pass complete weights")
     if not tensors:
         raise WeightsIntegrityError(f"{path}: holds no tensors at all; pass weights of {spec.name}")
     broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if broken:  # a diverged training's weights: restore wrote all-black photos from them as "restored"
         raise WeightsIntegrityError(f"{path}: {len(broken)} tensors hold NaN or infinite values (e.g. {broken[0]}): a run that diverged")
     try:
-        result = network.load_state_dict(tensors, strict=not allow_missing)
+        # Not strict here: torch's load hooks (which fill in or rename tensors of older files) run first, and what is
+        # still missing is said in one line below.
+        result = network.load_state_dict(tensors, strict=False)
     except (RuntimeError, ValueError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise WeightsIntegrityError(f"{path}: tensors do not fit model {spec.name!r} ({first_line}); the file belongs to another version") from None
+    if result.missing_keys and not allow_missing:
+        raise WeightsIntegrityError(
+            f"{path}: lacks {len(result.missing_keys)} of model {spec.name}'s tensors (e.g. {result.missing_keys[0]}); pass complete weights"
+        )
     if result.missing_keys:
         log.info("%s: %d tensors not in %s keep their initialisation: %s", spec.name, len(result.missing_keys), path, ", ".join(result.missing_keys))
     log.debug("loaded %s from %s", spec.name, path)

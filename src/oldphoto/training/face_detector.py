@@ -491,6 +491,8 @@ class FaceDetectorRecipe(SingleNetworkRecipe):
         recall_open = float(passed[open_].float().mean()) if open_.any() else 0.0
         false_rate = float(passed[non_face].float().mean())
         score = (2 * recall_covered + recall_open) / 3 - FALSE_HIT_COST * false_rate
+        if not (torch.isfinite(r).all() and torch.isfinite(o).all()):  # NaN passes nothing: a finite score, not a best
+            score = float("nan")
         return {"score": score, "covered recall": recall_covered, "open recall": recall_open, "non-faces passed": false_rate}
 
 

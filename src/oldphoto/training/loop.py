@@ -399,6 +399,13 @@ def run(
     checkpoint = Path(schedule.checkpoint)
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
+    spent = state.history[-1]["seconds"] if state.history else 0.0
+    if resume and state.best is not None and schedule.progress(state.step, spent) >= 1.0 and not Path(schedule.out).exists():
+        raise DataError(
+            f"the checkpoint {checkpoint} already holds the whole run (step {state.step}); its best (step "
+            f"{state.best['step']}) was exported to that run's --out, not to {schedule.out}: raise --steps or "
+            "--time-budget to train on into it"
+        )
     if state.best is not None and not Path(schedule.out).exists():
         # Resumed with another --out (or its file removed): the best so far was exported elsewhere, and a resumed run
         # that did not beat it wrote nothing to --out while reporting that best. Its own best goes to --out now.
@@ -451,7 +458,8 @@ def run(
             on_step(state.step, schedule.steps, figures)
     if state.best is None:  # e.g. a --time-budget spent before the first step: exit 0 with nothing written was a surprise
         raise DataError(
-            f"nothing was trained: the run stopped at step {state.step}, before any validation, and wrote no weights; "
-            "give --steps or --time-budget room for at least one step"
+            f"nothing was trained: the run stopped at step {state.step}, before any validation"
+            + (" since it was resumed" if resume else "")
+            + ", and wrote no weights; give --steps or --time-budget room for at least one more step"
         )
     return state

@@ -204,8 +204,12 @@ def best_threshold(results: list[ValidationResult], min_precision: float | None 
 
 
 @torch.inference_mode()
-def validate(network: ScratchUNet, data: ValidationSet, accelerator: Accelerator = Accelerator()) -> ValidationResult:
+def validate(network: ScratchUNet, data: ValidationSet, accelerator: Accelerator = Accelerator()) -> ValidationResult | None:
+    """The best-threshold figures on ``data``; None when the network's probabilities are not all finite (a diverged
+    run: NaN marks nothing, which scored a finite F1 of 0 and was exported as a best)."""
     probability = scratch_probabilities(network, data.gray, accelerator)
+    if not torch.isfinite(torch.as_tensor(probability)).all():
+        return None
     return best_threshold(scores_by_threshold(probability, data.truth, ignore=data.ignore, distractor=data.distractor))
 
 
@@ -277,7 +281,7 @@ class ScratchRecipe(SingleNetworkRecipe):
 
     def validate(self) -> dict[str, float]:
         result = validate(self.network, self.validation, self.accelerator)
-        return {"score": result.f1, **asdict(result)}
+        return {"score": float("nan")} if result is None else {"score": result.f1, **asdict(result)}
 
     def metadata(self) -> dict:
         return {"config": asdict(self.config), "architecture": asdict(self.spec.config)}
