@@ -253,6 +253,9 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(masks), "--dry-run", *STAGES)
     assert result.exit_code == 1 and "is 50x50, the photo 64x48" in " ".join(result.output.split()), result.output
     assert not out.exists()
+    # --tile-overlap below a model's need was raised without a word (outputs identical to the default's).
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--tile-overlap", "0", "--dry-run", *STAGES)
+    assert result.exit_code == 0 and "--tile-overlap 0 is raised" in " ".join(result.output.split()), result.output
 
 
 def test_unavailable_stage_is_named(album, tmp_path, random_scratch_model, monkeypatch):

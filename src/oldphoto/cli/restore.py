@@ -54,6 +54,7 @@ from oldphoto.inputs import (
     split_own_outputs,
     unused_masks,
 )
+from oldphoto.registry import get_spec
 from oldphoto.reports import (
     build_report,
     check_report_target,
@@ -152,6 +153,14 @@ def restore(
         runtime_args = (device, chosen_precision(precision, fp16), tile, tile_overlap, threads)
     for ignored in _ignored_options(options, masks is not None, save_mask and not gallery, save_faces_dir is not None):
         note(ignored)
+    if tile_overlap != DEFAULT_TILE_OVERLAP:
+        # Said, not done unseen: --tile-overlap 0 gave outputs identical to the default's, and the report's runtime
+        # line showed the 0.
+        floors = {name: get_spec(name).contract.min_tile_overlap for names in required_models(options).values() for name in names}
+        raised = {name: floor for name, floor in floors.items() if floor > tile_overlap}
+        if raised:
+            shown = ", ".join(f"{name} {floor} px" for name, floor in raised.items())
+            note(f"--tile-overlap {tile_overlap} is raised to what these stages' models need: {shown}")
     if engine is Engine.local and (workers != 1 or cpus_per_worker != 1.0 or gpus_per_worker != 0.0 or ray_address):
         note("--workers, --cpus-per-worker, --gpus-per-worker and --ray-address are for --engine ray; this run is local")
     discovered = discovered_inputs(inputs, recursive)

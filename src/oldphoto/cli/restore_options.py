@@ -236,7 +236,7 @@ Fp16Option = Annotated[bool, fp16_option(PERFORMANCE)]
 TileOption = Annotated[int, typer.Option(help="Tile size in pixels (smaller tiles use less memory).", rich_help_panel=PERFORMANCE)]
 
 TileOverlapOption = Annotated[
-        int, typer.Option(help="Overlap between tiles in pixels.", rich_help_panel=PERFORMANCE)
+        int, typer.Option(help="Overlap between tiles in pixels (a stage whose model needs more uses its own minimum).", rich_help_panel=PERFORMANCE)
     ]
 
 ThreadsOption = Annotated[
