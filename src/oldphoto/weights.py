@@ -14,9 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-import torch
 from torch import nn
 
 from oldphoto.errors import WeightsIntegrityError, WeightsNotFoundError
