@@ -317,9 +317,9 @@ def _faces(record: dict[str, Any], before: str | None, after: str | None) -> str
         )
         score = face.get("score")
         caption = f"face {number}" + (f", score {score:.2f}" if isinstance(score, (int, float)) else "")
-        # A face the gate gave no correction (strength 0) is left as it was: "refined" said otherwise.
-        refined = face.get("refined") and (face.get("strength") is None or face.get("strength", 0) > 0 or (face.get("fine_strength") or 0) > 0)
-        caption += ", refined" if refined else (", left as it was" if face.get("refined") else ", not refined")
+        # A face the gate gave no correction (both strengths 0) is left as it was: "refined" said otherwise.
+        left_alone = face.get("strength") is not None and not any((face.get(key) or 0) > 0 for key in ("strength", "fine_strength"))
+        caption += ", not refined" if not face.get("refined") else ", left as it was" if left_alone else ", refined"
         items.append(f'<li class="face"><div class="pair">{crops}</div><span>{escape(caption)}</span></li>')
     if not items:
         return ""

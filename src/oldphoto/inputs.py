@@ -286,15 +286,10 @@ def scans_among_outputs(kept: list[InputFile], left_out: list[InputFile], suffix
 
 
 def could_be_restoration_of(path: Path, source: Path) -> bool:
-    """False only when both headers read and the pixel sizes differ, orientation aside (:func:`same_sides`)."""
-    return same_sides(path, source) is not False
-
-
-def same_sides(first: Path, second: Path) -> bool | None:
-    """Whether two images have the same pixel size, orientation aside (a photo turned upright keeps its sides); None
-    when a header cannot be read. Read from the headers alone."""
-    a, b = _sides(first), _sides(second)
-    return None if a is None or b is None else a == b
+    """False only when both headers read and the pixel sizes differ, orientation aside (a photo turned upright keeps
+    its sides)."""
+    sides, source_sides = _sides(path), _sides(source)
+    return sides is None or source_sides is None or sides == source_sides
 
 
 def _sides(path: Path) -> tuple[int, ...] | None:

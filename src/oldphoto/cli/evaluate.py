@@ -138,14 +138,15 @@ def evaluate(
     with library_errors():
         # Before any scoring: a summary that cannot be written, or that would replace a photo, fails now.
         pair_files = [path for pair in pairs for path in (pair.degraded, pair.clean, pair.mask, pair.ignore, pair.distractor) if path is not None]
-        planned = [] if save is None else [*saved_paths(save, methods, [pair.stem for pair in pairs]), save / SAVED_LIST]
+        saved = [] if save is None else saved_paths(save, methods, [pair.stem for pair in pairs])
+        planned = saved + ([] if save is None else [save / SAVED_LIST])  # every file --save writes, its list too
         if csv_path is not None:
             check_file_target(csv_path, "--csv", pair_files, planned, ours=_looks_like_our_csv, suffix=".csv")
         if json_path is not None:
             summaries_too = planned + ([] if csv_path is None else [csv_path])
             check_file_target(json_path, "--json", pair_files, summaries_too, ours=lambda path: json_object_with(path, ("pairs", "methods")))
         if save is not None:
-            check_save_folder(save, planned, pair_files)
+            check_save_folder(save, saved, pair_files)
 
     failures = 0
     scores = {name: [] for name in methods}
@@ -274,7 +275,7 @@ def check_save_folder(save: Path, planned: list[Path], scored: list[Path]) -> No
     ours = _saved_list(listing) if listing.exists() else set()
     if ours is None:
         raise ConfigError(f"--save {save} holds a {SAVED_LIST} that evaluate did not write; give --save another folder")
-    names = {path: path.relative_to(save).as_posix() for path in planned if path != listing}
+    names = {path: path.relative_to(save).as_posix() for path in planned}
     foreign = next((path for path, name in names.items() if (path.exists() or path.is_symlink()) and name not in ours), None)
     if foreign is not None:
         why = (

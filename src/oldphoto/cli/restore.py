@@ -48,7 +48,6 @@ from oldphoto.inputs import (
     MaskListings,
     mask_candidates,
     plan_jobs,
-    same_sides,
     scans_among_outputs,
     split_output_folder,
     split_own_outputs,
@@ -407,7 +406,7 @@ def _header_problem(path: Path, max_pixels: int, mask: Path | None = None) -> st
     mask_size = image_size(mask)
     if mask_size is None:
         return f"would fail: the mask {mask} cannot be read"
-    if not same_sides(mask, path):  # turned upright, a mask still has the photo's sides
+    if sorted(mask_size) != sorted(size):  # turned upright, a mask still has the photo's sides
         return f"would fail: the mask {mask} is {mask_size[0]}x{mask_size[1]}, the photo {size[0]}x{size[1]}"
     return None
 

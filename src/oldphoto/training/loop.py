@@ -345,7 +345,7 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
         raise DataError(f"--out {out}: the weights' card is written beside them as <out>.json, the same file; give --out a .safetensors name")
     if checkpoint.resolve() == card.resolve():
         raise DataError(
-            f"--checkpoint {checkpoint} is where the weights' card ({out.with_suffix('.json').name}, written beside --out) goes: "
+            f"--checkpoint {checkpoint} is where the weights' card ({card.name}, written beside --out) goes: "
             "each export would replace the checkpoint; give it another name"
         )
     # A file of another kind where the run writes (a training photo given as --out) is never replaced, not even with
@@ -399,16 +399,17 @@ def run(
     checkpoint = Path(schedule.checkpoint)
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
-    spent = state.history[-1]["seconds"] if state.history else 0.0
-    if resume and state.best is not None and schedule.progress(state.step, spent) >= 1.0 and not Path(schedule.out).exists():
-        raise DataError(
-            f"the checkpoint {checkpoint} already holds the whole run (step {state.step}); its best (step "
-            f"{state.best['step']}) was exported to that run's --out, not to {schedule.out}: raise --steps or "
-            "--time-budget to train on into it"
-        )
+    started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     if state.best is not None and not Path(schedule.out).exists():
         # Resumed with another --out (or its file removed): the best so far was exported elsewhere, and a resumed run
-        # that did not beat it wrote nothing to --out while reporting that best. Its own best goes to --out now.
+        # that did not beat it wrote nothing to --out while reporting that best. Its own best goes to --out now, if it
+        # has steps left to take.
+        if schedule.progress(state.step, time.perf_counter() - started) >= 1.0:
+            raise DataError(
+                f"the checkpoint {checkpoint} already holds the whole run (step {state.step}); its best (step "
+                f"{state.best['step']}) was exported to that run's --out, not to {schedule.out}: raise --steps or "
+                "--time-budget to train on into it"
+            )
         log.warning(
             "--out %s does not exist: the best weights so far (step %d) are where the run wrote them before; this "
             "run exports its own best to --out from its first validation",
@@ -416,7 +417,6 @@ def run(
             state.best["step"],
         )
         state.best = None
-    started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     running: dict[str, float] = {}
     for module in recipe.modules().values():
         module.train()

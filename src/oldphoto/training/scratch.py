@@ -208,7 +208,7 @@ def validate(network: ScratchUNet, data: ValidationSet, accelerator: Accelerator
     """The best-threshold figures on ``data``; None when the network's probabilities are not all finite (a diverged
     run: NaN marks nothing, which scored a finite F1 of 0 and was exported as a best)."""
     probability = scratch_probabilities(network, data.gray, accelerator)
-    if not torch.isfinite(torch.as_tensor(probability)).all():
+    if not np.isfinite(probability).all():
         return None
     return best_threshold(scores_by_threshold(probability, data.truth, ignore=data.ignore, distractor=data.distractor))
 
