@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from oldphoto.cli.app import app
+from oldphoto.restore.pipeline import Restorer
 
 from .conftest import smooth_image
 
@@ -220,7 +221,7 @@ def test_a_given_mask_of_the_wrong_size_fails_that_photo_only(album, tmp_path, r
     assert (tmp_path / "out" / "b.png").exists() and not (tmp_path / "out" / "a.jpg").exists()
 
 
-def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
+def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model, monkeypatch):
     out = tmp_path / "out"
     result = invoke("restore", str(album), "-o", str(out), "--dry-run", *STAGES)
     assert result.exit_code == 0, result.output
@@ -234,6 +235,18 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model):
         assert result.exit_code == 1 and "would fail: its header cannot be read" in shown, result.output
     assert "is over --max-pixels 1000" in shown and not out.exists()
     (album / "broken.jpg").unlink()
+    # A size the output format cannot hold is found from the header, and by the run before it restores anything.
+    wide = make_photo(tmp_path / "pano" / "wide.png", size=(2, 16_400))
+    result = invoke("restore", str(wide), "-o", str(tmp_path / "pano-out"), "--ext", "webp", "--dry-run", *STAGES)
+    assert result.exit_code == 1 and "too large for WEBP" in " ".join(result.output.split()), result.output
+    with monkeypatch.context() as patch:
+        patch.setattr(Restorer, "restore", lambda *args, **kwargs: pytest.fail("restored a photo it cannot write"))
+        result = invoke("restore", str(wide), "-o", str(tmp_path / "pano-out"), "--ext", "webp", *STAGES)
+    assert result.exit_code == 1 and "too large for WEBP" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "pano-out" / "wide.webp").exists()
+    # The run itself names the option that lifts the limit (other commands, which have none, advise downscaling).
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "run"), "--max-pixels", "1000", *STAGES)
+    assert result.exit_code == 1 and "raise it with --max-pixels" in " ".join(result.output.split()), result.output
     # An -o below a file, --weights naming no file, a mask of another size: the plan said "restore" and exited 0.
     blocker = tmp_path / "afile"
     blocker.write_text("x")

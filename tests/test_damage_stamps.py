@@ -70,6 +70,27 @@ def test_load_stamps_uses_only_the_given_folders(tmp_path):
         load_stamps([tmp_path / "empty"])
 
 
+def test_a_16_bit_stamp_draws_as_its_8_bit_twin(tmp_path):
+    """Pillow opens a 16-bit RGBA PNG as RGBA, so it passes the check; its alpha must still read in 0..1."""
+    import cv2
+
+    from oldphoto.degrade.structured import _load_alpha
+
+    alpha = np.zeros((24, 24), np.float64)
+    alpha[8:16, 4:20] = 1.0
+    alpha[6:8, 4:20] = 0.5
+    for bits, dtype in ((8, np.uint8), (16, np.uint16)):
+        top = 2**bits - 1
+        (tmp_path / f"s{bits}").mkdir()
+        bgra = np.zeros((24, 24, 4), dtype)
+        bgra[..., :3] = top
+        bgra[..., 3] = np.round(alpha * top).astype(dtype)
+        cv2.imwrite(str(tmp_path / f"s{bits}" / "stamp.png"), bgra)
+    load_stamps([tmp_path / "s16"])  # accepted, as before
+    eight, sixteen = (_load_alpha(tmp_path / f"s{bits}" / "stamp.png") for bits in (8, 16))
+    assert sixteen.max() == pytest.approx(1.0) and np.abs(sixteen - eight).max() < 1 / 255
+
+
 def test_bundled_stamps_draw_real_damage():
     preset = dataclasses.replace(get_preset("default"), aging=(), scan=(), distractors=(), structured=(op("stamps", 1.0),))
     sample = degrade_image(smooth_image(96, 128), preset, np.random.default_rng(0), load_stamps())

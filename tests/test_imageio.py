@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import cv2
@@ -421,10 +422,38 @@ def test_bad_files_raise_one_clear_error(tmp_path):
         assert name in str(caught.value)
 
 
+def test_out_of_memory_and_opencv_limit_are_not_called_damage(tmp_path, monkeypatch):
+    """A scan that is fine but too large to decode here must not be reported as damaged or truncated."""
+    import subprocess
+    import sys
+
+    source = save_pil(tmp_path / "fine.png", np.zeros((40, 40), np.uint8))
+
+    def no_memory(self):
+        raise MemoryError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "load", no_memory)
+        with pytest.raises(ImageTooLargeError, match="not enough memory to decode 40x40") as caught:
+            read_photo(source)
+    assert "damaged" not in str(caught.value)
+    # OpenCV decodes the 16-bit files and has a pixel cap of its own, read when it loads: a child process sets it low.
+    sixteen = tmp_path / "deep.png"
+    cv2.imwrite(str(sixteen), np.full((40, 40, 3), 40000, np.uint16))
+    code = f"from oldphoto.imageio import read_photo\nread_photo({str(sixteen)!r}, max_pixels=None)"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": "1000"})
+    assert "ImageTooLargeError" in child.stderr and "OPENCV_IO_MAX_IMAGE_PIXELS" in child.stderr, child.stderr
+    assert "damaged" not in child.stderr
+
+
 def test_decompression_bomb_guard(tmp_path):
     source = save_pil(tmp_path / "big.png", np.zeros((100, 100), np.uint8))
-    with pytest.raises(ImageTooLargeError, match="--max-pixels") as caught:
+    # The advice is the caller's: a command without a limit option must not name one (degrade, evaluate, train).
+    with pytest.raises(ImageTooLargeError, match="downscale it first") as caught:
         read_photo(source, max_pixels=5000)
+    assert "--max-pixels" not in str(caught.value)
+    with pytest.raises(ImageTooLargeError, match="raise --limit"):
+        read_photo(source, max_pixels=5000, too_large_hint="raise --limit")
     # Small limits read as such, not "0 megapixels exceeds the 0-megapixel safety limit".
     assert "= 0.01 megapixels exceeds the 0.005-megapixel" in str(caught.value)
     assert read_photo(source, max_pixels=None).pixels.shape == (100, 100, 1)
@@ -499,6 +528,34 @@ def test_a_lossless_source_is_written_as_lossless_webp_unless_a_quality_is_given
         assert np.array_equal(written, original) == exact, source.name
     given = np.asarray(Image.open(io.BytesIO(encode_photo(read_photo(png), "WEBP", jpeg_quality=90))).convert("RGB"))
     assert not np.array_equal(given, pixels)  # a quality given: lossy, as asked
+
+
+def test_webp_keeps_the_colour_under_transparent_pixels_and_bmp_its_dpi(tmp_path):
+    """libwebp drops the colour under alpha 0 unless told to keep it (a lossless round trip was not one), and a
+    300-dpi BMP came back at 96 dpi (it prints at the wrong size)."""
+    rgba = np.dstack([(smooth_image(16, 16, seed=1) * 255).astype(np.uint8), np.full((16, 16), 255, np.uint8)])
+    rgba[:4, :, 3] = 0
+    source = tmp_path / "cut.png"
+    Image.fromarray(rgba, "RGBA").save(source)
+    write_photo(tmp_path / "cut.webp", read_photo(source))
+    with Image.open(tmp_path / "cut.webp") as written:
+        assert np.array_equal(np.asarray(written.convert("RGBA")), rgba)
+    Image.fromarray(rgba[:, :, :3]).save(tmp_path / "scan.bmp", dpi=(300, 300))
+    write_photo(tmp_path / "out.bmp", read_photo(tmp_path / "scan.bmp"))
+    with Image.open(tmp_path / "out.bmp") as written:
+        assert written.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+
+
+def test_a_size_the_format_cannot_hold_is_a_write_error_that_says_so(tmp_path):
+    """A panorama wider than WebP's 16,383 or JPEG's 65,500 pixels: an untyped ValueError (WebP) or "broken data
+    stream" (JPEG) came only after the whole restoration."""
+    from oldphoto.imageio import Photo
+
+    for fmt, width in (("webp", 16_384), ("jpg", 65_501)):
+        photo = Photo(pixels=np.zeros((2, width, 1), np.float32), format="PNG")
+        with pytest.raises(ImageWriteError, match=f"{width}x2 is too large for .*write it as PNG or TIFF"):
+            write_photo(tmp_path / f"wide.{fmt}", photo)
+        assert not (tmp_path / f"wide.{fmt}").exists()
 
 
 def test_a_grey_photo_stored_as_rgb_keeps_its_rgb_colour_profile(tmp_path):

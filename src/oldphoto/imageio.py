@@ -338,7 +338,16 @@ def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.nda
     Returns (color, alpha)."""
     if planar:
         return _decode_planar_tiff(data, path)
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
+            # OpenCV's own cap (2^30 pixels unless set), read once when it loads; --max-pixels cannot lift it.
+            raise ImageTooLargeError(
+                f"{path}: this 16-bit image is over OpenCV's decoding limit; start oldphoto with the environment "
+                "variable OPENCV_IO_MAX_IMAGE_PIXELS set above its pixel count, or downscale it first"
+            ) from None
+        raise
     if array is None:
         raise ImageReadError(f"{path}: could not decode the 16-bit image data (file damaged?)")
     if array.ndim == 2:
@@ -419,12 +428,15 @@ def _unreadable_tiff(data: bytes) -> str:
     return f"{what}; save it as an 8- or 16-bit unsigned integer grey or RGB(A) TIFF, or as a 16-bit PNG"
 
 
-def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
+def read_photo(
+    path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS, too_large_hint: str = "downscale it first"
+) -> Photo:
     """Read an image file into a :class:`Photo`.
 
     Args:
         path: JPEG, PNG, TIFF, WebP or BMP file.
         max_pixels: decompression-bomb guard; ``None`` or 0 disables it.
+        too_large_hint: what the error over ``max_pixels`` advises (a command with a limit option names it).
 
     Raises:
         ImageReadError: missing, empty, truncated or non-image file.
@@ -460,8 +472,7 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(
             f"{path}: {width}x{height} = {_megapixels(width * height)} megapixels exceeds the "
-            f"{_megapixels(max_pixels)}-megapixel safety limit (decompression-bomb guard); "
-            "raise it with --max-pixels if you trust this file"
+            f"{_megapixels(max_pixels)}-megapixel safety limit (decompression-bomb guard); {too_large_hint}"
         )
     try:
         pil.load()
@@ -483,6 +494,12 @@ def read_photo(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
             scale = 255.0
     except ImageReadError:
         raise
+    except MemoryError:
+        # Not a damaged file: saying so would send the user after a scan that is fine.
+        raise ImageTooLargeError(
+            f"{path}: not enough memory to decode {width}x{height} = {_megapixels(width * height)} megapixels; "
+            "free memory, or downscale it first"
+        ) from None
     except Exception as error:  # noqa: BLE001 - truncated data surfaces as OSError, SyntaxError, ...
         raise ImageReadError(f"{path}: image data is damaged or truncated ({error})") from None
 
@@ -706,6 +723,19 @@ def jpeg_options(photo: Photo, jpeg_quality: JpegQuality = "auto") -> JpegSettin
     return JpegSettings(quality, SUBSAMPLING_444 if quality >= 90 else SUBSAMPLING_420)
 
 
+MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383}
+"""The longest side each format can hold (libjpeg's and libwebp's limits); the others hold more than fits memory."""
+
+
+def format_size_problem(fmt: str, width: int, height: int) -> str | None:
+    """Why a ``width`` x ``height`` image cannot be written as ``fmt`` (None: it can), found before any work: the
+    encoder would fail only after the photo was restored, and not always with a message that says why."""
+    limit = MAX_SIDE.get(fmt)
+    if limit is None or max(width, height) <= limit:
+        return None
+    return f"{width}x{height} is too large for {fmt}, which holds at most {limit:,} pixels a side; write it as PNG or TIFF"
+
+
 def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", name: str = "") -> bytes:
     """Encode a photo to bytes in ``fmt``, keeping bit depth, grayscale, alpha and metadata where the format can.
 
@@ -717,8 +747,12 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
 
     Raises:
         ConfigError: ``jpeg_quality`` is neither ``"auto"`` nor 1..100 (checked for every format).
+        ImageWriteError: the photo is larger than ``fmt`` can hold (:func:`format_size_problem`).
     """
     jpeg_quality = parse_jpeg_quality(jpeg_quality)
+    too_large = format_size_problem(fmt, photo.pixels.shape[1], photo.pixels.shape[0])
+    if too_large is not None:
+        raise ImageWriteError(f"{name or 'the image'}: {too_large}")
     jpeg = jpeg_options(photo, jpeg_quality)
     bit_depth = 16 if (photo.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS) else 8
     values = _quantize(photo.pixels, bit_depth)
@@ -766,7 +800,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         exif = None
     if exif and fmt != "BMP":
         options["exif"] = exif
-    if photo.dpi and fmt in ("JPEG", "PNG", "TIFF"):
+    if photo.dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
         options["dpi"] = photo.dpi
     if photo.xmp and fmt == "JPEG" and len(photo.xmp) > MAX_JPEG_SEGMENT:
         log.warning("%sthe XMP packet (%d bytes) is too large for a JPEG and is left out (PNG or TIFF keep it)", named, len(photo.xmp))
@@ -787,6 +821,9 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options.update(lossless=True)
     elif fmt == "WEBP":
         options.update(quality=DEFAULT_JPEG_QUALITY if jpeg_quality == "auto" else jpeg.quality)
+    if fmt == "WEBP" and alpha is not None:
+        # Without it libwebp throws away the colour under fully transparent pixels, even in a lossless file.
+        options.update(exact=True)
     elif fmt == "TIFF" and not _has_sub_ifds(photo.exif):
         # libtiff, which Pillow's compressed TIFFs go through, cannot write EXIF/GPS directories: a photo that has
         # them (a camera JPEG's date, exposure, location) is written uncompressed, keeping them, by Pillow's own writer.
@@ -883,6 +920,8 @@ def write_photo(path: str | os.PathLike[str], photo: Photo, jpeg_quality: JpegQu
         raise
     except OSError as error:
         raise ImageWriteError(f"{path}: cannot write ({error.strerror or error})") from None
+    except ValueError as error:  # an encoder's refusal (Pillow raises ValueError for some)
+        raise ImageWriteError(f"{path}: cannot encode it as {fmt} ({error})") from None
 
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from oldphoto.gallery import (
 from oldphoto.imageio import (
     DEFAULT_MAX_PIXELS,
     format_for_path,
+    format_size_problem,
     image_megapixels,
     image_size,
     parse_jpeg_quality,
@@ -246,7 +247,7 @@ def restore(
         # another size): the plan called them "restore" and exited 0, and the run then failed them.
         given_masks = {job.source: mask for job, mask in masked}
         doomed = {
-            job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels, given_masks.get(job.source)))
+            job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels, job.output, given_masks.get(job.source)))
         }
         _print_plan(jobs, options, runtime.describe(), given_masks if masks else {}, doomed)
         if save_faces_dir is not None:
@@ -393,14 +394,17 @@ def _refused(job: Job) -> bool:
     return job.skip_reason is not None and not job.already_done
 
 
-def _header_problem(path: Path, max_pixels: int, mask: Path | None = None) -> str | None:
-    """Why restoring ``path`` (with the user's ``mask``) would fail, as far as the headers tell (None: they read; the
-    pixels may still not)."""
+def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None = None) -> str | None:
+    """Why restoring ``path`` into ``output`` (with the user's ``mask``) would fail, as far as the headers tell (None:
+    they read; the pixels may still not)."""
     size = image_size(path)
     if size is None:
         return "would fail: its header cannot be read (not an image, or a damaged file)"
     if max_pixels and size[0] * size[1] > max_pixels:
         return f"would fail: {size[0]}x{size[1]} is over --max-pixels {max_pixels}"
+    too_large = format_size_problem(format_for_path(output), *size)
+    if too_large is not None:
+        return f"would fail: {too_large}"
     if mask is None:
         return None
     mask_size = image_size(mask)

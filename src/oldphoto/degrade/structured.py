@@ -160,7 +160,9 @@ def _load_alpha(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.ndim != 3 or image.shape[2] != 4:
         raise ValueError(f"{path}: a damage stamp must be an RGBA PNG")
-    alpha = image[:, :, 3].astype(np.float32) / 255.0
+    # A 16-bit PNG passes the RGBA check above (Pillow opens it as RGBA) but reads here as uint16: scale by its
+    # own range, or its alpha would reach 257 and every stamp would print as a hard, saturated block.
+    alpha = image[:, :, 3].astype(np.float32) / float(np.iinfo(image.dtype).max)
     alpha.setflags(write=False)
     return alpha
 

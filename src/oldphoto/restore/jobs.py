@@ -22,7 +22,17 @@ import numpy as np
 from oldphoto.atomic import nearest_existing
 from oldphoto.errors import DiskFullError, ImageWriteError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
-from oldphoto.imageio import DEFAULT_MAX_PIXELS, Photo, png_text, read_photo, save_rgb, to_rgb, write_photo
+from oldphoto.imageio import (
+    DEFAULT_MAX_PIXELS,
+    Photo,
+    format_for_path,
+    format_size_problem,
+    png_text,
+    read_photo,
+    save_rgb,
+    to_rgb,
+    write_photo,
+)
 from oldphoto.inputs import Job
 from oldphoto.restore.faces import RefinedFace
 from oldphoto.restore.pipeline import Restorer, RestoreResult, mask_from_photo
@@ -309,8 +319,13 @@ def restore_job(
     try:
         try:
             with PeakMemory() as memory:
-                photo = read_photo(job.source, max_pixels=outputs.max_pixels or None)
-                given = None if mask_file is None else mask_from_photo(read_photo(mask_file, max_pixels=outputs.max_pixels or None))
+                limit = {"max_pixels": outputs.max_pixels or None, "too_large_hint": "raise it with --max-pixels if you trust this file"}
+                photo = read_photo(job.source, **limit)
+                # A size the output's format cannot hold fails now, not after the restoration.
+                too_large = format_size_problem(format_for_path(job.output), photo.pixels.shape[1], photo.pixels.shape[0])
+                if too_large is not None:
+                    raise ImageWriteError(f"{job.output}: {too_large}")
+                given = None if mask_file is None else mask_from_photo(read_photo(mask_file, **limit))
                 result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
                 if outputs.save_mask and result.mask is not None:
                     retire(job.mask_path)
