@@ -47,6 +47,24 @@ def test_out_of_memory_halves_the_tile():
     assert min(calls) <= 100
 
 
+def test_out_of_memory_on_a_photo_smaller_than_half_the_tile_is_retried_too():
+    """It ran as one tile; the retry at half the tile was skipped as "no smaller", and the raw torch error escaped."""
+    calls: list[int] = []
+
+    def picky(tile: torch.Tensor) -> torch.Tensor:
+        calls.append(max(tile.shape[-2:]))
+        if max(tile.shape[-2:]) > 200:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return tile * 2
+
+    image = torch.rand(1, 3, 400, 300)
+    result = tile_apply(picky, image, tile=1024, overlap=16, min_tile=128)
+    assert torch.allclose(result, image * 2, atol=1e-6)
+    assert calls[0] == 400 and min(calls) <= 200
+    with pytest.raises(DeviceError, match=r"even with \d+px tiles, and this stage needs tiles of at least 256px"):
+        tile_apply(picky, image, tile=1024, overlap=16, min_tile=256)
+
+
 def test_the_out_of_memory_retry_stops_at_the_stages_floor_and_says_so():
     calls = []
 

@@ -154,15 +154,18 @@ def _run_tile(
     except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
         if not is_out_of_memory(error):
             raise
+        # A crop smaller than the tile ran whole: halve until the retry really cuts it (a photo no bigger than half
+        # the tile was given up on with the raw error, never retried in smaller tiles).
+        tried = min(tile, max(crop.shape[-2:]))
         smaller = tile // 2
+        while smaller >= tried:
+            smaller //= 2
         if smaller < min_tile:
             raise DeviceError(
-                f"out of memory on {device} even with {tile}px tiles, and this stage needs tiles of at least "
+                f"out of memory on {device} even with {tried}px tiles, and this stage needs tiles of at least "
                 f"{min_tile}px (4x its minimum overlap); free memory, or run on another device (--device cpu)"
             ) from None
-        if max(crop.shape[-2:]) <= smaller:
-            raise
-        log.warning("out of memory on a %dpx tile; retrying it as %dpx tiles", tile, smaller)
+        log.warning("out of memory on a %dpx tile; retrying it as %dpx tiles", tried, smaller)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         return tile_apply(

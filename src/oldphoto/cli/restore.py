@@ -240,8 +240,9 @@ def restore(
         with library_errors():
             require_stages(options)
             check_stage_weights(options)
+            # The stages' floor first: the runtime's own check of a small --tile advised a tile still under it.
+            require_tile(tile, options)
             runtime = make_runtime(*runtime_args)
-            require_tile(runtime.tile, options)
             check_output_folder_path(output)  # what the run would refuse, found without writing anything
         # What the run would fail on that a header tells (a file that is no image, one over --max-pixels, a mask of
         # another size): the plan called them "restore" and exited 0, and the run then failed them.
@@ -257,6 +258,7 @@ def restore(
     to_run = [(job, mask) for job, mask in masked if job.skip_reason is None]
     with library_errors():
         require_stages(options)
+        require_tile(tile, options)  # before the runtime's check, whose advice knows no stage (and before Ray starts)
         if engine is Engine.local:
             runtime = make_runtime(*runtime_args)
             restorer = Restorer(runtime, options)
