@@ -16,7 +16,7 @@ from oldphoto.inputs import discover_inputs
 from oldphoto.reports import merge_reports
 from oldphoto.shards import Shard, parse_shard, select_shard
 
-from .test_cli_restore import STAGES, invoke, make_photo
+from .test_cli_restore import STAGES, app, invoke, make_photo, runner
 
 
 def archive(folder: Path, count: int, start: int = 0) -> list[Path]:
@@ -143,6 +143,18 @@ def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):
     result = invoke("report", "merge", str(bogus), "-o", str(tmp_path / "all.json"))
     assert result.exit_code == 2 and "not an oldphoto restore report" in result.output
     assert not (tmp_path / "all.json").exists()
+    # Records it cannot merge, total or show: a KeyError or AttributeError traceback halfway through before.
+    for images, said in (
+        ([{"input": "a.jpg", "output": "o/a.jpg"}], "photo record 1 has no 'status' text"),
+        (["a.jpg"], "photo record 1 is a str, not an object"),
+        ([{"input": "a.jpg", "output": "o/a.jpg", "status": "restored", "seconds": 1.0}], "has no 'megapixels' number"),
+    ):
+        bogus.write_text(json.dumps({"images": images, "totals": {}}))
+        for command in (["merge", str(bogus), "-o", str(tmp_path / "all.json")], ["gallery", str(bogus), "-o", str(tmp_path / "g.html")]):
+            result = runner.invoke(app, ["report", *command])
+            assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "all.json").exists() and not (tmp_path / "g.html").exists()
 
 
 def test_a_report_name_with_shard_needs_a_shard(tmp_path, random_scratch_model):

@@ -131,6 +131,36 @@ def test_a_rerun_or_another_shard_keeps_the_photos_the_gallery_already_shows(tmp
     assert sorted(photo["name"] for photo in Page((sharded / "index.html").read_text()).photos) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
 
 
+def test_shards_finishing_at_once_add_to_the_gallery_one_at_a_time(tmp_path, monkeypatch, random_scratch_model):
+    """Each shard reads the page, adds its photos and writes it back: two doing so at once, the later write dropped
+    the other's photos. The read and the write happen under a lock on the output folder, which another process
+    (here: another open file) cannot take meanwhile."""
+    import fcntl
+    import os
+
+    import oldphoto.cli.restore as restore_cli
+
+    out = tmp_path / "out"
+    held: list[bool] = []
+    real = restore_cli.with_earlier_photos
+
+    def checking(index, payload):
+        handle = os.open(out, os.O_RDONLY)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(handle)
+        return real(index, payload)
+
+    monkeypatch.setattr(restore_cli, "with_earlier_photos", checking)
+    make_photo(tmp_path / "album" / "a.jpg")
+    assert invoke("restore", str(tmp_path / "album"), "-o", str(out), "--gallery", *STAGES).exit_code == 0
+    assert held == [True]
+
+
 def test_a_gallery_added_to_from_another_folder_still_finds_the_earlier_photos(tmp_path, monkeypatch, random_scratch_model):
     """Run 1 from one folder with relative paths, run 2 from another: the page showed run 1's photo as "not found"
     (its relative paths read from run 2's folder), and listed it twice when run 2 held it too."""

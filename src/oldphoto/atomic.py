@@ -5,8 +5,10 @@ Every file oldphoto writes goes through here (photos, masks, sheets, reports, ma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -39,3 +41,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:  # includes KeyboardInterrupt: never leave a partial file behind
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``folder`` while a file in it is read, changed and written back by one of
+    several processes at once (shards of one run adding their photos to one gallery page: without it, the last to
+    write dropped the photos of the others). Nothing is created. Where the system offers no such lock (Windows, a
+    file system that refuses it) it only runs the block."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # not there yet: nobody else writes in it either
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(handle)  # releases the lock

@@ -171,7 +171,27 @@ def read_report(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a readable JSON report ({error})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
         raise DataError(f"{path}: not an oldphoto restore report (no 'images' list); pass files written by restore --report")
+    for number, record in enumerate(payload["images"], 1):
+        problem = _record_problem(record)
+        if problem is not None:
+            # Found here, not as a KeyError halfway through a merge or a gallery.
+            raise DataError(f"{path}: photo record {number} {problem}; pass reports written by restore --report or report merge")
     return payload
+
+
+def _record_problem(record: object) -> str | None:
+    """What a report's photo record lacks that merging, totalling or showing it reads (None: nothing)."""
+    if not isinstance(record, dict):
+        return f"is a {type(record).__name__}, not an object"
+    for key in ("input", "output", "status"):
+        if not isinstance(record.get(key), str):
+            return f"has no {key!r} text"
+    if record["status"] == "restored":
+        for key in ("megapixels", "seconds"):
+            value = record.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                return f"is restored but has no {key!r} number (written by an older oldphoto? restore again with --report)"
+    return None
 
 
 def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:

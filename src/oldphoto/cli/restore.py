@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from oldphoto.atomic import folder_lock
 from oldphoto.cli import restore_options as opt
 from oldphoto.cli.common import (
     EXIT_FAILURES,
@@ -328,8 +329,9 @@ def restore(
                 if report is not None:
                     write_report(report, payload)
                 if gallery:
-                    shown = with_earlier_photos(output / GALLERY_NAME, with_absolute_paths(payload))
-                    index = write_gallery(output / GALLERY_NAME, shown)
+                    with folder_lock(output):  # other shards may add their photos to the same page at this moment
+                        shown = with_earlier_photos(output / GALLERY_NAME, with_absolute_paths(payload))
+                        index = write_gallery(output / GALLERY_NAME, shown)
                     console.print(f"gallery: {escape(str(index))}", highlight=False)
             except OSError as error:  # a full disk after the last photo: said in one line, the photos stay
                 summary_error = f"cannot write the report or gallery ({error.strerror or error}); the restored photos are complete"
