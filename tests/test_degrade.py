@@ -428,6 +428,15 @@ def test_degrade_refuses_a_non_empty_folder_and_overwrite_replaces_only_the_set(
     for folder in ("clean", "degraded", "mask", "ignore", "distractor"):
         assert sorted(p.stem for p in (out / folder).iterdir()) == stems
     assert (out / "notes.txt").read_text() == "mine" and (out / "mine" / "keep.png").exists()
+    # A file of the user's inside a part (a scan copied into clean/, notes in degraded/): the part's whole folder
+    # was deleted with it. Refused now, naming it, and nothing is removed.
+    (out / "clean" / "my_original_scan.jpg").write_bytes(b"mine")
+    (out / "degraded" / "notes").mkdir()
+    kept = sorted(p.name for p in (out / "mask").iterdir())
+    refused = CliRunner().invoke(app, [*args, "--count", "2", "--overwrite"])
+    assert refused.exit_code == 2 and "which is not a pair of the set" in " ".join(refused.output.split()), refused.output
+    assert (out / "clean" / "my_original_scan.jpg").read_bytes() == b"mine" and (out / "degraded" / "notes").is_dir()
+    assert sorted(p.name for p in (out / "mask").iterdir()) == kept
     # Sources inside a part of the set are never deleted.
     nested = tmp_path / "nested"
     (nested / "clean").mkdir(parents=True)

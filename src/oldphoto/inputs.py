@@ -5,11 +5,11 @@ Shared by `restore` and `degrade`; no pixels are read here.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +392,17 @@ def holds_a_set(folder: Path) -> bool:
     return names["clean"] == names["degraded"]
 
 
+def _set_pair_files(folder: Path) -> set[str]:
+    """The file names the set in ``folder`` has in each part: ``<stem>.png`` for each pair its manifest lists, or,
+    without a manifest (a run stopped before writing it), the PNGs that clean/ and degraded/ share
+    (:func:`holds_a_set`)."""
+    try:
+        images = json.loads((folder / "manifest.json").read_text())["images"]
+        return {f"{record['stem']}.png" for record in images if isinstance(record, dict) and isinstance(record.get("stem"), str)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {entry.name for entry in (folder / "clean").iterdir() if entry.name.endswith(".png")} if (folder / "clean").is_dir() else set()
+
+
 def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = False) -> None:
     """Make ``output`` ready for a new paired set: an empty or new folder is fine; a non-empty one is refused unless
     ``overwrite``, which removes an earlier set's parts (:data:`SET_PARTS`, nothing else) so that no stale pair remains.
@@ -418,9 +429,25 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
         inside = [source for source in sources if source.resolve() == root or root in source.resolve().parents]
         if inside:
             raise ConfigError(f"--overwrite would delete {part}, which holds the source {inside[0]}; choose another -o folder")
+    # Only the pairs the set lists are removed: a part's whole folder went, with whatever the user had put in it (a
+    # scan copied into clean/, notes in degraded/). Anything else there refuses the overwrite, naming it.
+    ours = _set_pair_files(output)
+    for part in parts:
+        if part.is_dir() and not part.is_symlink():
+            foreign = sorted(entry for entry in part.iterdir() if not entry.name.startswith(".") and (entry.name not in ours or not entry.is_file()))
+            if foreign:
+                raise ConfigError(
+                    f"--overwrite would delete {foreign[0]}, which is not a pair of the set in {output}; move it, or "
+                    "choose an empty folder"
+                )
     for part in parts:
         log.info("removing %s of the earlier set", part)
-        if part.is_dir() and not part.is_symlink():
-            shutil.rmtree(part)
-        else:
+        if not part.is_dir() or part.is_symlink():
             part.unlink()
+            continue
+        for entry in part.iterdir():
+            # The set's pairs, and the temporary files of a write that was cut off (".<name>.<random>.part").
+            if entry.is_file() and (entry.name in ours or (entry.name.startswith(".") and entry.name.endswith(".part"))):
+                entry.unlink()
+        with contextlib.suppress(OSError):  # a hidden file of the user's keeps the folder
+            part.rmdir()
