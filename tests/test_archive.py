@@ -124,6 +124,21 @@ def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
     assert len(merged["images"]) == 2 and merged["totals"]["statuses"] == {"failed": 1, "restored": 1}
 
 
+def test_merge_reads_relative_paths_from_where_each_run_ran(tmp_path, random_scratch_model, monkeypatch):
+    """Two runs in two folders each record "scan.png": resolved from where the merge ran, they were one photo and
+    box1's was dropped ("1 photos")."""
+    for box in ("box1", "box2"):
+        make_photo(tmp_path / box / "scan.png", size=(16, 16 + len(box)))
+        monkeypatch.chdir(tmp_path / box)
+        assert invoke("restore", "scan.png", "-o", f"../out-{box}", "--report", f"../{box}.json", *STAGES).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", "merge", "box1.json", "box2.json", "-o", "all.json")
+    assert result.exit_code == 0, result.output
+    merged = json.loads((tmp_path / "all.json").read_text())
+    assert sorted(record["input"] for record in merged["images"]) == [str(tmp_path / "box1" / "scan.png"), str(tmp_path / "box2" / "scan.png")]
+    assert merged["totals"]["images"] == 2
+
+
 def test_merge_says_which_part_ended_early():
     """report merge dropped "stopped": a merge holding an interrupted shard read as a complete run."""
     done = {"images": [{"input": "a", "output": "out/a", "status": "restored", "megapixels": 1.0, "seconds": 1.0}], "stopped": None}

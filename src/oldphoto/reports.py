@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,9 +36,26 @@ def run_totals(images: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_report(images: list[dict[str, Any]], runtime: str, precision: str, stages: list[str], **extra: Any) -> dict[str, Any]:
-    """The report's payload: the run's runtime and stages, one record per photo and the totals (``extra`` adds
-    top-level fields, e.g. the shard and the engine)."""
-    return {"runtime": runtime, "precision": precision, "stages": stages, **extra, "images": images, "totals": run_totals(images)}
+    """The report's payload: the run's runtime and stages, the folder relative paths start from
+    (``working_directory``), one record per photo and the totals (``extra`` adds top-level fields, e.g. the shard and
+    the engine)."""
+    return {
+        "runtime": runtime,
+        "precision": precision,
+        "stages": stages,
+        "working_directory": os.getcwd(),
+        **extra,
+        "images": images,
+        "totals": run_totals(images),
+    }
+
+
+def _from_working_directory(record: dict[str, Any], folder: str | None) -> dict[str, Any]:
+    """``record`` with its relative input and output paths made absolute from ``folder`` (None: left as they are,
+    a report written before reports said where their run ran)."""
+    if not folder:
+        return record
+    return {**record, **{key: os.path.join(folder, record[key]) for key in ("input", "output") if record.get(key) and not os.path.isabs(record[key])}}
 
 
 def write_report(path: Path, payload: dict[str, Any]) -> None:
@@ -208,6 +226,9 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     chosen: dict[str, dict[str, Any]] = {}
     for payload in payloads:
         for record in payload["images"]:
+            # Relative paths start where that run ran: resolved from where the merge runs, two runs' "scan.png" of
+            # two folders were one photo, and one of them was dropped.
+            record = _from_working_directory(record, payload.get("working_directory"))
             # The same photo named by another path (relative in one run, absolute in another) is one photo.
             key = str(Path(record["input"]).resolve()) if record["input"] else record["input"]
             earlier = chosen.get(key)
