@@ -902,6 +902,26 @@ def test_a_page_that_is_not_a_gallery_is_not_replaced(album, tmp_path, random_sc
     assert all(path.read_bytes() == data for path, data in kept.items())
 
 
+def test_a_photo_with_a_name_of_up_to_255_bytes_is_restored_and_its_leftovers_cleaned(tmp_path, random_scratch_model):
+    """The temporary file added 15 bytes to the name: a 241-255 byte name was restored, then "File name too long"."""
+    from oldphoto.atomic import temporary_prefix
+
+    long_name = "ü" * 60 + "x" * (251 - 120) + ".png"  # 255 bytes in UTF-8
+    assert len(os.fsencode(long_name)) == 255
+    photo = make_photo(tmp_path / "in" / long_name)
+    out = tmp_path / "out"
+    result = invoke("restore", str(photo), "-o", str(out), *STAGES)
+    assert result.exit_code == 0 and (out / long_name).is_file(), result.output
+    # What a killed worker leaves for it (mkstemp's name) is found and removed, as the Ray engine does on a retry.
+    from oldphoto.inputs import Job
+    from oldphoto.restore.jobs import remove_partial_outputs
+
+    leftover = out / f"{temporary_prefix(long_name)}abcd1234.part"
+    leftover.write_bytes(b"partial")
+    assert len(os.fsencode(leftover.name)) <= 255
+    assert remove_partial_outputs([Job(photo, out / long_name)]) == 1 and not leftover.exists()
+
+
 def test_a_suffix_with_a_folder_separator_is_refused(album, tmp_path, random_scratch_model):
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out" / "x"), "--suffix", "/../../escaped", *STAGES)
     assert result.exit_code == 2 and "--suffix" in result.output

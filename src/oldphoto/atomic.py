@@ -26,11 +26,33 @@ def nearest_existing(path: Path) -> Path:
     return next(candidate for candidate in (path, *path.parents) if candidate.exists())
 
 
+TEMPORARY_SUFFIX = ".part"
+MAX_NAME_BYTES = 255
+"""The longest file name most file systems hold (ext4, APFS, NTFS in UTF-16 units)."""
+
+
+def temporary_prefix(name: str) -> str:
+    """``.<name>.``, with ``name`` cut so that the temporary file's whole name (plus mkstemp's 8 random characters
+    and :data:`TEMPORARY_SUFFIX`) stays within :data:`MAX_NAME_BYTES`: a photo named with 241-255 bytes was restored
+    and then could not be written ("File name too long"), although its output's own name fits."""
+    room = MAX_NAME_BYTES - 2 - 8 - len(TEMPORARY_SUFFIX)
+    encoded = os.fsencode(name)
+    return f".{os.fsdecode(encoded[:room]) if len(encoded) > room else name}."
+
+
+def temporary_name_prefix(entry: str) -> str | None:
+    """The ``.<name>.`` prefix of a temporary file name :func:`atomic_write_bytes` makes (compare it with
+    :func:`temporary_prefix` of the target's name), or None when ``entry`` is not one: mkstemp adds 8 random
+    characters, then :data:`TEMPORARY_SUFFIX`."""
+    tail = 8 + len(TEMPORARY_SUFFIX)
+    return entry[:-tail] if entry.startswith(".") and entry.endswith(TEMPORARY_SUFFIX) and len(entry) > tail + 2 else None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, temporary = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:

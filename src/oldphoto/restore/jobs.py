@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from oldphoto.atomic import nearest_existing
+from oldphoto.atomic import nearest_existing, temporary_name_prefix, temporary_prefix
 from oldphoto.errors import DiskFullError, ImageWriteError, OldPhotoError, OutputNotWritableError
 from oldphoto.evaluation.runner import PeakMemory
 from oldphoto.imageio import (
@@ -259,17 +259,16 @@ def remove_partial_outputs(jobs: Iterable[Job]) -> int:
     mid-write (``.<name>.<random>.part`` beside each output, mask and sheet); returns how many. The outputs themselves
     are never partial: they appear only when complete. Each output folder is listed once, however many jobs it holds.
     """
-    names: dict[Path, set[str]] = {}
+    prefixes: dict[Path, set[str]] = {}
     for job in jobs:
         for target in (job.output, job.mask_path, job.compare_path):
-            names.setdefault(target.parent, set()).add(target.name)
+            prefixes.setdefault(target.parent, set()).add(temporary_prefix(target.name))
     removed = 0
-    for folder, wanted in names.items():
+    for folder, wanted in prefixes.items():
         if not folder.is_dir():
             continue
         for entry in os.scandir(folder):
-            # mkstemp's names: "." + the target's name + "." + 8 random characters + ".part"
-            if entry.name.startswith(".") and entry.name.endswith(".part") and entry.name[1:-14] in wanted:
+            if temporary_name_prefix(entry.name) in wanted:
                 Path(entry.path).unlink(missing_ok=True)
                 removed += 1
     return removed
