@@ -216,6 +216,14 @@ def test_a_read_only_output_mount_is_one_error_at_the_start(tmp_path, tmpfs, ran
     read_only = tmpfs("ro", "ro,size=1m")
     result = invoke("restore", str(tmp_path / "in"), "-o", str(read_only), *STAGES)
     assert result.exit_code == 2 and "cannot write into the output folder" in result.output
+    # The dry run planned "restore" and exited 0; --save-faces on it failed each photo with a face, after its work.
+    result = invoke("restore", str(tmp_path / "in"), "-o", str(read_only), "--dry-run", *STAGES)
+    assert result.exit_code == 2 and "cannot write into the output folder" in " ".join(result.output.split()), result.output
+    for dry in ([], ["--dry-run"]):
+        faces = ("--save-faces", str(read_only / "faces"), "--no-global", "--no-scratch")
+        result = invoke("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *faces, *dry)
+        assert result.exit_code == 2 and "cannot write into the --save-faces folder" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_full_disk_stops_the_batch_with_one_line_and_no_partial_file(tmp_path, tmpfs, random_scratch_model):

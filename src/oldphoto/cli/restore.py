@@ -245,6 +245,8 @@ def restore(
             require_tile(tile, options)
             runtime = make_runtime(*runtime_args)
             check_output_folder_path(output)  # what the run would refuse, found without writing anything
+            if save_faces_dir is not None and options.faces:
+                check_output_folder_path(save_faces_dir, "--save-faces")
         # What the run would fail on that a header tells (a file that is no image, one over --max-pixels, a mask of
         # another size): the plan called them "restore" and exited 0, and the run then failed them.
         given_masks = {job.source: mask for job, mask in masked}
@@ -272,7 +274,12 @@ def restore(
             described = f"Ray: {workers} worker(s) x {cpus_per_worker:g} CPU, {gpus_per_worker:g} GPU"
             used_precision = chosen_precision(precision, fp16)
         if to_run:  # after the engine's own checks: a run that cannot start leaves no folder behind
+            faces_dir = save_faces_dir if save_faces_dir is not None and options.faces else None
+            if faces_dir is not None:  # before -o is made: found now, not as each face's failure after its work
+                check_output_folder_path(faces_dir, "--save-faces")
             check_output_folder(output)
+            if faces_dir is not None:
+                check_output_folder(faces_dir, "--save-faces")
     for caveat in stage_caveats(options, brief=True):
         note(f"{caveat} (the full caveat: oldphoto models list)")
 

@@ -110,14 +110,15 @@ class JobRecord:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def check_output_folder(folder: Path) -> None:
+def check_output_folder(folder: Path, option: str = "-o") -> None:
     """Make sure files can be created in ``folder`` (made if missing) before any photo is restored, so that a
-    read-only mount or a permission problem is one clear error, not one failure per photo.
+    read-only mount or a permission problem is one clear error, not one failure per photo (``option``: the option
+    that names the folder, for the message).
 
     Raises:
         OutputNotWritableError: the folder cannot be created or written.
     """
-    check_output_folder_path(folder)
+    check_output_folder_path(folder, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".oldphoto-write-check.", dir=folder)
@@ -125,21 +126,31 @@ def check_output_folder(folder: Path) -> None:
         os.unlink(probe)
     except OSError as error:
         raise OutputNotWritableError(
-            f"cannot write into the output folder {folder} ({error.strerror or error}); choose a writable -o folder "
-            "or fix its permissions"
+            f"cannot write into the {_folder_name(option)} {folder} ({error.strerror or error}); choose a writable "
+            f"{option} folder or fix its permissions"
         ) from None
 
 
-def check_output_folder_path(folder: Path) -> None:
+def check_output_folder_path(folder: Path, option: str = "-o") -> None:
     """The part of :func:`check_output_folder` that writes nothing (for ``--dry-run``): the folder, or the nearest
-    existing folder above it, is a folder.
+    existing folder above it, is a folder the process may write in (a read-only mount says so too).
 
     Raises:
-        OutputNotWritableError: ``folder`` or a folder above it is a file.
+        OutputNotWritableError: ``folder`` or a folder above it is a file, or cannot be written.
     """
     existing = nearest_existing(folder)
     if not existing.is_dir():
-        raise OutputNotWritableError(f"the output folder {folder} cannot be made: {existing} is a file; give -o a folder")
+        raise OutputNotWritableError(f"the {_folder_name(option)} {folder} cannot be made: {existing} is a file; give {option} a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        # The dry run planned "restore" for a read-only -o, which the run then refused.
+        raise OutputNotWritableError(
+            f"cannot write into the {_folder_name(option)} {folder} ({existing} is not writable); choose a writable "
+            f"{option} folder or fix its permissions"
+        )
+
+
+def _folder_name(option: str) -> str:
+    return "output folder" if option == "-o" else f"{option} folder"
 
 
 def not_run_record(job: Job) -> JobRecord:
