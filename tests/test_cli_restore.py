@@ -266,6 +266,11 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model, monkeypat
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(masks), "--dry-run", *STAGES)
     assert result.exit_code == 1 and "is 50x50, the photo 64x48" in " ".join(result.output.split()), result.output
     assert not out.exists()
+    # A transposed mask passed the dry run (sides compared unordered) and the run refused it.
+    Image.new("L", (48, 64)).save(masks / "a_mask.png")
+    for dry in (["--dry-run"], []):
+        result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "transposed"), "--masks", str(masks), *dry, *STAGES)
+        assert result.exit_code == 1 and "is 48x64" in " ".join(result.output.split()), (dry, result.output)
     # --tile-overlap below a model's need was raised without a word (outputs identical to the default's).
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--tile-overlap", "0", "--dry-run", *STAGES)
     assert result.exit_code == 0 and "--tile-overlap 0 is raised" in " ".join(result.output.split()), result.output
@@ -878,6 +883,13 @@ def test_a_mask_or_sheet_already_there_is_not_replaced_without_overwrite(album, 
     assert edited.read_bytes() == before
     assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--overwrite", *STAGES).exit_code == 0
     assert edited.read_bytes() != before
+    # The same file given as the mask (--masks out) is an input: --overwrite rewrote a hand-edited RGBA layer.
+    layer = np.zeros((48, 64, 4), np.uint8)
+    layer[10:20, 5:40] = (255, 0, 0, 255)
+    Image.fromarray(layer, "RGBA").save(edited)
+    before = edited.read_bytes()
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(out), "--save-mask", "--overwrite", *STAGES)
+    assert result.exit_code == 0 and edited.read_bytes() == before, result.output
 
 
 def test_a_page_that_is_not_a_gallery_is_not_replaced(album, tmp_path, random_scratch_model):
@@ -941,6 +953,8 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
     [
         (["restore", "{photo}", "-o", "{out}", "--threads", "-3"], "--threads"),
         (["restore", "{photo}", "-o", "{out}", "--max-pixels", "-1"], "--max-pixels"),
+        # Planned and accepted; each photo then failed on a 40 GB allocation after its detection.
+        (["restore", "{photo}", "-o", "{out}", "--mask-dilation", "100000"], "must be 0 to 64 pixels"),
         # The stages' floor, not the runtime's "--tile 128 or more", which the stages then refused too.
         (["restore", "{photo}", "-o", "{out}", "--tile", "100"], "--tile 100 is below 512"),
         (["degrade", "{photo}", "-o", "{out}", "--seed", "-1"], "--seed"),

@@ -276,6 +276,18 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
 
 
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The image's (width, height) once turned upright by its EXIF orientation, as :func:`read_photo` returns it,
+    from its header alone; None when the header cannot be read."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - any unreadable file
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def image_megapixels(path: str | os.PathLike[str]) -> float:
     """The photo's size in megapixels from its header alone, for progress by work done; 0 when the header cannot be
     read (the restore itself then reports the problem)."""

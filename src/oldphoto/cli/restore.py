@@ -44,6 +44,7 @@ from oldphoto.imageio import (
     image_megapixels,
     image_size,
     parse_jpeg_quality,
+    upright_size,
 )
 from oldphoto.inputs import (
     Job,
@@ -418,11 +419,11 @@ def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None
         return f"would fail: {too_large}"
     if mask is None:
         return None
-    mask_size = image_size(mask)
+    mask_size, photo_size = upright_size(mask), upright_size(path)
     if mask_size is None:
         return f"would fail: the mask {mask} cannot be read"
-    if sorted(mask_size) != sorted(size):  # turned upright, a mask still has the photo's sides
-        return f"would fail: the mask {mask} is {mask_size[0]}x{mask_size[1]}, the photo {size[0]}x{size[1]}"
+    if mask_size != photo_size:  # both as the run reads them, upright: a transposed mask is refused there too
+        return f"would fail: the mask {mask} is {mask_size[0]}x{mask_size[1]}, the photo {photo_size[0]}x{photo_size[1]} (upright)"
     return None
 
 

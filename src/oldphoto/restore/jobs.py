@@ -337,7 +337,10 @@ def restore_job(
                     raise ImageWriteError(f"{job.output}: {too_large}")
                 given = None if mask_file is None else mask_from_photo(read_photo(mask_file, **limit))
                 result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
-                if outputs.save_mask and result.mask is not None:
+                # The mask the user gave (--masks) is an input, never replaced: --save-mask --overwrite into the
+                # folder it came from rewrote a hand-edited layer as a binarised copy.
+                given_here = mask_file is not None and job.mask_path.resolve() == Path(mask_file).resolve()
+                if outputs.save_mask and result.mask is not None and not given_here:
                     retire(job.mask_path)
                     save_rgb(job.mask_path, result.mask[:, :, None])
                     written.append(job.mask_path)
