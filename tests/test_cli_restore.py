@@ -72,6 +72,13 @@ def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):
     result = invoke("restore", str(album / "*.png"), "-o", str(out), "--ext", "jpg", "--suffix", "_fixed", *STAGES)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["b_fixed.jpg"]
+    # A recursive glob keeps each match's sub-folder below the pattern's fixed prefix, as a folder does (two
+    # sub-folders' x.jpg were flattened into one output name, the second refused).
+    for sub in ("1910", "1920"):
+        make_photo(album / sub / "x.jpg")
+    result = invoke("restore", str(album / "**" / "x.jpg"), "-o", str(tmp_path / "out-glob"), *STAGES)
+    assert result.exit_code == 0, result.output
+    assert files_under(tmp_path / "out-glob") == ["1910/x.jpg", "1920/x.jpg"]
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(album, tmp_path, random_scratch_model):

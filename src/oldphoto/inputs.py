@@ -124,7 +124,9 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 problems.append(f"{argument}: pattern matches no files")
             root = glob_root(path)
             for match in matches:
-                add(match, Path(match.name), root)
+                # Below the pattern's fixed prefix, as a folder keeps its sub-folders: "album/**/*.jpg" flattened
+                # album/1910/x.jpg and album/1920/x.jpg into one output name, and refused the second.
+                add(match, match.relative_to(root), root)
         elif path.exists():  # a pipe or a device: there, but nothing a photo can be read from twice
             problems.append(f"{argument}: not a regular file (a pipe or a device); give an image file")
         else:
