@@ -392,6 +392,15 @@ def test_restoring_a_folder_into_itself_twice_leaves_its_own_outputs_alone(album
     assert files_under(album) == written  # no a_r_r.jpg, a_r_mask_r.png, a_r_compare_r.jpg
     left_out = [line for line in notes(again.output) if "own outputs for other inputs" in line]
     assert len(left_out) == 1 and "left out 6 file(s)" in left_out[0] and "a_r" in left_out[0]
+    # --quiet hides the note; the report still names each file left out (a cluster job's only record).
+    report = album.parent / "again.json"
+    assert invoke(*args, "--quiet", "--report", str(report)).exit_code == 0
+    entries = json.loads(report.read_text())["left_out"]
+    assert len(entries) == 6 and {Path(entry["input"]).name for entry in entries} >= {"a_r.jpg", "a_r_mask.png", "a_r_compare.jpg"}
+    assert all(entry["reason"] == "oldphoto's own output for another input" for entry in entries)
+    merged = album.parent / "merged.json"
+    assert invoke("report", "merge", str(report), "-o", str(merged)).exit_code == 0
+    assert len(json.loads(merged.read_text())["left_out"]) == 6
 
 
 def test_rerunning_on_an_output_folder_leaves_its_masks_and_sheets_out(album, tmp_path, random_scratch_model):

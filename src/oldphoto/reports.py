@@ -244,8 +244,22 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
         return part.get("shard") is not None and any(not later.get("stopped") and later.get("shard") == part["shard"] for later in parts[k + 1 :])
 
     stops = [f"{part['report']}: {part['stopped']}" for k, part in enumerate(parts) if part.get("stopped") and not rerun(k, part)]
+    # The files each run left out (oldphoto's own outputs among the inputs), once each; a photo one part left out
+    # and another restored is not left out.
+    left_out: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        for entry in payload.get("left_out") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("input"), str):
+                entry = _from_working_directory(entry, payload.get("working_directory"))
+                left_out.setdefault(str(Path(entry["input"]).resolve()), entry)
     first = payloads[0]
     images = list(chosen.values())
     return build_report(
-        images, first.get("runtime", ""), first.get("precision", ""), first.get("stages", []), stopped="; ".join(stops) or None, merged_from=parts
+        images,
+        first.get("runtime", ""),
+        first.get("precision", ""),
+        first.get("stages", []),
+        stopped="; ".join(stops) or None,
+        left_out=[entry for key, entry in left_out.items() if key not in chosen],
+        merged_from=parts,
     )

@@ -184,6 +184,16 @@ def restore(
             f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
         )
     found, earlier_results = split_output_folder(found, output, *([save_faces_dir] if save_faces_dir is not None else []))
+    # Also in the report: the notes above are hidden by --quiet, and a cluster job's only record is its report.
+    left_out = [
+        {"input": str(path), "reason": reason}
+        for paths, reason in (
+            (odd_sized, "named like another photo's output, but not of its size"),
+            ([item.path for item in own_outputs], "oldphoto's own output for another input"),
+            ([item.path for item in earlier_results], "inside the output (or --save-faces) folder: an earlier result"),
+        )
+        for path in paths
+    ]
     if earlier_results:
         note(
             f"left out {len(earlier_results)} file(s) inside the output folder {output} (or --save-faces folder), "
@@ -331,7 +341,7 @@ def restore(
             images = [record.to_json() for record in records]
             # "stopped": why the run ended early (null when it ran through), so that a report of an interrupted run,
             # missing the photos not reached, does not read as a complete one.
-            extra = {"engine": engine.value, "stopped": stopped} | ({"shard": chosen_shard.name} if chosen_shard else {})
+            extra = {"engine": engine.value, "stopped": stopped, "left_out": left_out} | ({"shard": chosen_shard.name} if chosen_shard else {})
             payload = build_report(images, described, used_precision, plan_stages(options), **extra)
             try:
                 if report is not None:
