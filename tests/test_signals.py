@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from .conftest import smooth_image
@@ -40,3 +41,23 @@ def test_sigterm_stops_degrade_cleanly_with_its_manifest(tmp_path):
     assert 0 < len(stems) < 150
     for part in ("clean", "degraded", "mask"):
         assert {path.stem for path in (out / part).glob("*.png")} == stems, part
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_status_130(monkeypatch, capsys):
+    """The CLI's imports (PyTorch, OpenCV) take seconds; a Ctrl-C then printed a traceback through them."""
+    import importlib.abc
+    import sys
+
+    from oldphoto.cli import launch
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "oldphoto.cli.app":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "oldphoto.cli.app", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as stopped:
+        launch.main()
+    assert stopped.value.code == 130 and "interrupted while starting" in capsys.readouterr().err

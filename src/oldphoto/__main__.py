@@ -1,3 +1,3 @@
-from oldphoto.cli.app import main
+from oldphoto.cli.launch import main
 
 main()

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from oldphoto.cli.launch import INTERRUPTED
 from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
 from oldphoto.inputs import Discovered, discover_inputs
@@ -37,7 +38,8 @@ EXIT_FAILURES = 1
 """Some inputs failed (the rest were processed)."""
 EXIT_USAGE = 2
 """The command could not start: bad options, unavailable stage, missing weights."""
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = INTERRUPTED
+"""Stopped by Ctrl-C or SIGTERM (what was finished is kept)."""
 
 _quiet = False
 
