@@ -562,6 +562,19 @@ def test_degrade_refuses_a_bad_damage_stamp_before_making_any_pair(tmp_path):
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(tmp_path / "stamps")])
     assert result.exit_code == 2 and "flat.png: a damage stamp must be an RGBA PNG" in " ".join(result.output.split())
     assert not (tmp_path / "set").exists()
+    # A folder that is not there was "no RGBA damage stamps (*.png) under it".
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(tmp_path / "typo")])
+    assert result.exit_code == 2 and "typo: no such folder" in " ".join(result.output.split()), result.output
+
+
+def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):
+    """It wrote "0 pairs" and a manifest.json of none, which evaluate then refused as a set."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"not a jpeg")
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set")])
+    assert result.exit_code == 1 and "no pair was made" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "set" / "manifest.json").exists()
 
 
 def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_path):

@@ -519,17 +519,17 @@ def read_photo(
     if pages > 1 and pil.format in MULTI_IMAGE_FORMATS:
         # Nothing lost unseen: the restored file will hold the first image only.
         log.warning(
-            "%s holds %d images (pages or frames); only the first is read, so its output holds only that one: "
-            "split the file into one image per file to restore the others",
+            "%s holds %d images (pages or frames); only the first is read (and a restored output holds only that "
+            "one): split the file into one image per file to use the others",
             path,
             pages,
         )
     if pil.format == "PNG" and pil.mode not in ("P", "PA", "LA", "RGBA") and "transparency" in pil.info:
         # A colour key (tRNS: "this grey or colour is transparent") cannot survive restoration, which changes levels.
-        log.warning("%s marks one colour as transparent (a PNG colour key): the output is opaque", path)
+        log.warning("%s marks one colour as transparent (a PNG colour key): it is read as opaque, and so is an output", path)
     if pil.mode == "CMYK":
         # Said, not done unseen: a print shop's CMYK file comes back as RGB, and its CMYK profile cannot describe that.
-        log.warning("%s is CMYK: it is restored and written as RGB, without its CMYK colour profile", path)
+        log.warning("%s is CMYK: it is read as RGB (a restored output is written as RGB, without the CMYK colour profile)", path)
     color = apply_orientation(color, orientation)
     if alpha is not None:
         alpha = np.ascontiguousarray(apply_orientation(alpha, orientation))

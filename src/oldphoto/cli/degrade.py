@@ -97,6 +97,10 @@ def degrade(
                 stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
                 break
             progress.advance(task)
+    if not records and stopped is None:
+        # Every photo failed: a manifest of no pairs made a "set" that evaluate then refused.
+        error_console.print("[bold red]error:[/] no pair was made: every photo failed (see above)", highlight=False)
+        raise typer.Exit(EXIT_FAILURES)
     with library_errors():
         # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.
         write_manifest(output, seed, recipe, records, stamps)
