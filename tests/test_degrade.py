@@ -588,3 +588,22 @@ def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
     assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
     assert json.loads((tmp_path / "set" / "manifest.json").read_text())["images"] == []
+
+
+def test_min_structured_is_met_when_some_ops_were_drawn_already():
+    """Extra ops were drawn among all, the ones already chosen included, and a repeat dropped: with one op always on
+    and min_structured = 2, a third of the pairs had one structured op."""
+    preset = dataclasses.replace(
+        get_preset("bopbtl-v1"),
+        aging=(),
+        scan=(),
+        structured=(op("scratches", 1.0), op("dust", 0.0), op("hairs", 0.0)),
+        min_structured=2,
+        grayscale_probability=0.0,
+    )
+    image = smooth_image(48, 64)
+    counts = {
+        len([o for o in degrade_image(image, preset, np.random.default_rng(seed)).ops if o["group"] == "structured"])
+        for seed in range(40)
+    }
+    assert counts == {2}

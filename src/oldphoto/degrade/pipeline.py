@@ -99,9 +99,12 @@ def _apply_structured(canvas: Canvas, preset: Preset, rng: np.random.Generator, 
     available = [spec for spec in preset.structured if spec.name != "stamps" or (stamps is not None and len(stamps))]
     chosen = [spec for spec in available if rng.random() < spec.probability]
     missing = preset.min_structured - len(chosen)
-    if missing > 0 and available:
-        extra = rng.choice(len(available), size=min(missing, len(available)), replace=False)
-        chosen += [available[int(i)] for i in extra if available[int(i)] not in chosen]
+    # Drawn among those not chosen yet: drawn among all, a repeat was dropped and a third of the pairs of a preset
+    # asking for 2 had 1. With nothing chosen (the only case min_structured = 1 reaches) the draw is as it was.
+    remaining = [spec for spec in available if spec not in chosen]
+    if missing > 0 and remaining:
+        extra = rng.choice(len(remaining), size=min(missing, len(remaining)), replace=False)
+        chosen += [remaining[int(i)] for i in extra]
     for spec in chosen:
         params = STRUCTURED_OPS[spec.name](canvas, rng, stamps, **spec.kwargs())
         log.append({"group": "structured", "op": spec.name, **params})
