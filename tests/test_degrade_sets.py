@@ -51,9 +51,11 @@ def test_make_pair_writes_every_part_and_write_manifest_records_them(tmp_path):
     for part in ("clean", "degraded", "mask", "ignore", "distractor"):
         with Image.open(out / part / "x.png") as image:
             assert image.size == (32, 32)
-    path = write_manifest(out, 1, preset, [record], stamps)
+    # The crop range and the pairs asked for are recorded: without them the set could not be made again from it.
+    path = write_manifest(out, 1, preset, [record], stamps, (32, 32), 3)
     manifest = json.loads(path.read_text())
-    assert list(manifest) == ["seed", "preset", "mask_definition", "damage_stamps", "count", "images"]
+    assert list(manifest) == ["seed", "preset", "mask_definition", "damage_stamps", "size_range", "planned", "count", "images"]
+    assert manifest["size_range"] == [32, 32] and manifest["planned"] == 3 and manifest["count"] == 1
     assert manifest["mask_definition"] == MASK_DEFINITION and manifest["damage_stamps"]["set"] == "bundled"
     assert manifest["images"] == [json.loads(json.dumps(record.to_json(), default=lambda v: v.tolist()))]
 

@@ -103,7 +103,7 @@ def degrade(
         raise typer.Exit(EXIT_FAILURES)
     with library_errors():
         # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.
-        write_manifest(output, seed, recipe, records, stamps)
+        write_manifest(output, seed, recipe, records, stamps, size_range, len(pairs))
     if stopped == "interrupted":
         error_console.print(
             f"[yellow]interrupted[/]: {len(records)} of {len(pairs)} pairs written (manifest.json lists them); run the "

@@ -154,13 +154,20 @@ def remove_pair(output: Path, stem: str) -> None:
 
 
 def write_manifest(
-    output: Path, seed: int, preset: Preset, records: Sequence[PairRecord], stamps: DamageStamps | None = None
+    output: Path,
+    seed: int,
+    preset: Preset,
+    records: Sequence[PairRecord],
+    stamps: DamageStamps | None = None,
+    size_range: tuple[int, int] | None = None,
+    planned: int | None = None,
 ) -> Path:
     """Write ``output``/manifest.json (atomically) and return its path.
 
     Keys: seed, preset (:func:`~oldphoto.degrade.presets.preset_summary`), mask_definition, damage_stamps
-    (:meth:`DamageStamps.describe`: the bundled set or the folders given; null without stamps), count, images
-    (:meth:`PairRecord.to_json` of each pair, in the order made).
+    (:meth:`DamageStamps.describe`: the bundled set or the folders given; null without stamps), size_range (the
+    crops' [MIN, MAX] side, null for whole photos), planned (the pairs asked for), count (the pairs made), images
+    (:meth:`PairRecord.to_json` of each pair, in the order made). With the sources, these regenerate the set.
 
     Raises:
         ImageWriteError: the file cannot be written (the set's images stay).
@@ -170,6 +177,8 @@ def write_manifest(
         "preset": preset_summary(preset),
         "mask_definition": MASK_DEFINITION,
         "damage_stamps": stamps.describe() if stamps is not None else None,
+        "size_range": list(size_range) if size_range is not None else None,
+        "planned": len(records) if planned is None else planned,
         "count": len(records),
         "images": [record.to_json() for record in records],
     }
