@@ -54,11 +54,11 @@ class Job:
 
     @property
     def mask_path(self) -> Path:
-        return self.output.with_name(f"{self.output.stem}_mask.png")
+        return self.output.with_name(f"{self.output.stem}{MASK_SUFFIX}{MASK_EXTENSION}")
 
     @property
     def compare_path(self) -> Path:
-        return self.output.with_name(f"{self.output.stem}_compare.jpg")
+        return self.output.with_name(f"{self.output.stem}{COMPARE_SUFFIX}{COMPARE_EXTENSION}")
 
 
 @dataclass(frozen=True)

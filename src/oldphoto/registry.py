@@ -31,6 +31,13 @@ MIN_TILE = 64
 """The smallest tile any stage is run on, in pixels."""
 
 
+def min_tile_for(min_overlap: int) -> int:
+    """The smallest tile (pixels) a stage whose networks need ``min_overlap`` runs on: 4x it, so that a tile is
+    never mostly seam, and at least :data:`MIN_TILE` (the one home of this rule: the up-front tile check and the
+    out-of-memory retry's floor read it)."""
+    return max(MIN_TILE, 4 * min_overlap)
+
+
 @dataclass(frozen=True)
 class InputContract:
     """What a network expects of its input tensor."""
@@ -53,7 +60,7 @@ class InputContract:
     def min_tile(self) -> int:
         """The smallest tile (pixels) this network is run on: 4x its minimum overlap, so that a tile is never mostly
         seam (a quarter of the overlap at each edge carries no weight in the blend), and at least 64."""
-        return max(MIN_TILE, 4 * self.min_tile_overlap)
+        return min_tile_for(self.min_tile_overlap)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from oldphoto.errors import DeviceError
-from oldphoto.registry import MIN_TILE
+from oldphoto.registry import min_tile_for
 from oldphoto.runtime import Runtime, autocast
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def tile_stage(
         image,
         tile=runtime.tile,
         overlap=max(runtime.tile_overlap, min_overlap),
-        min_tile=max(MIN_TILE, 4 * min_overlap),
+        min_tile=min_tile_for(min_overlap),
         device=runtime.device,
         dtype=runtime.dtype,
         precision=runtime.precision,

@@ -9,20 +9,15 @@ from typing import Annotated
 import typer
 
 from oldphoto.cli.common import PrecisionChoice, fp16_option, precision_option, quiet_option
+from oldphoto.inputs import AUTO_EXTENSION, OUTPUT_EXTENSIONS
 from oldphoto.restore.global_stage import GLOBAL_BACKENDS
 
 GlobalModel = Enum("GlobalModel", {name: name for name in GLOBAL_BACKENDS}, type=str)  # type: ignore[misc]
 GLOBAL_MODEL_HELP = "Global network: " + "; ".join(f"'{b.name}', {b.help}" for b in GLOBAL_BACKENDS.values()) + "."
 
 
-class OutputExt(str, Enum):
-    auto = "auto"
-    png = "png"
-    jpg = "jpg"
-    jpeg = "jpeg"
-    tif = "tif"
-    tiff = "tiff"
-    webp = "webp"
+OutputExt = Enum("OutputExt", {name: name for name in (AUTO_EXTENSION, *OUTPUT_EXTENSIONS)}, type=str)
+"""``--ext``'s choices: ``auto`` and each of :data:`oldphoto.inputs.OUTPUT_EXTENSIONS` (the one list of them)."""
 
 
 class Engine(str, Enum):
