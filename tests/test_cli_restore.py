@@ -79,6 +79,11 @@ def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):
     result = invoke("restore", str(album / "**" / "x.jpg"), "-o", str(tmp_path / "out-glob"), *STAGES)
     assert result.exit_code == 0, result.output
     assert files_under(tmp_path / "out-glob") == ["1910/x.jpg", "1920/x.jpg"]
+    # A ".." after a wildcard must not lead the output out of -o: such a match keeps only its name.
+    make_photo(tmp_path / "top.jpg")
+    result = invoke("restore", str(album / "*" / ".." / ".." / "top.jpg"), "-o", str(tmp_path / "out-up"), "--suffix", "_r", *STAGES)
+    assert result.exit_code == 0 and files_under(tmp_path / "out-up") == ["top_r.jpg"], result.output
+    assert not (tmp_path / "top_r.jpg").exists()
 
 
 def test_existing_outputs_are_skipped_unless_overwrite(album, tmp_path, random_scratch_model):
@@ -273,6 +278,16 @@ def test_dry_run_writes_nothing(album, tmp_path, random_scratch_model, monkeypat
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(masks), "--dry-run", *STAGES)
     assert result.exit_code == 1 and "is 50x50, the photo 64x48" in " ".join(result.output.split()), result.output
     assert not out.exists()
+    # A photo whose size reads but whose EXIF orientation does not: said, not a TypeError traceback.
+    odd = album.parent / "odd-exif"
+    odd.mkdir()
+    import struct
+
+    orientation_as_text = struct.pack("<HHI4s", 0x0112, 2, 4, b"abc\x00")  # tag, ASCII, count, value
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + orientation_as_text + struct.pack("<I", 0)
+    Image.open(album / "a.jpg").save(odd / "a.jpg", exif=b"Exif\x00\x00" + tiff)
+    result = invoke("restore", str(odd / "a.jpg"), "-o", str(tmp_path / "odd-out"), "--masks", str(masks), "--dry-run", *STAGES)
+    assert result.exit_code == 1 and "would fail" in result.output, result.output
     # A transposed mask passed the dry run (sides compared unordered) and the run refused it.
     Image.new("L", (48, 64)).save(masks / "a_mask.png")
     for dry in (["--dry-run"], []):
@@ -906,6 +921,12 @@ def test_a_mask_or_sheet_already_there_is_not_replaced_without_overwrite(album, 
     before = edited.read_bytes()
     result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(out), "--save-mask", "--overwrite", *STAGES)
     assert result.exit_code == 0 and edited.read_bytes() == before, result.output
+    # Reached by another path (here a hard link; a bind mount or another letter case alike): still the same file.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.link(edited, linked / "a_mask.png")
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--masks", str(linked), "--save-mask", "--overwrite", *STAGES)
+    assert result.exit_code == 0 and edited.read_bytes() == before, result.output
 
 
 def test_a_page_that_is_not_a_gallery_is_not_replaced(album, tmp_path, random_scratch_model):
@@ -944,6 +965,10 @@ def test_a_photo_with_a_name_of_up_to_255_bytes_is_restored_and_its_leftovers_cl
     from oldphoto.inputs import Job
     from oldphoto.restore.jobs import remove_partial_outputs
 
+    # The cut never splits a character (a name that is not valid UTF-8 is refused by APFS and Windows).
+    for name in (long_name, "a" + "é" * 120 + ".png"):
+        prefix = temporary_prefix(name)
+        assert len(prefix.encode("utf-8")) + 8 + len(".part") <= 255 and name.startswith(prefix[1:-1])
     leftover = out / f"{temporary_prefix(long_name)}abcd1234.part"
     leftover.write_bytes(b"partial")
     assert len(os.fsencode(leftover.name)) <= 255

@@ -430,6 +430,7 @@ def test_degrade_refuses_a_non_empty_folder_and_overwrite_replaces_only_the_set(
     assert (out / "notes.txt").read_text() == "mine" and (out / "mine" / "keep.png").exists()
     # A file of the user's inside a part (a scan copied into clean/, notes in degraded/): the part's whole folder
     # was deleted with it. Refused now, naming it, and nothing is removed.
+    (out / "clean" / ".draft.part").write_bytes(b"my hidden draft")  # hidden: not in the way, and kept
     (out / "clean" / "my_original_scan.jpg").write_bytes(b"mine")
     (out / "degraded" / "notes").mkdir()
     kept = sorted(p.name for p in (out / "mask").iterdir())
@@ -437,6 +438,10 @@ def test_degrade_refuses_a_non_empty_folder_and_overwrite_replaces_only_the_set(
     assert refused.exit_code == 2 and "which is not a pair of the set" in " ".join(refused.output.split()), refused.output
     assert (out / "clean" / "my_original_scan.jpg").read_bytes() == b"mine" and (out / "degraded" / "notes").is_dir()
     assert sorted(p.name for p in (out / "mask").iterdir()) == kept
+    (out / "clean" / "my_original_scan.jpg").unlink()
+    (out / "degraded" / "notes").rmdir()
+    assert CliRunner().invoke(app, [*args, "--count", "2", "--overwrite"]).exit_code == 0
+    assert (out / "clean" / ".draft.part").read_bytes() == b"my hidden draft"
     # Sources inside a part of the set are never deleted.
     nested = tmp_path / "nested"
     (nested / "clean").mkdir(parents=True)
@@ -565,6 +570,8 @@ def test_degrade_refuses_a_bad_damage_stamp_before_making_any_pair(tmp_path):
     # A folder that is not there was "no RGBA damage stamps (*.png) under it".
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(tmp_path / "typo")])
     assert result.exit_code == 2 and "typo: no such folder" in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--damage-dir", str(src / "p.png")])
+    assert result.exit_code == 2 and "p.png: not a folder" in " ".join(result.output.split()), result.output
 
 
 def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):

@@ -28,7 +28,8 @@ def nearest_existing(path: Path) -> Path:
 
 TEMPORARY_SUFFIX = ".part"
 MAX_NAME_BYTES = 255
-"""The longest file name most file systems hold (ext4, APFS, NTFS in UTF-16 units)."""
+"""The longest file name, in bytes, that ext4 and most Linux file systems hold (APFS and NTFS count characters,
+of which a name has no more than bytes)."""
 
 
 def temporary_prefix(name: str) -> str:
@@ -36,8 +37,9 @@ def temporary_prefix(name: str) -> str:
     and :data:`TEMPORARY_SUFFIX`) stays within :data:`MAX_NAME_BYTES`: a photo named with 241-255 bytes was restored
     and then could not be written ("File name too long"), although its output's own name fits."""
     room = MAX_NAME_BYTES - 2 - 8 - len(TEMPORARY_SUFFIX)
-    encoded = os.fsencode(name)
-    return f".{os.fsdecode(encoded[:room]) if len(encoded) > room else name}."
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]  # whole characters: a cut through one made a name that is not valid UTF-8
+    return f".{name}."
 
 
 def temporary_name_prefix(entry: str) -> str | None:
@@ -65,25 +67,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+LOCK_NAME = ".oldphoto.lock"
+"""The empty file in a folder whose lock :func:`folder_lock` takes; left there (removing it would let two processes
+hold locks on two different files)."""
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``folder`` while a file in it is read, changed and written back by one of
-    several processes at once (shards of one run adding their photos to one gallery page: without it, the last to
-    write dropped the photos of the others). Nothing is created. Where the system offers no such lock (Windows, a
-    file system that refuses it) it only runs the block."""
+    """Hold an exclusive lock on ``folder`` while a file in it is read, changed and written back by one of several
+    processes at once (shards of one run adding their photos to one gallery page: without it, the last to write
+    dropped the photos of the others). A POSIX record lock on :data:`LOCK_NAME` in the folder: unlike ``flock`` on
+    the folder itself, it holds across the machines of a cluster sharing the folder over NFS. Where no lock can be
+    had (Windows, a folder that is not there or not writable) it only runs the block."""
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
     try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # not there yet: nobody else writes in it either
+        handle = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, _file_mode())
+    except OSError:
         yield
         return
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.lockf(handle, fcntl.LOCK_EX)
         except OSError:
             pass
         yield

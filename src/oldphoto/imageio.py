@@ -353,6 +353,8 @@ def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.nda
     try:
         array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
+        if error.code == cv2.Error.StsNoMem:  # OpenCV's own out of memory: the file is fine
+            raise ImageTooLargeError(f"{path}: not enough memory to decode this 16-bit image; free memory, or downscale it first") from None
         if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
             # OpenCV's own cap (2^30 pixels unless set), read once when it loads; --max-pixels cannot lift it.
             raise ImageTooLargeError(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oldphoto.atomic import temporary_name_prefix, temporary_prefix
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import EXTENSION_FORMATS, image_size, is_image_path
 
@@ -126,7 +127,10 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
             for match in matches:
                 # Below the pattern's fixed prefix, as a folder keeps its sub-folders: "album/**/*.jpg" flattened
                 # album/1910/x.jpg and album/1920/x.jpg into one output name, and refused the second.
-                add(match, match.relative_to(root), root)
+                relative = match.relative_to(root)
+                # A ".." after a wildcard ("album/*/../x.jpg") would lead the output out of -o: such a match keeps
+                # only its name, as every glob match did before.
+                add(match, Path(match.name) if ".." in relative.parts else relative, root)
         elif path.exists():  # a pipe or a device: there, but nothing a photo can be read from twice
             problems.append(f"{argument}: not a regular file (a pipe or a device); give an image file")
         else:
@@ -447,9 +451,10 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
         if not part.is_dir() or part.is_symlink():
             part.unlink()
             continue
+        temporaries = {temporary_prefix(name) for name in ours}
         for entry in part.iterdir():
-            # The set's pairs, and the temporary files of a write that was cut off (".<name>.<random>.part").
-            if entry.is_file() and (entry.name in ours or (entry.name.startswith(".") and entry.name.endswith(".part"))):
+            # The set's pairs, and the temporary files of their writes that were cut off (a user's own hidden file stays).
+            if entry.is_file() and (entry.name in ours or temporary_name_prefix(entry.name) in temporaries):
                 entry.unlink()
         with contextlib.suppress(OSError):  # a hidden file of the user's keeps the folder
             part.rmdir()

@@ -223,14 +223,24 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     """
     if not payloads:
         raise ConfigError("nothing to merge: give at least one report")
+    # Relative paths start where each run ran: resolved from where the merge runs, two runs' "scan.png" of two
+    # folders were one photo, and one of them was dropped. Runs that all ran in one folder (shards of one job) keep
+    # their relative paths, so that the merged report still works moved elsewhere with `report gallery --paths-from`;
+    # only runs from different folders have them made absolute.
+    folders = {payload.get("working_directory") for payload in payloads}
+    one_folder = len(folders) == 1
+
+    def placed(entry: dict[str, Any], payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(the key of the photo ``entry`` names, the entry as the merged report keeps it)."""
+        absolute = _from_working_directory(entry, payload.get("working_directory"))
+        key = str(Path(absolute["input"]).resolve()) if absolute["input"] else absolute["input"]
+        return key, entry if one_folder else absolute
+
     chosen: dict[str, dict[str, Any]] = {}
     for payload in payloads:
         for record in payload["images"]:
-            # Relative paths start where that run ran: resolved from where the merge runs, two runs' "scan.png" of
-            # two folders were one photo, and one of them was dropped.
-            record = _from_working_directory(record, payload.get("working_directory"))
             # The same photo named by another path (relative in one run, absolute in another) is one photo.
-            key = str(Path(record["input"]).resolve()) if record["input"] else record["input"]
+            key, record = placed(record, payload)
             earlier = chosen.get(key)
             if earlier is None or STATUS_RANK.get(record["status"], -1) >= STATUS_RANK.get(earlier["status"], -1):
                 chosen[key] = record
@@ -250,8 +260,8 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     for payload in payloads:
         for entry in payload.get("left_out") or []:
             if isinstance(entry, dict) and isinstance(entry.get("input"), str):
-                entry = _from_working_directory(entry, payload.get("working_directory"))
-                left_out.setdefault(str(Path(entry["input"]).resolve()), entry)
+                key, entry = placed(entry, payload)
+                left_out.setdefault(key, entry)
     first = payloads[0]
     images = list(chosen.values())
     return build_report(
@@ -261,5 +271,6 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
         first.get("stages", []),
         stopped="; ".join(stops) or None,
         left_out=[entry for key, entry in left_out.items() if key not in chosen],
+        **({"working_directory": next(iter(folders))} if one_folder and None not in folders else {}),
         merged_from=parts,
     )

@@ -255,9 +255,10 @@ def restore(
             # The stages' floor first: the runtime's own check of a small --tile advised a tile still under it.
             require_tile(tile, options)
             runtime = make_runtime(*runtime_args)
-            check_output_folder_path(output)  # what the run would refuse, found without writing anything
-            if save_faces_dir is not None and options.faces:
-                check_output_folder_path(save_faces_dir, "--save-faces")
+            if any(job.skip_reason is None for job, _ in masked):  # as the run, which checks only with work to do
+                check_output_folder_path(output)  # what the run would refuse, found without writing anything
+                if save_faces_dir is not None and options.faces:
+                    check_output_folder_path(save_faces_dir, "--save-faces")
         # What the run would fail on that a header tells (a file that is no image, one over --max-pixels, a mask of
         # another size): the plan called them "restore" and exited 0, and the run then failed them.
         given_masks = {job.source: mask for job, mask in masked}
@@ -430,6 +431,8 @@ def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None
     if mask is None:
         return None
     mask_size, photo_size = upright_size(mask), upright_size(path)
+    if photo_size is None:  # the size reads, its EXIF orientation does not
+        return "would fail: its EXIF orientation cannot be read"
     if mask_size is None:
         return f"would fail: the mask {mask} cannot be read"
     if mask_size != photo_size:  # both as the run reads them, upright: a transposed mask is refused there too

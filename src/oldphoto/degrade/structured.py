@@ -135,9 +135,9 @@ def load_stamps(folders: Sequence[str | Path] | None = None) -> DamageStamps:
         ConfigError: folders were given but hold no ``*.png``; or the bundled set is missing (a broken install).
     """
     if folders:
-        missing = [folder for folder in folders if not Path(folder).is_dir()]
-        if missing:
-            raise ConfigError(f"damage stamp folder {missing[0]}: no such folder")
+        for folder in map(Path, folders):
+            if not folder.is_dir():
+                raise ConfigError(f"damage stamp folder {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
         stamps = DamageStamps(folders)
         if len(stamps) == 0:
             raise ConfigError(f"no RGBA damage stamps (*.png) under {', '.join(map(str, folders))}")

@@ -149,6 +149,15 @@ def check_output_folder_path(folder: Path, option: str = "-o") -> None:
         )
 
 
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file, however reached (a bind mount, another letter case on a case-insensitive
+    disk: a comparison of resolved paths misses both)."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them is not there
+        return False
+
+
 def _folder_name(option: str) -> str:
     return "output folder" if option == "-o" else f"{option} folder"
 
@@ -339,7 +348,7 @@ def restore_job(
                 result: RestoreResult = restorer.restore(photo.pixels, on_tile=on_tile, mask=given, mask_name=str(mask_file))
                 # The mask the user gave (--masks) is an input, never replaced: --save-mask --overwrite into the
                 # folder it came from rewrote a hand-edited layer as a binarised copy.
-                given_here = mask_file is not None and job.mask_path.resolve() == Path(mask_file).resolve()
+                given_here = mask_file is not None and _same_file(job.mask_path, Path(mask_file))
                 if outputs.save_mask and result.mask is not None and not given_here:
                     retire(job.mask_path)
                     save_rgb(job.mask_path, result.mask[:, :, None])
