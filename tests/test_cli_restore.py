@@ -999,6 +999,7 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
         # The stages' floor, not the runtime's "--tile 128 or more", which the stages then refused too.
         (["restore", "{photo}", "-o", "{out}", "--tile", "100"], "--tile 100 is below 512"),
         (["degrade", "{photo}", "-o", "{out}", "--seed", "-1"], "--seed"),
+        (["train", "scratch", "--data", "{out}", "--seed", "-1"], "--seed"),  # a numpy ValueError traceback
         (["degrade", "{photo}", "-o", "{out}", "--count", "0"], "--count"),
         (["degrade", "{photo}", "-o", "{out}", "--count", "50000000"], "--count"),  # planned in memory, nothing written
         (["evaluate", "{out}", "--limit", "0"], "--limit"),

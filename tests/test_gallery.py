@@ -313,3 +313,20 @@ def test_report_gallery_help_shows_metavars():
     result = invoke("report", "gallery", "--help")
     assert result.exit_code == 0
     assert re.search(r"--output\s+-o\s+FILE", result.output) and re.search(r"--paths-from\s+DIR", result.output)
+
+
+def test_report_gallery_from_another_folder_never_replaces_a_listed_photo(tmp_path, monkeypatch, random_scratch_model):
+    """Run from elsewhere, the listed photos' relative paths were read from there: `-o <a scan> --overwrite` replaced
+    the scan with the page. A page below a file was a FileExistsError traceback."""
+    make_photo(tmp_path / "job" / "photos" / "p0.png")
+    monkeypatch.chdir(tmp_path / "job")
+    assert invoke("restore", "photos", "-o", "out", "--report", "r.json", *STAGES).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    scan = tmp_path / "job" / "photos" / "p0.png"
+    before = scan.read_bytes()
+    for target in (scan, tmp_path / "job" / "out" / "p0.png"):
+        result = invoke("report", "gallery", "job/r.json", "-o", str(target), "--overwrite")
+        assert result.exit_code == 2 and "one of the photos it lists" in " ".join(result.output.split()), result.output
+    assert scan.read_bytes() == before
+    result = invoke("report", "gallery", "job/r.json", "-o", str(scan / "g.html"))
+    assert result.exit_code == 2 and "is a file, not a folder" in " ".join(result.output.split()), result.output

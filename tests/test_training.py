@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -854,3 +855,34 @@ def test_cached_pools_follow_their_files_not_only_their_names(tmp_path):
     save_rgb(photo, smooth_image(16, 24, seed=1))
     os.utime(photo, ns=(1, 1))  # even a file put back with an old time: its size differs
     assert files_key([photo]) != before
+
+
+def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
+    """A resume into another --out replaced weights (and their card) of another run without a word; any JSON object
+    at <out>.json (a package.json) was taken for a card and replaced; --out below a file failed with a traceback
+    only at the first validation."""
+    from oldphoto.errors import DataError
+
+    config = tiny_config(tmp_path, "run", steps=2)
+    train_scratch(config)  # step 2 of 4 below
+    mine = tmp_path / "mine" / "scratch-unet.safetensors"
+    mine.parent.mkdir()
+    mine.write_bytes(Path(config.setup.out).read_bytes())
+    mine.with_suffix(".json").write_text('{"config": {"checkpoint": "elsewhere.pt"}, "architecture": "x", "best": 1}')
+    before = mine.read_bytes()
+    with pytest.raises(DataError, match="is not this run's"):
+        train_scratch(changed(config, steps=4, out=str(mine)), resume=True)
+    assert mine.read_bytes() == before
+    package = tmp_path / "proj" / "package.json"
+    package.parent.mkdir()
+    package.write_text('{"name": "my-app", "version": "1.0.0"}')
+    fresh = changed(config, out=str(package.with_suffix(".safetensors")), checkpoint=str(tmp_path / "proj" / "ck.pt"))
+    with pytest.raises(DataError, match="is not a weights card"):
+        train_scratch(fresh)
+    assert json.loads(package.read_text())["name"] == "my-app"
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"x")
+    from oldphoto.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        train_scratch(changed(config, out=str(photo / "w.safetensors"), checkpoint=str(tmp_path / "ck2.pt")))

@@ -189,6 +189,8 @@ def read_report(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a readable JSON report ({error})") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
         raise DataError(f"{path}: not an oldphoto restore report (no 'images' list); pass files written by restore --report")
+    if not isinstance(payload.get("working_directory"), (str, type(None))):
+        raise DataError(f"{path}: its 'working_directory' is not text; pass reports written by restore --report or report merge")
     for number, record in enumerate(payload["images"], 1):
         problem = _record_problem(record)
         if problem is not None:
@@ -271,6 +273,7 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
         first.get("stages", []),
         stopped="; ".join(stops) or None,
         left_out=[entry for key, entry in left_out.items() if key not in chosen],
-        **({"working_directory": next(iter(folders))} if one_folder and None not in folders else {}),
+        # Paths kept relative start where those runs ran (unknown for reports that do not say: null, not here).
+        **({"working_directory": next(iter(folders))} if one_folder else {}),
         merged_from=parts,
     )

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from oldphoto.cli.common import console, library_errors, note
 from oldphoto.gallery import check_gallery_target, write_gallery
-from oldphoto.reports import check_report_target, merge_reports, read_report, write_report
+from oldphoto.reports import check_report_target, check_writable, merge_reports, read_report, write_report
 
 app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True)
 
@@ -57,8 +57,11 @@ def gallery(
     with library_errors():
         payload = read_report(report)
         # Even with --overwrite (an unknown page): never the report itself, nor a photo or output it lists.
-        listed = [root / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key)]
+        # Relative paths read from every folder they may start from: run elsewhere, the page replaced a listed scan.
+        starts = {root, Path.cwd(), *([Path(payload["working_directory"])] if payload.get("working_directory") else [])}
+        listed = [start / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key) for start in starts]
         check_gallery_target(output, overwrite, protected=[report, *listed])
+        check_writable(output, "gallery page")  # a place below a file: one line now, not a traceback after the page
         write_gallery(output, payload, root=paths_from)
     outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]
     if outputs and not any((root / path).exists() for path in outputs):

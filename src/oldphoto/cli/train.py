@@ -48,7 +48,7 @@ Steps = Annotated[int, typer.Option(help="Total optimisation steps.", rich_help_
 CropsPerStep = Annotated[int, typer.Option(help="Crops per step.", rich_help_panel=SCHEDULE)]
 FacesPerStep = Annotated[int, typer.Option(help="Faces per step.", rich_help_panel=SCHEDULE)]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=SCHEDULE)]
-Seed = Annotated[int, typer.Option(help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
+Seed = Annotated[int, typer.Option(min=0, help="Random seed (data, damage and initialisation).", rich_help_panel=SCHEDULE)]
 ValidateEvery = Annotated[int, typer.Option(help="Validate and checkpoint every N steps.", rich_help_panel=SCHEDULE)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.", rich_help_panel=SCHEDULE)]
 Overwrite = Annotated[

@@ -27,7 +27,7 @@ from torch import nn
 from oldphoto.atomic import atomic_write_bytes
 from oldphoto.errors import ConfigError, DataError
 from oldphoto.registry import ModelSpec
-from oldphoto.reports import json_object_with
+from oldphoto.reports import check_writable, json_object_with
 from oldphoto.runtime import autocast, resolve_precision, select_device
 from oldphoto.weights import grow_network_from
 
@@ -352,16 +352,25 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     # --overwrite, which means an earlier run's files.
     for path, flag, kind, holds_it in (
         (out, "--out", "safetensors weights file", _is_safetensors),
-        (card, "--out", "weights card (JSON)", lambda path: json_object_with(path, ())),
+        # Our card's keys: any JSON object (a package.json, a set's manifest.json beside --out) was taken for one.
+        (card, "--out", "weights card (JSON)", lambda path: json_object_with(path, ("config", "architecture"))),
         (checkpoint, "--checkpoint", "training checkpoint", _is_checkpoint),
     ):
         if path.is_dir() or (path.exists() and not holds_it(path)):
             raise DataError(f"{path} is not a {kind}, and the run would write it over; give {flag} another path")
+    for path, flag in ((out, "--out"), (card, "--out"), (checkpoint, "--checkpoint")):
+        check_writable(path, flag)  # below a file, say: one line now, not a traceback at the first validation
     if resume:
         if not checkpoint.exists():
             raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
+        if out.exists() and not overwrite and not _exported_by(card, checkpoint):
+            # Resumed into another --out, the run replaced weights (and their card) that were not its own, unseen.
+            raise DataError(
+                f"weights file {out} exists and is not this run's (its card names another checkpoint, or it has none): "
+                "--overwrite to replace it, or give --out another path"
+            )
         return
-    for path, what in ((checkpoint, "checkpoint"), (out, "weights file")):
+    for path, what in ((checkpoint, "checkpoint"), (out, "weights file"), (card, "weights card")):
         if path.exists() and not overwrite:
             # --resume helps only where the checkpoint of that run is there to continue from.
             resume_hint = "--resume to continue that run, " if checkpoint.exists() else ""
@@ -369,6 +378,15 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
                 f"{what} {path} exists (an earlier run's, or shipped weights): {resume_hint}--overwrite to replace it, "
                 "or give --out and --checkpoint elsewhere"
             )
+
+
+def _exported_by(card: Path, checkpoint: Path) -> bool:
+    """Whether the weights card ``card`` says its weights came from the run of ``checkpoint``."""
+    try:
+        named = json.loads(card.read_text())["config"]["checkpoint"]
+        return Path(named).resolve() == checkpoint.resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _is_safetensors(path: Path) -> bool:
