@@ -501,3 +501,26 @@ def test_photos_it_cannot_score_as_the_others_are_named(tiny_set, tmp_path):
     (tiny_set / "mask" / "p1.png").unlink()
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity"])
     assert result.exit_code == 0 and "1 of 2 pairs have no mask (e.g. p1)" in " ".join(result.output.split()), result.output
+
+
+def test_a_true_mask_on_a_transparent_layer_scores_as_restore_reads_it(tiny_set, tmp_path):
+    """White strokes on a layer whose hidden pixels are white too: evaluate dropped the alpha and scored the whole
+    photo as damage (F1 0.09 against 1.0 for the same mask as a grey image); restore --masks read it right."""
+    import json
+
+    from PIL import Image
+
+    scores = []
+    for name, layered in (("grey", False), ("layer", True)):
+        if layered:
+            for i in range(2):
+                rgba = np.full((40, 56, 4), 255, np.uint8)
+                rgba[..., 3] = 0
+                rgba[10:12, 5:50, 3] = 255
+                Image.fromarray(rgba, "RGBA").save(tiny_set / "mask" / f"p{i}.png")
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "tophat", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        (method,) = json.loads(out.read_text())["methods"]
+        scores.append((method["precision"], method["recall"], method["f1"]))
+    assert scores[0] == scores[1]

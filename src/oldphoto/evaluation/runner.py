@@ -22,7 +22,7 @@ import numpy as np
 
 from oldphoto.errors import ConfigError, DataError
 from oldphoto.evaluation.metrics import MaskCounts, RegionCounts, psnr, ssim
-from oldphoto.imageio import is_image_path, load_rgb, to_luminance
+from oldphoto.imageio import is_image_path, load_rgb, read_photo
 from oldphoto.registry import SCRATCH_MODEL
 from oldphoto.restore.classical import (
     classical_restore,
@@ -30,7 +30,7 @@ from oldphoto.restore.classical import (
     tophat_scratch_mask,
 )
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
-from oldphoto.restore.pipeline import RestoreOptions, Restorer
+from oldphoto.restore.pipeline import RestoreOptions, Restorer, mask_from_photo
 from oldphoto.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def score_image(
     if true_masks and isinstance(method, PipelineMethod):
         if pair.mask is None:
             raise DataError(f"{pair.stem}: --true-masks needs the true damage mask of every pair (a mask/ folder)")
-        given = load_rgb(pair.mask)
+        given = mask_from_photo(read_photo(pair.mask))
         _check_mask_size(pair.mask, given.shape, degraded.shape)
     with PeakMemory() as memory:
         started = time.perf_counter()
@@ -339,7 +339,9 @@ def _load_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     Raises:
         DataError: the mask's size is not the photo's (the pair fails alone, with this message).
     """
-    mask = to_luminance(load_rgb(path))[:, :, 0]
+    # Read as restore --masks reads one: strokes on a transparent layer count where opaque (their hidden pixels
+    # may be white: scored as damage, the same drawn mask got F1 0.09 as a grey image and 1.0 as RGBA).
+    mask = mask_from_photo(read_photo(path))
     _check_mask_size(path, mask.shape, shape)
     return mask
 
