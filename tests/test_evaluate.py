@@ -444,6 +444,12 @@ def test_evaluate_keeps_the_scores_when_stopped_and_refuses_missing_folders(tiny
     assert result.exit_code == 130 and "interrupted" in result.output, result.output
     payload = json.loads(out.read_text())
     assert payload["stopped"] == "interrupted" and payload["methods"][0]["images"] == 1
+    # Stopped before any pair was scored: an earlier run's complete scores there were replaced by empty ones.
+    complete = out.read_text()
+    calls.clear()
+    calls.append(1)  # the next call (the warm-up) is interrupted
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--json", str(out)])
+    assert result.exit_code == 130 and out.read_text() == complete, result.output
     monkeypatch.setattr(evaluate_command, "score_image", real_score)
 
     import shutil

@@ -191,16 +191,20 @@ def evaluate(
     summaries = [summarize(name, scores[name]) for name in methods]
     scoring = mask_scoring(pairs) if any(s.mask is not None for s in summaries) else None
     _print_table(summaries, scoring)
+    # Stopped before any pair was scored, there is nothing to write: an earlier run's complete scores at --json or
+    # --csv were replaced by empty ones.
+    scored_any = any(counts.values())
     try:
-        if csv_path is not None:
+        if csv_path is not None and (scored_any or stopped is None):
             _write_csv(csv_path, summaries)
-        if json_path is not None:
+        if json_path is not None and (scored_any or stopped is None):
             _write_json(json_path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, runtime.precision)
     except OSError as error:
         raise fail(f"cannot write the scores ({error.strerror or error}); they are in the table above", EXIT_FAILURES) from None
     if stopped == "interrupted":
         done = min(counts.values(), default=0)
-        error_console.print(f"[yellow]interrupted[/]: the scores of the pairs done (at least {done} of {len(pairs)}) are in the table and files", highlight=False)
+        where = "are in the table and files" if scored_any else "none, so no score file was written"
+        error_console.print(f"[yellow]interrupted[/]: the scores of the pairs done (at least {done} of {len(pairs)}) {where}", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
     if stopped is not None:
         error_console.print(f"[bold red]stopped:[/] {escape(stopped)}", highlight=False)
