@@ -302,3 +302,25 @@ def test_a_folder_it_may_not_read_is_an_error_not_skipped_unseen(tmp_path, monke
     assert [item.path.name for item in found.files] == ["ok.png"]
     assert found.problems == [f"{album / 'locked'}: cannot read this folder (permission denied)"]
     assert discover_inputs([str(album / "locked")]).problems == [f"{album / 'locked'}: cannot read this folder (permission denied)"]
+
+
+def test_a_shard_rerun_after_a_stop_keeps_the_photos_restored_before_it(tmp_path, random_scratch_model, monkeypatch):
+    """The re-run replaced the stopped shard's report: the photos it had restored were only "skipped, output exists"
+    there, without figures, and a merge left them out of the totals."""
+    photos = [make_photo(tmp_path / "in" / f"p{i}.png") for i in range(2)]
+    report = tmp_path / "r-0-of-1.json"
+    args = ("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "r-{shard}.json"), "--shard", "0/1", *STAGES)
+    assert invoke(*args).exit_code == 0
+    stopped = json.loads(report.read_text())  # as a run stopped after its first photo leaves it
+    stopped["images"] = [record for record in stopped["images"] if record["input"].endswith("p0.png")]
+    stopped["stopped"] = "interrupted"
+    report.write_text(json.dumps(stopped))
+    (tmp_path / "out" / "p1.png").unlink()
+    assert invoke(*args).exit_code == 0
+    finished = json.loads(report.read_text())
+    statuses = {Path(record["input"]).name: record["status"] for record in finished["images"]}
+    assert statuses == {"p0.png": "restored", "p1.png": "restored"} and finished["stopped"] is None
+    assert finished["totals"]["images"] == 2 and len(photos) == 2
+    # A report of a run that ran through is replaced, as a re-run expects.
+    assert invoke(*args).exit_code == 0
+    assert {record["status"] for record in json.loads(report.read_text())["images"]} == {"skipped"}

@@ -140,6 +140,23 @@ def looks_like_report(path: Path) -> bool:
     return json_object_with(path, ("images", "totals"))
 
 
+def continuing(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """This run's report ``payload`` to be written at ``path``, with the photo records of the report there when that
+    one ended early (``stopped``: interrupted, a full disk) and this run finishes it: re-run, a crashed shard
+    replaced its report, and the photos restored before the stop were left out of it (recorded only as "output
+    exists"). Each photo keeps its best outcome as in :func:`merge_reports`; the header is this run's."""
+    if not path.is_file() or not looks_like_report(path):
+        return payload
+    try:
+        earlier = read_report(path)
+    except DataError:
+        return payload
+    if not earlier.get("stopped"):
+        return payload
+    merged = merge_reports([earlier, payload], [str(path), "this run"])
+    return {**payload, "images": merged["images"], "totals": merged["totals"]}
+
+
 def report_path(template: Path, shard: str | None) -> Path:
     """``--report`` with ``{shard}`` replaced by the shard's name (``3-of-16``).
 

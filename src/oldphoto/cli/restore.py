@@ -60,6 +60,7 @@ from oldphoto.registry import get_spec
 from oldphoto.reports import (
     build_report,
     check_report_target,
+    continuing,
     report_path,
     write_report,
 )
@@ -346,7 +347,7 @@ def restore(
             payload = build_report(images, described, used_precision, plan_stages(options), **extra)
             try:
                 if report is not None:
-                    write_report(report, payload)
+                    write_report(report, continuing(report, payload))
                 if gallery:
                     with folder_lock(output):  # other shards may add their photos to the same page at this moment
                         shown = with_earlier_photos(output / GALLERY_NAME, with_absolute_paths(payload))
