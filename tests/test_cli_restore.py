@@ -1000,6 +1000,7 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
         (["restore", "{photo}", "-o", "{out}", "--tile", "100"], "--tile 100 is below 512"),
         (["degrade", "{photo}", "-o", "{out}", "--seed", "-1"], "--seed"),
         (["train", "scratch", "--data", "{out}", "--seed", "-1"], "--seed"),  # a numpy ValueError traceback
+        (["train", "scratch", "--data", "{out}", "--real-fraction", "5"], "--real-fraction"),  # trained with, unseen
         (["degrade", "{photo}", "-o", "{out}", "--count", "0"], "--count"),
         (["degrade", "{photo}", "-o", "{out}", "--count", "50000000"], "--count"),  # planned in memory, nothing written
         (["evaluate", "{out}", "--limit", "0"], "--limit"),

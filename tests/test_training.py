@@ -870,7 +870,7 @@ def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
     mine.write_bytes(Path(config.setup.out).read_bytes())
     mine.with_suffix(".json").write_text('{"config": {"checkpoint": "elsewhere.pt"}, "architecture": "x", "best": 1}')
     before = mine.read_bytes()
-    with pytest.raises(DataError, match="is not this run's"):
+    with pytest.raises(DataError, match="exists, and the run of .* wrote to"):
         train_scratch(changed(config, steps=4, out=str(mine)), resume=True)
     assert mine.read_bytes() == before
     package = tmp_path / "proj" / "package.json"

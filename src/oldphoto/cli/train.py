@@ -218,11 +218,11 @@ def scratch(
         Path | None,
         typer.Option(help="The labelled real-photo test (JSON); the photos it names are never trained on.", rich_help_panel=DATA),
     ] = None,
-    real_fraction: Annotated[float, typer.Option(help="Share of crops cut from the --real photos.", rich_help_panel=DATA)] = 0.3,
+    real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of crops cut from the --real photos.", rich_help_panel=DATA)] = 0.3,
     undamaged_fraction: Annotated[
-        float, typer.Option(help="Share of crops drawn without structured damage.", rich_help_panel=DATA)
+        float, typer.Option(min=0.0, max=1.0, help="Share of crops drawn without structured damage.", rich_help_panel=DATA)
     ] = 0.1,
-    positive_weight: Annotated[float, typer.Option(help="BCE weight of damaged pixels.", rich_help_panel=LOSSES)] = 5.0,
+    positive_weight: Annotated[float, typer.Option(min=0.0, help="BCE weight of damaged pixels.", rich_help_panel=LOSSES)] = 5.0,
     hard_negatives: Annotated[
         Path | None,
         typer.Option(
@@ -326,11 +326,13 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
         ] = None,
         clean_fraction: Annotated[
             float,
-            typer.Option(help="detail-fusion: share of crops left undamaged, the crop itself the target.", rich_help_panel=DATA),
+            typer.Option(min=0.0, max=1.0, help="detail-fusion: share of crops left undamaged, the crop itself the target.", rich_help_panel=DATA),
         ] = 0.25,
         light_fraction: Annotated[
             float,
-            typer.Option(help="detail-fusion: share of crops with structured damage only (a good print with scratches).", rich_help_panel=DATA),
+            typer.Option(
+                min=0.0, max=1.0, help="detail-fusion: share of crops with structured damage only (a good print with scratches).", rich_help_panel=DATA
+            ),
         ] = 0.0,
         device: Device = "cpu",
         precision: TrainPrecision = "fp32",

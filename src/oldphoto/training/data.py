@@ -68,9 +68,9 @@ def list_images(folders: Sequence[str | Path]) -> list[Path]:
     Raises:
         DataError: a folder does not exist (a misspelt --data would otherwise be skipped unseen), or none holds a photo.
     """
-    missing = [str(folder) for folder in folders if not Path(folder).is_dir()]
-    if missing:
-        raise DataError(f"no such folder: {', '.join(missing)}")
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: {'a file, not a folder of photos' if folder.exists() else 'no such folder'}")
     # Hidden files and folders (macOS's ._name.jpg, .thumbnails) are skipped as restore skips them.
     files = sorted(
         p
@@ -112,7 +112,9 @@ class CropPool:
             self.images.append(to_uint8(image))
             self.files.append(path)
         if not self.images:
-            raise DataError("none of the training images could be read")
+            # The pool holds validation photos too: name the files' folder, not "training".
+            where = ", ".join(sorted({str(path.parent) for path in files})[:3])
+            raise DataError(f"none of the {len(files)} images under {where} could be read")
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """A random (crop, crop, 3) float32 RGB crop in [0, 1], randomly flipped."""

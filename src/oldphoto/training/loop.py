@@ -160,6 +160,9 @@ class TrainState:
     step: int = 0
     best: dict | None = None
     history: list[dict] = field(default_factory=list)
+    out: str | None = None
+    """The --out of the run a resumed state comes from, as its checkpoint names it (None: a new run, or an older
+    checkpoint that does not say)."""
 
 
 class Recipe(Protocol):
@@ -295,7 +298,9 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
             (saved["best"] or {}).get("step"),
         )
     log.info("resumed %s from %s at step %d", recipe.name, path, saved["step"])
-    return TrainState(saved["step"], saved["best"], saved["history"])
+    config = saved.get("config") or {}
+    out = config.get("out") or (config.get("setup") or {}).get("out") if isinstance(config, dict) else None
+    return TrainState(saved["step"], saved["best"], saved["history"], out if isinstance(out, str) else None)
 
 
 SCHEDULE_OPTIONS = frozenset({"steps", "learning_rate", "validate_every", "out", "checkpoint", "runtime", "overwrite", "init"})
@@ -363,12 +368,6 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
     if resume:
         if not checkpoint.exists():
             raise DataError(f"--resume: there is no checkpoint at {checkpoint}; train without --resume to start, or give --checkpoint")
-        if out.exists() and not overwrite and not _exported_by(card, checkpoint):
-            # Resumed into another --out, the run replaced weights (and their card) that were not its own, unseen.
-            raise DataError(
-                f"weights file {out} exists and is not this run's (its card names another checkpoint, or it has none): "
-                "--overwrite to replace it, or give --out another path"
-            )
         return
     for path, what in ((checkpoint, "checkpoint"), (out, "weights file"), (card, "weights card")):
         if path.exists() and not overwrite:
@@ -381,11 +380,14 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
 
 
 def _exported_by(card: Path, checkpoint: Path) -> bool:
-    """Whether the weights card ``card`` says its weights came from the run of ``checkpoint``."""
+    """Whether the weights card ``card`` says its weights came from the run of ``checkpoint`` (a run resumed into
+    another --out and back again)."""
     try:
-        named = json.loads(card.read_text())["config"]["checkpoint"]
+        config = json.loads(card.read_text())["config"]
+        # Recipes keep the run's files at the top of their config or in its "setup".
+        named = config.get("checkpoint") or config.get("setup", {}).get("checkpoint")
         return Path(named).resolve() == checkpoint.resolve()
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
 
@@ -417,6 +419,14 @@ def run(
     checkpoint = Path(schedule.checkpoint)
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
+    out = Path(schedule.out)
+    theirs = state.out and Path(state.out).resolve() != out.resolve() and not _exported_by(out.with_suffix(".json"), checkpoint)
+    if resume and theirs and out.exists() and not schedule.overwrite:
+        # Resumed into another --out, the run replaced weights (and their card) that were not its own, unseen.
+        raise DataError(
+            f"--out {out} exists, and the run of {checkpoint} wrote to {state.out}: --overwrite to replace {out.name}, "
+            "or give --out a path of its own"
+        )
     started = time.perf_counter() - (state.history[-1]["seconds"] if state.history else 0.0)
     if state.best is not None and not Path(schedule.out).exists():
         # Resumed with another --out (or its file removed): the best so far was exported elsewhere, and a resumed run
