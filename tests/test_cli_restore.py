@@ -1004,6 +1004,7 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
         (["degrade", "{photo}", "-o", "{out}", "--count", "0"], "--count"),
         (["degrade", "{photo}", "-o", "{out}", "--count", "50000000"], "--count"),  # planned in memory, nothing written
         (["evaluate", "{out}", "--limit", "0"], "--limit"),
+        (["evaluate", "{out}", "--degraded", "{out}"], "not both"),  # --degraded was ignored
         (["evaluate", "{out}", "-m", "bogus"], "identity, classical"),
     ],
 )

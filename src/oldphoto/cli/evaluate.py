@@ -102,8 +102,10 @@ def evaluate(
     """Score restoration methods (PSNR, SSIM, mask precision/recall/F1/IoU, s/MP, peak memory)."""
     set_quiet(quiet)
     methods = list(dict.fromkeys(method or DEFAULT_METHODS))  # a method named twice is scored once
-    if real is not None and (dataset is not None or degraded is not None or clean is not None):
-        raise fail("--real scores photos without targets: give it alone, not with a SET_DIR, --degraded or --clean")
+    if real is not None and (dataset is not None or degraded is not None or clean is not None or mask is not None):
+        raise fail("--real scores photos without targets: give it alone, not with a SET_DIR, --degraded, --clean or --mask")
+    if dataset is not None and degraded is not None:  # --degraded was ignored, the set's own pairs scored
+        raise fail("give a SET_DIR or --degraded DIR --clean DIR, not both")
     with library_errors():
         runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:

@@ -31,7 +31,7 @@ def merge(
         merged = merge_reports(payloads, [str(path) for path in reports])
         write_report(output, merged)
     totals = merged["totals"]
-    statuses = ", ".join(f"{count} {status}" for status, count in totals["statuses"].items())
+    statuses = ", ".join(f"{count} {status}" for status, count in totals["statuses"].items()) or "none recorded"
     console.print(f"merged {len(reports)} report(s): {len(merged['images'])} photos ({statuses}) -> {escape(str(output))}", highlight=False)
 
 
