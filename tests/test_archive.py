@@ -227,7 +227,7 @@ def test_a_read_only_output_mount_is_one_error_at_the_start(tmp_path, tmpfs, ran
     # A finished archive on read-only media: the run skips every photo as done and exits 0, and so must the plan.
     done = tmpfs("done", "size=1m")
     assert invoke("restore", str(tmp_path / "in"), "-o", str(done), *STAGES).exit_code == 0
-    assert subprocess.run(["mount", "-o", "remount,ro", str(done)], capture_output=True).returncode == 0
+    assert subprocess.run(["mount", "-o", "remount,ro", str(done)], capture_output=True, check=False).returncode == 0
     assert invoke("restore", str(tmp_path / "in"), "-o", str(done), *STAGES).exit_code == 0
     result = invoke("restore", str(tmp_path / "in"), "-o", str(done), "--dry-run", *STAGES)
     assert result.exit_code == 0, result.output

@@ -54,7 +54,6 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_and_status_130(monkeypatch, caps
         def find_spec(self, name, path=None, target=None):
             if name == "oldphoto.cli.app":
                 raise KeyboardInterrupt
-            return None
 
     monkeypatch.delitem(sys.modules, "oldphoto.cli.app", raising=False)
     monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
