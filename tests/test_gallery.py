@@ -270,10 +270,13 @@ def test_report_gallery_shows_a_merged_report_of_two_shards(tmp_path, monkeypatc
         assert local_file(index, photo["images"]["mask"]).is_file()
     assert "r-0-of-2.json, r-1-of-2.json" in index.read_text()
     assert "is found from" not in result.output
-    # Shards of one job ran in one folder: the merge keeps their relative paths (and that folder as its
-    # working_directory), so without --paths-from, from another folder, nothing is found: said, not a page of "not
-    # found" passed over.
+    # Shards of one job ran in one folder: the merge keeps their relative paths and that folder as its
+    # working_directory, from which the page finds them when nothing is found from here (a login node).
     assert json.loads((tmp_path / "all.json").read_text())["working_directory"] == str(tmp_path)
+    result = invoke("report", "gallery", str(tmp_path / "all.json"), "-o", str(index))
+    assert result.exit_code == 0 and "is found from" not in result.output and len(Page(index.read_text()).photos) == 5
+    # Moved where neither folder finds them: said, not a page of "not found" passed over.
+    (tmp_path / "out").rename(tmp_path / "out-moved")
     result = invoke("report", "gallery", str(tmp_path / "all.json"), "-o", str(index))
     assert result.exit_code == 0 and "none of the report's 5 restored photos is found" in " ".join(result.output.split())
 

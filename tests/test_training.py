@@ -873,6 +873,11 @@ def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
     with pytest.raises(DataError, match="exists, and the run of .* wrote to"):
         train_scratch(changed(config, steps=4, out=str(mine)), resume=True)
     assert mine.read_bytes() == before
+    # The run's own folder moved elsewhere: its files moved together, so it still resumes into its weights.
+    moved = tmp_path / "moved"
+    Path(config.setup.out).parent.rename(moved)
+    out, checkpoint = moved / Path(config.setup.out).name, moved / Path(config.setup.checkpoint).name
+    assert train_scratch(changed(config, steps=4, out=str(out), checkpoint=str(checkpoint)), resume=True).step == 4
     package = tmp_path / "proj" / "package.json"
     package.parent.mkdir()
     package.write_text('{"name": "my-app", "version": "1.0.0"}')

@@ -85,10 +85,12 @@ def folder_lock(folder: Path) -> Iterator[None]:
         yield
         return
     try:
-        handle = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, _file_mode())
+        handle = os.open(Path(folder) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
+    with contextlib.suppress(OSError):  # writable by all, whatever the umask: shards may run as different users
+        os.fchmod(handle, 0o666)
     try:
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oldphoto.atomic import temporary_name_prefix, temporary_prefix
+from oldphoto.atomic import temporary_name_prefix
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import EXTENSION_FORMATS, image_size, is_image_path
 
@@ -451,10 +451,11 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
         if not part.is_dir() or part.is_symlink():
             part.unlink()
             continue
-        temporaries = {temporary_prefix(name) for name in ours}
         for entry in part.iterdir():
-            # The set's pairs, and the temporary files of their writes that were cut off (a user's own hidden file stays).
-            if entry.is_file() and (entry.name in ours or temporary_name_prefix(entry.name) in temporaries):
+            # The set's pairs, and the temporary files of PNG writes that were cut off (".<name>.png.<random>.part",
+            # also of a pair never finished); a user's own hidden file stays.
+            cut_off = (temporary_name_prefix(entry.name) or "").endswith(".png.")
+            if entry.is_file() and (entry.name in ours or cut_off):
                 entry.unlink()
         with contextlib.suppress(OSError):  # a hidden file of the user's keeps the folder
             part.rmdir()

@@ -141,10 +141,11 @@ def looks_like_report(path: Path) -> bool:
 
 
 def continuing(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
-    """This run's report ``payload`` to be written at ``path``, with the photo records of the report there when that
-    one ended early (``stopped``: interrupted, a full disk) and this run finishes it: re-run, a crashed shard
-    replaced its report, and the photos restored before the stop were left out of it (recorded only as "output
-    exists"). Each photo keeps its best outcome as in :func:`merge_reports`; the header is this run's."""
+    """This run's report ``payload`` to be written at ``path``: when the report there ended early (``stopped``:
+    interrupted, a full disk) and this run finishes it, each photo this run skipped because the stopped run had
+    restored it keeps that run's record (re-run, a crashed shard replaced its report, and those photos were only
+    "output exists", without their figures). Nothing else of the earlier report is taken: a photo this run failed
+    stays failed, and photos this run did not hold are not added."""
     if not path.is_file() or not looks_like_report(path):
         return payload
     try:
@@ -153,8 +154,21 @@ def continuing(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
         return payload
     if not earlier.get("stopped"):
         return payload
-    merged = merge_reports([earlier, payload], [str(path), "this run"])
-    return {**payload, "images": merged["images"], "totals": merged["totals"]}
+    folder, here = earlier.get("working_directory"), payload.get("working_directory")
+    restored = {}
+    for record in earlier["images"]:
+        if record["status"] == "restored":
+            absolute = _from_working_directory(record, folder)
+            restored[_photo_key(absolute)] = record if folder == here else absolute  # its paths as this report reads
+    images = [
+        restored.get(_photo_key(_from_working_directory(record, here)), record) if record["status"] == "skipped" else record
+        for record in payload["images"]
+    ]
+    return {**payload, "images": images, "totals": run_totals(images)}
+
+
+def _photo_key(record: dict[str, Any]) -> str:
+    return str(Path(record["input"]).resolve()) if record["input"] else record["input"]
 
 
 def report_path(template: Path, shard: str | None) -> Path:

@@ -53,16 +53,16 @@ def gallery(
 ) -> None:
     """Write one static page to look at a (merged) report's photos: before/after slider, damage mask (where
     --save-mask wrote it), faces and figures. It references the photos by relative paths and works opened from disk."""
-    root = paths_from or Path.cwd()
     with library_errors():
         payload = read_report(report)
+        root = paths_from or _paths_start(payload)
         # Even with --overwrite (an unknown page): never the report itself, nor a photo or output it lists.
         # Relative paths read from every folder they may start from: run elsewhere, the page replaced a listed scan.
         starts = {root, Path.cwd(), *([Path(payload["working_directory"])] if payload.get("working_directory") else [])}
         listed = [start / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key) for start in starts]
         check_gallery_target(output, overwrite, protected=[report, *listed])
         check_writable(output, "gallery page")  # a place below a file: one line now, not a traceback after the page
-        write_gallery(output, payload, root=paths_from)
+        write_gallery(output, payload, root=root)
     outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]
     if outputs and not any((root / path).exists() for path in outputs):
         note(
@@ -70,3 +70,15 @@ def gallery(
             "restore ran; run this there, or give that folder with --paths-from"
         )
     console.print(f"gallery of {len(payload['images'])} photos -> {escape(str(output))}", highlight=False)
+
+
+def _paths_start(payload: dict) -> Path:
+    """Where the report's relative photo paths start when --paths-from is not given: the current folder, or, when
+    none of its restored photos is found from there, the folder its run ran in (``working_directory``) if they are
+    found from that one (a merged report of shards, opened from a login node)."""
+    here = Path.cwd()
+    outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]
+    recorded = payload.get("working_directory")
+    if recorded and outputs and not any((here / path).exists() for path in outputs) and any((Path(recorded) / path).exists() for path in outputs):
+        return Path(recorded)
+    return here

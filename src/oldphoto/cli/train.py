@@ -134,9 +134,8 @@ def _setup(ctx: typer.Context) -> TrainSetup:
         # Before the recipe draws its data (minutes for some): a run that would be refused is refused at once.
         check_run_files(Path(options["checkpoint"]), Path(options["out"]), options.get("resume", False), options.get("overwrite", False))
         if options.get("resume"):
-            for flag in ("init", "overwrite"):
-                if options.get(flag):
-                    note(f"--{flag} does nothing with --resume: the run continues from its checkpoint {options['checkpoint']}")
+            if options.get("init"):
+                note(f"--init does nothing with --resume: the run continues from its checkpoint {options['checkpoint']}")
         return TrainSetup(
             data=_strings(options["data"]),
             out=str(options["out"]),

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import math
+import os
 import pickle
 import time
 from collections.abc import Callable
@@ -379,14 +380,24 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
             )
 
 
-def _exported_by(card: Path, checkpoint: Path) -> bool:
-    """Whether the weights card ``card`` says its weights came from the run of ``checkpoint`` (a run resumed into
-    another --out and back again)."""
+def _same_run_files(recorded: Path, given: Path) -> bool:
+    """Whether a run's recorded --out (or --checkpoint) is the ``given`` path: the same file, or, after the run's
+    folder was moved, the same name (the run's files move together)."""
+    return recorded.resolve() == given.resolve() or (recorded.name == given.name and not recorded.exists())
+
+
+def _exported_by(card: Path, checkpoint: Path, out: Path) -> bool:
+    """Whether the weights card ``card`` (beside ``out``) says its weights came from the run of ``checkpoint``: it
+    names that checkpoint, or, moved with the run's folder, one lying where ``checkpoint`` lies from ``out``."""
     try:
         config = json.loads(card.read_text())["config"]
         # Recipes keep the run's files at the top of their config or in its "setup".
         named = config.get("checkpoint") or config.get("setup", {}).get("checkpoint")
-        return Path(named).resolve() == checkpoint.resolve()
+        named_out = config.get("out") or config.get("setup", {}).get("out")
+        if Path(named).resolve() == checkpoint.resolve():
+            return True
+        moved = os.path.relpath(named, Path(named_out).parent) == os.path.relpath(checkpoint, out.parent)
+        return moved and not Path(named).exists()
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -420,7 +431,7 @@ def run(
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
     out = Path(schedule.out)
-    theirs = state.out and Path(state.out).resolve() != out.resolve() and not _exported_by(out.with_suffix(".json"), checkpoint)
+    theirs = state.out and not _same_run_files(Path(state.out), out) and not _exported_by(out.with_suffix(".json"), checkpoint, out)
     if resume and theirs and out.exists() and not schedule.overwrite:
         # Resumed into another --out, the run replaced weights (and their card) that were not its own, unseen.
         raise DataError(
