@@ -168,6 +168,7 @@ def continuing(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _photo_key(record: dict[str, Any]) -> str:
+    """The key that makes one photo of two records naming it by other paths (relative in one, absolute in another)."""
     return str(Path(record["input"]).resolve()) if record["input"] else record["input"]
 
 
@@ -266,8 +267,7 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     def placed(entry: dict[str, Any], payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(the key of the photo ``entry`` names, the entry as the merged report keeps it)."""
         absolute = _from_working_directory(entry, payload.get("working_directory"))
-        key = str(Path(absolute["input"]).resolve()) if absolute["input"] else absolute["input"]
-        return key, entry if one_folder else absolute
+        return _photo_key(absolute), entry if one_folder else absolute
 
     chosen: dict[str, dict[str, Any]] = {}
     for payload in payloads:

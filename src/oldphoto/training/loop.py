@@ -164,6 +164,8 @@ class TrainState:
     out: str | None = None
     """The --out of the run a resumed state comes from, as its checkpoint names it (None: a new run, or an older
     checkpoint that does not say)."""
+    run_checkpoint: str | None = None
+    """That run's --checkpoint, as its checkpoint names it."""
 
 
 class Recipe(Protocol):
@@ -299,9 +301,10 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
             (saved["best"] or {}).get("step"),
         )
     log.info("resumed %s from %s at step %d", recipe.name, path, saved["step"])
-    config = saved.get("config") or {}
-    out = config.get("out") or (config.get("setup") or {}).get("out") if isinstance(config, dict) else None
-    return TrainState(saved["step"], saved["best"], saved["history"], out if isinstance(out, str) else None)
+    config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
+    named = {key: config.get(key) or (config.get("setup") or {}).get(key) for key in ("out", "checkpoint")}
+    named = {key: value if isinstance(value, str) else None for key, value in named.items()}
+    return TrainState(saved["step"], saved["best"], saved["history"], named["out"], named["checkpoint"])
 
 
 SCHEDULE_OPTIONS = frozenset({"steps", "learning_rate", "validate_every", "out", "checkpoint", "runtime", "overwrite", "init"})
@@ -380,10 +383,15 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
             )
 
 
-def _same_run_files(recorded: Path, given: Path) -> bool:
-    """Whether a run's recorded --out (or --checkpoint) is the ``given`` path: the same file, or, after the run's
-    folder was moved, the same name (the run's files move together)."""
-    return recorded.resolve() == given.resolve() or (recorded.name == given.name and not recorded.exists())
+def _same_run_out(state: TrainState, out: Path, checkpoint: Path) -> bool:
+    """Whether the resumed run's recorded --out is ``out``: the same file, or, after the run's folder was moved, the
+    file lying where it lay beside the run's checkpoint (both gone from their recorded places)."""
+    recorded = Path(state.out or "")
+    if recorded.resolve() == out.resolve():
+        return True
+    if state.run_checkpoint is None or recorded.exists() or Path(state.run_checkpoint).exists():
+        return False
+    return os.path.relpath(recorded, Path(state.run_checkpoint).parent) == os.path.relpath(out, checkpoint.parent)
 
 
 def _exported_by(card: Path, checkpoint: Path, out: Path) -> bool:
@@ -431,7 +439,7 @@ def run(
     check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
     out = Path(schedule.out)
-    theirs = state.out and not _same_run_files(Path(state.out), out) and not _exported_by(out.with_suffix(".json"), checkpoint, out)
+    theirs = state.out and not _same_run_out(state, out, checkpoint) and not _exported_by(out.with_suffix(".json"), checkpoint, out)
     if resume and theirs and out.exists() and not schedule.overwrite:
         # Resumed into another --out, the run replaced weights (and their card) that were not its own, unseen.
         raise DataError(
