@@ -32,17 +32,23 @@ def test_local_filter_is_exact_across_seams():
     assert torch.allclose(tiled, whole, atol=1e-5)
 
 
-def test_out_of_memory_halves_the_tile():
-    calls: list[int] = []
+def out_of_memory_above(side: int, calls: list[int]):
+    """A tile function that doubles its tile, and runs out of memory on tiles whose longer side exceeds ``side``;
+    it records each tile's longer side in ``calls``."""
 
     def picky(tile: torch.Tensor) -> torch.Tensor:
         calls.append(max(tile.shape[-2:]))
-        if max(tile.shape[-2:]) > 100:
+        if max(tile.shape[-2:]) > side:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return tile * 2
 
+    return picky
+
+
+def test_out_of_memory_halves_the_tile():
+    calls: list[int] = []
     image = torch.rand(1, 3, 150, 260)
-    result = tile_apply(picky, image, tile=256, overlap=16)
+    result = tile_apply(out_of_memory_above(100, calls), image, tile=256, overlap=16)
     assert torch.allclose(result, image * 2, atol=1e-6)
     assert min(calls) <= 100
 
@@ -50,13 +56,7 @@ def test_out_of_memory_halves_the_tile():
 def test_out_of_memory_on_a_photo_smaller_than_half_the_tile_is_retried_too():
     """It ran as one tile; the retry at half the tile was skipped as "no smaller", and the raw torch error escaped."""
     calls: list[int] = []
-
-    def picky(tile: torch.Tensor) -> torch.Tensor:
-        calls.append(max(tile.shape[-2:]))
-        if max(tile.shape[-2:]) > 200:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return tile * 2
-
+    picky = out_of_memory_above(200, calls)
     image = torch.rand(1, 3, 400, 300)
     result = tile_apply(picky, image, tile=1024, overlap=16, min_tile=128)
     assert torch.allclose(result, image * 2, atol=1e-6)

@@ -276,16 +276,25 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
 
 
-def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """The image's (width, height) once turned upright by its EXIF orientation, as :func:`read_photo` returns it,
-    from its header alone; None when the header cannot be read."""
+def header_sizes(path: str | os.PathLike[str]) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """The image's (width, height) as stored, and once turned upright by its EXIF orientation (as
+    :func:`read_photo` returns it), from one read of its header; each None when it cannot be read (the second also
+    when only the orientation cannot)."""
     try:
         with Image.open(path) as image:
             width, height = image.size
-            orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            try:
+                orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+            except Exception:  # noqa: BLE001 - an orientation of the wrong type, a broken EXIF block
+                return (width, height), None
     except Exception:  # noqa: BLE001 - any unreadable file
-        return None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        return None, None
+    return (width, height), ((height, width) if orientation in (5, 6, 7, 8) else (width, height))
+
+
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The image's (width, height) once turned upright by its EXIF orientation (:func:`header_sizes`)."""
+    return header_sizes(path)[1]
 
 
 def image_megapixels(path: str | os.PathLike[str]) -> float:
@@ -835,13 +844,13 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options.update(lossless=True)
     elif fmt == "WEBP":
         options.update(quality=DEFAULT_JPEG_QUALITY if jpeg_quality == "auto" else jpeg.quality)
-    if fmt == "WEBP" and alpha is not None:
-        # Without it libwebp throws away the colour under fully transparent pixels, even in a lossless file.
-        options.update(exact=True)
     elif fmt == "TIFF" and not _has_sub_ifds(photo.exif):
         # libtiff, which Pillow's compressed TIFFs go through, cannot write EXIF/GPS directories: a photo that has
         # them (a camera JPEG's date, exposure, location) is written uncompressed, keeping them, by Pillow's own writer.
         options.update(compression="tiff_deflate")
+    if fmt == "WEBP" and alpha is not None:
+        # Without it libwebp throws away the colour under fully transparent pixels, even in a lossless file.
+        options.update(exact=True)
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
     return buffer.getvalue()

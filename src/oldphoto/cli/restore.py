@@ -41,8 +41,8 @@ from oldphoto.imageio import (
     DEFAULT_MAX_PIXELS,
     format_for_path,
     format_size_problem,
+    header_sizes,
     image_megapixels,
-    image_size,
     parse_jpeg_quality,
     upright_size,
 )
@@ -421,7 +421,7 @@ def _refused(job: Job) -> bool:
 def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None = None) -> str | None:
     """Why restoring ``path`` into ``output`` (with the user's ``mask``) would fail, as far as the headers tell (None:
     they read; the pixels may still not)."""
-    size = image_size(path)
+    size, photo_size = header_sizes(path)  # one read of the header
     if size is None:
         return "would fail: its header cannot be read (not an image, or a damaged file)"
     if max_pixels and size[0] * size[1] > max_pixels:
@@ -431,7 +431,7 @@ def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None
         return f"would fail: {too_large}"
     if mask is None:
         return None
-    mask_size, photo_size = upright_size(mask), upright_size(path)
+    mask_size = upright_size(mask)
     if photo_size is None:  # the size reads, its EXIF orientation does not
         return "would fail: its EXIF orientation cannot be read"
     if mask_size is None:

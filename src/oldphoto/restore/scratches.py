@@ -26,7 +26,8 @@ megapixel)."""
 
 
 def check_detection_overrides(threshold: float | None, dilation: int | None) -> None:
-    """Refuse a ``--scratch-threshold`` outside (0, 1) or a negative ``--mask-dilation`` (None: the registry's).
+    """Refuse a ``--scratch-threshold`` outside (0, 1) or a ``--mask-dilation`` outside 0..:data:`MAX_MASK_DILATION`
+    (None: the registry's).
 
     Raises:
         ConfigError: with what the value must be.

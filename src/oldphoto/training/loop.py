@@ -301,10 +301,7 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
             (saved["best"] or {}).get("step"),
         )
     log.info("resumed %s from %s at step %d", recipe.name, path, saved["step"])
-    config = saved.get("config") if isinstance(saved.get("config"), dict) else {}
-    named = {key: config.get(key) or (config.get("setup") or {}).get(key) for key in ("out", "checkpoint")}
-    named = {key: value if isinstance(value, str) else None for key, value in named.items()}
-    return TrainState(saved["step"], saved["best"], saved["history"], named["out"], named["checkpoint"])
+    return TrainState(saved["step"], saved["best"], saved["history"], *_run_files_named(saved.get("config")))
 
 
 SCHEDULE_OPTIONS = frozenset({"steps", "learning_rate", "validate_every", "out", "checkpoint", "runtime", "overwrite", "init"})
@@ -383,31 +380,42 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
             )
 
 
-def _same_run_out(state: TrainState, out: Path, checkpoint: Path) -> bool:
-    """Whether the resumed run's recorded --out is ``out``: the same file, or, after the run's folder was moved, the
-    file lying where it lay beside the run's checkpoint (both gone from their recorded places)."""
-    recorded = Path(state.out or "")
-    if recorded.resolve() == out.resolve():
-        return True
-    if state.run_checkpoint is None or recorded.exists() or Path(state.run_checkpoint).exists():
+def _run_files_named(config: object) -> tuple[str | None, str | None]:
+    """(--out, --checkpoint) as a recipe config (a checkpoint's or a weights card's) names them: recipes keep them at
+    the top of their config or in its "setup"; None where it does not say."""
+    if not isinstance(config, dict):
+        return None, None
+    setup = config.get("setup") if isinstance(config.get("setup"), dict) else {}
+    out, checkpoint = (config.get(key) or setup.get(key) for key in ("out", "checkpoint"))
+    return (out if isinstance(out, str) else None, checkpoint if isinstance(checkpoint, str) else None)
+
+
+def _moved_together(recorded_out: str, recorded_checkpoint: str, out: Path, checkpoint: Path) -> bool:
+    """Whether a run's recorded --out and --checkpoint, both gone from their places, lay one beside the other as
+    ``out`` and ``checkpoint`` do now: the run's folder was moved."""
+    if Path(recorded_out).exists() or Path(recorded_checkpoint).exists():
         return False
-    return os.path.relpath(recorded, Path(state.run_checkpoint).parent) == os.path.relpath(out, checkpoint.parent)
+    return os.path.relpath(recorded_checkpoint, Path(recorded_out).parent) == os.path.relpath(checkpoint, out.parent)
+
+
+def _same_run_out(state: TrainState, out: Path, checkpoint: Path) -> bool:
+    """Whether the resumed run's recorded --out is ``out``: the same file, or the file lying where it lay beside
+    the run's checkpoint after the run's folder was moved."""
+    if Path(state.out or "").resolve() == out.resolve():
+        return True
+    return state.out is not None and state.run_checkpoint is not None and _moved_together(state.out, state.run_checkpoint, out, checkpoint)
 
 
 def _exported_by(card: Path, checkpoint: Path, out: Path) -> bool:
     """Whether the weights card ``card`` (beside ``out``) says its weights came from the run of ``checkpoint``: it
     names that checkpoint, or, moved with the run's folder, one lying where ``checkpoint`` lies from ``out``."""
     try:
-        config = json.loads(card.read_text())["config"]
-        # Recipes keep the run's files at the top of their config or in its "setup".
-        named = config.get("checkpoint") or config.get("setup", {}).get("checkpoint")
-        named_out = config.get("out") or config.get("setup", {}).get("out")
-        if Path(named).resolve() == checkpoint.resolve():
-            return True
-        moved = os.path.relpath(named, Path(named_out).parent) == os.path.relpath(checkpoint, out.parent)
-        return moved and not Path(named).exists()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        named_out, named_checkpoint = _run_files_named(json.loads(card.read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError):
         return False
+    if named_out is None or named_checkpoint is None:
+        return False
+    return Path(named_checkpoint).resolve() == checkpoint.resolve() or _moved_together(named_out, named_checkpoint, out, checkpoint)
 
 
 def _is_safetensors(path: Path) -> bool:
