@@ -1028,6 +1028,10 @@ def test_options_the_chosen_stages_ignore_are_named_and_an_odd_file_name_reaches
     result = invoke(*args, "--face-strength", "0", "--save-faces", str(tmp_path / "f2"), "--no-global")
     shown = " ".join(result.output.split())
     assert "--mask-dilation grows detected masks only" in shown and "--save-faces writes nothing with --face-strength 0" in shown
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out5"), "--global-strength", "0.5", "--dry-run", *STAGES)
+    assert result.exit_code == 0 and "--global-strength does nothing with --no-global" in " ".join(result.output.split())
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out6"), "--global-strength", "1.5", *STAGES)
+    assert result.exit_code == 2 and "--global-strength" in result.output and not (tmp_path / "out6").exists()
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out4"), "--workers", "3", "--dry-run", *STAGES)
     assert "are for --engine ray; this run is local" in " ".join(result.output.split())
     # --tile below the stages' floor: the dry run refuses it as the run does (it planned the run and exited 0).

@@ -162,6 +162,26 @@ def test_no_scratch_verify_reaches_the_pipeline_methods(tiny_set, random_scratch
     assert recall("--no-scratch-verify") == 1.0
 
 
+def test_global_strength_reaches_the_pipeline_methods(tiny_set, random_scratch_model, random_global_models, tmp_path):
+    """At strength 0 the global method returns each pair's degraded photo wherever nothing was marked; the JSON
+    records the setting, and a run without a global method says it does nothing."""
+
+    def scores(*flags: str) -> dict:
+        out = tmp_path / f"g{len(flags)}.json"
+        args = ["evaluate", str(tiny_set), "-m", "global", "-m", "identity", "--scratch-threshold", "0.9999", *flags, "--json", str(out)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())
+
+    full, kept = scores(), scores("--global-strength", "0")
+    assert full["global_strength"] == 1.0 and kept["global_strength"] == 0.0
+    by_name = {name: {m["method"]: m for m in payload["methods"]} for name, payload in (("full", full), ("kept", kept))}
+    assert by_name["kept"]["global"]["psnr"] == pytest.approx(by_name["kept"]["identity"]["psnr"], abs=1e-3)
+    assert abs(by_name["full"]["global"]["psnr"] - by_name["full"]["identity"]["psnr"]) > 0.1
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--global-strength", "0.5"])
+    assert result.exit_code == 0 and "does nothing here" in " ".join(result.output.split()), result.output
+
+
 def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
     out = tmp_path / "true.json"
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "scratch-unet", "--true-masks", "--json", str(out)])

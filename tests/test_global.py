@@ -12,7 +12,8 @@ from oldphoto.archs.mapping import LatentMapping
 from oldphoto.archs.vae import VAE
 from oldphoto.registry import MAPPING_MODEL, all_specs, get_spec
 from oldphoto.imageio import is_black_and_white
-from oldphoto.restore.global_stage import restore_global, triplet_size_multiple
+from oldphoto.errors import ConfigError
+from oldphoto.restore.global_stage import REPAIR_REACH, restore_global, temper_restoration, triplet_size_multiple
 from oldphoto.restore.pipeline import RestoreOptions, Restorer
 from oldphoto.runtime import make_runtime
 
@@ -162,6 +163,53 @@ def test_registry_specs_build_the_shipped_architectures(name):
     assert sorted(shipped) == sorted(expected), f"{name}: tensor names differ from the registry's architecture"
     assert shipped == {key: shape for key, (shape, _) in expected.items()}, f"{name}: tensor shapes differ"
     assert {dtype for _, dtype in expected.values()} == {torch.float32}
+
+
+# --- global strength: how much of the restoration is kept away from the repaired damage ----------------------------
+
+
+def test_temper_restoration_keeps_the_repair_and_tempers_the_rest():
+    rng = np.random.default_rng(0)
+    original = rng.uniform(0, 1, (60, 80, 3)).astype(np.float32)
+    restored = rng.uniform(0, 1, (60, 80, 3)).astype(np.float32)
+    mask = np.zeros((60, 80), np.float32)
+    mask[28:32, 10:70] = 1  # a scratch across the photo
+    far = np.ones((60, 80), bool)
+    far[28 - 2 * REPAIR_REACH : 32 + 2 * REPAIR_REACH] = False
+    assert temper_restoration(original, restored, mask, 1.0) is restored
+    for strength in (0.0, 0.4):
+        out = temper_restoration(original, restored, mask, strength)
+        assert out.dtype == np.float32 and out.shape == original.shape
+        # The damage and its rim are repaired in full ...
+        np.testing.assert_allclose(out[26:34, 10:70], restored[26:34, 10:70], atol=1e-6)
+        # ... the rest keeps only ``strength`` of the change ...
+        np.testing.assert_allclose(out[far], (original + strength * (restored - original))[far], atol=1e-6)
+        # ... and the two meet without a step: one pixel further from the scratch never jumps by more than a fraction.
+        column = np.abs(out[:, 40] - original[:, 40]) / np.maximum(np.abs(restored[:, 40] - original[:, 40]), 1e-3)
+        share = np.median(column, axis=1)
+        assert np.all(np.abs(np.diff(share[32 + REPAIR_REACH // 2 : 32 + 2 * REPAIR_REACH])) < 0.35)
+    # Without damage, strength 0 is the photo itself.
+    np.testing.assert_array_equal(temper_restoration(original, restored, None, 0.0), original)
+    with pytest.raises(ValueError):
+        temper_restoration(original, restored, mask, 1.5)
+
+
+def test_global_strength_zero_changes_only_the_repaired_damage(random_global_models):
+    photo = textured(96, 112, seed=3)
+    mask = np.zeros((96, 112), np.float32)
+    mask[40:44, 20:90] = 1
+    runtime = make_runtime("cpu")
+    full = Restorer(runtime, RestoreOptions(scratches=False, faces=False)).restore(photo, mask=mask)
+    restorer = Restorer(runtime, RestoreOptions(scratches=False, faces=False, global_strength=0.0))
+    kept = restorer.restore(photo, mask=mask)
+    far = np.ones((96, 112), bool)
+    far[40 - 2 * REPAIR_REACH : 44 + 2 * REPAIR_REACH] = False
+    assert not np.allclose(full.pixels[far], photo[far], atol=1e-3)  # the full stage changes the whole photo
+    np.testing.assert_allclose(kept.pixels[far], photo[far], atol=1e-6)  # strength 0 leaves it as scanned
+    np.testing.assert_allclose(kept.pixels[40:44, 20:90], full.pixels[40:44, 20:90], atol=1e-6)  # repaired in full
+    assert any("strength 0 away from the repaired damage" in step for step in restorer.plan())
+    with pytest.raises(ConfigError, match="global strength"):
+        RestoreOptions(global_strength=-0.1)
 
 
 # --- the detail fusion (tiny random networks) ----------------------------------------------------------------------

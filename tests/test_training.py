@@ -826,6 +826,21 @@ def test_a_resume_with_nothing_left_into_a_new_out_says_where_the_weights_are(tm
         train_scratch(changed(config, out=str(tmp_path / "moved.safetensors")), resume=True)
 
 
+def test_a_resume_with_nothing_left_says_so(tmp_path, caplog):
+    """--resume with --steps at or below the checkpoint's step exited 0 without a word, as if it had trained."""
+    config = tiny_config(tmp_path, "run", steps=4)
+    train_scratch(config)
+    weights = Path(config.setup.out).read_bytes()
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        state = train_scratch(changed(config, steps=2), resume=True)
+    assert state.step == 4 and Path(config.setup.out).read_bytes() == weights
+    assert "nothing to train" in caplog.text and "at step 4" in caplog.text and "--steps 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        train_scratch(changed(config, steps=5), resume=True)
+    assert "nothing to train" not in caplog.text
+
+
 def test_checkpoints_are_written_without_touching_a_file_of_a_fixed_temporary_name(tmp_path):
     """The checkpoint went through <stem>.tmp beside it: a user's notes.tmp beside notes.pt was replaced, then gone."""
     from oldphoto.errors import DataError

@@ -89,6 +89,15 @@ def evaluate(
             "keep every mark of the detector, as restore --no-scratch-verify.",
         ),
     ] = True,
+    global_strength: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="How much of the global restoration the pipeline methods keep away from the repaired damage, as "
+            "restore --global-strength (default 1: all of it).",
+        ),
+    ] = 1.0,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
@@ -129,7 +138,9 @@ def evaluate(
         check_detection_overrides(scratch_threshold, None)  # also when no method detects: the JSON records the value
         if scratch_threshold is not None and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].scratches for name in methods):
             note(f"--scratch-threshold {scratch_threshold} does nothing here: no method of this run detects scratches")
-        built = {name: build_method(name, runtime, scratch_threshold, scratch_verify) for name in methods}
+        if global_strength != 1.0 and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].global_restoration for name in methods):
+            note(f"--global-strength {global_strength:g} does nothing here: no method of this run restores globally")
+        built = {name: build_method(name, runtime, scratch_threshold, scratch_verify, global_strength) for name in methods}
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")
@@ -200,7 +211,9 @@ def evaluate(
         if csv_path is not None and (scored_any or stopped is None):
             _write_csv(csv_path, summaries)
         if json_path is not None and (scored_any or stopped is None):
-            _write_json(json_path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, runtime.precision)
+            _write_json(
+                json_path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, global_strength, runtime.precision
+            )
     except OSError as error:
         raise fail(f"cannot write the scores ({error.strerror or error}); they are in the table above", EXIT_FAILURES) from None
     if stopped == "interrupted":
@@ -226,13 +239,16 @@ def _saving(write: Callable[[], None]) -> None:
         raise _SaveFailed(str(error)) from None
 
 
-def _write_json(path: Path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, precision) -> None:
+def _write_json(
+    path: Path, pairs, summaries, scoring, stopped, true_masks, scratch_threshold, scratch_verify, global_strength, precision
+) -> None:
     payload = {
         "pairs": len(pairs),
         "stopped": stopped,  # None for a run that scored every pair it could
         "true_masks": true_masks,
         "scratch_threshold": scratch_threshold,
         "scratch_verify": scratch_verify,
+        "global_strength": global_strength,
         "precision": precision,
         "mask_definition": scoring,
         "methods": [s.as_dict() for s in summaries],

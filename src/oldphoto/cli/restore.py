@@ -110,6 +110,7 @@ def restore(
     mask_dilation: opt.MaskDilationOption = None,
     global_restoration: opt.GlobalRestorationOption = True,
     global_model: opt.GlobalModelOption = GlobalModel(DEFAULT_GLOBAL_BACKEND),
+    global_strength: opt.GlobalStrengthOption = 1.0,
     keep_tone: opt.KeepToneOption = False,
     weights: opt.WeightsOption = None,
     faces: opt.FacesOption = True,
@@ -146,6 +147,7 @@ def restore(
             min_face_size=min_face_size,
             only_center_face=only_center_face,
             global_model=global_model.value,
+            global_strength=global_strength,
             keep_tone=keep_tone,
             weights=parse_weights(weights or []),
         )
@@ -399,6 +401,8 @@ def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool
             notes.append("--scratch-threshold and --mask-dilation do nothing with --no-scratch")
     if masks_given and options.mask_dilation:
         notes.append("--mask-dilation grows detected masks only: a mask from --masks is used as it is")
+    if options.global_strength != 1.0 and not options.global_restoration:
+        notes.append("--global-strength does nothing with --no-global (there is no global restoration to temper)")
     if save_faces and not options.faces:
         notes.append("--save-faces writes nothing with --no-faces")
     elif save_faces and options.face_strength <= 0:

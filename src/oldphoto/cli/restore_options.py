@@ -155,6 +155,18 @@ GlobalModelOption = Annotated[
         ),
     ]
 
+GlobalStrengthOption = Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="How much of the global restoration to keep away from the repaired damage: 1 treats grain, blur and "
+            "fading over the whole photo; lower keeps more of the scan's own grain and fine texture; 0 changes only "
+            "the repaired damage. Marked damage is always repaired in full.",
+            rich_help_panel=STAGES,
+        ),
+    ]
+
 KeepToneOption = Annotated[
         bool,
         typer.Option(

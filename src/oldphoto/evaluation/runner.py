@@ -165,10 +165,13 @@ METHOD_NAMES = (*CLASSICAL_METHODS, *PIPELINE_METHODS)
 """Every name ``evaluate -m`` accepts."""
 
 
-def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = None, verify_scratches: bool = True) -> Method:
+def build_method(
+    name: str, runtime: Runtime, scratch_threshold: float | None = None, verify_scratches: bool = True, global_strength: float = 1.0
+) -> Method:
     """A method by name; loading a model happens once, here. ``scratch_threshold`` replaces the detector's
     registry threshold in the pipeline methods (as ``restore --scratch-threshold`` does); ``verify_scratches``
-    False keeps every mark of the detector (``restore --no-scratch-verify``)."""
+    False keeps every mark of the detector (``restore --no-scratch-verify``); ``global_strength`` tempers their
+    global stage (``restore --global-strength``)."""
     if name == "identity":
         return identity
     if name == "classical":
@@ -177,7 +180,9 @@ def build_method(name: str, runtime: Runtime, scratch_threshold: float | None = 
         return tophat
     if name in PIPELINE_METHODS:
         # Stage models are scored through the same pipeline `restore` runs, with only their stages on.
-        options = replace(PIPELINE_METHODS[name], scratch_threshold=scratch_threshold, verify_scratches=verify_scratches)
+        options = replace(
+            PIPELINE_METHODS[name], scratch_threshold=scratch_threshold, verify_scratches=verify_scratches, global_strength=global_strength
+        )
         return PipelineMethod(Restorer(runtime, options))
     raise ConfigError(f"unknown method {name!r}; use one of {', '.join(METHOD_NAMES)}")
 

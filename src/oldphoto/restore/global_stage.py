@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -154,6 +155,40 @@ def _run_triplet(rgb, mask, models: Mapping[str, LoadedModel], runtime, on_tile)
 def _run_direct(rgb, mask, models: Mapping[str, LoadedModel], runtime, on_tile) -> np.ndarray:
     model = models[RESTORE_UNET_MODEL]
     return restore_global_direct(rgb, mask, model.network, runtime, min_overlap=model.contract.min_tile_overlap, on_tile=on_tile)
+
+
+REPAIR_REACH = 8
+"""Pixels around a marked damage that :func:`temper_restoration` leaves fully restored: the triplet repaints the
+latent cells (4 x 4 px) a mark touches and blends into their neighbours, so a repair reaches a few pixels past its
+mask; cut off at the mask itself, a tempered repair would keep a rim of the scratch."""
+
+
+def temper_restoration(original: np.ndarray, restored: np.ndarray, mask: np.ndarray | None, strength: float) -> np.ndarray:
+    """The global stage's result with only ``strength`` of its change kept away from the damage it repaired.
+
+    ``original`` and ``restored``: (H, W, 3) float32 in [0, 1], the photo before and after the global stage;
+    ``mask``: (H, W) 0/1 damage mask (1 = damaged) or None; ``strength`` in [0, 1]. Returns (H, W, 3) float32 in
+    [0, 1]: on each marked pixel and within :data:`REPAIR_REACH` of it the restored value, elsewhere
+    ``original + strength * (restored - original)``, with a ramp as wide again between the two so no seam shows.
+    Strength 1 returns ``restored``; 0 keeps the scan as it was wherever nothing was repaired (the repair of marked
+    damage is never weakened: a half-erased scratch helps no one).
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength {strength} must be between 0 and 1")
+    if strength == 1.0:
+        return restored
+    repaired = np.zeros(original.shape[:2], np.float32)
+    if mask is not None and np.any(mask > 0.5):
+        # Distance to the nearest marked pixel: 1 up to the repair's reach, then down to 0 over as many pixels again
+        # (a ramp, not a blur, so that nothing further away is touched).
+        distance = cv2.distanceTransform((mask <= 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+        repaired = np.clip(2.0 - distance / REPAIR_REACH, 0.0, 1.0).astype(np.float32)
+    kept = strength + (1.0 - strength) * repaired
+    # One new photo-sized array (a 24 MP scan: 290 MB), not three temporaries.
+    tempered = np.subtract(restored, original, dtype=np.float32)
+    tempered *= kept[:, :, None]
+    tempered += original
+    return tempered
 
 
 TRIPLET_MODELS = (VAE_OLD_MODEL, MAPPING_MODEL, VAE_CLEAN_MODEL, DETAIL_MODEL)

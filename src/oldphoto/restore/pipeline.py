@@ -28,7 +28,7 @@ from oldphoto.registry import (
 )
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, refine_faces
-from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, temper_restoration
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
@@ -55,6 +55,10 @@ class RestoreOptions:
     face_gate: bool = True
     """Let the face gate decide how much of the refiner's correction each face takes (a sharp face none); off, every
     face takes it at ``face_strength`` (for measurements: what the gate saves sharp faces)."""
+    global_strength: float = 1.0
+    """Share of the global stage's change kept where it repaired no marked damage: 1 the whole restoration (grain,
+    blur and fading treated over the whole photo), 0 the scan as it was except for the repaired damage, which is
+    always repaired in full (:func:`~oldphoto.restore.global_stage.temper_restoration`)."""
     global_model: str = DEFAULT_GLOBAL_BACKEND
     """A name in :data:`~oldphoto.restore.global_stage.GLOBAL_BACKENDS`: "triplet" (VAE_A -> mapping -> VAE_B, the method)
     or the ablation's "restore-unet"."""
@@ -77,6 +81,8 @@ class RestoreOptions:
         if self.global_model not in GLOBAL_BACKENDS:
             raise ConfigError(f"unknown global model {self.global_model!r}; use one of {', '.join(GLOBAL_BACKENDS)}")
         check_detection_overrides(self.scratch_threshold, self.mask_dilation)
+        if not 0.0 <= self.global_strength <= 1.0:
+            raise ConfigError(f"global strength {self.global_strength} must be between 0 and 1")
         if self.min_face_size < 0:
             raise ConfigError(f"minimum face size {self.min_face_size} must be 0 or more pixels (0 refines every face)")
         for name, _ in self.weights:
@@ -259,7 +265,8 @@ def plan_stages(options: RestoreOptions) -> list[str]:
         verified = f"marks judged by {SCRATCH_VERIFIER_MODEL}" if options.verify_scratches else "every mark kept"
         steps.append(f"detect scratches ({SCRATCH_MODEL}; threshold {threshold:g}, dilation {dilation} px; {verified})")
     if options.global_restoration:
-        steps.append(f"global restoration ({', '.join(required_models(options)['global'])})")
+        strength = "" if options.global_strength == 1.0 else f"; strength {options.global_strength:g} away from the repaired damage"
+        steps.append(f"global restoration ({', '.join(required_models(options)['global'])}{strength})")
     elif options.scratches:
         steps.append("fill scratches by classical inpainting (Telea); no global restoration")
     if options.faces:
@@ -357,7 +364,7 @@ class Restorer:
         if self.options.global_restoration:
             started = time.perf_counter()
             backend = GLOBAL_BACKENDS[self.options.global_model]
-            rgb = backend.run(rgb, result.mask, self.models, self.runtime, count_tiles)
+            rgb = temper_restoration(original, backend.run(rgb, result.mask, self.models, self.runtime, count_tiles), result.mask, self.options.global_strength)
             result.stage_seconds["global"] = time.perf_counter() - started
         elif result.mask is not None:
             started = time.perf_counter()

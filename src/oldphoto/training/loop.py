@@ -472,6 +472,17 @@ def run(
             state.best["step"],
         )
         state.best = None
+    if resume and state.best is not None and schedule.progress(state.step, time.perf_counter() - started) >= 1.0:
+        # It exited 0 saying nothing: a --steps at or below the checkpoint's step looked like a run that trained.
+        log.warning(
+            "nothing to train: the checkpoint %s is at step %d, which --steps %d (or --time-budget) does not pass; its "
+            "best weights (step %d) stay in %s; raise --steps to train on",
+            checkpoint,
+            state.step,
+            schedule.steps,
+            state.best["step"],
+            schedule.out,
+        )
     running: dict[str, float] = {}
     for module in recipe.modules().values():
         module.train()
