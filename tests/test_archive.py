@@ -89,6 +89,18 @@ def test_sharded_runs_together_restore_each_photo_once_and_merge_into_one_report
     assert merged["totals"]["images"] == 9 and merged["totals"]["statuses"] == {"restored": 9}
     assert merged["totals"]["megapixels"] == pytest.approx(sum(p["totals"]["megapixels"] for p in parts))
     assert [part["report"] for part in merged["merged_from"]] == list(map(str, reports))
+    # A merge replaces an earlier merge, not unasked a run's own report: merged into shard 2's report, its record was lost.
+    assert invoke("report", "merge", *map(str, reports), "-o", str(merged_path)).exit_code == 0
+    before = reports[2].read_text()
+    result = invoke("report", "merge", *map(str, reports[:2]), "-o", str(reports[2]))
+    assert result.exit_code == 2 and "is the report of a run, not a merge" in " ".join(result.output.split()), result.output
+    assert reports[2].read_text() == before
+    # Never a photo a report lists, even with --overwrite (it turned the scan into JSON).
+    listed = Path(parts[0]["images"][0]["input"])
+    photo_bytes = listed.read_bytes()
+    result = invoke("report", "merge", str(reports[0]), "-o", str(listed), "--overwrite")
+    assert result.exit_code == 2 and "a photo or output the reports list" in " ".join(result.output.split()), result.output
+    assert listed.read_bytes() == photo_bytes
 
 
 def test_shards_sharing_one_report_name_are_refused(tmp_path, random_scratch_model):

@@ -1032,6 +1032,10 @@ def test_options_the_chosen_stages_ignore_are_named_and_an_odd_file_name_reaches
     assert result.exit_code == 0 and "--global-strength does nothing with --no-global" in " ".join(result.output.split())
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out6"), "--global-strength", "1.5", *STAGES)
     assert result.exit_code == 2 and "--global-strength" in result.output and not (tmp_path / "out6").exists()
+    result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out7"), "--no-scratch", "--global-strength", "0", "--no-faces", "--dry-run")
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "the global stage changes nothing (no damage is marked to repair)" in shown, shown
+    assert "strength 0 away from the repaired damage" in shown
     result = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out4"), "--workers", "3", "--dry-run", *STAGES)
     assert "are for --engine ray; this run is local" in " ".join(result.output.split())
     # --tile below the stages' floor: the dry run refuses it as the run does (it planned the run and exited 0).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -465,10 +467,22 @@ def test_degrade_overwrite_removes_only_a_set_it_made(tmp_path):
     refused = CliRunner().invoke(app, ["degrade", str(src), "-o", str(mine), "--overwrite"])
     assert refused.exit_code == 2 and "no set made by oldphoto degrade" in " ".join(refused.output.split())
     assert (mine / "clean" / "grandma.jpg").exists() and (mine / "mask" / "my_mask.png").exists()
-    stopped = tmp_path / "stopped"
-    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(stopped)]).exit_code == 0
-    (stopped / "manifest.json").unlink()
-    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(stopped), "--overwrite"]).exit_code == 0
+    # One's own pairs in the layout evaluate reads (clean/ and degraded/ of the same PNG names) were taken for a set
+    # stopped before its manifest, and --overwrite deleted them.
+    pairs = tmp_path / "pairs"
+    for part in ("clean", "degraded"):
+        (pairs / part).mkdir(parents=True)
+        Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(pairs / part / "s.png")
+    refused = CliRunner().invoke(app, ["degrade", str(src), "-o", str(pairs), "--overwrite"])
+    assert refused.exit_code == 2 and "no set made by oldphoto degrade" in " ".join(refused.output.split())
+    assert (pairs / "clean" / "s.png").exists() and (pairs / "degraded" / "s.png").exists()
+    # A run killed before its manifest (here: writing it fails unexpectedly) is still known as a set, and replaced.
+    killed = tmp_path / "killed"
+    with mock.patch("oldphoto.cli.degrade.write_manifest", side_effect=RuntimeError("killed")):
+        CliRunner().invoke(app, ["degrade", str(src), "-o", str(killed)])
+    assert (killed / "clean" / "p.png").exists() and not (killed / "manifest.json").exists()
+    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(killed), "--overwrite"]).exit_code == 0
+    assert (killed / "manifest.json").exists() and not (killed / ".oldphoto-degrade-pending.json").exists()
 
 
 def test_degrade_keeps_every_pair_when_sources_share_a_name(tmp_path):

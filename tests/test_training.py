@@ -834,7 +834,12 @@ def test_a_resume_with_nothing_left_says_so(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
         state = train_scratch(changed(config, steps=2), resume=True)
     assert state.step == 4 and Path(config.setup.out).read_bytes() == weights
-    assert "nothing to train" in caplog.text and "at step 4" in caplog.text and "--steps 2" in caplog.text
+    assert "nothing to train: --steps 2 is not past the checkpoint's step 4; raise --steps" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
+        budget = dataclasses.replace(config.setup.runtime, time_budget=1e-6)
+        train_scratch(changed(config, steps=100, runtime=budget), resume=True)
+    assert "nothing to train: its --time-budget" in caplog.text and "raise --time-budget" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="oldphoto.training.loop"):
         train_scratch(changed(config, steps=5), resume=True)

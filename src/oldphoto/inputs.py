@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oldphoto.atomic import temporary_name_prefix
+from oldphoto.atomic import atomic_write_bytes, temporary_name_prefix
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import EXTENSION_FORMATS, image_size, is_image_path
 
@@ -377,36 +377,45 @@ SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", "manifest.json
 """What `degrade` writes into its output folder: these and nothing else are removed by ``--overwrite``."""
 
 
+PENDING_SET = ".oldphoto-degrade-pending.json"
+"""Written by ``degrade`` into its -o folder before the first pair, listing the pairs it plans (``{"stems": [...]}``),
+and removed once manifest.json lists the pairs made: a run killed before its manifest leaves a folder whose pairs are
+still known to be its own."""
+
+
+def _listed_stems(path: Path, key: str) -> set[str] | None:
+    """The stems a manifest (``images``: records with a ``stem``) or a pending-set file (``stems``) lists; None when
+    ``path`` is not such a file."""
+    try:
+        listed = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(listed, list):
+        return None
+    if key == "images":
+        listed = [record.get("stem") for record in listed if isinstance(record, dict)]
+    return {stem for stem in listed if isinstance(stem, str)}
+
+
 def holds_a_set(folder: Path) -> bool:
     """Whether ``folder`` holds a set ``oldphoto degrade`` made: its manifest.json (a JSON object with the set's
-    ``images``), or, for a run stopped before it wrote the manifest, clean/ and degraded/ holding the same PNG
-    names and every part only PNGs. A folder of one's own photos or masks that merely has a part's name is not one."""
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        try:
-            return isinstance(json.loads(manifest.read_text()).get("images"), list)
-        except (OSError, ValueError, AttributeError):
-            return False
-    if not ((folder / "clean").is_dir() and (folder / "degraded").is_dir()):
-        return False
-    parts = [folder / name for name in SET_PARTS if name != "manifest.json" and (folder / name).exists()]
-    if not all(part.is_dir() for part in parts):
-        return False
-    names = {part.name: {entry.name for entry in part.iterdir() if not entry.name.startswith(".")} for part in parts}
-    if any(not name.endswith(".png") for entries in names.values() for name in entries):
-        return False
-    return names["clean"] == names["degraded"]
+    ``images``), or, for a run killed before it wrote the manifest, its :data:`PENDING_SET` file. A folder of one's own
+    photos or pairs that merely uses the parts' names is not one (clean/ and degraded/ of the same PNG names were taken
+    for a stopped set, and --overwrite deleted a user's own pairs)."""
+    return _listed_stems(folder / "manifest.json", "images") is not None or _listed_stems(folder / PENDING_SET, "stems") is not None
+
+
+def write_pending_set(folder: Path, stems: Sequence[str]) -> None:
+    """Mark ``folder`` (created if need be) as holding a set being made of the pairs ``stems`` (:data:`PENDING_SET`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / PENDING_SET, (json.dumps({"stems": list(stems)}) + "\n").encode())
 
 
 def _set_pair_files(folder: Path) -> set[str]:
-    """The file names the set in ``folder`` has in each part: ``<stem>.png`` for each pair its manifest lists, or,
-    without a manifest (a run stopped before writing it), the PNGs that clean/ and degraded/ share
-    (:func:`holds_a_set`)."""
-    try:
-        images = json.loads((folder / "manifest.json").read_text())["images"]
-        return {f"{record['stem']}.png" for record in images if isinstance(record, dict) and isinstance(record.get("stem"), str)}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {entry.name for entry in (folder / "clean").iterdir() if entry.name.endswith(".png")} if (folder / "clean").is_dir() else set()
+    """The file names the set in ``folder`` has in each part: ``<stem>.png`` for each pair its manifest lists and each
+    pair a run killed before its manifest planned (:data:`PENDING_SET`)."""
+    stems = (_listed_stems(folder / "manifest.json", "images") or set()) | (_listed_stems(folder / PENDING_SET, "stems") or set())
+    return {f"{stem}.png" for stem in stems}
 
 
 def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = False) -> None:
@@ -426,8 +435,8 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
         raise ConfigError(f"{output} is not empty; pass --overwrite to replace the set in it, or choose an empty folder")
     if not holds_a_set(output):
         raise ConfigError(
-            f"{output} holds files but no set made by oldphoto degrade (no manifest.json, or parts with files it does "
-            "not write): --overwrite removes only such a set; choose an empty folder"
+            f"{output} holds files but no set made by oldphoto degrade (no manifest.json): --overwrite removes only "
+            "such a set; choose an empty folder"
         )
     parts = [output / name for name in SET_PARTS if (output / name).exists()]
     for part in parts:

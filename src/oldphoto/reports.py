@@ -207,6 +207,21 @@ def _check_not_another_shards(path: Path, shard: str | None) -> None:
     )
 
 
+def listed_files(payload: dict[str, Any], starts: Iterable[Path] = ()) -> list[Path]:
+    """Every photo and output a report lists, relative ones read from each folder they may start from: ``starts``,
+    the current folder and the report's ``working_directory``. For commands that write beside them (never over one)."""
+    folders = {*starts, Path.cwd(), *([Path(payload["working_directory"])] if payload.get("working_directory") else [])}
+    return [folder / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key) for folder in folders]
+
+
+def is_merged_report(path: Path) -> bool:
+    """Whether ``path`` is a report written by :func:`merge_reports` (it names the reports it merged)."""
+    try:
+        return isinstance(json.loads(path.read_text()).get("merged_from"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_report(path: Path) -> dict[str, Any]:
     """Read a report written by ``restore --report`` (or by :func:`merge_reports`).
 

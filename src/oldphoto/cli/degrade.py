@@ -25,7 +25,7 @@ from oldphoto.cli.common import (
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
 from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, remove_pair, write_manifest
 from oldphoto.errors import ImageWriteError, OldPhotoError
-from oldphoto.inputs import prepare_set_folder
+from oldphoto.inputs import PENDING_SET, prepare_set_folder, write_pending_set
 from oldphoto.restore.jobs import check_output_folder
 
 MAX_PAIRS = 1_000_000
@@ -78,6 +78,7 @@ def degrade(
         prepare_set_folder(output, [source.path for source in discovered.files], overwrite)
         pairs = plan_pairs(discovered.files, count, size_range)
         check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
+        write_pending_set(output, [pair.stem for pair in pairs])
     rng = np.random.default_rng(seed)
     records: list[PairRecord] = []
     failures = len(discovered.problems)
@@ -106,11 +107,13 @@ def degrade(
             progress.advance(task)
     if not records and stopped is None:
         # Every photo failed: a manifest of no pairs made a "set" that evaluate then refused.
+        (output / PENDING_SET).unlink(missing_ok=True)
         error_console.print("[bold red]error:[/] no pair was made: every photo failed (see above)", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
     with library_errors():
         # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.
         write_manifest(output, seed, recipe, records, stamps, size_range, len(pairs))
+    (output / PENDING_SET).unlink(missing_ok=True)  # the manifest lists the pairs now
     if stopped == "interrupted":
         error_console.print(
             f"[yellow]interrupted[/]: {len(records)} of {len(pairs)} pairs written (manifest.json lists them); run the "

@@ -10,7 +10,17 @@ from rich.markup import escape
 
 from oldphoto.cli.common import console, library_errors, note
 from oldphoto.gallery import check_gallery_target, write_gallery
-from oldphoto.reports import check_report_target, check_writable, merge_reports, read_report, write_report
+from oldphoto.errors import ConfigError
+from oldphoto.reports import (
+    check_report_target,
+    check_writable,
+    is_merged_report,
+    listed_files,
+    looks_like_report,
+    merge_reports,
+    read_report,
+    write_report,
+)
 
 app = typer.Typer(help="Work with restore --report files.", no_args_is_help=True)
 
@@ -26,8 +36,20 @@ def merge(
     """Combine the reports of several shards or runs into one: a photo recorded twice keeps its best outcome
     (restored > skipped > failed > refused); totals are recomputed."""
     with library_errors():
-        check_report_target(output, reports, [], overwrite)
         payloads = [read_report(path) for path in reports]
+        # Never a photo or output a report lists, whatever --overwrite (it turned a listed scan into JSON) ...
+        listed = [path.resolve() for payload in payloads for path in listed_files(payload)]
+        if output.resolve() in listed:
+            raise ConfigError(f"-o {output} is a photo or output the reports list; give the merged report a file name of its own")
+        check_report_target(output, reports, [], overwrite)
+        existing_run = output.is_file() and output.stat().st_size > 0 and looks_like_report(output) and not is_merged_report(output)
+        if existing_run and not overwrite:
+            # ... nor, unasked, a run's own report (another shard's was replaced, its record lost): a merge replaces
+            # an earlier merge.
+            raise ConfigError(
+                f"-o {output} is the report of a run, not a merge: replacing it would lose that run's record; give it "
+                "as a REPORT to merge it too, choose another -o, or pass --overwrite"
+            )
         merged = merge_reports(payloads, [str(path) for path in reports])
         write_report(output, merged)
     totals = merged["totals"]
@@ -58,9 +80,7 @@ def gallery(
         root = paths_from or _paths_start(payload)
         # Even with --overwrite (an unknown page): never the report itself, nor a photo or output it lists.
         # Relative paths read from every folder they may start from: run elsewhere, the page replaced a listed scan.
-        starts = {root, Path.cwd(), *([Path(payload["working_directory"])] if payload.get("working_directory") else [])}
-        listed = [start / record[key] for record in payload["images"] for key in ("input", "output") if record.get(key) for start in starts]
-        check_gallery_target(output, overwrite, protected=[report, *listed])
+        check_gallery_target(output, overwrite, protected=[report, *listed_files(payload, [root])])
         check_writable(output, "gallery page")  # a place below a file: one line now, not a traceback after the page
         write_gallery(output, payload, root=root)
     outputs = [Path(record["output"]) for record in payload["images"] if record.get("status") == "restored" and record.get("output")]

@@ -403,6 +403,8 @@ def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool
         notes.append("--mask-dilation grows detected masks only: a mask from --masks is used as it is")
     if options.global_strength != 1.0 and not options.global_restoration:
         notes.append("--global-strength does nothing with --no-global (there is no global restoration to temper)")
+    elif options.global_strength == 0.0 and not options.scratches and not masks_given:
+        notes.append("--global-strength 0 with --no-scratch: the global stage changes nothing (no damage is marked to repair)")
     if save_faces and not options.faces:
         notes.append("--save-faces writes nothing with --no-faces")
     elif save_faces and options.face_strength <= 0:

@@ -161,8 +161,9 @@ GlobalStrengthOption = Annotated[
             min=0.0,
             max=1.0,
             help="How much of the global restoration to keep away from the repaired damage: 1 treats grain, blur and "
-            "fading over the whole photo; lower keeps more of the scan's own grain and fine texture; 0 changes only "
-            "the repaired damage. Marked damage is always repaired in full.",
+            "fading over the whole photo; lower keeps more of the scan's own grain, fine texture and tone; 0 keeps "
+            "the global stage's change on the repaired damage only (faces are still refined). Marked damage is "
+            "always repaired in full, in the tone kept around it.",
             rich_help_panel=STAGES,
         ),
     ]

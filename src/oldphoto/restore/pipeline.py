@@ -361,10 +361,14 @@ class Restorer:
             result.dropped_coverage = None if dropped is None else float(dropped.mean())
             result.stage_seconds["scratches"] = time.perf_counter() - started
         black_and_white = grayscale or is_black_and_white(rgb)
-        if self.options.global_restoration:
+        nothing_marked = result.mask is None or not np.any(result.mask > 0.5)
+        if self.options.global_restoration and self.options.global_strength == 0.0 and nothing_marked:
+            log.debug("global strength 0 and no damage marked: the global stage would return the photo as it is")
+        elif self.options.global_restoration:
             started = time.perf_counter()
             backend = GLOBAL_BACKENDS[self.options.global_model]
-            rgb = temper_restoration(original, backend.run(rgb, result.mask, self.models, self.runtime, count_tiles), result.mask, self.options.global_strength)
+            restored = backend.run(rgb, result.mask, self.models, self.runtime, count_tiles)
+            rgb = temper_restoration(original, restored, result.mask, self.options.global_strength)
             result.stage_seconds["global"] = time.perf_counter() - started
         elif result.mask is not None:
             started = time.perf_counter()

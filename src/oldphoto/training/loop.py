@@ -474,12 +474,15 @@ def run(
         state.best = None
     if resume and state.best is not None and schedule.progress(state.step, time.perf_counter() - started) >= 1.0:
         # It exited 0 saying nothing: a --steps at or below the checkpoint's step looked like a run that trained.
+        spent = (
+            f"--steps {schedule.steps} is not past the checkpoint's step {state.step}; raise --steps to train on"
+            if state.step >= schedule.steps
+            else f"its --time-budget ({schedule.time_budget / 60:g} minutes, counted over resumes) is spent; raise --time-budget to train on"
+        )
         log.warning(
-            "nothing to train: the checkpoint %s is at step %d, which --steps %d (or --time-budget) does not pass; its "
-            "best weights (step %d) stay in %s; raise --steps to train on",
+            "nothing to train: %s (the checkpoint %s; its best weights, of step %d, stay in %s)",
+            spent,
             checkpoint,
-            state.step,
-            schedule.steps,
             state.best["step"],
             schedule.out,
         )
