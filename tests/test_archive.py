@@ -175,12 +175,20 @@ def test_merge_refuses_a_file_that_is_not_a_report(tmp_path):
         ([{"input": "a.jpg", "output": "o/a.jpg"}], "photo record 1 has no 'status' text"),
         (["a.jpg"], "photo record 1 is a str, not an object"),
         ([{"input": "a.jpg", "output": "o/a.jpg", "status": "restored", "seconds": 1.0}], "has no 'megapixels' number"),
+        # Hand-edited fields the gallery reads: tracebacks (ValueError, AttributeError, TypeError) before.
+        ([{"input": "a.jpg", "output": "o/a.jpg", "status": "skipped", "width": "wide"}], "has a 'width' that is not a number"),
+        ([{"input": "a.jpg", "output": "o/a.jpg", "status": "skipped", "scratch_coverage": "high"}], "'scratch_coverage' that is not a number"),
+        ([{"input": "a.jpg", "output": "o/a.jpg", "status": "skipped", "faces": "x"}], "has 'faces' that are not a list of objects"),
+        ([{"input": "a.jpg", "output": "o/a.jpg", "status": "skipped", "faces": [{"box": "x"}]}], "face 1 whose 'box' is not"),
     ):
         bogus.write_text(json.dumps({"images": images, "totals": {}}))
         for command in (["merge", str(bogus), "-o", str(tmp_path / "all.json")], ["gallery", str(bogus), "-o", str(tmp_path / "g.html")]):
             result = runner.invoke(app, ["report", *command])
             assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
             assert result.exception is None or isinstance(result.exception, SystemExit)
+    bogus.write_text(json.dumps({"images": [], "totals": {}, "stages": 5}))
+    result = runner.invoke(app, ["report", "gallery", str(bogus), "-o", str(tmp_path / "g.html")])
+    assert result.exit_code == 2 and "'stages' are not a list of text" in " ".join(result.output.split()), result.output
     assert not (tmp_path / "all.json").exists() and not (tmp_path / "g.html").exists()
 
 

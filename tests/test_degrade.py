@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 from unittest import mock
 
@@ -483,6 +484,46 @@ def test_degrade_overwrite_removes_only_a_set_it_made(tmp_path):
     assert (killed / "clean" / "p.png").exists() and not (killed / "manifest.json").exists()
     assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(killed), "--overwrite"]).exit_code == 0
     assert (killed / "manifest.json").exists() and not (killed / ".oldphoto-degrade-pending.json").exists()
+
+
+def test_degrade_recursive_leaves_out_an_earlier_set_below_its_folder(tmp_path):
+    """A second `degrade photos -r -o photos/set2` took set1's damaged photos and binary masks for clean photos
+    ("wrote 12 pairs" from 2 photos). A set's clean/ given itself is still degraded."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray((smooth_image(32, 40, seed=i) * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    assert CliRunner().invoke(app, ["degrade", str(photos), "-r", "-o", str(photos / "set1")]).exit_code == 0
+    result = CliRunner().invoke(app, ["degrade", str(photos), "-r", "-o", str(photos / "set2")])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "wrote 2 pairs" in shown and "left out" in shown and "sets made by oldphoto degrade" in shown, shown
+    sources = {Path(record["source"]).name for record in json.loads((photos / "set2" / "manifest.json").read_text())["images"]}
+    assert sources == {"p0.png", "p1.png"}
+    result = CliRunner().invoke(app, ["degrade", str(photos / "set1" / "clean"), "-o", str(tmp_path / "again")])
+    assert result.exit_code == 0 and "wrote 2 pairs" in " ".join(result.output.split()), result.output
+
+
+def test_a_preset_file_without_a_base_starts_from_the_preset_given(tmp_path, caplog):
+    """`--preset bopbtl --config tweak.toml` built the set on `default`, dropping --preset without a word."""
+    from oldphoto.degrade import get_preset, load_preset_file
+
+    tweak = tmp_path / "tweak.toml"
+    tweak.write_text("grayscale_probability = 0.0\n")
+    loaded = load_preset_file(tweak, "bopbtl")
+    assert loaded.structured == get_preset("bopbtl").structured and loaded.grayscale_probability == 0.0
+    assert load_preset_file(tweak).structured == get_preset("default").structured
+    named = tmp_path / "named.toml"
+    named.write_text('base = "default-v1"\n')
+    with caplog.at_level("WARNING", logger="oldphoto.degrade.presets"):
+        assert load_preset_file(named, "bopbtl").structured == get_preset("default-v1").structured
+    assert "names its own base preset 'default-v1'" in caplog.text
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--preset", "bopbtl", "--config", str(tweak)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "set" / "manifest.json").read_text())["preset"]
+    assert summary["structured_after_scan"] == get_preset("bopbtl").structured_after_scan
 
 
 def test_degrade_keeps_every_pair_when_sources_share_a_name(tmp_path):

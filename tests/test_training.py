@@ -211,6 +211,16 @@ def test_resuming_a_checkpoint_of_another_architecture_says_what_to_do(tmp_path,
         train_scratch(changed(config, steps=2), resume=True)
 
 
+def test_resuming_another_models_checkpoint_names_that_model(tmp_path):
+    """A scratch-unet checkpoint given to `train vae-clean --resume` "does not fit the vae-clean architecture ...
+    resume with the code that wrote it": the same code wrote it, for another model."""
+    scratch = tiny_config(tmp_path, "scratch", steps=1)
+    train_scratch(scratch)
+    config = global_config(tmp_path, "vae-clean", steps=2)
+    with pytest.raises(DataError, match="is a checkpoint of scratch-unet, not of vae-clean"):
+        train_global(changed(config, checkpoint=scratch.setup.checkpoint, overwrite=True), resume=True)
+
+
 def test_scratch_validation_draws_from_every_preset(tmp_path):
     from oldphoto.training.scratch import make_validation_set
 
@@ -739,6 +749,33 @@ def test_train_command_checks_extra_damage(tmp_path):
 
     result = CliRunner().invoke(app, ["train", "scratch", "--data", str(tmp_path), "--val", str(tmp_path), "--extra-damage", "flaking"])
     assert result.exit_code == 2 and "expected OP:P" in result.output
+
+
+def test_a_validation_folder_inside_the_training_data_is_named(tmp_path):
+    """`--val` equal to `--data` (or below it: --data is searched recursively) trained on the validation photos and
+    reported their figures as held-out ones, without a word."""
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+
+    config = tiny_config(tmp_path, "run", steps=1)
+    data = config.setup.data[0]
+    for val in (data, str(Path(data) / "sub")):
+        save_rgb(Path(data) / "sub" / "v.png", smooth_image(64, 64, seed=5))
+        out = tmp_path / f"o{len(val)}"
+        args = ["train", "scratch", "--data", data, "--val", val, "--steps", "1", "--crop", "32", "--batch-size", "1"]
+        result = CliRunner().invoke(app, [*args, "--out", str(out / "w.safetensors"), "--checkpoint", str(out / "c.pt")])
+        shown = " ".join(result.output.split())
+        assert result.exit_code == 0 and "the validation photos are training photos" in shown, result.output
+    result = CliRunner().invoke(app, ["train", "scratch", "--data", data, "--val", config.val[0], "--steps", "1", "--crop", "32",
+                                      "--batch-size", "1", "--out", str(tmp_path / "ok" / "w.safetensors"), "--checkpoint", str(tmp_path / "ok" / "c.pt")])
+    assert result.exit_code == 0 and "training photos" not in result.output, result.output
+    # Options that need another were written into the card as if used, without a word.
+    args = ["train", "scratch", "--data", data, "--val", config.val[0], "--steps", "1", "--crop", "32", "--batch-size", "1",
+            "--real-fraction", "0.9", "--hard-fraction", "0.5", "--out", str(tmp_path / "u" / "w.safetensors"), "--checkpoint", str(tmp_path / "u" / "c.pt")]
+    shown = " ".join(CliRunner().invoke(app, args).output.split())
+    assert "--real-fraction does nothing without --real" in shown and "--hard-fraction does nothing without --hard-negatives" in shown
+    assert "--real-labels" not in shown  # not given: nothing to say
 
 
 def test_an_interrupted_training_says_where_to_resume_from(tmp_path, monkeypatch):

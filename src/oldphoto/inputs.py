@@ -373,7 +373,8 @@ def unused_masks(masks: Path, used: Sequence[Path | None]) -> list[Path]:
     return sorted(path for path in candidates if path.resolve() not in taken)
 
 
-SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", "manifest.json")
+MANIFEST_NAME = "manifest.json"
+SET_PARTS = ("clean", "degraded", "mask", "ignore", "distractor", MANIFEST_NAME)
 """What `degrade` writes into its output folder: these and nothing else are removed by ``--overwrite``."""
 
 
@@ -416,6 +417,36 @@ def _set_pair_files(folder: Path) -> set[str]:
     pair a run killed before its manifest planned (:data:`PENDING_SET`)."""
     stems = (_listed_stems(folder / "manifest.json", "images") or set()) | (_listed_stems(folder / PENDING_SET, "stems") or set())
     return {f"{stem}.png" for stem in stems}
+
+
+def split_set_parts(inputs: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
+    """Separate the inputs found, by descending into a folder, inside the parts of a set ``oldphoto degrade`` made
+    (:func:`holds_a_set`): a second ``degrade -r`` of a folder took the first set's damaged photos and binary masks for
+    clean photos. A part given itself (``set/clean``, or its files, or a glob) is kept: that is asked for.
+
+    Returns:
+        (the inputs to degrade, the inputs left out), each in the given order.
+    """
+    set_parts = set(SET_PARTS) - {MANIFEST_NAME}
+    verdicts: dict[Path, bool] = {}
+
+    def in_a_set(item: InputFile) -> bool:
+        # The folders between the folder given and the file (relative's own parents, the given folder excluded).
+        depth = len(item.relative.parts) - 1
+        folder = item.path.parent
+        for _ in range(depth):
+            if folder.name in set_parts:
+                if folder.parent not in verdicts:
+                    verdicts[folder.parent] = holds_a_set(folder.parent)
+                if verdicts[folder.parent]:
+                    return True
+            folder = folder.parent
+        return False
+
+    kept, left_out = [], []
+    for item in inputs:
+        (left_out if in_a_set(item) else kept).append(item)
+    return kept, left_out
 
 
 def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = False) -> None:

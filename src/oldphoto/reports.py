@@ -238,6 +238,9 @@ def read_report(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not an oldphoto restore report (no 'images' list); pass files written by restore --report")
     if not isinstance(payload.get("working_directory"), (str, type(None))):
         raise DataError(f"{path}: its 'working_directory' is not text; pass reports written by restore --report or report merge")
+    stages = payload.get("stages")
+    if stages is not None and not (isinstance(stages, list) and all(isinstance(stage, str) for stage in stages)):
+        raise DataError(f"{path}: its 'stages' are not a list of text; pass reports written by restore --report or report merge")
     for number, record in enumerate(payload["images"], 1):
         problem = _record_problem(record)
         if problem is not None:
@@ -255,10 +258,36 @@ def _record_problem(record: object) -> str | None:
             return f"has no {key!r} text"
     if record["status"] == "restored":
         for key in ("megapixels", "seconds"):
-            value = record.get(key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
+            if not _is_number(record.get(key)):
                 return f"is restored but has no {key!r} number (written by an older oldphoto? restore again with --report)"
+    # The other fields the gallery and the totals read, when there: a hand-edited "width": "wide" was a traceback.
+    for key in OPTIONAL_NUMBERS:
+        if record.get(key) is not None and not _is_number(record[key]):
+            return f"has a {key!r} that is not a number"
+    for key in OPTIONAL_TEXTS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            return f"has a {key!r} that is not text"
+    faces = record.get("faces")
+    if faces is not None and not (isinstance(faces, list) and all(isinstance(face, dict) for face in faces)):
+        return "has 'faces' that are not a list of objects"
+    for number, face in enumerate(faces or [], 1):
+        box = face.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(_is_number(value) for value in box)):
+            return f"has face {number} whose 'box' is not [x, y, width, height]"
+        for key in ("score", "strength", "fine_strength"):
+            if face.get(key) is not None and not _is_number(face[key]):
+                return f"has face {number} whose {key!r} is not a number"
     return None
+
+
+OPTIONAL_NUMBERS = ("width", "height", "megapixels", "seconds", "seconds_per_megapixel", "scratch_coverage", "scratch_dropped_coverage", "peak_memory_mb", "faces_found")
+"""A photo record's fields that are numbers (or null) when present."""
+OPTIONAL_TEXTS = ("error", "mask_source")
+"""A photo record's fields that are text (or null) when present."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:

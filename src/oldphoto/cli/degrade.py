@@ -18,6 +18,7 @@ from oldphoto.cli.common import (
     error_console,
     fail,
     library_errors,
+    note,
     progress_bar,
     quiet_option,
     set_quiet,
@@ -25,7 +26,7 @@ from oldphoto.cli.common import (
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
 from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, remove_pair, write_manifest
 from oldphoto.errors import ImageWriteError, OldPhotoError
-from oldphoto.inputs import PENDING_SET, prepare_set_folder, write_pending_set
+from oldphoto.inputs import PENDING_SET, prepare_set_folder, split_set_parts, write_pending_set
 from oldphoto.restore.jobs import check_output_folder
 
 MAX_PAIRS = 1_000_000
@@ -43,8 +44,16 @@ def degrade(
         typer.Option(min=1, max=MAX_PAIRS, help=f"Pairs to make, at most {MAX_PAIRS:,} (cycles over the sources; default one each)."),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same output.")] = 0,
-    preset: Annotated[str, typer.Option(help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors).")] = "default",
-    config: Annotated[Path | None, typer.Option(help="Preset TOML file (overrides --preset).")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors). [default: default]",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Preset TOML file: its fields and op groups over its base = \"...\" preset, or over --preset.")
+    ] = None,
     size_range: Annotated[
         tuple[int, int] | None, typer.Option(metavar="MIN MAX", help="Random square crops with a side in [MIN, MAX] (default: whole image).")
     ] = None,
@@ -70,13 +79,21 @@ def degrade(
     if not (structured or unstructured or distractors):
         raise fail("nothing to degrade: with --no-structured, --no-unstructured and --no-distractors every pair would be its clean photo")
     with library_errors():
-        recipe = load_preset_file(config) if config else get_preset(preset)
+        recipe = load_preset_file(config, preset) if config else get_preset(preset or "default")
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob, distractors=distractors)
     discovered = discovered_inputs(sources, recursive)
+    photos, in_sets = split_set_parts(discovered.files)
+    if in_sets:
+        note(
+            f"left out {len(in_sets)} file(s) of sets made by oldphoto degrade (e.g. {in_sets[0].path}): their damaged "
+            "photos and masks are not clean photos; give a set's clean/ folder itself to degrade its clean photos"
+        )
+        if not photos:
+            raise fail("no photos to degrade: every file found is part of a set made by oldphoto degrade")
     with library_errors():
         stamps = load_stamps(damage_dir)  # the bundled stamps unless --damage-dir
-        prepare_set_folder(output, [source.path for source in discovered.files], overwrite)
-        pairs = plan_pairs(discovered.files, count, size_range)
+        prepare_set_folder(output, [source.path for source in photos], overwrite)
+        pairs = plan_pairs(photos, count, size_range)
         check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
         write_pending_set(output, [pair.stem for pair in pairs])
     rng = np.random.default_rng(seed)

@@ -136,6 +136,12 @@ def _setup(ctx: typer.Context) -> TrainSetup:
         if options.get("resume"):
             if options.get("init"):
                 note(f"--init does nothing with --resume: the run continues from its checkpoint {options['checkpoint']}")
+        overlap = _overlapping_folders(options.get("val") or [], options["data"] or [])
+        if overlap:
+            note(
+                f"--val {overlap[0]} lies within --data {overlap[1]} (or holds it): the validation photos are training "
+                "photos, so its figures and the best step it picks say nothing about photos the model has not seen"
+            )
         return TrainSetup(
             data=_strings(options["data"]),
             out=str(options["out"]),
@@ -150,6 +156,28 @@ def _setup(ctx: typer.Context) -> TrainSetup:
             runtime=TrainRuntime(options.get("device", "cpu"), precision, workers, None if minutes is None else 60.0 * minutes),
             overwrite=options.get("overwrite", False),
         )
+
+
+def _note_unused(ctx: typer.Context, needs: dict[str, tuple[str, bool]]) -> None:
+    """A note for each option given on the command line that does nothing without another: ``needs`` maps a
+    parameter name to (the option it needs, whether that one was given). Such a value was still written into the
+    weights card, as if it had been used."""
+    for name, (needed, present) in needs.items():
+        source = ctx.get_parameter_source(name)
+        # By name: Typer carries its own copy of Click's ParameterSource enum.
+        if not present and source is not None and source.name == "COMMANDLINE":
+            note(f"--{name.replace('_', '-')} does nothing without {needed}")
+
+
+def _overlapping_folders(val: list[Path], data: list[Path]) -> tuple[Path, Path] | None:
+    """The first (--val, --data) pair of which one folder is, or lies within, the other (--data is searched
+    recursively, so a --val below it is trained on), or None."""
+    for held_out in val:
+        for training in data:
+            first, second = Path(held_out).resolve(), Path(training).resolve()
+            if first == second or second in first.parents or first in second.parents:
+                return held_out, training
+    return None
 
 
 def _train_with_progress(name: str, steps: int, train: Callable, resumed_from: Path | None = None) -> None:
@@ -249,6 +277,7 @@ def scratch(
     """Train the scratch-detection U-Net with damage drawn on the fly."""
     from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
 
+    _note_unused(ctx, {"real_fraction": ("--real", bool(real)), "real_labels": ("--real", bool(real)), "hard_fraction": ("--hard-negatives", bool(hard_negatives))})
     config = ScratchTrainConfig(
         setup=_setup(ctx),
         val=_strings(val),
@@ -549,6 +578,7 @@ def scratch_verifier(
     """Train the scratch verifier: which of the detector's mask components are damage (kept) and which scene content (dropped)."""
     from oldphoto.training.scratch_verifier import ScratchVerifierTrainConfig, train_scratch_verifier
 
+    _note_unused(ctx, {"real_fraction": ("--real", bool(real)), "real_labels": ("--real", bool(real))})
     config = ScratchVerifierTrainConfig(
         setup=_setup(ctx),
         real=_strings(real),

@@ -20,6 +20,7 @@ made with a ``-v1`` preset stay reproducible, so scores on them remain comparabl
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -34,6 +35,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,8 +198,9 @@ def _checked_field(key: str, value: Any, default: Any, source: Path) -> Any:
     return value
 
 
-def load_preset_file(path: str | Path) -> Preset:
-    """A preset from TOML: ``base`` (a preset name, default "default") with fields and op groups overridden."""
+def load_preset_file(path: str | Path, base_name: str | None = None) -> Preset:
+    """A preset from TOML: its ``base`` (a preset name; without one, ``base_name``, else "default") with fields and
+    op groups overridden. A ``base_name`` other than the file's own base is not used, and a warning says so."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -210,7 +214,10 @@ def load_preset_file(path: str | Path) -> Preset:
         raise ConfigError(f"{path}: not a text file in UTF-8, as TOML must be") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    base = get_preset(str(data.pop("base", "default")))
+    named = data.pop("base", None)
+    if named is not None and base_name is not None and str(named) != base_name:
+        log.warning("%s names its own base preset %r: the preset %r given besides is not used", path, str(named), base_name)
+    base = get_preset(str(named if named is not None else base_name or "default"))
     changes: dict[str, Any] = {"name": str(data.pop("name", path.stem))}
     names = {f.name for f in fields(Preset)}
     for key, value in data.items():

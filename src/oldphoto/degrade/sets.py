@@ -25,11 +25,11 @@ from oldphoto.degrade.presets import Preset, preset_summary
 from oldphoto.degrade.structured import DamageStamps
 from oldphoto.errors import ConfigError, ImageWriteError
 from oldphoto.imageio import load_rgb, save_rgb
+from oldphoto.inputs import MANIFEST_NAME as MANIFEST
 from oldphoto.inputs import InputFile
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)

@@ -251,6 +251,7 @@ def export_weights(network: nn.Module, path: Path, metadata: dict) -> None:
 def _save_checkpoint(recipe: Recipe, state: TrainState, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
+        "recipe": recipe.name,  # so that a --resume of another recipe's checkpoint can name it
         "step": state.step,
         "modules": {name: module.state_dict() for name, module in recipe.modules().items()},
         "optimizers": {name: opt.state_dict() for name, opt in recipe.optimizers().items()},
@@ -278,6 +279,13 @@ def _load_checkpoint(recipe: Recipe, path: Path) -> TrainState:
         ) from None
     if not isinstance(saved, dict) or "modules" not in saved:
         raise DataError(f"{path} is not a checkpoint oldphoto train wrote; resume from one, or train without --resume")
+    theirs = saved.get("recipe")
+    if isinstance(theirs, str) and theirs != recipe.name:
+        # "resume with the code that wrote it" was wrong advice: the same code wrote it, for another model.
+        raise DataError(
+            f"{path} is a checkpoint of {theirs}, not of {recipe.name}: resume it with the train command of {theirs}, "
+            "or train without --resume into a new --checkpoint"
+        )
     for name, module in recipe.modules().items():
         try:
             module.load_state_dict(saved["modules"][name])
