@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
-
 from unittest import mock
 
 import numpy as np
@@ -524,6 +524,23 @@ def test_a_preset_file_without_a_base_starts_from_the_preset_given(tmp_path, cap
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "set" / "manifest.json").read_text())["preset"]
     assert summary["structured_after_scan"] == get_preset("bopbtl").structured_after_scan
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("mask_threshold = -1.0\n", "mask_threshold must be between 0 and 1"),  # every pixel masked, exit 0
+        ("min_structured = 50\n", "min_structured must be between 0 and its"),
+        ('[[scan]]\nname = "jpeg"\nparams = {quality = [200, 300]}\n', "jpeg quality must be within [1, 100]"),  # clamped, manifest said 292
+    ],
+)
+def test_preset_file_values_out_of_range_are_refused(tmp_path, text, said):
+    from oldphoto.degrade import load_preset_file
+
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        load_preset_file(path)
 
 
 def test_degrade_keeps_every_pair_when_sources_share_a_name(tmp_path):

@@ -184,6 +184,12 @@ def test_a_mask_left_by_an_earlier_run_is_not_shown_over_a_photo_restored_withou
     result = invoke("restore", str(album), "-o", str(out), "--gallery", "--overwrite", "--no-scratch", "--no-faces")
     assert result.exit_code == 0, result.output
     assert (out / "a_mask.png").exists() and "mask" not in Page((out / "index.html").read_text()).photos[0]["images"]
+    # Nor a mask an earlier run saved under other settings over a re-run that detected its own but saved none.
+    report = tmp_path / "r2.json"
+    result = invoke("restore", str(album), "-o", str(out), "--overwrite", "--report", str(report), *STAGES)
+    assert result.exit_code == 0 and json.loads(report.read_text())["images"][0]["mask_saved"] is False, result.output
+    assert invoke("report", "gallery", str(report), "-o", str(out / "page.html")).exit_code == 0
+    assert (out / "a_mask.png").exists() and "mask" not in Page((out / "page.html").read_text()).photos[0]["images"]
 
 
 def test_a_tiff_output_is_linked_with_a_note_not_shown_as_a_blank_slider(tmp_path, random_scratch_model):
@@ -333,3 +339,15 @@ def test_report_gallery_from_another_folder_never_replaces_a_listed_photo(tmp_pa
     assert scan.read_bytes() == before
     result = invoke("report", "gallery", "job/r.json", "-o", str(scan / "g.html"))
     assert result.exit_code == 2 and "is a file, not a folder" in " ".join(result.output.split()), result.output
+
+
+def test_report_gallery_names_photos_whose_inputs_are_gone(tmp_path, monkeypatch, random_scratch_model):
+    """An album moved after the run: the page showed results without their before side, and nothing was said."""
+    make_photo(tmp_path / "photos" / "p0.png")
+    monkeypatch.chdir(tmp_path)
+    assert invoke("restore", "photos", "-o", "out", "--report", "r.json", *STAGES).exit_code == 0
+    assert "inputs are not found" not in invoke("report", "gallery", "r.json", "-o", "out/g.html").output
+    (tmp_path / "photos").rename(tmp_path / "moved")
+    result = invoke("report", "gallery", "r.json", "-o", "out/g.html")
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "1 of the report's 1 restored photos' inputs are not found" in shown, result.output

@@ -216,6 +216,8 @@ def _photo_section(number: int, record: dict[str, Any], locate: _Locator) -> str
     # Only a mask the recorded run made: one left by an earlier run (re-run with --no-scratch and --overwrite) showed
     # damage marks over a photo restored without scratch repair. A skipped photo's record has no mask_source key.
     made_mask = record.get("mask_source") is not None or "mask_source" not in record
+    # And only one it saved there: a mask an earlier run left (with other settings) showed over a later result.
+    made_mask = made_mask and record.get("mask_saved", True) is not False
     mask = locate.url(mask_path) if mask_path.is_file() and made_mask else None
     name = escape(Path(str(record["input"])).name)
     frame_id = f"photo-{number}"

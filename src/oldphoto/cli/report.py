@@ -89,6 +89,12 @@ def gallery(
             f"none of the report's {len(outputs)} restored photos is found from {root}: relative paths start where "
             "restore ran; run this there, or give that folder with --paths-from"
         )
+    else:
+        # The page shows such a photo's result alone, with no before side and nothing said (an album moved since).
+        inputs = [Path(record["input"]) for record in payload["images"] if record.get("status") == "restored"]
+        lost = [path for path in inputs if not (root / path).exists()]
+        if lost:
+            note(f"{len(lost)} of the report's {len(inputs)} restored photos' inputs are not found (e.g. {lost[0]}): the page shows their results without a before side")
     console.print(f"gallery of {len(payload['images'])} photos -> {escape(str(output))}", highlight=False)
 
 

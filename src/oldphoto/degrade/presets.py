@@ -85,7 +85,24 @@ class Preset:
                     raise ConfigError(f"preset {self.name!r}: probability of {spec.name} must be in [0, 1]")
         if not 0.0 <= self.grayscale_probability <= 1.0:
             raise ConfigError(f"preset {self.name!r}: grayscale_probability must be in [0, 1]")
+        # A mask_threshold of -1 masked every pixel; a min_structured above the ops there are cannot be met.
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ConfigError(f"preset {self.name!r}: mask_threshold must be between 0 and 1 (it is a change in 0-1 intensity)")
+        if not 0 <= self.min_structured <= len(self.structured):
+            raise ConfigError(f"preset {self.name!r}: min_structured must be between 0 and its {len(self.structured)} structured ops")
+        for group in ("distractors", "aging", "structured", "scan"):
+            for spec in getattr(self, group):
+                for name, value in spec.params:
+                    bounds = PARAMETER_BOUNDS.get((spec.name, name))
+                    values = value if isinstance(value, (tuple, list)) else (value,)
+                    if bounds is not None and not all(isinstance(v, (int, float)) and bounds[0] <= v <= bounds[1] for v in values):
+                        raise ConfigError(f"preset {self.name!r}: {spec.name} {name} must be within [{bounds[0]}, {bounds[1]}]; got {value!r}")
         return self
+
+
+PARAMETER_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("jpeg", "quality"): (1, 100)}
+"""Ranges an op's parameters must keep, where the library under it would clamp a value silently (OpenCV takes JPEG
+quality 300 as 100) and the manifest would then record what was not done."""
 
 
 BOPBTL_V1 = Preset(

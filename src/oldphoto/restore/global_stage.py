@@ -183,7 +183,7 @@ def undamaged_low_pass(values: np.ndarray, damaged: np.ndarray, cell: int = TONE
         shrunk = cv2.resize(summed, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
         levels.append((shrunk, cv2.resize(total, size, interpolation=cv2.INTER_AREA)))
     estimate = None
-    fine_level = max(0, int(round(math.log2(cell))))
+    fine_level = max(0, round(math.log2(cell)))
     for summed, total in reversed(levels[fine_level:]):
         mean = summed / np.maximum(total, 1e-6)[:, :, None]
         if estimate is not None:

@@ -84,6 +84,9 @@ class JobRecord:
     """Share of pixels in the detector's marks that the scratch verifier dropped as scene content, 0..1 (None: no
     verifier ran); ``restore --no-scratch-verify`` would repair them too."""
     mask_source: str | None = None
+    mask_saved: bool | None = None
+    """Whether the run's mask is at the photo's ``<stem>_mask.png`` (written by --save-mask, or the --masks file
+    there): a mask left there by an earlier run is not this photo's (the gallery showed one over a later result)."""
     faces_found: int | None = None
     faces: list[dict[str, Any]] | None = None
     tiles: int | None = None
@@ -396,6 +399,7 @@ def restore_job(
         scratch_coverage=None if result.scratch_coverage is None else round(result.scratch_coverage, 6),
         scratch_dropped_coverage=None if result.dropped_coverage is None else round(result.dropped_coverage, 6),
         mask_source=None if result.mask is None else (str(mask_file) if result.mask_from_user else "detected"),
+        mask_saved=job.mask_path in written or given_here,
         faces_found=result.faces_found,
         faces=None if result.faces is None else [face_record(face) for face in result.faces],
         tiles=result.tiles,
