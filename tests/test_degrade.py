@@ -501,6 +501,10 @@ def test_degrade_recursive_leaves_out_an_earlier_set_below_its_folder(tmp_path):
     assert sources == {"p0.png", "p1.png"}
     result = CliRunner().invoke(app, ["degrade", str(photos / "set1" / "clean"), "-o", str(tmp_path / "again")])
     assert result.exit_code == 0 and "wrote 2 pairs" in " ".join(result.output.split()), result.output
+    # Files a glob names are asked for too, wherever they lie.
+    result = CliRunner().invoke(app, ["degrade", str(photos / "*" / "clean" / "*.png"), "-o", str(tmp_path / "globbed")])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "wrote 4 pairs" in shown and "left out" not in shown, result.output
 
 
 def test_a_preset_file_without_a_base_starts_from_the_preset_given(tmp_path, caplog):

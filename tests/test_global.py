@@ -205,6 +205,23 @@ def test_temper_restoration_leaves_the_rest_exactly_tempered_and_meets_it_withou
         assert np.all(np.abs(np.diff(share)) < 0.5)
     # Without damage, strength 0 is the photo itself.
     np.testing.assert_array_equal(temper_restoration(original, restored.copy(), None, 0.0), original)
+    # The photo given as its own restoration is not written into (it came back all zeros), and float64 comes back float32.
+    kept = original.copy()
+    np.testing.assert_allclose(temper_restoration(original, original, mask, 0.5), kept, atol=1e-6)
+    np.testing.assert_array_equal(original, kept)
+    assert temper_restoration(original.astype(np.float64), restored.astype(np.float64), mask, 0.5).dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (1, 50), (50, 1), (3, 5)])
+def test_temper_restoration_on_tiny_photos(shape):
+    """A 4 x 4 photo with a mark failed with an OpenCV assertion (its pyramid had no level at the tone's scale)."""
+    rng = np.random.default_rng(1)
+    original, restored = (rng.uniform(0, 1, (*shape, 3)).astype(np.float32) for _ in range(2))
+    mask = np.zeros(shape, np.float32)
+    mask[0, 0] = 1
+    for marked in (mask, np.ones(shape, np.float32)):
+        out = temper_restoration(original, restored.copy(), marked, 0.5)
+        assert out.shape == original.shape and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -419,22 +419,27 @@ def _set_pair_files(folder: Path) -> set[str]:
     return {f"{stem}.png" for stem in stems}
 
 
-def split_set_parts(inputs: list[InputFile]) -> tuple[list[InputFile], list[InputFile]]:
-    """Separate the inputs found, by descending into a folder, inside the parts of a set ``oldphoto degrade`` made
-    (:func:`holds_a_set`): a second ``degrade -r`` of a folder took the first set's damaged photos and binary masks for
-    clean photos. A part given itself (``set/clean``, or its files, or a glob) is kept: that is asked for.
+def split_set_parts(inputs: list[InputFile], folders: Sequence[Path]) -> tuple[list[InputFile], list[InputFile]]:
+    """Separate the inputs found, by descending into one of ``folders`` (the folder arguments), inside the parts of a
+    set ``oldphoto degrade`` made (:func:`holds_a_set`): a second ``degrade -r`` of a folder took the first set's
+    damaged photos and binary masks for clean photos. Files named, matched by a glob, or in a part given itself
+    (``set/clean``) are kept: those are asked for.
 
     Returns:
         (the inputs to degrade, the inputs left out), each in the given order.
     """
     set_parts = set(SET_PARTS) - {MANIFEST_NAME}
+    roots = [folder.resolve() for folder in folders if folder.is_dir()]
     verdicts: dict[Path, bool] = {}
 
     def in_a_set(item: InputFile) -> bool:
-        # The folders between the folder given and the file (relative's own parents, the given folder excluded).
-        depth = len(item.relative.parts) - 1
-        folder = item.path.parent
-        for _ in range(depth):
+        path = item.path.resolve()
+        below = [root for root in roots if root in path.parents]
+        if not below:
+            return False
+        root = max(below, key=lambda folder: len(folder.parts))
+        folder = path.parent
+        while folder != root:  # the folders between the folder given and the file
             if folder.name in set_parts:
                 if folder.parent not in verdicts:
                     verdicts[folder.parent] = holds_a_set(folder.parent)
@@ -467,7 +472,8 @@ def prepare_set_folder(output: Path, sources: list[Path], overwrite: bool = Fals
     if not holds_a_set(output):
         raise ConfigError(
             f"{output} holds files but no set made by oldphoto degrade (no manifest.json): --overwrite removes only "
-            "such a set; choose an empty folder"
+            "such a set; choose an empty folder (a set an older oldphoto stopped before its manifest is not known as "
+            "one either: delete it by hand)"
         )
     parts = [output / name for name in SET_PARTS if (output / name).exists()]
     for part in parts:

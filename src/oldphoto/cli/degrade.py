@@ -82,11 +82,12 @@ def degrade(
         recipe = load_preset_file(config, preset) if config else get_preset(preset or "default")
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob, distractors=distractors)
     discovered = discovered_inputs(sources, recursive)
-    photos, in_sets = split_set_parts(discovered.files)
+    photos, in_sets = split_set_parts(discovered.files, [Path(source) for source in sources])
     if in_sets:
         note(
-            f"left out {len(in_sets)} file(s) of sets made by oldphoto degrade (e.g. {in_sets[0].path}): their damaged "
-            "photos and masks are not clean photos; give a set's clean/ folder itself to degrade its clean photos"
+            f"left out {len(in_sets)} file(s) found inside sets made by oldphoto degrade (e.g. {in_sets[0].path}): a "
+            "set's damaged photos and masks are not clean photos, and its clean/ repeats photos already given; give "
+            "a set's clean/ folder itself to degrade it"
         )
         if not photos:
             raise fail("no photos to degrade: every file found is part of a set made by oldphoto degrade")

@@ -168,41 +168,86 @@ brightness that a repaired area takes: larger than a scratch is thick, far small
 varies."""
 
 
-def undamaged_low_pass(values: np.ndarray, damaged: np.ndarray, cell: int = TONE_CELL) -> np.ndarray:
-    """``values``' local mean over the pixels ``damaged`` leaves out, smooth at the scale of ``cell`` pixels.
+CORRECTION_ROWS = 512
+"""Rows of the photo :func:`temper_restoration` corrects at a time: bounds its temporary memory."""
 
-    ``values``: (H, W, C) float32; ``damaged``: (H, W) float in [0, 1], 1 = left out. Each cell's mean is taken over
-    its undamaged pixels; cells with none take their neighbours' (pull-push: means of undamaged pixels over ever
-    coarser cells fill the holes, so a torn corner gets its surroundings' value); then bilinear back to (H, W, C).
-    """
+CELL_ROWS = 64
+"""Rows of cells summed at a time by :func:`_cell_means`: bounds its temporary memory (a 24 MP scan: ~30 MB, not a
+second copy of the photo)."""
+
+
+def _cell_means(values: np.ndarray, weight: np.ndarray, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the mean of ``values * weight``, the mean of ``weight``) over each ``cell`` x ``cell`` block, blocks past the
+    edge padded with weight 0: (ceil(H / cell), ceil(W / cell), C) and (ceil(H / cell), ceil(W / cell)) float32."""
+    height, width = weight.shape
+    rows, cols = -(-height // cell), -(-width // cell)
+    channels = values.shape[2]
+    sums = np.zeros((rows, cols, channels), np.float32)
+    totals = np.zeros((rows, cols), np.float32)
+    for first in range(0, rows, CELL_ROWS):
+        last = min(rows, first + CELL_ROWS)
+        top, bottom = first * cell, min(height, last * cell)
+        block_weight = np.zeros(((last - first) * cell, cols * cell), np.float32)
+        block_weight[: bottom - top, :width] = weight[top:bottom]
+        block = np.zeros(((last - first) * cell, cols * cell, channels), np.float32)
+        np.multiply(values[top:bottom], block_weight[: bottom - top, :width, None], out=block[: bottom - top, :width])
+        sums[first:last] = block.reshape(last - first, cell, cols, cell, channels).mean(axis=(1, 3))
+        totals[first:last] = block_weight.reshape(last - first, cell, cols, cell).mean(axis=(1, 3))
+    return sums, totals
+
+
+def _coarse_undamaged_mean(values: np.ndarray, damaged: np.ndarray, cell: int) -> np.ndarray:
+    """``values``' mean over the undamaged pixels of each ``cell`` x ``cell`` block, (ceil(H / cell), ceil(W / cell),
+    C) float32: blocks with none take their neighbours' (pull-push: the means of undamaged pixels over ever coarser
+    blocks fill the holes, so a torn corner gets its surroundings' value)."""
     weight = np.clip(1.0 - damaged.astype(np.float32), 0.0, 1.0)
-    levels = [(values * weight[:, :, None], weight)]
+    levels = [_cell_means(values, weight, cell)]
     while max(levels[-1][1].shape) > 1:
         summed, total = levels[-1]
         size = (max(1, (total.shape[1] + 1) // 2), max(1, (total.shape[0] + 1) // 2))
         shrunk = cv2.resize(summed, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
         levels.append((shrunk, cv2.resize(total, size, interpolation=cv2.INTER_AREA)))
     estimate = None
-    fine_level = max(0, round(math.log2(cell)))
-    for summed, total in reversed(levels[fine_level:]):
+    for summed, total in reversed(levels):
         mean = summed / np.maximum(total, 1e-6)[:, :, None]
         if estimate is not None:
-            coarser = cv2.resize(estimate, (total.shape[1], total.shape[0]), interpolation=cv2.INTER_LINEAR)
-            coarser = coarser.reshape(mean.shape)
-            # A cell with half its pixels undamaged (or more) trusts its own mean.
+            coarser = cv2.resize(estimate, (total.shape[1], total.shape[0]), interpolation=cv2.INTER_LINEAR).reshape(mean.shape)
+            # A block with half its pixels undamaged (or more) trusts its own mean.
             trust = np.clip(2.0 * total, 0.0, 1.0)[:, :, None]
             mean = trust * mean + (1.0 - trust) * coarser
         estimate = mean
+    return estimate
+
+
+def _upsampled(coarse: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The part ``box`` = (top, bottom, left, right) of ``coarse`` resized bilinearly to ``size`` = (H, W), without
+    making the whole: (bottom - top, right - left, C) float32, as ``cv2.resize`` to (W, H) would give it there."""
+    top, bottom, left, right = box
+    scale_y, scale_x = coarse.shape[0] / size[0], coarse.shape[1] / size[1]
+    map_x = np.broadcast_to(((np.arange(left, right, dtype=np.float32) + 0.5) * scale_x - 0.5)[None, :], (bottom - top, right - left))
+    map_y = np.broadcast_to(((np.arange(top, bottom, dtype=np.float32) + 0.5) * scale_y - 0.5)[:, None], (bottom - top, right - left))
+    part = cv2.remap(coarse, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return part.reshape(bottom - top, right - left, -1)
+
+
+def undamaged_low_pass(values: np.ndarray, damaged: np.ndarray, cell: int = TONE_CELL) -> np.ndarray:
+    """``values``' local mean over the pixels ``damaged`` leaves out, smooth at the scale of ``cell`` pixels.
+
+    ``values``: (H, W, C) float; ``damaged``: (H, W) float in [0, 1], 1 = left out. Returns (H, W, C) float32: each
+    ``cell`` x ``cell`` block's mean over its undamaged pixels (blocks with none take their neighbours',
+    :func:`_coarse_undamaged_mean`), bilinear back to full size.
+    """
     height, width = damaged.shape
-    return cv2.resize(estimate, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, -1).astype(np.float32)
+    return _upsampled(_coarse_undamaged_mean(values, damaged, cell), (height, width), (0, height, 0, width))
 
 
 def temper_restoration(original: np.ndarray, restored: np.ndarray, mask: np.ndarray | None, strength: float) -> np.ndarray:
     """The global stage's result with only ``strength`` of its change kept away from the damage it repaired.
 
-    ``original`` and ``restored``: (H, W, 3) float32 in [0, 1], the photo before and after the global stage
-    (``restored`` is the stage's own array and is overwritten); ``mask``: (H, W) 0/1 damage mask (1 = damaged) or
-    None; ``strength`` in [0, 1]. Returns (H, W, 3) float32 in [0, 1]:
+    ``original`` and ``restored``: (H, W, 3) float in [0, 1], the photo before and after the global stage
+    (``restored`` is the stage's own array and is overwritten when it is float32 and not ``original`` itself);
+    ``mask``: (H, W) 0/1 damage mask (1 = damaged) or None; ``strength`` in [0, 1]. Returns (H, W, 3) float32 in
+    [0, 1]:
 
     - away from the damage, ``original + strength * (restored - original)``: ``strength`` of every change, grain,
       blur, fading and colour cast alike;
@@ -218,24 +263,38 @@ def temper_restoration(original: np.ndarray, restored: np.ndarray, mask: np.ndar
         raise ValueError(f"strength {strength} must be between 0 and 1")
     if strength == 1.0:
         return restored
+    if restored.dtype != np.float32 or np.shares_memory(original, restored):
+        restored = restored.astype(np.float32)  # a copy: never write into the photo itself
     # out = original - strength * change + (1 - strength) * repaired * (smooth change - change), where change =
     # original - restored: away from the damage the first two terms, on it the repair plus (1 - strength) of the
-    # change's smooth part. Computed in the stage's own array (a 24 MP photo: no 290 MB temporaries).
+    # change's smooth part. Computed in the stage's own array, band by band: on a 6 MP scan scratched all over about
+    # 1.3x the photo's array in temporaries (the distance map, the weights), not three more copies.
     change = np.subtract(original, restored, out=restored)
-    correction = None
+    repaired, coarse, rows, left, right = None, None, (0, 0), 0, 0
     if mask is not None and np.any(mask > 0.5):
         # Distance to the nearest marked pixel: 1 up to the repair's reach, then down to 0 over as many pixels again.
         repaired = cv2.distanceTransform((mask <= 0.5).astype(np.uint8), cv2.DIST_L2, 5)
         repaired *= -1.0 / REPAIR_REACH
         repaired += 2.0
         np.clip(repaired, 0.0, 1.0, out=repaired)
-        correction = undamaged_low_pass(change, repaired)
-        correction -= change
-        correction *= ((1.0 - strength) * repaired)[:, :, None]
-    change *= -strength
-    change += original
-    if correction is not None:
-        change += correction
+        coarse = _coarse_undamaged_mean(change, repaired, TONE_CELL)
+        marked_rows, marked_cols = np.flatnonzero(repaired.any(axis=1)), np.flatnonzero(repaired.any(axis=0))
+        rows, left, right = (int(marked_rows[0]), int(marked_rows[-1]) + 1), int(marked_cols[0]), int(marked_cols[-1]) + 1
+    # Band by band, so that the correction of a scan scratched all over is not one more photo-sized array.
+    for top in range(0, change.shape[0], CORRECTION_ROWS):
+        bottom = min(change.shape[0], top + CORRECTION_ROWS)
+        first, last = max(top, rows[0]), min(bottom, rows[1])
+        correction = None
+        if coarse is not None and first < last:
+            correction = _upsampled(coarse, repaired.shape, (first, last, left, right))
+            correction -= change[first:last, left:right]
+            correction *= repaired[first:last, left:right, None]
+            correction *= 1.0 - strength
+        band = change[top:bottom]
+        band *= -strength
+        band += original[top:bottom]
+        if correction is not None:
+            band[first - top : last - top, left:right] += correction
     return np.clip(change, 0.0, 1.0, out=change)
 
 
