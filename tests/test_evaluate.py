@@ -180,6 +180,13 @@ def test_global_strength_reaches_the_pipeline_methods(tiny_set, random_scratch_m
     assert abs(by_name["full"]["global"]["psnr"] - by_name["full"]["identity"]["psnr"]) > 0.1
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--global-strength", "0.5"])
     assert result.exit_code == 0 and "does nothing here" in " ".join(result.output.split()), result.output
+    # With the pairs' true masks the band is repaired at every strength: strength 0 keeps the rest of each photo as
+    # degraded, and lies between the identity and the full stage.
+    repaired = scores("--true-masks", "--global-strength", "0")
+    psnr_of = {m["method"]: m["psnr"] for m in repaired["methods"]}
+    full_repair = {m["method"]: m["psnr"] for m in scores("--true-masks")["methods"]}
+    assert psnr_of["global"] != pytest.approx(psnr_of["identity"], abs=1e-3)
+    assert psnr_of["global"] != pytest.approx(full_repair["global"], abs=1e-3)
 
 
 def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
