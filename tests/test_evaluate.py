@@ -189,6 +189,28 @@ def test_global_strength_reaches_the_pipeline_methods(tiny_set, random_scratch_m
     assert psnr_of["global"] != pytest.approx(full_repair["global"], abs=1e-3)
 
 
+def test_naming_a_sets_own_masks_scores_it_as_the_set_alone(tmp_path):
+    """`evaluate SET --mask SET/mask` dropped the set's ignore/ band: other scores, and a JSON saying the set had none.
+    `evaluate SET --clean SET/clean` said the stems do not match (they do: SET was read as a flat folder)."""
+    photos = tmp_path / "photos"
+    for i in range(2):
+        save_rgb(photos / f"p{i}.png", smooth_image(64, 80, seed=i))
+    result = CliRunner().invoke(app, ["degrade", str(photos), "-o", str(tmp_path / "set"), "--preset", "bopbtl-v1", "--seed", "1"])
+    assert result.exit_code == 0 and (tmp_path / "set" / "ignore").is_dir(), result.output
+
+    def scores(*flags: str) -> dict:
+        out = tmp_path / f"s{len(flags)}.json"
+        result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "set"), "-m", "tophat", *flags, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(out.read_text())
+        return {"definition": payload["mask_definition"], **{k: payload["methods"][0][k] for k in ("precision", "recall", "faint_share")}}
+
+    assert scores("--mask", str(tmp_path / "set" / "mask")) == scores()
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "set"), "--clean", str(tmp_path / "set" / "clean"), "-m", "identity"])
+    shown = " ".join(result.output.split())
+    assert result.exit_code != 0 and "is a set made by oldphoto degrade" in shown and "--degraded" in shown, result.output
+
+
 def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_model, tmp_path):
     out = tmp_path / "true.json"
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "-m", "scratch-unet", "--true-masks", "--json", str(out)])
@@ -281,12 +303,16 @@ def degraded_set(tmp_path_factory) -> Path:
     return root / "set"
 
 
-def test_find_pairs_picks_up_ignore_and_distractor_masks(degraded_set, tiny_set):
+def test_find_pairs_picks_up_ignore_and_distractor_masks(degraded_set, tiny_set, tmp_path):
+    import shutil
+
     pairs = find_pairs(degraded_set)
     assert len(pairs) == 4 and all(p.ignore is not None and p.distractor is not None for p in pairs)
     assert all(p.ignore.parent.name == "ignore" and p.distractor.parent.name == "distractor" for p in pairs)
-    # Masks given from elsewhere do not get the set's don't-care band.
-    assert all(p.ignore is None for p in find_pairs(degraded_set, mask=degraded_set / "mask"))
+    # Masks given from elsewhere do not get the set's don't-care band; the set's own mask/ named is not elsewhere.
+    elsewhere = shutil.copytree(degraded_set / "mask", tmp_path / "my-masks")
+    assert all(p.ignore is None for p in find_pairs(degraded_set, mask=elsewhere))
+    assert all(p.ignore is not None for p in find_pairs(degraded_set, mask=degraded_set / "mask"))
     assert all(p.ignore is None and p.distractor is None for p in find_pairs(tiny_set))
 
 

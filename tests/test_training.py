@@ -883,6 +883,41 @@ def test_a_resume_with_nothing_left_says_so(tmp_path, caplog):
     assert "nothing to train" not in caplog.text
 
 
+def test_a_run_never_writes_over_its_own_inputs_or_the_installed_weights(tmp_path, monkeypatch):
+    """`train mapping --vae-old my.safetensors --out my.safetensors --overwrite` replaced the user's VAE_A with mapping
+    weights; `--out <installed weights> --overwrite` replaced the shipped file and card, and every restore then
+    stopped on the sha256; `--out newdir/` wrote a file named newdir."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+
+    config = global_config(tmp_path, "restore-unet", steps=1)
+    args = ["train", "restore-unet", "--data", config.setup.data[0], "--val", config.val[0], "--steps", "1", "--batch-size", "2",
+            "--crop", "32", "--val-samples", "1"]
+    mine = tmp_path / "mine.safetensors"
+    assert CliRunner().invoke(app, [*args, "--out", str(mine), "--checkpoint", str(tmp_path / "c0.pt")]).exit_code == 0
+    before = mine.read_bytes()
+    result = CliRunner().invoke(app, [*args, "--init", str(mine), "--out", str(mine), "--checkpoint", str(tmp_path / "c1.pt"), "--overwrite"])
+    assert result.exit_code == 2 and "is one of this run's own inputs" in " ".join(result.output.split()), result.output
+    assert mine.read_bytes() == before
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    for name in ("restore-unet.safetensors", "restore-unet.json"):
+        shutil.copy(Path(__file__).parents[1] / "weights" / name, installed / name)
+    monkeypatch.setenv("OLDPHOTO_WEIGHTS_DIR", str(installed))
+    shipped = (installed / "restore-unet.safetensors").read_bytes()
+    result = CliRunner().invoke(app, [*args, "--out", str(installed / "restore-unet.safetensors"), "--checkpoint", str(tmp_path / "c2.pt"), "--overwrite"])
+    assert result.exit_code == 2 and "is the installed restore-unet weights" in " ".join(result.output.split()), result.output
+    assert (installed / "restore-unet.safetensors").read_bytes() == shipped
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "newdir") + "/", "--checkpoint", str(tmp_path / "c3.pt")])
+    assert result.exit_code == 2 and "has no file extension" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "newdir").exists()
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--out", str(mine), "--checkpoint", str(tmp_path / "c0.pt"), "--resume", "--overwrite"])
+    assert result.exit_code == 0 and "--overwrite only lets it replace an --out of another run" in " ".join(result.output.split()), result.output
+
+
 def test_checkpoints_are_written_without_touching_a_file_of_a_fixed_temporary_name(tmp_path):
     """The checkpoint went through <stem>.tmp beside it: a user's notes.tmp beside notes.pt was replaced, then gone."""
     from oldphoto.errors import DataError

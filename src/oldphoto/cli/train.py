@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from oldphoto.cli.common import EXIT_INTERRUPTED, console, error_console, library_errors, note, progress_bar
+from oldphoto.cli.common import (
+    EXIT_INTERRUPTED,
+    console,
+    error_console,
+    library_errors,
+    note,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from oldphoto.training.loop import TrainSetup
@@ -125,14 +132,30 @@ def _setup(ctx: typer.Context) -> TrainSetup:
     """The :class:`~oldphoto.training.loop.TrainSetup` of a command, from the shared options above (--data, --damage-dir,
     --steps, --batch-size, --learning-rate, --seed, --validate-every, --out, --checkpoint, --init and the runtime's);
     the options a command lacks keep their defaults (no damage stamps; the CPU, fp32, in-process data, no time limit)."""
-    from oldphoto.training.loop import TrainRuntime, TrainSetup, check_run_files
+    from oldphoto.training.loop import (
+        TrainRuntime,
+        TrainSetup,
+        check_run_files,
+        weights_inputs,
+    )
 
     options = ctx.params
     precision, workers, minutes = options.get("precision", "fp32"), options.get("workers", 0), options.get("time_budget")
     _check_runtime(precision, workers)
     with library_errors():
         # Before the recipe draws its data (minutes for some): a run that would be refused is refused at once.
-        check_run_files(Path(options["checkpoint"]), Path(options["out"]), options.get("resume", False), options.get("overwrite", False))
+        check_run_files(
+            Path(options["checkpoint"]),
+            Path(options["out"]),
+            options.get("resume", False),
+            options.get("overwrite", False),
+            weights_inputs(options, options.get("resume", False)),
+        )
+        if options.get("resume") and options.get("overwrite"):
+            note(
+                f"--resume continues the run in {options['checkpoint']}; --overwrite only lets it replace an --out of "
+                "another run (to start over, drop --resume)"
+            )
         if options.get("resume"):
             if options.get("init"):
                 note(f"--init does nothing with --resume: the run continues from its checkpoint {options['checkpoint']}")
@@ -576,7 +599,10 @@ def scratch_verifier(
     overwrite: Overwrite = False,
 ) -> None:
     """Train the scratch verifier: which of the detector's mask components are damage (kept) and which scene content (dropped)."""
-    from oldphoto.training.scratch_verifier import ScratchVerifierTrainConfig, train_scratch_verifier
+    from oldphoto.training.scratch_verifier import (
+        ScratchVerifierTrainConfig,
+        train_scratch_verifier,
+    )
 
     _note_unused(ctx, {"real_fraction": ("--real", bool(real)), "real_labels": ("--real", bool(real))})
     config = ScratchVerifierTrainConfig(
@@ -628,7 +654,10 @@ def face_detector(
     overwrite: Overwrite = False,
 ) -> None:
     """Fine-tune the face detector's R-Net and O-Net on partly covered, tilted and small faces (P-Net is kept)."""
-    from oldphoto.training.face_detector import FaceDetectorTrainConfig, train_face_detector
+    from oldphoto.training.face_detector import (
+        FaceDetectorTrainConfig,
+        train_face_detector,
+    )
 
     config = FaceDetectorTrainConfig(
         setup=_setup(ctx),

@@ -93,8 +93,10 @@ def find_pairs(
     if clean is None and (degraded / "degraded").is_dir():
         root = degraded
         degraded, clean = root / "degraded", root / "clean"
-        # The set's don't-care band belongs to the set's own masks, not to masks given from elsewhere.
-        if mask is None and ignore is None and (root / "ignore").is_dir():
+        # The set's don't-care band belongs to the set's own masks, not to masks given from elsewhere (naming the
+        # set's own mask/ is not elsewhere: its scores changed and the JSON said the set had no ignore/).
+        own_masks = mask is None or mask.resolve() == (root / "mask").resolve()
+        if own_masks and ignore is None and (root / "ignore").is_dir():
             ignore = root / "ignore"
         mask = mask or (root / "mask" if (root / "mask").is_dir() else None)
         distractor = distractor or (root / "distractor" if (root / "distractor").is_dir() else None)
@@ -106,7 +108,13 @@ def find_pairs(
     ignore_files = _by_stem(ignore) if ignore else {}
     distractor_files = _by_stem(distractor) if distractor else {}
     if clean and not set(degraded_files) & set(clean_files):
-        raise DataError(f"no file stems in {degraded} match any in {clean}")
+        hint = (
+            f": {degraded} is a set made by oldphoto degrade, read here as a folder of degraded photos since --clean was "
+            f"given; give the set alone, or --degraded {degraded / 'degraded'} --clean {clean}"
+            if (degraded / "degraded").is_dir()
+            else ""
+        )
+        raise DataError(f"no file stems in {degraded} match any in {clean}{hint}")
     if clean:
         unmatched = sorted(set(degraded_files) ^ set(clean_files))
         if unmatched:

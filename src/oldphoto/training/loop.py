@@ -15,7 +15,7 @@ import math
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +26,7 @@ from safetensors.torch import save
 from torch import nn
 
 from oldphoto.atomic import atomic_write_bytes
-from oldphoto.errors import ConfigError, DataError
+from oldphoto.errors import ConfigError, DataError, OldPhotoError
 from oldphoto.registry import ModelSpec
 from oldphoto.reports import check_writable, json_object_with
 from oldphoto.runtime import autocast, resolve_precision, select_device
@@ -344,17 +344,67 @@ def _with_absolute_paths(value: Any) -> Any:
     return value
 
 
-def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a run that would lose work: resuming without a checkpoint (it would quietly start over), or a
-    new run over an existing checkpoint or weights file (an earlier run's, or the shipped weights) unless
-    ``overwrite``.
+def installed_weights_files() -> dict[Path, str]:
+    """Each registered model's installed weights file and its card, where they are found (resolved path -> model
+    name): what ``restore`` loads and checks by sha256."""
+    from oldphoto.registry import all_specs
+    from oldphoto.weights import locate_weights
+
+    found: dict[Path, str] = {}
+    for spec in all_specs():
+        try:
+            path = locate_weights(spec).resolve()
+        except OldPhotoError:  # not shipped, or not installed here
+            continue
+        found[path] = found[path.with_suffix(".json")] = spec.name
+    return found
+
+
+def weights_inputs(config: object, resume: bool = False) -> list[Path]:
+    """The weights files a recipe config reads (every value naming an existing ``.safetensors`` file but its --out,
+    and its --init when ``resume``, which then reads the checkpoint instead): --init, --vae-old, --mapping,
+    --scratch-weights and the like."""
+    skipped = ("out", "init") if resume else ("out",)
+    found: list[Path] = []
+
+    def walk(value: object, key: str = "") -> None:
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, name)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, key)
+        elif isinstance(value, (str, Path)) and key not in skipped and str(value).endswith(".safetensors") and Path(value).is_file():
+            found.append(Path(value))
+
+    walk(config)
+    return found
+
+
+def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse to start a run that would lose work: resuming without a checkpoint (it would quietly start over), a
+    new run over an existing checkpoint or weights file (an earlier run's) unless ``overwrite``, and, whatever
+    ``overwrite``, one that would write over its own ``inputs`` (the weights it starts from or builds on) or over the
+    installed weights that ``restore`` checks by sha256.
 
     Raises:
         DataError: what is in the way, and the options that get past it.
     """
+    card = out.with_suffix(".json")
+    installed = installed_weights_files()
+    for path, flag in ((out, "--out"), (card, "--out"), (checkpoint, "--checkpoint")):
+        if any(path.resolve() == Path(given).resolve() for given in inputs):
+            raise DataError(f"{flag} {path} is one of this run's own inputs: the run would replace the weights it reads; give {flag} a path of its own")
+        if path.resolve() in installed:
+            raise DataError(
+                f"{flag} {path} is the installed {installed[path.resolve()]} weights that restore checks by sha256 (replaced, "
+                "every restore would stop): train into another path, e.g. runs/, and restore with --weights MODEL=FILE"
+            )
+    if not out.suffix:
+        # "--out newdir/" wrote a file named newdir (and newdir.json), no folder and nothing said.
+        raise DataError(f"--out {out} has no file extension: give the weights file's name, e.g. {out / 'model.safetensors'}")
     if checkpoint.resolve() == out.resolve():
         raise DataError(f"--out and --checkpoint are the same file ({out}): each checkpoint would replace the weights; give them different names")
-    card = out.with_suffix(".json")
     if card.resolve() == out.resolve():
         raise DataError(f"--out {out}: the weights' card is written beside them as <out>.json, the same file; give --out a .safetensors name")
     if checkpoint.resolve() == card.resolve():
@@ -383,7 +433,7 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool) 
             # --resume helps only where the checkpoint of that run is there to continue from.
             resume_hint = "--resume to continue that run, " if checkpoint.exists() else ""
             raise DataError(
-                f"{what} {path} exists (an earlier run's, or shipped weights): {resume_hint}--overwrite to replace it, "
+                f"{what} {path} exists (an earlier run's): {resume_hint}--overwrite to replace it, "
                 "or give --out and --checkpoint elsewhere"
             )
 
@@ -452,7 +502,7 @@ def run(
     plus the validation figures (and ``"validated": 1.0``) on validation steps.
     """
     checkpoint = Path(schedule.checkpoint)
-    check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite)
+    check_run_files(checkpoint, Path(schedule.out), resume, schedule.overwrite, weights_inputs(recipe.metadata().get("config"), resume))
     state = _load_checkpoint(recipe, checkpoint) if resume else TrainState()
     out = Path(schedule.out)
     theirs = state.out and not _same_run_out(state, out, checkpoint) and not _exported_by(out.with_suffix(".json"), checkpoint, out)
