@@ -918,6 +918,24 @@ def test_a_run_never_writes_over_its_own_inputs_or_the_installed_weights(tmp_pat
     assert result.exit_code == 0 and "--overwrite only lets it replace an --out of another run" in " ".join(result.output.split()), result.output
 
 
+def test_global_recipes_name_the_options_they_ignore(tmp_path, caplog):
+    """`train mapping --clean-fraction 0.9 --kl-weight 3 --scratch-weights x` trained exactly as without them, said
+    nothing and wrote them into the card; `vae-clean --mask-source detector` also loaded and ran the detector."""
+    from oldphoto.training.restoration import VaeCleanRecipe
+
+    config = global_config(tmp_path, "mapping", steps=1, clean_fraction=0.9, kl_weight=3.0, scratch_weights="x.safetensors")
+    with caplog.at_level("WARNING", logger="oldphoto.training.restoration"):
+        train_global(config)
+    for said in ("--clean-fraction is used by detail-fusion only", "--kl-weight is used by vae-clean and vae-old only",
+                 "--scratch-weights and --verifier-weights are used with --mask-source detector only"):
+        assert said in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="oldphoto.training.restoration"):
+        recipe = VaeCleanRecipe(global_config(tmp_path, "vae-clean", steps=1, mask_source="detector"))
+    assert "--mask-source is used by mapping and restore-unet and detail-fusion only" in caplog.text
+    assert recipe.detection is None and "--kl-weight" not in caplog.text
+
+
 def test_checkpoints_are_written_without_touching_a_file_of_a_fixed_temporary_name(tmp_path):
     """The checkpoint went through <stem>.tmp beside it: a user's notes.tmp beside notes.pt was replaced, then gone."""
     from oldphoto.errors import DataError

@@ -129,14 +129,25 @@ class _Base:
         if self.name == "vae-old" and config.real and setup.batch_size < 2:
             raise DataError("vae-old with --real needs --batch-size 2 or more: half of each step's crops are real photos")
         frozen = (MAPPING_MODEL, DETAIL_MODEL)
+        masked = (MAPPING_MODEL, RESTORE_UNET_MODEL, DETAIL_MODEL)  # the recipes whose networks take a damage mask
+        defaults = GlobalTrainConfig
+        # Each option given that this recipe ignores is said (they were accepted in silence and written into the
+        # weights card as if used: `train mapping --clean-fraction 0.9 --kl-weight 3`).
         for given, option, used_by in (
             (config.real, "--real", (VAE_OLD_MODEL,)),
             (config.vae_old, "--vae-old", frozen),
             (config.vae_clean, "--vae-clean", frozen),
             (config.mapping, "--mapping", (DETAIL_MODEL,)),
+            (config.kl_weight != defaults.kl_weight, "--kl-weight", (VAE_CLEAN_MODEL, VAE_OLD_MODEL)),
+            (config.adversarial_weight != defaults.adversarial_weight, "--adversarial-weight", (VAE_OLD_MODEL,)),
+            (config.mask_source != defaults.mask_source, "--mask-source", masked),
+            (config.clean_fraction != defaults.clean_fraction, "--clean-fraction", (DETAIL_MODEL,)),
+            (config.light_fraction != defaults.light_fraction, "--light-fraction", (DETAIL_MODEL,)),
         ):
             if given and self.name not in used_by:
                 log.warning("%s is used by %s only; %s ignores it", option, " and ".join(used_by), self.name)
+        if (config.scratch_weights or config.verifier_weights) and config.mask_source != "detector":
+            log.warning("--scratch-weights and --verifier-weights are used with --mask-source detector only; this run ignores them")
         check_mask_source(config.mask_source)
         self.config = config
         torch.manual_seed(setup.seed)
@@ -146,7 +157,7 @@ class _Base:
         self.pool = CropPool(list_images(setup.data), crop=config.crop)
         val_pool = CropPool(list_images(config.val), crop=config.val_crop)
         self.detection: ScratchDetection | None = None
-        if config.mask_source == "detector":
+        if config.mask_source == "detector" and self.name in masked:  # vae-clean loaded and ran the detector for nothing
             # The precision restore uses by default here (bf16 autocast where the CPU has it): the masks are the ones
             # a user's run would hand the stage.
             self.detection_runtime = make_runtime("cpu", precision="auto", threads=torch.get_num_threads())
