@@ -398,12 +398,20 @@ def _listed_stems(path: Path, key: str) -> set[str] | None:
     return {stem for stem in listed if isinstance(stem, str)}
 
 
+def _set_stems(folder: Path) -> set[str] | None:
+    """The stems of the pairs of the set ``oldphoto degrade`` made in ``folder``: those its manifest lists and those a
+    run killed before its manifest planned (:data:`PENDING_SET`); None when it holds neither file (no set)."""
+    listed = [_listed_stems(folder / MANIFEST_NAME, "images"), _listed_stems(folder / PENDING_SET, "stems")]
+    found = [stems for stems in listed if stems is not None]
+    return set().union(*found) if found else None
+
+
 def holds_a_set(folder: Path) -> bool:
     """Whether ``folder`` holds a set ``oldphoto degrade`` made: its manifest.json (a JSON object with the set's
     ``images``), or, for a run killed before it wrote the manifest, its :data:`PENDING_SET` file. A folder of one's own
     photos or pairs that merely uses the parts' names is not one (clean/ and degraded/ of the same PNG names were taken
     for a stopped set, and --overwrite deleted a user's own pairs)."""
-    return _listed_stems(folder / "manifest.json", "images") is not None or _listed_stems(folder / PENDING_SET, "stems") is not None
+    return _set_stems(folder) is not None
 
 
 def write_pending_set(folder: Path, stems: Sequence[str]) -> None:
@@ -412,11 +420,14 @@ def write_pending_set(folder: Path, stems: Sequence[str]) -> None:
     atomic_write_bytes(folder / PENDING_SET, (json.dumps({"stems": list(stems)}) + "\n").encode())
 
 
+def clear_pending_set(folder: Path) -> None:
+    """Remove ``folder``'s :data:`PENDING_SET` mark: the manifest lists the pairs made now, or none was made."""
+    (folder / PENDING_SET).unlink(missing_ok=True)
+
+
 def _set_pair_files(folder: Path) -> set[str]:
-    """The file names the set in ``folder`` has in each part: ``<stem>.png`` for each pair its manifest lists and each
-    pair a run killed before its manifest planned (:data:`PENDING_SET`)."""
-    stems = (_listed_stems(folder / "manifest.json", "images") or set()) | (_listed_stems(folder / PENDING_SET, "stems") or set())
-    return {f"{stem}.png" for stem in stems}
+    """The file names the set in ``folder`` has in each part: ``<stem>.png`` for each pair of :func:`_set_stems`."""
+    return {f"{stem}.png" for stem in _set_stems(folder) or set()}
 
 
 def split_set_parts(inputs: list[InputFile], folders: Sequence[Path]) -> tuple[list[InputFile], list[InputFile]]:

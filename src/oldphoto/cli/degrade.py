@@ -24,9 +24,20 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
-from oldphoto.degrade.sets import PairRecord, make_pair, plan_pairs, remove_pair, write_manifest
+from oldphoto.degrade.sets import (
+    PairRecord,
+    make_pair,
+    plan_pairs,
+    remove_pair,
+    write_manifest,
+)
 from oldphoto.errors import ImageWriteError, OldPhotoError
-from oldphoto.inputs import PENDING_SET, prepare_set_folder, split_set_parts, write_pending_set
+from oldphoto.inputs import (
+    clear_pending_set,
+    prepare_set_folder,
+    split_set_parts,
+    write_pending_set,
+)
 from oldphoto.restore.jobs import check_output_folder
 
 MAX_PAIRS = 1_000_000
@@ -125,13 +136,13 @@ def degrade(
             progress.advance(task)
     if not records and stopped is None:
         # Every photo failed: a manifest of no pairs made a "set" that evaluate then refused.
-        (output / PENDING_SET).unlink(missing_ok=True)
+        clear_pending_set(output)
         error_console.print("[bold red]error:[/] no pair was made: every photo failed (see above)", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
     with library_errors():
         # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.
         write_manifest(output, seed, recipe, records, stamps, size_range, len(pairs))
-    (output / PENDING_SET).unlink(missing_ok=True)  # the manifest lists the pairs now
+    clear_pending_set(output)  # the manifest lists the pairs now
     if stopped == "interrupted":
         error_console.print(
             f"[yellow]interrupted[/]: {len(records)} of {len(pairs)} pairs written (manifest.json lists them); run the "

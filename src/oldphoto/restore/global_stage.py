@@ -230,17 +230,6 @@ def _upsampled(coarse: np.ndarray, size: tuple[int, int], box: tuple[int, int, i
     return part.reshape(bottom - top, right - left, -1)
 
 
-def undamaged_low_pass(values: np.ndarray, damaged: np.ndarray, cell: int = TONE_CELL) -> np.ndarray:
-    """``values``' local mean over the pixels ``damaged`` leaves out, smooth at the scale of ``cell`` pixels.
-
-    ``values``: (H, W, C) float; ``damaged``: (H, W) float in [0, 1], 1 = left out. Returns (H, W, C) float32: each
-    ``cell`` x ``cell`` block's mean over its undamaged pixels (blocks with none take their neighbours',
-    :func:`_coarse_undamaged_mean`), bilinear back to full size.
-    """
-    height, width = damaged.shape
-    return _upsampled(_coarse_undamaged_mean(values, damaged, cell), (height, width), (0, height, 0, width))
-
-
 def temper_restoration(original: np.ndarray, restored: np.ndarray, mask: np.ndarray | None, strength: float) -> np.ndarray:
     """The global stage's result with only ``strength`` of its change kept away from the damage it repaired.
 
@@ -253,7 +242,7 @@ def temper_restoration(original: np.ndarray, restored: np.ndarray, mask: np.ndar
       blur, fading and colour cast alike;
     - on each marked pixel and within :data:`REPAIR_REACH` of it (fading out over as many pixels again), the repair
       in full, shifted by the same share of the change in tone and brightness the photo around it keeps (the
-      change's mean over undamaged pixels, :func:`undamaged_low_pass`): a repaired crack on a sepia print at half
+      change's mean over undamaged pixels, :func:`_coarse_undamaged_mean`): a repaired crack on a sepia print at half
       strength takes the half-kept sepia around it instead of the network's neutral grey.
 
     Strength 1 returns ``restored``; 0 leaves the scan as it was wherever nothing was repaired. The repair of marked
