@@ -529,7 +529,7 @@ def test_face_damage_can_leave_a_share_of_faces_undamaged():
     assert (degraded - clean).abs().amax(dim=(1, 2, 3)).min() > 0.05  # every face damaged
 
 
-def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
+def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path, caplog):
     """--mask-source detector: the global stage in front of the refiner gets the installed detector and verifier's mask
     of each damaged face, as restore gives it, instead of the drawn damage's own."""
     from oldphoto.restore.scratches import load_scratch_detection
@@ -555,6 +555,15 @@ def test_face_recipe_can_feed_the_global_stage_the_detected_mask(tmp_path):
         FaceRecipe(FaceTrainConfig(**base, undamaged_faces=-0.1))
     with pytest.raises(DataError, match="--small-damage must be"):
         FaceRecipe(FaceTrainConfig(**base, small_damage="somewhere"))
+    # Options that need another were accepted in silence and written into the card as if used.
+    with caplog.at_level("WARNING", logger="oldphoto.training"):
+        FaceRecipe(FaceTrainConfig(**base, after_global=False, mask_source="detector", small_damage="native"))
+    assert "--mask-source does nothing without --after-global" in caplog.text
+    assert "--small-damage does nothing without --small-faces" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="oldphoto.training"):
+        FaceRecipe(FaceTrainConfig(**base, small_faces=0.5, small_damage="native"))
+    assert "does nothing" not in caplog.text
     # --grayscale-prob 1: every face a black-and-white print, target included (the preset's own chance is 10%).
     gray = FaceRecipe(FaceTrainConfig(**base, grayscale_prob=1.0))
     assert torch.equal(gray.val_clean[:, 0], gray.val_clean[:, 1]) and torch.equal(gray.val_clean[:, 1], gray.val_clean[:, 2])
@@ -924,10 +933,10 @@ def test_global_recipes_name_the_options_they_ignore(tmp_path, caplog):
     from oldphoto.training.restoration import VaeCleanRecipe
 
     config = global_config(tmp_path, "mapping", steps=1, clean_fraction=0.9, kl_weight=3.0, scratch_weights="x.safetensors")
-    with caplog.at_level("WARNING", logger="oldphoto.training.restoration"):
+    with caplog.at_level("WARNING", logger="oldphoto.training"):
         train_global(config)
     for said in ("--clean-fraction is used by detail-fusion only", "--kl-weight is used by vae-clean and vae-old only",
-                 "--scratch-weights and --verifier-weights are used with --mask-source detector only"):
+                 "--scratch-weights does nothing without --mask-source detector"):
         assert said in caplog.text, caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="oldphoto.training.restoration"):

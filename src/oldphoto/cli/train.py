@@ -181,17 +181,6 @@ def _setup(ctx: typer.Context) -> TrainSetup:
         )
 
 
-def _note_unused(ctx: typer.Context, needs: dict[str, tuple[str, bool]]) -> None:
-    """A note for each option given on the command line that does nothing without another: ``needs`` maps a
-    parameter name to (the option it needs, whether that one was given). Such a value was still written into the
-    weights card, as if it had been used."""
-    for name, (needed, present) in needs.items():
-        source = ctx.get_parameter_source(name)
-        # By name: Typer carries its own copy of Click's ParameterSource enum.
-        if not present and source is not None and source.name == "COMMANDLINE":
-            note(f"--{name.replace('_', '-')} does nothing without {needed}")
-
-
 def _overlapping_folders(val: list[Path], data: list[Path]) -> tuple[Path, Path] | None:
     """The first (--val, --data) pair of which one folder is, or lies within, the other (--data is searched
     recursively, so a --val below it is trained on), or None."""
@@ -300,7 +289,6 @@ def scratch(
     """Train the scratch-detection U-Net with damage drawn on the fly."""
     from oldphoto.training.scratch import ScratchTrainConfig, train_scratch
 
-    _note_unused(ctx, {"real_fraction": ("--real", bool(real)), "real_labels": ("--real", bool(real)), "hard_fraction": ("--hard-negatives", bool(hard_negatives))})
     config = ScratchTrainConfig(
         setup=_setup(ctx),
         val=_strings(val),
@@ -604,7 +592,6 @@ def scratch_verifier(
         train_scratch_verifier,
     )
 
-    _note_unused(ctx, {"real_fraction": ("--real", bool(real)), "real_labels": ("--real", bool(real))})
     config = ScratchVerifierTrainConfig(
         setup=_setup(ctx),
         real=_strings(real),

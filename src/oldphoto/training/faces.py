@@ -56,6 +56,7 @@ from oldphoto.training.loop import (
     initial_network,
     optimise,
     run,
+    warn_unused_options,
 )
 from oldphoto.training.losses import image_scores, psnr, restoration_loss
 from oldphoto.weights import load_network
@@ -232,6 +233,13 @@ class FaceRecipe(SingleNetworkRecipe):
             raise DataError("--small-damage must be 'template' or 'native'")
         if not setup.runtime.default:
             raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
+        defaults = FaceTrainConfig
+        warn_unused_options(
+            [
+                (not config.after_global and config.mask_source != defaults.mask_source, "--mask-source", "--after-global (this run has --raw-damage)"),
+                (not config.small_faces and config.small_damage != defaults.small_damage, "--small-damage", "--small-faces"),
+            ]
+        )
         self.config = config
         torch.manual_seed(setup.seed)
         self.rng = np.random.default_rng(setup.seed)

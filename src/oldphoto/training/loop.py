@@ -208,6 +208,15 @@ class SingleNetworkRecipe:
         return self.network
 
 
+def warn_unused_options(needs: Sequence[tuple[bool, str, str]]) -> None:
+    """A warning for each option set that does nothing in this run: ``needs`` holds (set away from its default,
+    the option, what it needs) for each. Such a value would otherwise be accepted in silence and written into the
+    weights card as if it had been used (``train scratch --real-fraction 0.9`` without ``--real``)."""
+    for given, option, needed in needs:
+        if given:
+            log.warning("%s does nothing without %s", option, needed)
+
+
 def initial_network(spec: ModelSpec, init: str | None) -> nn.Module:
     """A fresh network of ``spec``, or one started from the weights file ``init`` (``--init``: fine-tuning, or
     growing a network by layers those weights lack)."""

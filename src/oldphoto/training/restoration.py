@@ -62,6 +62,7 @@ from oldphoto.training.loop import (
     initial_network,
     optimise,
     run,
+    warn_unused_options,
 )
 from oldphoto.training.losses import (
     image_scores,
@@ -146,8 +147,12 @@ class _Base:
         ):
             if given and self.name not in used_by:
                 log.warning("%s is used by %s only; %s ignores it", option, " and ".join(used_by), self.name)
-        if (config.scratch_weights or config.verifier_weights) and config.mask_source != "detector":
-            log.warning("--scratch-weights and --verifier-weights are used with --mask-source detector only; this run ignores them")
+        warn_unused_options(
+            [
+                (config.scratch_weights is not None and config.mask_source != "detector", "--scratch-weights", "--mask-source detector"),
+                (config.verifier_weights is not None and config.mask_source != "detector", "--verifier-weights", "--mask-source detector"),
+            ]
+        )
         check_mask_source(config.mask_source)
         self.config = config
         torch.manual_seed(setup.seed)

@@ -53,6 +53,7 @@ from oldphoto.training.loop import (
     optimise,
     run,
     validation_rng,
+    warn_unused_options,
 )
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,14 @@ class ScratchRecipe(SingleNetworkRecipe):
     name = SCRATCH_MODEL
 
     def __init__(self, config: ScratchTrainConfig) -> None:
+        defaults = ScratchTrainConfig
+        warn_unused_options(
+            [
+                (not config.real and config.real_fraction != defaults.real_fraction, "--real-fraction", "--real"),
+                (not config.real and config.real_labels is not None, "--real-labels", "--real"),
+                (not config.hard_negatives and config.hard_fraction != defaults.hard_fraction, "--hard-fraction", "--hard-negatives"),
+            ]
+        )
         self.config = config
         setup = config.setup
         self.spec = get_spec(SCRATCH_MODEL)

@@ -58,6 +58,7 @@ from oldphoto.training.loop import (
     initial_network,
     optimise,
     run,
+    warn_unused_options,
 )
 from oldphoto.weights import load_model
 
@@ -261,6 +262,13 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
     def __init__(self, config: ScratchVerifierTrainConfig) -> None:
         if not 0.0 <= config.real_fraction <= 1.0:
             raise DataError("--real-fraction must be between 0 and 1")
+        defaults = ScratchVerifierTrainConfig
+        warn_unused_options(
+            [
+                (not config.real and config.real_fraction != defaults.real_fraction, "--real-fraction", "--real"),
+                (not config.real and config.real_labels is not None, "--real-labels", "--real"),
+            ]
+        )
         self.config = config
         setup = config.setup
         torch.manual_seed(setup.seed)
