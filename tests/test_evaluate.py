@@ -583,3 +583,31 @@ def test_a_true_mask_on_a_transparent_layer_scores_as_restore_reads_it(tiny_set,
         (method,) = json.loads(out.read_text())["methods"]
         scores.append((method["precision"], method["recall"], method["f1"]))
     assert scores[0] == scores[1]
+
+
+def test_pairs_in_sub_folders_are_said_left_out_and_paired_by_path_with_recursive(tmp_path):
+    """Pairs kept by year (degraded/1910/a.png, clean/1910/a.png) were left out without a word, and a folder of
+    sub-folders alone failed with "no file stems match". With --recursive they pair by their path below each folder,
+    the same name in two sub-folders stays two pairs, and --save keeps the sub-folders."""
+    rng = np.random.default_rng(0)
+    for year in ("1910", "1920"):
+        clean = smooth_image(24, 32, seed=int(year))
+        save_rgb(tmp_path / "clean" / year / "a.png", clean)
+        save_rgb(tmp_path / "degraded" / year / "a.png", np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1))
+    save_rgb(tmp_path / "degraded" / ".thumbnails" / "a.png", smooth_image(24, 32, seed=0))  # never a pair
+    args = ["evaluate", "--degraded", str(tmp_path / "degraded"), "--clean", str(tmp_path / "clean"), "-m", "identity"]
+    result = CliRunner().invoke(app, args)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2 and "2 image(s) in sub-folders" in shown and "add --recursive" in shown, result.output
+    result = CliRunner().invoke(app, [*args, "-r", "--json", str(tmp_path / "s.json"), "--save", str(tmp_path / "saved")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text())["pairs"] == 2
+    saved = tmp_path / "saved" / "identity"
+    assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*.png")) == ["1910/a.png", "1920/a.png"]
+    assert [pair.stem for pair in find_pairs(tmp_path / "degraded", tmp_path / "clean", recursive=True)] == ["1910/a", "1920/a"]
+    # A sub-folder named like --save's own masks/ folder would have its pair saved over another's mask: refused.
+    for part in ("clean", "degraded"):
+        save_rgb(tmp_path / part / "a.png", smooth_image(24, 32, seed=1))
+        save_rgb(tmp_path / part / "masks" / "a.png", smooth_image(24, 32, seed=2))
+    result = CliRunner().invoke(app, [*args, "-m", "classical", "-r", "--save", str(tmp_path / "saved2")])
+    assert result.exit_code == 2 and "twice" in " ".join(result.output.split()), result.output

@@ -98,6 +98,14 @@ def evaluate(
             "restore --global-strength (default 1: all of it).",
         ),
     ] = 1.0,
+    recursive: Annotated[
+        bool,
+        typer.Option(
+            "--recursive",
+            "-r",
+            help="Also pair the images in sub-folders, by their path below each folder (degraded/1910/a.png with clean/1910/a.png).",
+        ),
+    ] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
@@ -118,7 +126,7 @@ def evaluate(
     with library_errors():
         runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:
-            pairs = find_pairs(real)
+            pairs = find_pairs(real, recursive=recursive)
             if save is None:
                 raise fail("--real needs --save DIR for the contact sheets")
             if true_masks:
@@ -130,9 +138,9 @@ def evaluate(
                     f"{dataset} is not a set made by oldphoto degrade (no degraded/ and clean/ folders): give "
                     "--degraded DIR --clean DIR for your own pairs, or --real DIR for photos without targets"
                 )
-            pairs = find_pairs(dataset, clean, mask)
+            pairs = find_pairs(dataset, clean, mask, recursive=recursive)
         elif degraded is not None and clean is not None:
-            pairs = find_pairs(degraded, clean, mask)
+            pairs = find_pairs(degraded, clean, mask, recursive=recursive)
         else:
             raise fail("give a SET_DIR folder (made by oldphoto degrade), --degraded DIR --clean DIR, or --real DIR")
         check_detection_overrides(scratch_threshold, None)  # also when no method detects: the JSON records the value
@@ -290,6 +298,12 @@ def check_save_folder(save: Path, planned: list[Path], scored: list[Path]) -> No
         raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
     check_writable(save / "sheets", "--save")
     scored_set = {path.resolve() for path in scored}
+    seen: set[Path] = set()
+    for path in planned:
+        # With --recursive a pair below a sub-folder named masks/ or sheets/ would be saved where another's mask goes.
+        if path.resolve() in seen:
+            raise ConfigError(f"--save {save} would write {path} twice (two pairs' outputs); rename the sub-folder or evaluate it apart")
+        seen.add(path.resolve())
     clash = next((path for path in planned if path.resolve() in scored_set), None)
     if clash is not None:
         raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")

@@ -68,17 +68,35 @@ def mask_scoring(pairs: list[Pair]) -> str | None:
     return MASK_SCORING_WHOLE
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+def _by_stem(folder: Path, recursive: bool = False) -> dict[str, Path]:
+    """The images of ``folder`` by name without extension; with ``recursive``, also those of its sub-folders, by their
+    path below it (``1910/a`` for ``1910/a.png``), so that pairs are matched folder by folder. Hidden files and
+    folders are left out, as ``restore`` leaves them out."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
     files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and is_image_path(path):
-            if path.stem in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
-                log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[path.stem].name, path.name, folder, files[path.stem].name)
-                continue
-            files[path.stem] = path
+    for path in _images_below(folder, "**/*" if recursive else "*"):
+        key = path.relative_to(folder).with_suffix("").as_posix()
+        if key in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
+            log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[key].name, path.name, path.parent, files[key].name)
+            continue
+        files[key] = path
+    if not recursive:
+        # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
+        below = _images_below(folder, "*/**/*")
+        if below:
+            log.warning("%d image(s) in sub-folders of %s are left out (e.g. %s): add --recursive to pair them by their path below it", len(below), folder, below[0].relative_to(folder))
     return files
+
+
+def _images_below(folder: Path, pattern: str) -> list[Path]:
+    """The image files of ``folder`` matching ``pattern`` (``*``, or ``**/*`` with sub-folders), sorted, none hidden or
+    in a hidden folder (.thumbnails, .git)."""
+    return sorted(
+        path
+        for path in folder.glob(pattern)
+        if not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file() and is_image_path(path)
+    )
 
 
 def find_pairs(
@@ -87,9 +105,11 @@ def find_pairs(
     mask: Path | None = None,
     ignore: Path | None = None,
     distractor: Path | None = None,
+    recursive: bool = False,
 ) -> list[Pair]:
-    """Match files by stem. ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/,
-    and from sets made since they exist ignore/ and distractor/, picked up when present)."""
+    """Match files by stem (with ``recursive``, by their path below each folder without extension, e.g. ``1910/a``).
+    ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/, and from sets made since
+    they exist ignore/ and distractor/, picked up when present)."""
     if clean is None and (degraded / "degraded").is_dir():
         root = degraded
         degraded, clean = root / "degraded", root / "clean"
@@ -102,17 +122,17 @@ def find_pairs(
         distractor = distractor or (root / "distractor" if (root / "distractor").is_dir() else None)
     if not degraded.is_dir():
         raise DataError(f"{degraded}: not a folder of degraded images")
-    degraded_files = _by_stem(degraded)
-    clean_files = _by_stem(clean) if clean else {}
-    mask_files = _by_stem(mask) if mask else {}
-    ignore_files = _by_stem(ignore) if ignore else {}
-    distractor_files = _by_stem(distractor) if distractor else {}
+    degraded_files = _by_stem(degraded, recursive)
+    clean_files = _by_stem(clean, recursive) if clean else {}
+    mask_files = _by_stem(mask, recursive) if mask else {}
+    ignore_files = _by_stem(ignore, recursive) if ignore else {}
+    distractor_files = _by_stem(distractor, recursive) if distractor else {}
     if clean and not set(degraded_files) & set(clean_files):
         hint = (
             f": {degraded} is a set made by oldphoto degrade, read here as a folder of degraded photos since --clean was "
             f"given; give the set alone, or --degraded {degraded / 'degraded'} --clean {clean}"
             if (degraded / "degraded").is_dir()
-            else ""
+            else (": their images are in sub-folders; add --recursive to pair them there" if not recursive and _images_below(degraded, "*/**/*") else "")
         )
         raise DataError(f"no file stems in {degraded} match any in {clean}{hint}")
     if clean:
