@@ -198,14 +198,17 @@ def test_naming_a_sets_own_masks_scores_it_as_the_set_alone(tmp_path):
     result = CliRunner().invoke(app, ["degrade", str(photos), "-o", str(tmp_path / "set"), "--preset", "bopbtl-v1", "--seed", "1"])
     assert result.exit_code == 0 and (tmp_path / "set" / "ignore").is_dir(), result.output
 
-    def scores(*flags: str) -> dict:
+    def scores(*flags: str, named: tuple[str, ...] = (str(tmp_path / "set"),)) -> dict:
         out = tmp_path / f"s{len(flags)}.json"
-        result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "set"), "-m", "tophat", *flags, "--json", str(out)])
+        result = CliRunner().invoke(app, ["evaluate", *named, "-m", "tophat", *flags, "--json", str(out)])
         assert result.exit_code == 0, result.output
         payload = json.loads(out.read_text())
         return {"definition": payload["mask_definition"], **{k: payload["methods"][0][k] for k in ("precision", "recall", "faint_share")}}
 
     assert scores("--mask", str(tmp_path / "set" / "mask")) == scores()
+    # ... and so does the set named part by part (its ignore/ band was dropped there too).
+    parts = [f"--{part}" if i % 2 == 0 else str(tmp_path / "set" / part) for part in ("degraded", "clean", "mask") for i in range(2)]
+    assert scores(named=tuple(parts)) == scores()
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "set"), "--clean", str(tmp_path / "set" / "clean"), "-m", "identity"])
     shown = " ".join(result.output.split())
     assert result.exit_code != 0 and "is a set made by oldphoto degrade" in shown and "--degraded" in shown, result.output

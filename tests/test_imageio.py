@@ -591,3 +591,32 @@ def test_every_image_extension_has_a_place_in_the_mask_preference():
     from oldphoto.inputs import MASK_EXTENSION_PREFERENCE
 
     assert sorted(MASK_EXTENSION_PREFERENCE) == sorted(EXTENSION_FORMATS)
+
+
+@pytest.mark.parametrize("planar", [False, True])
+def test_16bit_tiffs_stored_min_is_white_or_premultiplied_read_as_the_photo(tmp_path, planar):
+    """A 16-bit grey scan stored min-is-white (0 = white) came back as its negative, and 16-bit colour stored
+    premultiplied by its alpha came back darkened where it was see-through (Pillow applies both conventions to 8-bit
+    TIFFs; the 16-bit decoders kept the raw samples)."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    grey = (rng.random((12, 16)) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "white.tif", 65535 - grey, photometric="miniswhite", metadata=None)
+    np.testing.assert_allclose(read_photo(tmp_path / "white.tif").pixels[:, :, 0] * 65535, grey, atol=0.5)
+    colour = (rng.random((12, 16, 3)) * 65535).astype(np.uint16)
+    opacity = np.repeat(np.array([0, 32896, 65535], np.uint16), 64)[: 12 * 16].reshape(12, 16)
+    premultiplied = np.rint(colour * (opacity[:, :, None] / 65535.0)).astype(np.uint16)
+    stored = np.concatenate([premultiplied, opacity[:, :, None]], axis=2)
+    tifffile.imwrite(
+        tmp_path / "assoc.tif",
+        np.moveaxis(stored, 2, 0) if planar else stored,
+        photometric="rgb",
+        planarconfig="separate" if planar else "contig",
+        extrasamples=("assocalpha",),
+        metadata=None,
+    )
+    photo = read_photo(tmp_path / "assoc.tif")
+    assert np.array_equal(photo.alpha, opacity)
+    seen = opacity > 0
+    np.testing.assert_allclose(photo.pixels[seen] * 65535, colour[seen], atol=3)  # the straight colour, as written back

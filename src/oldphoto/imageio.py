@@ -70,6 +70,10 @@ EXIF_SUB_IFDS = (0x8769, 0x8825)
 TIFF_X_RESOLUTION = 0x011A
 TIFF_SOFTWARE_TAG = 0x0131
 TIFF_PLANAR_TAG = 0x011C
+TIFF_PHOTOMETRIC_TAG = 0x0106
+TIFF_MIN_IS_WHITE = 0
+TIFF_EXTRA_SAMPLES_TAG = 0x0152
+TIFF_ASSOCIATED_ALPHA = 1
 TIFF_BITS_TAG = 0x0102
 TIFF_SAMPLE_FORMAT_TAG = 0x0153
 TIFF_XMP_TAG = 0x02BC
@@ -386,6 +390,22 @@ def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.nda
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), None
 
 
+def _tiff_conventions(pil: Image.Image, color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A 16-bit TIFF's samples as a photo means them (Pillow applies both conventions to the 8-bit ones itself; the
+    16-bit decoders keep the raw samples): a grey scan stored min-is-white (0 = white, photometric 0) comes back
+    as the positive it is, not as its negative, and colour stored premultiplied by its alpha (associated alpha,
+    extra sample 1) comes back divided by it, as the straight alpha every output is written with."""
+    if pil.tag_v2.get(TIFF_PHOTOMETRIC_TAG) == TIFF_MIN_IS_WHITE and color.shape[2] == 1:
+        color = np.iinfo(np.uint16).max - color
+    extra = pil.tag_v2.get(TIFF_EXTRA_SAMPLES_TAG, ())
+    extra = (extra,) if isinstance(extra, int) else tuple(extra)
+    if alpha is not None and extra[:1] == (TIFF_ASSOCIATED_ALPHA,):
+        opacity = alpha.astype(np.float32)[:, :, None]
+        straight = np.where(opacity > 0, color.astype(np.float32) * np.float32(65535) / np.maximum(opacity, 1), 0)
+        color = np.clip(np.rint(straight), 0, 65535).astype(np.uint16)
+    return color, alpha
+
+
 def _decode_planar_tiff(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """A 16-bit TIFF with one plane per channel, as (H, W, 1|3) uint16 and the alpha plane, if any."""
     import tifffile  # here, not at the top: 0.1 s of every command's start, for a rare file
@@ -498,16 +518,20 @@ def read_photo(
             f"{_megapixels(max_pixels)}-megapixel safety limit (decompression-bomb guard); {too_large_hint}"
         )
     try:
-        pil.load()
+        bit_depth = _source_bit_depth(pil, data)
+        planar = pil.format == "TIFF" and pil.tag_v2.get(TIFF_PLANAR_TAG, 1) == 2
+        if not (planar and bit_depth == 16):  # decoded by tifffile below; Pillow cannot load some (premultiplied colour)
+            pil.load()
         exif = pil.getexif()
         orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
-        bit_depth = _source_bit_depth(pil, data)
         jpeg = _jpeg_settings(pil)
         if pil.mode == "F":
             color, alpha, scale = _decode_float(pil, path), None, 1.0
             bit_depth = 16  # written back at 16 bits, the nearest the output formats hold
         elif bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
-            color, alpha = _decode_16bit(data, path, planar=pil.format == "TIFF" and pil.tag_v2.get(TIFF_PLANAR_TAG, 1) == 2)
+            color, alpha = _decode_16bit(data, path, planar=planar)
+            if pil.format == "TIFF":
+                color, alpha = _tiff_conventions(pil, color, alpha)
             scale = 65535.0
             if color.dtype != np.uint16:  # OpenCV disagreed with the header: trust the decoded data
                 bit_depth, scale = 8, 255.0

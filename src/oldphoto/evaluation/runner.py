@@ -120,6 +120,12 @@ def find_pairs(
             ignore = root / "ignore"
         mask = mask or (root / "mask" if (root / "mask").is_dir() else None)
         distractor = distractor or (root / "distractor" if (root / "distractor").is_dir() else None)
+    elif mask is not None and ignore is None and distractor is None and _parts_of_one_set(degraded, clean, mask):
+        # `--degraded SET/degraded --clean SET/clean --mask SET/mask` is the set named part by part: its don't-care band
+        # and distractors belong to those masks too (they were left out, and the JSON said the set had no ignore/).
+        root = degraded.parent
+        ignore = root / "ignore" if (root / "ignore").is_dir() else None
+        distractor = root / "distractor" if (root / "distractor").is_dir() else None
     if not degraded.is_dir():
         raise DataError(f"{degraded}: not a folder of degraded images")
     degraded_files = _by_stem(degraded, recursive)
@@ -150,6 +156,15 @@ def find_pairs(
         for stem, path in degraded_files.items()
         if not clean or stem in clean_files
     ]
+
+
+def _parts_of_one_set(degraded: Path, clean: Path | None, mask: Path) -> bool:
+    """Whether ``degraded``, ``clean`` and ``mask`` are the degraded/, clean/ and mask/ folders of one set."""
+    root = degraded.resolve().parent
+    return (
+        clean is not None
+        and [path.resolve() for path in (degraded, clean, mask)] == [root / name for name in ("degraded", "clean", "mask")]
+    )
 
 
 def identity(image: np.ndarray) -> tuple[np.ndarray, None]:
