@@ -620,3 +620,19 @@ def test_16bit_tiffs_stored_min_is_white_or_premultiplied_read_as_the_photo(tmp_
     assert np.array_equal(photo.alpha, opacity)
     seen = opacity > 0
     np.testing.assert_allclose(photo.pixels[seen] * 65535, colour[seen], atol=3)  # the straight colour, as written back
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_header_sizes_of_a_tiff_match_the_photo_read_in_every_orientation(tmp_path, dtype):
+    """Pillow reports a TIFF's size already turned by its orientation: the header read turned it a second time, so
+    `restore --dry-run --masks` said a scan's own mask was the wrong size while the real run used it."""
+    import tifffile
+
+    from oldphoto.imageio import header_sizes
+
+    stored = (np.random.default_rng(0).random((6, 10, 3)) * np.iinfo(dtype).max).astype(dtype)
+    for orientation in range(1, 9):
+        path = tmp_path / f"o{orientation}.tif"
+        tifffile.imwrite(path, stored, photometric="rgb", extratags=[(0x0112, "H", 1, orientation, True)], metadata=None)
+        height, width = read_photo(path).pixels.shape[:2]
+        assert header_sizes(path) == ((10, 6), (width, height)), orientation

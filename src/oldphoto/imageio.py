@@ -70,6 +70,8 @@ EXIF_SUB_IFDS = (0x8769, 0x8825)
 TIFF_X_RESOLUTION = 0x011A
 TIFF_SOFTWARE_TAG = 0x0131
 TIFF_PLANAR_TAG = 0x011C
+TIFF_WIDTH_TAG = 0x0100
+TIFF_LENGTH_TAG = 0x0101
 TIFF_PHOTOMETRIC_TAG = 0x0106
 TIFF_MIN_IS_WHITE = 0
 TIFF_EXTRA_SAMPLES_TAG = 0x0152
@@ -287,6 +289,10 @@ def header_sizes(path: str | os.PathLike[str]) -> tuple[tuple[int, int] | None, 
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if image.format == "TIFF":
+                # Pillow reports a TIFF's size already turned by its orientation (and turns the pixels on load): the
+                # stored size is in its tags. Turned twice, a scan's own mask was predicted to be the wrong size.
+                width, height = image.tag_v2.get(TIFF_WIDTH_TAG, width), image.tag_v2.get(TIFF_LENGTH_TAG, height)
             try:
                 orientation = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
             except Exception:  # noqa: BLE001 - an orientation of the wrong type, a broken EXIF block
