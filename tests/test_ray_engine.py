@@ -99,3 +99,18 @@ def test_a_file_that_kills_every_worker_is_failed_after_two_retries(photos, tmp_
     assert statuses == {"photo0.png": "restored", "photo1.png": "failed", "photo2.png": "restored"}
     assert f"died on this file {MAX_RETRIES + 1} times" in " ".join(result.output.split())
     assert sorted(path.name for path in out.iterdir()) == ["photo0.png", "photo2.png"] and not leftovers(out)
+
+
+def test_a_workers_warnings_are_said_as_the_local_engine_says_them(tmp_path):
+    """Ray does not forward a worker's log: an alpha channel dropped by a JPEG output (and every other data-loss
+    warning) was said by the local engine and by nothing on Ray."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    pixels = (smooth_image(64, 80, seed=3) * 255).astype(np.uint8)
+    Image.fromarray(np.dstack([pixels, np.full(pixels.shape[:2], 128, np.uint8)])).save(folder / "cutout.png")
+    args = [str(folder), "--ext", "jpg", "--no-global", "--no-faces"]
+    local = invoke("restore", *args, "-o", str(tmp_path / "local"))
+    on_ray = invoke("restore", *args, "-o", str(tmp_path / "ray"), "--engine", "ray", "--workers", "1")
+    assert local.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    for result in (local, on_ray):
+        assert "cannot store transparency; the alpha channel is dropped" in " ".join(result.output.split()), result.output

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 MAX_RETRIES = 2
 """Attempts after the first for a file whose worker died (a crash, an out-of-memory kill)."""
 STOP_FIELD = "stop_run"
+WARNINGS_FIELD = "worker_warnings"
+"""A record's warnings from the worker (an alpha channel dropped, 16-bit levels rounded, pages left out): Ray does
+not forward a worker's log to the driver, so they travel with the record and the driver says them."""
 FAULT_ENV = "OLDPHOTO_FAULT_INJECTION"
 """Testing only: ``kill-once:DIR`` kills a worker once per file, between writing a photo's temporary file and
 renaming it (``DIR`` keeps the per-file markers); ``kill-always:NAME`` kills it on every attempt at file NAME."""
@@ -132,12 +135,31 @@ class RestoreActor:
                 records.append(json.dumps(died_too_often(job).to_json()))
                 continue
             _inject_fault(job.source)
-            try:
-                record = restore_job(job, self.restorer, self.outputs, Path(mask) if mask else None).to_json()
-            except DiskFullError as error:
-                record = {**JobRecord(str(job.source), str(job.output), "failed", error=str(error)).to_json(), STOP_FIELD: True}
-            records.append(json.dumps(record))
+            with _CapturedWarnings() as warnings:
+                try:
+                    record = restore_job(job, self.restorer, self.outputs, Path(mask) if mask else None).to_json()
+                except DiskFullError as error:
+                    record = {**JobRecord(str(job.source), str(job.output), "failed", error=str(error)).to_json(), STOP_FIELD: True}
+            records.append(json.dumps({**record, WARNINGS_FIELD: warnings.messages}))
         return {"record": np.array(records, dtype=object)}
+
+
+class _CapturedWarnings(logging.Handler):
+    """While entered, the warnings (and errors) the library logs, as their messages."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _CapturedWarnings:
+        logging.getLogger("oldphoto").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("oldphoto").removeHandler(self)
 
 
 def require_ray() -> None:
@@ -214,6 +236,8 @@ def _run(ray: Any, jobs, options, runtime, outputs, settings) -> Iterator[JobRec
     for row in dataset.iter_rows():
         data = json.loads(row["record"])
         stop = data.pop(STOP_FIELD, False)
+        for message in data.pop(WARNINGS_FIELD, []):
+            log.warning("%s", message)
         record = JobRecord.from_json(data)
         seen.add(record.input)
         if stop:
