@@ -65,6 +65,18 @@ def test_files_in_a_folder_that_are_not_photos_are_named_not_skipped_unseen(albu
     result = invoke("restore", str(album), "-r", "-o", str(tmp_path / "out2"), *STAGES)
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tmp_path / "out2").as_posix() for p in (tmp_path / "out2").rglob("*.*")) == ["a.jpg", "b.png", "sub/c.png"]
+    # A glob matching them ("*", as batch jobs write it) leaves them out alike: they failed the run (exit 1) there.
+    result = invoke("restore", str(album / "*"), "-o", str(tmp_path / "out3"), *STAGES)
+    assert result.exit_code == 0 and sorted(p.name for p in (tmp_path / "out3").iterdir()) == ["a.jpg", "b.png"], result.output
+    assert "left out 2 file(s)" in " ".join(result.output.split())
+    result = invoke("restore", str(album / "*.txt"), "-o", str(tmp_path / "out4"), *STAGES)
+    assert result.exit_code == 2 and "pattern matches no photos oldphoto reads" in " ".join(result.output.split())
+    # A GIF given by name is read but cannot be written back as GIF: the PNG it becomes is said.
+    with Image.open(album / "b.png") as image:
+        image.save(tmp_path / "anim.gif")
+    result = invoke("restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out5"), *STAGES)
+    assert result.exit_code == 0 and (tmp_path / "out5" / "anim.png").exists(), result.output
+    assert ".gif is not an output format; the restored photo is written as PNG" in " ".join(result.output.split())
 
 
 def test_glob_and_ext_and_suffix(album, tmp_path, random_scratch_model):

@@ -120,9 +120,15 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
         elif path.is_file():
             add(path, Path(path.name), path.parent)
         elif GLOB_CHARACTERS & set(argument):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
-            if not matches:
+            found_files = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+            # As in a folder: the notes.txt and Thumbs.db a "*" also matches are left out with a note, not failed
+            # (a glob-driven batch job exited 1 where the same folder given as such exited 0).
+            matches = [m for m in found_files if is_image_path(m)]
+            ignored += [m for m in found_files if not is_image_path(m)]
+            if not found_files:
                 problems.append(f"{argument}: pattern matches no files")
+            elif not matches:
+                problems.append(f"{argument}: pattern matches no photos oldphoto reads")
             root = glob_root(path)
             for match in matches:
                 # Below the pattern's fixed prefix, as a folder keeps its sub-folders: "album/**/*.jpg" flattened
@@ -196,6 +202,8 @@ def plan_jobs(
     for item in inputs:
         extension = wanted or item.path.suffix
         if extension.lower() not in EXTENSION_FORMATS:
+            # A photo given by name in a format oldphoto reads but does not write (a GIF): said, not done unseen.
+            log.warning("%s: %s is not an output format; the restored photo is written as PNG (--ext chooses another)", item.path, extension or "no extension")
             extension = ".png"
         output = out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"
         job = Job(item.path, output)
