@@ -636,3 +636,18 @@ def test_header_sizes_of_a_tiff_match_the_photo_read_in_every_orientation(tmp_pa
         tifffile.imwrite(path, stored, photometric="rgb", extratags=[(0x0112, "H", 1, orientation, True)], metadata=None)
         height, width = read_photo(path).pixels.shape[:2]
         assert header_sizes(path) == ((10, 6), (width, height)), orientation
+
+
+def test_layouts_it_cannot_read_are_named_with_what_to_do(tmp_path):
+    """A 16-bit CMYK TIFF was called damaged (after OpenCV printed its own errors), a 16-bit grey TIFF with alpha was
+    told to be saved as the grey TIFF it is, and a JPEG missing its end marker was "damaged" with no way forward."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.zeros((8, 8, 4), np.uint16), photometric="separated", metadata=None)
+    tifffile.imwrite(tmp_path / "la.tif", np.zeros((8, 8, 2), np.uint16), photometric="minisblack", extrasamples=("unassalpha",), metadata=None)
+    buffer = io.BytesIO()
+    Image.fromarray((smooth_image(32, 48) * 255).astype(np.uint8)).save(buffer, format="JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:-2])  # without its end-of-image marker
+    for name, words in (("cmyk.tif", "it is CMYK: convert it to RGB"), ("la.tif", "save it as a 16-bit PNG"), ("cut.jpg", "cut short")):
+        with pytest.raises(ImageReadError, match=words):
+            read_photo(tmp_path / name)

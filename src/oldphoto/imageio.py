@@ -74,6 +74,7 @@ TIFF_WIDTH_TAG = 0x0100
 TIFF_LENGTH_TAG = 0x0101
 TIFF_PHOTOMETRIC_TAG = 0x0106
 TIFF_MIN_IS_WHITE = 0
+TIFF_SEPARATED = 5
 TIFF_EXTRA_SAMPLES_TAG = 0x0152
 TIFF_ASSOCIATED_ALPHA = 1
 TIFF_BITS_TAG = 0x0102
@@ -464,6 +465,7 @@ def _unreadable_tiff(data: bytes) -> str:
     import tifffile  # here, not at the top: 0.1 s of every command's start, for a rare file
 
     what = "a TIFF in a layout oldphoto cannot read"
+    instead = "save it as an 8- or 16-bit unsigned integer grey or RGB(A) TIFF, or as a 16-bit PNG"
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tiff:
             page = tiff.pages.first
@@ -472,9 +474,14 @@ def _unreadable_tiff(data: bytes) -> str:
                 f"a TIFF of {page.bitspersample}-bit {kind} samples, {page.samplesperpixel} per pixel "
                 f"({page.photometric.name.lower()}), which oldphoto cannot read"
             )
+            # The general advice named the very layout of two files it refused: say what differs.
+            if page.photometric.name == "SEPARATED":
+                instead = "it is CMYK: convert it to RGB (8-bit CMYK files are read, as RGB)"
+            elif page.photometric.name in ("MINISBLACK", "MINISWHITE") and page.samplesperpixel == 2 and page.bitspersample == 16:
+                instead = "16-bit grey with an alpha channel is read from PNG, not TIFF: save it as a 16-bit PNG, or as an RGBA TIFF"
     except Exception:  # noqa: BLE001 - a damaged header: the general message
         pass
-    return f"{what}; save it as an 8- or 16-bit unsigned integer grey or RGB(A) TIFF, or as a 16-bit PNG"
+    return f"{what}; {instead}"
 
 
 def read_photo(
@@ -510,6 +517,9 @@ def read_photo(
         raise ImageReadError(f"{path}: not an image, or a format oldphoto cannot read") from None
     except Exception as error:  # noqa: BLE001 - Pillow raises many types for corrupt headers
         raise ImageReadError(f"{path}: cannot decode image header ({error})") from None
+    if pil.format == "TIFF" and pil.tag_v2.get(TIFF_PHOTOMETRIC_TAG) == TIFF_SEPARATED and _source_bit_depth(pil, data) == 16:
+        # OpenCV cannot decode 16-bit CMYK: it printed its own errors and the file was called damaged.
+        raise ImageReadError(f"{path}: {_unreadable_tiff(data)}")
     if pil.format == "TIFF" and pil.mode != "F":
         # Pillow opens signed and 32-bit integer TIFFs, but the decoders below assume unsigned 8- or 16-bit samples:
         # such a file came out nearly white, "restored", without an error.
@@ -554,6 +564,12 @@ def read_photo(
             "free memory, or downscale it first"
         ) from None
     except Exception as error:  # noqa: BLE001 - truncated data surfaces as OSError, SyntaxError, ...
+        if "truncated" in str(error):
+            # A viewer shows what is there (even a JPEG missing only its end marker): say what to do, not just "damaged".
+            raise ImageReadError(
+                f"{path}: the file is cut short ({error}): copy it again from its source, or, if a viewer shows it whole, "
+                "open it there and save it again"
+            ) from None
         raise ImageReadError(f"{path}: image data is damaged or truncated ({error})") from None
 
     pages = int(getattr(pil, "n_frames", 1) or 1)
