@@ -614,3 +614,16 @@ def test_pairs_in_sub_folders_are_said_left_out_and_paired_by_path_with_recursiv
         save_rgb(tmp_path / part / "masks" / "a.png", smooth_image(24, 32, seed=2))
     result = CliRunner().invoke(app, [*args, "-m", "classical", "-r", "--save", str(tmp_path / "saved2")])
     assert result.exit_code == 2 and "twice" in " ".join(result.output.split()), result.output
+    # A linked folder is not followed by -r (as restore -r), and said; without -r it is not counted as left out.
+    elsewhere = tmp_path / "elsewhere"
+    save_rgb(elsewhere / "b.png", smooth_image(24, 32, seed=4))
+    (tmp_path / "real").mkdir()
+    save_rgb(tmp_path / "real" / "a.png", smooth_image(24, 32, seed=5))
+    (tmp_path / "real" / "link").symlink_to(elsewhere, target_is_directory=True)
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "real"), "-m", "identity", "--save", str(tmp_path / "real" / "eval")])
+    assert result.exit_code == 0 and "sub-folders" not in " ".join(result.output.split()), result.output
+    # ... and -r leaves out what an earlier run saved below the photos (it was read as photos, one level deeper each run).
+    result = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "real"), "-r", "-m", "identity", "--save", str(tmp_path / "real" / "eval")])
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "did not follow 1 link(s)" in shown and "left out 2 image(s) inside --save" in shown, result.output
+    assert sorted(p.relative_to(tmp_path / "real" / "eval").as_posix() for p in (tmp_path / "real" / "eval").rglob("*.*")) == ["identity/a.png", "saved-files.json", "sheets/a.jpg"]

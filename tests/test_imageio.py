@@ -648,6 +648,10 @@ def test_layouts_it_cannot_read_are_named_with_what_to_do(tmp_path):
     buffer = io.BytesIO()
     Image.fromarray((smooth_image(32, 48) * 255).astype(np.uint8)).save(buffer, format="JPEG")
     (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[:-2])  # without its end-of-image marker
-    for name, words in (("cmyk.tif", "it is CMYK: convert it to RGB"), ("la.tif", "save it as a 16-bit PNG"), ("cut.jpg", "cut short")):
+    planar = io.BytesIO()
+    tifffile.imwrite(planar, np.zeros((3, 40, 48), np.uint16), photometric="rgb", planarconfig="separate", metadata=None)
+    (tmp_path / "planar.tif").write_bytes(planar.getvalue()[: len(planar.getvalue()) // 2])
+    cases = (("cmyk.tif", "it is CMYK: convert it to RGB"), ("la.tif", "save it as a 16-bit PNG"), ("cut.jpg", "cut short"), ("planar.tif", "cut short"))
+    for name, words in cases:
         with pytest.raises(ImageReadError, match=words):
             read_photo(tmp_path / name)

@@ -785,6 +785,11 @@ def test_a_validation_folder_inside_the_training_data_is_named(tmp_path):
     shown = " ".join(CliRunner().invoke(app, args).output.split())
     assert "--real-fraction does nothing without --real" in shown and "--hard-fraction does nothing without --hard-negatives" in shown
     assert "--real-labels" not in shown  # not given: nothing to say
+    labels = Path(data) / "labels.json"
+    labels.write_text('{"components": []}')
+    args[args.index("--real-fraction") : args.index("--real-fraction") + 2] = ["--real-labels", str(labels)]
+    shown = " ".join(CliRunner().invoke(app, [*args[:-4], "--out", str(tmp_path / "u2" / "w.safetensors"), "--checkpoint", str(tmp_path / "u2" / "c.pt")]).output.split())
+    assert "--real-labels does nothing without --real" in shown, shown
 
 
 def test_an_interrupted_training_says_where_to_resume_from(tmp_path, monkeypatch):
@@ -1010,3 +1015,16 @@ def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
 
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         train_scratch(changed(config, out=str(photo / "w.safetensors"), checkpoint=str(tmp_path / "ck2.pt")))
+
+
+def test_the_verifier_recipe_names_options_that_need_real_photos(tmp_path, caplog):
+    """`train scratch-verifier --real-fraction 0.9 --real-labels L` without `--real` drew its pool exactly as without
+    them, said nothing and wrote them into the card."""
+    from oldphoto.training.scratch_verifier import ScratchVerifierRecipe, ScratchVerifierTrainConfig
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = ScratchVerifierTrainConfig(setup=tiny_setup(empty, tmp_path / "run", steps=1, learning_rate=1e-3), real_fraction=0.9, real_labels="labels.json")
+    with caplog.at_level("WARNING", logger="oldphoto.training"), pytest.raises(DataError):
+        ScratchVerifierRecipe(config)  # stops at the empty data folder, after the options were checked
+    assert "--real-fraction does nothing without --real" in caplog.text and "--real-labels does nothing without --real" in caplog.text

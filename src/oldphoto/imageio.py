@@ -276,11 +276,7 @@ def format_for_path(path: Path) -> str:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """The image's (width, height) as stored (before any EXIF turn), from its header alone (no pixels decoded);
     None when the header cannot be read (the job that reads the file then says why)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - any unreadable file
-        return None
+    return header_sizes(path)[0]
 
 
 def header_sizes(path: str | os.PathLike[str]) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
@@ -397,6 +393,11 @@ def _decode_16bit(data: bytes, path: Path, planar: bool = False) -> tuple[np.nda
     return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), None
 
 
+def _cut_short(path: Path, error: Exception) -> str:
+    """What to say of a file whose data ends early."""
+    return f"{path}: the file is cut short ({error}): copy it again from its source, or, if a viewer shows it whole, open it there and save it again"
+
+
 def _tiff_conventions(pil: Image.Image, color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """A 16-bit TIFF's samples as a photo means them (Pillow applies both conventions to the 8-bit ones itself; the
     16-bit decoders keep the raw samples): a grey scan stored min-is-white (0 = white, photometric 0) comes back
@@ -423,6 +424,8 @@ def _decode_planar_tiff(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray
             planes = page.asarray()
             extra = len(page.extrasamples)
     except Exception as error:  # noqa: BLE001 - tifffile raises several types, e.g. for compressions it cannot decode
+        if "failed to read" in str(error):  # tifffile's short read: the file is cut short, not in a layout it refuses
+            raise ImageReadError(_cut_short(path, error)) from None
         raise ImageReadError(
             f"{path}: a 16-bit TIFF with its colours in separate planes that cannot be decoded ({error}); "
             "save it again with the colours interleaved (\"contiguous\"/\"chunky\") or uncompressed"
@@ -546,11 +549,11 @@ def read_photo(
             bit_depth = 16  # written back at 16 bits, the nearest the output formats hold
         elif bit_depth == 16 and pil.format in SIXTEEN_BIT_FORMATS:
             color, alpha = _decode_16bit(data, path, planar=planar)
-            if pil.format == "TIFF":
-                color, alpha = _tiff_conventions(pil, color, alpha)
             scale = 65535.0
             if color.dtype != np.uint16:  # OpenCV disagreed with the header: trust the decoded data
                 bit_depth, scale = 8, 255.0
+            elif pil.format == "TIFF":
+                color, alpha = _tiff_conventions(pil, color, alpha)
         else:
             bit_depth = 8
             color, alpha = _decode_8bit(pil)
@@ -566,10 +569,7 @@ def read_photo(
     except Exception as error:  # noqa: BLE001 - truncated data surfaces as OSError, SyntaxError, ...
         if "truncated" in str(error):
             # A viewer shows what is there (even a JPEG missing only its end marker): say what to do, not just "damaged".
-            raise ImageReadError(
-                f"{path}: the file is cut short ({error}): copy it again from its source, or, if a viewer shows it whole, "
-                "open it there and save it again"
-            ) from None
+            raise ImageReadError(_cut_short(path, error)) from None
         raise ImageReadError(f"{path}: image data is damaged or truncated ({error})") from None
 
     pages = int(getattr(pil, "n_frames", 1) or 1)

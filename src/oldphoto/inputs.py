@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+
 from oldphoto.atomic import atomic_write_bytes, temporary_name_prefix
 from oldphoto.errors import ConfigError
 from oldphoto.imageio import EXTENSION_FORMATS, image_size, is_image_path
@@ -69,7 +71,8 @@ class Discovered:
     problems: list[str]
     """One message per argument that matched nothing."""
     ignored: list[Path]
-    """Files inside folder arguments that are not photos oldphoto reads (by extension; hidden files left out)."""
+    """Files inside folder arguments, or matched by glob patterns, that are not photos oldphoto reads (by extension;
+    hidden files left out)."""
     linked_folders: list[Path] = field(default_factory=list)
     """Links to folders met by a recursive search, which does not follow them (a link may lead back up the tree)."""
     same_files: list[tuple[Path, Path]] = field(default_factory=list)
@@ -202,8 +205,10 @@ def plan_jobs(
     for item in inputs:
         extension = wanted or item.path.suffix
         if extension.lower() not in EXTENSION_FORMATS:
-            # A photo given by name in a format oldphoto reads but does not write (a GIF): said, not done unseen.
-            log.warning("%s: %s is not an output format; the restored photo is written as PNG (--ext chooses another)", item.path, extension or "no extension")
+            # A photo given by name in a format oldphoto reads but does not write (a GIF): said, not done unseen (a
+            # file of no image format fails on its header, so it needs no word on its output).
+            if extension.lower() in Image.registered_extensions():
+                log.warning("%s: %s is not an output format; the restored photo is written as PNG (--ext chooses another)", item.path, extension)
             extension = ".png"
         output = out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"
         job = Job(item.path, output)

@@ -149,6 +149,12 @@ def evaluate(
         if global_strength != 1.0 and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].global_restoration for name in methods):
             note(f"--global-strength {global_strength:g} does nothing here: no method of this run restores globally")
         built = {name: build_method(name, runtime, scratch_threshold, scratch_verify, global_strength) for name in methods}
+    if recursive and save is not None:
+        # `evaluate --real photos -r --save photos/eval` read its own earlier results as photos, one level deeper each run.
+        inside = [pair for pair in pairs if save.resolve() in pair.degraded.resolve().parents]
+        if inside:
+            note(f"left out {len(inside)} image(s) inside --save {save} (this command's own results, e.g. {inside[0].stem})")
+            pairs = [pair for pair in pairs if pair not in inside]
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")

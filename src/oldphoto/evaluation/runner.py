@@ -83,20 +83,32 @@ def _by_stem(folder: Path, recursive: bool = False) -> dict[str, Path]:
         files[key] = path
     if not recursive:
         # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
-        below = _images_below(folder, "*/**/*")
+        below = [path for path in _images_below(folder, "*/**/*") if not _below_a_link(folder, path)]
         if below:
             log.warning("%d image(s) in sub-folders of %s are left out (e.g. %s): add --recursive to pair them by their path below it", len(below), folder, below[0].relative_to(folder))
+    else:
+        # As restore -r: a link to a folder is not followed (it may lead back up the tree), and that is said.
+        links = sorted(path for path in folder.glob("**/*") if path.is_symlink() and path.is_dir() and not _hidden(folder, path))
+        if links:
+            log.warning("did not follow %d link(s) to folders below %s (e.g. %s): give the folders they lead to instead", len(links), folder, links[0].relative_to(folder))
     return files
 
 
 def _images_below(folder: Path, pattern: str) -> list[Path]:
     """The image files of ``folder`` matching ``pattern`` (``*``, or ``**/*`` with sub-folders), sorted, none hidden or
     in a hidden folder (.thumbnails, .git)."""
-    return sorted(
-        path
-        for path in folder.glob(pattern)
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts) and path.is_file() and is_image_path(path)
-    )
+    return sorted(path for path in folder.glob(pattern) if not _hidden(folder, path) and path.is_file() and is_image_path(path))
+
+
+def _hidden(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is hidden, or in a hidden folder, below ``folder``."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
+def _below_a_link(folder: Path, path: Path) -> bool:
+    """Whether ``path`` lies in a linked folder below ``folder`` (where a recursive search does not go)."""
+    parts = path.relative_to(folder).parts
+    return any((folder.joinpath(*parts[:depth])).is_symlink() for depth in range(1, len(parts)))
 
 
 def find_pairs(

@@ -45,7 +45,7 @@ from oldphoto.imageio import load_rgb
 from oldphoto.registry import FACE_DETECTOR_MODEL, get_spec
 from oldphoto.restore.face_detect import DetectorSettings, _crops, _proposals, _regress, _square, detect_faces
 from oldphoto.training.data import cached_pool, list_images, split_held_out, split_real_photos
-from oldphoto.training.loop import SingleNetworkRecipe, TrainSetup, TrainState, initial_network, optimise, run
+from oldphoto.training.loop import SingleNetworkRecipe, TrainSetup, TrainState, initial_network, optimise, run, warn_unused_options
 
 log = logging.getLogger(__name__)
 
@@ -406,6 +406,7 @@ class FaceDetectorRecipe(SingleNetworkRecipe):
         setup = config.setup
         if setup.init is None:
             raise DataError("train face-detector fine-tunes the shipped detector: pass --init weights/mtcnn.safetensors")
+        warn_unused_options([(not config.real and config.real_labels is not None, "--real-labels", "--real")])
         self.config = config
         torch.manual_seed(setup.seed)
         face_train, face_val = split_held_out(list_images(setup.data))
