@@ -1020,7 +1020,10 @@ def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
 def test_the_verifier_recipe_names_options_that_need_real_photos(tmp_path, caplog):
     """`train scratch-verifier --real-fraction 0.9 --real-labels L` without `--real` drew its pool exactly as without
     them, said nothing and wrote them into the card."""
-    from oldphoto.training.scratch_verifier import ScratchVerifierRecipe, ScratchVerifierTrainConfig
+    from oldphoto.training.scratch_verifier import (
+        ScratchVerifierRecipe,
+        ScratchVerifierTrainConfig,
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -9,6 +9,7 @@ extra ``oldphoto[ray]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -135,17 +136,17 @@ class RestoreActor:
                 records.append(json.dumps(died_too_often(job).to_json()))
                 continue
             _inject_fault(job.source)
-            with _CapturedWarnings() as warnings:
+            with _captured_warnings() as warnings:
                 try:
                     record = restore_job(job, self.restorer, self.outputs, Path(mask) if mask else None).to_json()
                 except DiskFullError as error:
                     record = {**JobRecord(str(job.source), str(job.output), "failed", error=str(error)).to_json(), STOP_FIELD: True}
-            records.append(json.dumps({**record, WARNINGS_FIELD: warnings.messages}))
+            records.append(json.dumps({**record, WARNINGS_FIELD: warnings}))
         return {"record": np.array(records, dtype=object)}
 
 
-class _CapturedWarnings(logging.Handler):
-    """While entered, the warnings (and errors) the library logs, as their messages."""
+class _MessageList(logging.Handler):
+    """Keeps the messages of the warnings (and errors) it is given."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -154,12 +155,16 @@ class _CapturedWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
 
-    def __enter__(self) -> _CapturedWarnings:
-        logging.getLogger("oldphoto").addHandler(self)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger("oldphoto").removeHandler(self)
+@contextlib.contextmanager
+def _captured_warnings() -> Iterator[list[str]]:
+    """The messages of the warnings the library logs while in the block."""
+    handler = _MessageList()
+    logging.getLogger("oldphoto").addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logging.getLogger("oldphoto").removeHandler(handler)
 
 
 def require_ray() -> None:
