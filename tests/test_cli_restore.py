@@ -77,6 +77,8 @@ def test_files_in_a_folder_that_are_not_photos_are_named_not_skipped_unseen(albu
     result = invoke("restore", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "out5"), *STAGES)
     assert result.exit_code == 0 and (tmp_path / "out5" / "anim.png").exists(), result.output
     assert ".gif is not an output format; the restored photo is written as PNG" in " ".join(result.output.split())
+    result = invoke("restore", str(tmp_path / "*.gif"), "-o", str(tmp_path / "out5b"), *STAGES)  # a pattern naming GIFs takes them
+    assert result.exit_code == 0 and (tmp_path / "out5b" / "anim.png").exists(), result.output
     (tmp_path / "notes.txt").write_text("taken 1931")  # not an image at all: its header fails, no word on its output
     result = invoke("restore", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "out6"), "--dry-run", *STAGES)
     assert "not an output format" not in " ".join(result.output.split()), result.output

@@ -601,7 +601,8 @@ def test_pairs_in_sub_folders_are_said_left_out_and_paired_by_path_with_recursiv
     args = ["evaluate", "--degraded", str(tmp_path / "degraded"), "--clean", str(tmp_path / "clean"), "-m", "identity"]
     result = CliRunner().invoke(app, args)
     shown = " ".join(result.output.split())
-    assert result.exit_code == 2 and "2 image(s) in sub-folders" in shown and "add --recursive" in shown, result.output
+    assert result.exit_code == 2 and "4 image(s) in sub-folders" in shown and "add --recursive" in shown, result.output
+    assert shown.count("in sub-folders are left out") == 1  # one warning for both folders
     result = CliRunner().invoke(app, [*args, "-r", "--json", str(tmp_path / "s.json"), "--save", str(tmp_path / "saved")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text())["pairs"] == 2
@@ -625,5 +626,12 @@ def test_pairs_in_sub_folders_are_said_left_out_and_paired_by_path_with_recursiv
     # ... and -r leaves out what an earlier run saved below the photos (it was read as photos, one level deeper each run).
     result = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "real"), "-r", "-m", "identity", "--save", str(tmp_path / "real" / "eval")])
     shown = " ".join(result.output.split())
-    assert result.exit_code == 0 and "did not follow 1 link(s)" in shown and "left out 2 image(s) inside --save" in shown, result.output
+    assert result.exit_code == 0 and "did not follow 1 link(s)" in shown and "left out 2 image(s) that an earlier evaluate --save wrote" in shown, result.output
+    # --save the photos' own folder: the photos are scored each time (all were left out as "results"), the results not.
+    save_rgb(tmp_path / "own" / "a.png", smooth_image(24, 32, seed=6))
+    for run in range(2):
+        out = tmp_path / f"own{run}.json"
+        result = CliRunner().invoke(app, ["evaluate", "--real", str(tmp_path / "own"), "-r", "-m", "identity", "--save", str(tmp_path / "own"), "--json", str(out)])
+        assert result.exit_code == 0 and json.loads(out.read_text())["pairs"] == 1, result.output
+    assert "left out 2 image(s) that an earlier evaluate --save wrote" in " ".join(result.output.split())
     assert sorted(p.relative_to(tmp_path / "real" / "eval").as_posix() for p in (tmp_path / "real" / "eval").rglob("*.*")) == ["identity/a.png", "saved-files.json", "sheets/a.jpg"]

@@ -651,7 +651,18 @@ def test_layouts_it_cannot_read_are_named_with_what_to_do(tmp_path):
     planar = io.BytesIO()
     tifffile.imwrite(planar, np.zeros((3, 40, 48), np.uint16), photometric="rgb", planarconfig="separate", metadata=None)
     (tmp_path / "planar.tif").write_bytes(planar.getvalue()[: len(planar.getvalue()) // 2])
-    cases = (("cmyk.tif", "it is CMYK: convert it to RGB"), ("la.tif", "save it as a 16-bit PNG"), ("cut.jpg", "cut short"), ("planar.tif", "cut short"))
+    premultiplied = np.full((4, 8, 8), 200, np.uint8)  # Pillow opens an 8-bit planar premultiplied RGBA, but cannot decode it
+    tifffile.imwrite(tmp_path / "rgba8.tif", premultiplied, photometric="rgb", planarconfig="separate", extrasamples=("assocalpha",), metadata=None)
+    grey = np.zeros((8, 8), np.uint16)  # nor can it open a big-endian min-is-white 16-bit grey TIFF
+    tifffile.imwrite(tmp_path / "big.tif", grey, photometric="miniswhite", byteorder=">", metadata=None)
+    cases = (
+        ("cmyk.tif", "it is CMYK: convert it to RGB"),
+        ("la.tif", "save it as a 16-bit PNG"),
+        ("cut.jpg", "cut short"),
+        ("planar.tif", "cut short"),
+        ("rgba8.tif", "colours interleaved"),
+        ("big.tif", "not this variant of it"),
+    )
     for name, words in cases:
         with pytest.raises(ImageReadError, match=words):
             read_photo(tmp_path / name)

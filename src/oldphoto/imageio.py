@@ -482,6 +482,15 @@ def _unreadable_tiff(data: bytes) -> str:
                 instead = "it is CMYK: convert it to RGB (8-bit CMYK files are read, as RGB)"
             elif page.photometric.name in ("MINISBLACK", "MINISWHITE") and page.samplesperpixel == 2 and page.bitspersample == 16:
                 instead = "16-bit grey with an alpha channel is read from PNG, not TIFF: save it as a 16-bit PNG, or as an RGBA TIFF"
+            elif int(page.planarconfig) == 2:
+                instead = "save it again with its colours interleaved (contiguous, as most programs write them)"
+            elif int(page.sampleformat) == 1 and page.bitspersample in (8, 16) and page.samplesperpixel in (1, 3, 4):
+                # The layout is one oldphoto reads; the image library cannot open this variant of it.
+                order = "big-endian, " if tiff.byteorder == ">" else ""
+                instead = (
+                    f"the image library opens this layout but not this variant of it ({order}{page.photometric.name.lower()}): "
+                    "save it again, e.g. little-endian, min-is-black grey or RGB"
+                )
     except Exception:  # noqa: BLE001 - a damaged header: the general message
         pass
     return f"{what}; {instead}"
@@ -570,6 +579,8 @@ def read_photo(
         if "truncated" in str(error):
             # A viewer shows what is there (even a JPEG missing only its end marker): say what to do, not just "damaged".
             raise ImageReadError(_cut_short(path, error)) from None
+        if pil.format == "TIFF" and "unknown raw mode" in str(error):  # a layout Pillow opens but cannot decode
+            raise ImageReadError(f"{path}: {_unreadable_tiff(data)}") from None
         raise ImageReadError(f"{path}: image data is damaged or truncated ({error})") from None
 
     pages = int(getattr(pil, "n_frames", 1) or 1)

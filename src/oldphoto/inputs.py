@@ -124,10 +124,11 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
             add(path, Path(path.name), path.parent)
         elif GLOB_CHARACTERS & set(argument):
             found_files = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
-            # As in a folder: the notes.txt and Thumbs.db a "*" also matches are left out with a note, not failed
-            # (a glob-driven batch job exited 1 where the same folder given as such exited 0).
-            matches = [m for m in found_files if is_image_path(m)]
-            ignored += [m for m in found_files if not is_image_path(m)]
+            # The notes.txt and Thumbs.db a "*" also matches are left out with a note, not failed (a glob-driven batch
+            # job exited 1 where the same folder given as such exited 0); a pattern naming GIFs, or any other image
+            # format oldphoto reads when named, takes them, as naming them does.
+            matches = [m for m in found_files if _image_format_name(m)]
+            ignored += [m for m in found_files if not _image_format_name(m)]
             if not found_files:
                 problems.append(f"{argument}: pattern matches no files")
             elif not matches:
@@ -145,6 +146,12 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
         else:
             problems.append(f"{argument}: no such file or folder")
     return Discovered(found, problems, ignored, linked_folders, same_files)
+
+
+def _image_format_name(path: Path) -> bool:
+    """Whether ``path``'s extension names an image format (one oldphoto collects from folders, or one it reads when
+    a file is named: GIF, PPM, TGA...)."""
+    return is_image_path(path) or Image.registered_extensions().get(path.suffix.lower()) in Image.OPEN  # not save-only (PDF)
 
 
 def _readable_folder(folder: Path) -> bool:
@@ -207,7 +214,7 @@ def plan_jobs(
         if extension.lower() not in EXTENSION_FORMATS:
             # A photo given by name in a format oldphoto reads but does not write (a GIF): said, not done unseen (a
             # file of no image format fails on its header, so it needs no word on its output).
-            if extension.lower() in Image.registered_extensions():
+            if _image_format_name(item.path):
                 log.warning("%s: %s is not an output format; the restored photo is written as PNG (--ext chooses another)", item.path, extension)
             extension = ".png"
         output = out_dir / item.relative.parent / f"{item.relative.stem}{suffix}{extension}"

@@ -123,10 +123,14 @@ def evaluate(
         raise fail("--real scores photos without targets: give it alone, not with a SET_DIR, --degraded, --clean or --mask")
     if dataset is not None and degraded is not None:  # --degraded was ignored, the set's own pairs scored
         raise fail("give a SET_DIR or --degraded DIR --clean DIR, not both")
+    # `evaluate --real photos -r --save photos/eval` read its own earlier results as photos, one level deeper each run:
+    # the files a --save folder's list names are never read as pairs.
+    listed = _saved_list(save / SAVED_LIST) if save is not None and (save / SAVED_LIST).is_file() else None
+    own_results = frozenset((save / name).resolve() for name in listed or ()) if save is not None else frozenset()
     with library_errors():
         runtime = make_runtime(device, precision.value, threads=threads)
         if real is not None:
-            pairs = find_pairs(real, recursive=recursive)
+            pairs = find_pairs(real, recursive=recursive, exclude=own_results)
             if save is None:
                 raise fail("--real needs --save DIR for the contact sheets")
             if true_masks:
@@ -138,9 +142,9 @@ def evaluate(
                     f"{dataset} is not a set made by oldphoto degrade (no degraded/ and clean/ folders): give "
                     "--degraded DIR --clean DIR for your own pairs, or --real DIR for photos without targets"
                 )
-            pairs = find_pairs(dataset, clean, mask, recursive=recursive)
+            pairs = find_pairs(dataset, clean, mask, recursive=recursive, exclude=own_results)
         elif degraded is not None and clean is not None:
-            pairs = find_pairs(degraded, clean, mask, recursive=recursive)
+            pairs = find_pairs(degraded, clean, mask, recursive=recursive, exclude=own_results)
         else:
             raise fail("give a SET_DIR folder (made by oldphoto degrade), --degraded DIR --clean DIR, or --real DIR")
         check_detection_overrides(scratch_threshold, None)  # also when no method detects: the JSON records the value
@@ -149,12 +153,6 @@ def evaluate(
         if global_strength != 1.0 and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].global_restoration for name in methods):
             note(f"--global-strength {global_strength:g} does nothing here: no method of this run restores globally")
         built = {name: build_method(name, runtime, scratch_threshold, scratch_verify, global_strength) for name in methods}
-    if recursive and save is not None:
-        # `evaluate --real photos -r --save photos/eval` read its own earlier results as photos, one level deeper each run.
-        inside = [pair for pair in pairs if save.resolve() in pair.degraded.resolve().parents]
-        if inside:
-            note(f"left out {len(inside)} image(s) inside --save {save} (this command's own results, e.g. {inside[0].stem})")
-            pairs = [pair for pair in pairs if pair not in inside]
     pairs = pairs[:limit] if limit else pairs
     if not pairs:
         raise fail("no image pairs found")

@@ -68,36 +68,73 @@ def mask_scoring(pairs: list[Pair]) -> str | None:
     return MASK_SCORING_WHOLE
 
 
-def _by_stem(folder: Path, recursive: bool = False) -> dict[str, Path]:
-    """The images of ``folder`` by name without extension; with ``recursive``, also those of its sub-folders, by their
-    path below it (``1910/a`` for ``1910/a.png``), so that pairs are matched folder by folder. Hidden files and
-    folders are left out, as ``restore`` leaves them out."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
-    files: dict[str, Path] = {}
-    for path in _images_below(folder, "**/*" if recursive else "*"):
-        key = path.relative_to(folder).with_suffix("").as_posix()
-        if key in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
-            log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[key].name, path.name, path.parent, files[key].name)
-            continue
-        files[key] = path
-    if not recursive:
-        # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
-        below = [path for path in _images_below(folder, "*/**/*") if not _below_a_link(folder, path)]
-        if below:
-            log.warning("%d image(s) in sub-folders of %s are left out (e.g. %s): add --recursive to pair them by their path below it", len(below), folder, below[0].relative_to(folder))
-    else:
-        # As restore -r: a link to a folder is not followed (it may lead back up the tree), and that is said.
-        links = sorted(path for path in folder.glob("**/*") if path.is_symlink() and path.is_dir() and not _hidden(folder, path))
-        if links:
-            log.warning("did not follow %d link(s) to folders below %s (e.g. %s): give the folders they lead to instead", len(links), folder, links[0].relative_to(folder))
-    return files
+@dataclass
+class _Listing:
+    """What reading the folders of a set found besides their files: said once for all folders, not once each."""
+
+    recursive: bool
+    exclude: frozenset[Path] = frozenset()
+    """Files never read as pairs (resolved): the results an earlier ``evaluate --save`` wrote there."""
+    left_out: list[Path] = field(default_factory=list)
+    """Images in sub-folders, left out without ``recursive``."""
+    links: list[Path] = field(default_factory=list)
+    """Links to folders, not followed with ``recursive``."""
+    excluded: int = 0
+
+    def by_stem(self, folder: Path) -> dict[str, Path]:
+        """The images of ``folder`` by name without extension; with ``recursive``, also those of its sub-folders, by
+        their path below it (``1910/a`` for ``1910/a.png``), so that pairs are matched folder by folder. Hidden files
+        and folders are left out, as ``restore`` leaves them out."""
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
+        files: dict[str, Path] = {}
+        for path in self.images(folder, "**/*" if self.recursive else "*"):
+            key = path.relative_to(folder).with_suffix("").as_posix()
+            if key in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
+                log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[key].name, path.name, path.parent, files[key].name)
+                continue
+            files[key] = path
+        if not self.recursive:
+            # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
+            self.left_out += [path for path in self.images(folder, "*/**/*") if not _below_a_link(folder, path)]
+        else:
+            # As restore -r: a link to a folder is not followed (it may lead back up the tree), and that is said.
+            self.links += sorted(path for path in folder.glob("**/*") if path.is_symlink() and path.is_dir() and not _hidden(folder, path))
+        return files
+
+    def images(self, folder: Path, pattern: str) -> list[Path]:
+        found = _images_below(folder, pattern)
+        kept = [path for path in found if path.resolve() not in self.exclude]
+        self.excluded += len(found) - len(kept) if pattern != "*/**/*" else 0
+        return kept
+
+    def say(self) -> None:
+        if self.left_out:
+            log.warning(
+                "%d image(s) in sub-folders are left out (e.g. %s): add --recursive to pair them by their path below each folder",
+                len(self.left_out),
+                self.left_out[0],
+            )
+        if self.links:
+            log.warning("did not follow %d link(s) to folders (e.g. %s): give the folders they lead to instead", len(self.links), self.links[0])
+        if self.excluded:
+            log.warning("left out %d image(s) that an earlier evaluate --save wrote there (its own results)", self.excluded)
 
 
 def _images_below(folder: Path, pattern: str) -> list[Path]:
     """The image files of ``folder`` matching ``pattern`` (``*``, or ``**/*`` with sub-folders), sorted, none hidden or
     in a hidden folder (.thumbnails, .git)."""
     return sorted(path for path in folder.glob(pattern) if not _hidden(folder, path) and path.is_file() and is_image_path(path))
+
+
+def _nesting_hint(degraded: Path, clean: Path, recursive: bool) -> str:
+    """Why no stems match when the folders are laid out differently, if that is why."""
+    if recursive:
+        return ": with --recursive, pairs are matched by their path below each folder (d/1910/a.png with c/1910/a.png)"
+    nested = [bool(_images_below(folder, "*/**/*")) for folder in (degraded, clean)]
+    if all(nested):
+        return ": their images are in sub-folders; add --recursive to pair them there"
+    return ""
 
 
 def _hidden(folder: Path, path: Path) -> bool:
@@ -118,6 +155,7 @@ def find_pairs(
     ignore: Path | None = None,
     distractor: Path | None = None,
     recursive: bool = False,
+    exclude: frozenset[Path] = frozenset(),
 ) -> list[Pair]:
     """Match files by stem (with ``recursive``, by their path below each folder without extension, e.g. ``1910/a``).
     ``degraded`` may be a `oldphoto degrade` output folder (with clean/, degraded/, mask/, and from sets made since
@@ -140,17 +178,19 @@ def find_pairs(
         distractor = root / "distractor" if (root / "distractor").is_dir() else None
     if not degraded.is_dir():
         raise DataError(f"{degraded}: not a folder of degraded images")
-    degraded_files = _by_stem(degraded, recursive)
-    clean_files = _by_stem(clean, recursive) if clean else {}
-    mask_files = _by_stem(mask, recursive) if mask else {}
-    ignore_files = _by_stem(ignore, recursive) if ignore else {}
-    distractor_files = _by_stem(distractor, recursive) if distractor else {}
+    listing = _Listing(recursive, exclude)
+    degraded_files = listing.by_stem(degraded)
+    clean_files = listing.by_stem(clean) if clean else {}
+    mask_files = listing.by_stem(mask) if mask else {}
+    ignore_files = listing.by_stem(ignore) if ignore else {}
+    distractor_files = listing.by_stem(distractor) if distractor else {}
+    listing.say()
     if clean and not set(degraded_files) & set(clean_files):
         hint = (
             f": {degraded} is a set made by oldphoto degrade, read here as a folder of degraded photos since --clean was "
             f"given; give the set alone, or --degraded {degraded / 'degraded'} --clean {clean}"
             if (degraded / "degraded").is_dir()
-            else (": their images are in sub-folders; add --recursive to pair them there" if not recursive and _images_below(degraded, "*/**/*") else "")
+            else _nesting_hint(degraded, clean, recursive)
         )
         raise DataError(f"no file stems in {degraded} match any in {clean}{hint}")
     if clean:

@@ -233,6 +233,7 @@ class FaceRecipe(SingleNetworkRecipe):
             raise DataError("--small-damage must be 'template' or 'native'")
         if not setup.runtime.default:
             raise DataError(f"{FACE_MODEL} trains on the CPU in fp32 only")
+        check_mask_source(config.mask_source)  # an unknown source is refused before any word on its use
         defaults = FaceTrainConfig
         warn_unused_options(
             [
@@ -250,7 +251,6 @@ class FaceRecipe(SingleNetworkRecipe):
         if not config.presets:
             raise DataError("give at least one degradation preset")
         self.presets = [override(get_preset(name), structured=config.structured, grayscale_probability=config.grayscale_prob) for name in config.presets]
-        check_mask_source(config.mask_source)
         self.before_refiner = self.global_stage(config) if config.after_global else (lambda batch, mask: batch)
         val_faces = aligned_faces(held_out[: config.val_samples], cache)
         self.val_clean, self.val_degraded, val_mask = damaged_faces(
