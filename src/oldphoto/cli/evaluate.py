@@ -302,13 +302,14 @@ def check_save_folder(save: Path, planned: list[Path], scored: list[Path]) -> No
         raise ConfigError(f"--save {save} is a file; give a folder for the restored images and sheets")
     check_writable(save / "sheets", "--save")
     scored_set = {path.resolve() for path in scored}
+    resolved = [path.resolve() for path in planned]  # once each: thousands of pairs plan thousands of files
     seen: set[Path] = set()
-    for path in planned:
+    for path, target in zip(planned, resolved, strict=True):
         # With --recursive a pair below a sub-folder named masks/ or sheets/ would be saved where another's mask goes.
-        if path.resolve() in seen:
+        if target in seen:
             raise ConfigError(f"--save {save} would write {path} twice (two pairs' outputs); rename the sub-folder or evaluate it apart")
-        seen.add(path.resolve())
-    clash = next((path for path in planned if path.resolve() in scored_set), None)
+        seen.add(target)
+    clash = next((path for path, target in zip(planned, resolved, strict=True) if target in scored_set), None)
     if clash is not None:
         raise ConfigError(f"--save {save} would write {clash}, one of the files being scored; give --save another folder")
     listing = save / SAVED_LIST

@@ -96,17 +96,22 @@ class _Listing:
             files[key] = path
         if not self.recursive:
             # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
-            self.left_out += [path for path in self.images(folder, "*/**/*") if not _below_a_link(folder, path)]
+            below = self._not_excluded(_images_below(folder, "*/**/*"))
+            self.left_out += [path for path in below if not _below_a_link(folder, path)]
         else:
             # As restore -r: a link to a folder is not followed (it may lead back up the tree), and that is said.
             self.links += sorted(path for path in folder.glob("**/*") if path.is_symlink() and path.is_dir() and not _hidden(folder, path))
         return files
 
     def images(self, folder: Path, pattern: str) -> list[Path]:
+        """The images read as pairs (:func:`_images_below`), counting those left out as an earlier run's results."""
         found = _images_below(folder, pattern)
-        kept = [path for path in found if path.resolve() not in self.exclude]
-        self.excluded += len(found) - len(kept) if pattern != "*/**/*" else 0
+        kept = self._not_excluded(found)
+        self.excluded += len(found) - len(kept)
         return kept
+
+    def _not_excluded(self, paths: list[Path]) -> list[Path]:
+        return [path for path in paths if path.resolve() not in self.exclude] if self.exclude else paths
 
     def say(self) -> None:
         if self.left_out:
