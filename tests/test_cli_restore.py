@@ -71,6 +71,8 @@ def test_files_in_a_folder_that_are_not_photos_are_named_not_skipped_unseen(albu
     assert "left out 2 file(s)" in " ".join(result.output.split())
     result = invoke("restore", str(album / "*.txt"), "-o", str(tmp_path / "out4"), *STAGES)
     assert result.exit_code == 2 and "pattern matches no photos oldphoto reads" in " ".join(result.output.split())
+    # Said once: the pattern's own error (and the note naming notes.txt), not again as "no input images found".
+    assert result.output.count("error:") == 1 and "no input images found" not in result.output, result.output
     # A GIF given by name is read but cannot be written back as GIF: the PNG it becomes is said.
     with Image.open(album / "b.png") as image:
         image.save(tmp_path / "anim.gif")

@@ -673,6 +673,34 @@ def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_
     assert json.loads((tmp_path / "set" / "manifest.json").read_text())["images"] == []
 
 
+def test_a_preset_file_with_a_wrongly_shaped_parameter_stops_with_one_line(tmp_path):
+    """A range given as one number (``count = [3]``) stopped with an IndexError traceback."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    preset = tmp_path / "mine.toml"
+    preset.write_text('min_structured = 1\n[[structured]]\nname = "scratches"\nparams = { count = [3] }\n')
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
+    assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
+
+
+def test_overwrite_keeps_the_earlier_set_when_the_options_are_refused_and_no_pair_is_hidden(tmp_path):
+    """`degrade --overwrite --size-range 16 15` deleted the earlier set, then refused the option; a source named
+    ``.hid.png`` made pairs named ``.hid.png``, hidden files that evaluate then left out without a word; a
+    --size-range of 60,000 px asked for 58 GB and blamed "the preset None"."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", ".hid.png"):
+        Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / name)
+    out = tmp_path / "set"
+    assert CliRunner().invoke(app, ["degrade", str(src / "a.png"), str(src / ".hid.png"), "-o", str(out)]).exit_code == 0
+    assert sorted(path.name for path in (out / "degraded").iterdir()) == ["a.png", "hid.png"]
+    for bad in (["16", "15"], ["8193", "8193"]):
+        result = CliRunner().invoke(app, ["degrade", str(src / "a.png"), "-o", str(out), "--overwrite", "--size-range", *bad])
+        assert result.exit_code == 2 and "--size-range MIN MAX needs 16 <= MIN <= MAX <= 8192" in " ".join(result.output.split()), result.output
+        assert sorted(path.name for path in (out / "degraded").iterdir()) == ["a.png", "hid.png"]
+
+
 def test_min_structured_is_met_when_some_ops_were_drawn_already():
     """Extra ops were drawn among all, the ones already chosen included, and a repeat dropped: with one op always on
     and min_structured = 2, a third of the pairs had one structured op."""

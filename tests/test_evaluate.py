@@ -228,6 +228,17 @@ def test_true_masks_feed_the_pipeline_the_pairs_damage(tiny_set, random_scratch_
     assert real.exit_code == 2 and "--true-masks" in real.output
 
 
+def test_a_set_whose_degrade_run_did_not_finish_is_said(tiny_set):
+    """A set left by a killed degrade (its pending mark, no manifest) was scored as if whole, without a word."""
+    from oldphoto.inputs import PENDING_SET
+
+    (tiny_set / PENDING_SET).write_text('{"stems": ["p0", "p1", "p2"]}\n')
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity"])
+    assert result.exit_code == 0 and "did not finish" in " ".join(result.output.split()), result.output
+    (tiny_set / PENDING_SET).unlink()
+    assert "did not finish" not in CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity"]).output
+
+
 def test_unknown_method_lists_valid_models(tiny_set):
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "magic"])
     assert result.exit_code == 2

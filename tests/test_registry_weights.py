@@ -119,3 +119,16 @@ def test_the_verifier_sidecar_records_the_registry_score():
 
     sidecar = json.loads((Path(__file__).parents[1] / "weights" / "scratch-verifier.json").read_text())
     assert sidecar["threshold"] == registry.get_spec(registry.SCRATCH_VERIFIER_MODEL).settings["min_score"]
+
+
+def test_a_checkpoint_given_for_weights_is_named_as_one(random_scratch_model, tmp_path):
+    """`train --init run/checkpoint.pt` said only "not a safetensors weights file (header too large)"."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"step": 3, "modules": {}}, checkpoint)
+    with pytest.raises(WeightsIntegrityError, match="train --resume continues a run"):
+        grow_network_from(random_scratch_model, checkpoint)
+    other = tmp_path / "notes.safetensors"
+    other.write_bytes(b"not weights")
+    with pytest.raises(WeightsIntegrityError) as caught:
+        grow_network_from(random_scratch_model, other)
+    assert "--resume" not in str(caught.value)

@@ -925,6 +925,14 @@ def test_a_run_never_writes_over_its_own_inputs_or_the_installed_weights(tmp_pat
     result = CliRunner().invoke(app, [*args, "--out", str(installed / "restore-unet.safetensors"), "--checkpoint", str(tmp_path / "c2.pt"), "--overwrite"])
     assert result.exit_code == 2 and "is the installed restore-unet weights" in " ".join(result.output.split()), result.output
     assert (installed / "restore-unet.safetensors").read_bytes() == shipped
+    # Any file inside a folder restore loads weights from: only the installed files' own names were refused.
+    result = CliRunner().invoke(app, [*args, "--out", str(installed / "new.safetensors"), "--checkpoint", str(tmp_path / "c4.pt")])
+    assert result.exit_code == 2 and "OLDPHOTO_WEIGHTS_DIR), a folder restore loads its installed weights from" in " ".join(result.output.split()), result.output
+    assert not (installed / "new.safetensors").exists()
+    # A loss weight that is NaN or negative dropped its term without a word (and NaN made the card invalid JSON).
+    for weight in ("nan", "-1"):
+        result = CliRunner().invoke(app, [*args, "--ssim-weight", weight, "--out", str(tmp_path / "w.safetensors"), "--checkpoint", str(tmp_path / "c5.pt")])
+        assert result.exit_code == 2 and "must be a finite number, 0 or more" in " ".join(result.output.split()), result.output
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "newdir") + "/", "--checkpoint", str(tmp_path / "c3.pt")])
     assert result.exit_code == 2 and "has no file extension" in " ".join(result.output.split()), result.output
     assert not (tmp_path / "newdir").exists()

@@ -106,7 +106,14 @@ def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.M
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise WeightsIntegrityError(f"{path}: not a safetensors weights file ({error})") from None
+        # A PyTorch file (a run's checkpoint, another project's .pth) given for weights is the likely mistake.
+        hint = (
+            "; a PyTorch file, such as a training checkpoint, is not safetensors weights: give a run's --out file "
+            "(train --resume continues a run from its checkpoint)"
+            if path.suffix.lower() in (".pt", ".pth", ".ckpt")
+            else ""
+        )
+        raise WeightsIntegrityError(f"{path}: not a safetensors weights file ({error}){hint}") from None
     # Checked here, in one line each: torch's own message lists every tensor (59 lines for weights of another model).
     expected = network.state_dict()
     unexpected = [name for name in tensors if name not in expected]

@@ -125,7 +125,8 @@ def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:
     discovered = discover_inputs(arguments, recursive=recursive)
     report_discovery(discovered)
     if not discovered.files:
-        raise fail("no input images found")
+        # Each argument that matched nothing already said why, above; a summary line would only repeat it.
+        raise typer.Exit(EXIT_USAGE) if discovered.problems else fail("no input images found")
     return discovered
 
 

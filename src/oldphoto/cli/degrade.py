@@ -104,8 +104,10 @@ def degrade(
             raise fail("no photos to degrade: every file found is part of a set made by oldphoto degrade")
     with library_errors():
         stamps = load_stamps(damage_dir)  # the bundled stamps unless --damage-dir
-        prepare_set_folder(output, [source.path for source in photos], overwrite)
+        # Planned (and its options checked) before an earlier set is removed: a refused --size-range after
+        # --overwrite had already deleted the set it was to replace.
         pairs = plan_pairs(photos, count, size_range)
+        prepare_set_folder(output, [source.path for source in photos], overwrite)
         check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
         write_pending_set(output, [pair.stem for pair in pairs])
     rng = np.random.default_rng(seed)
@@ -128,9 +130,10 @@ def degrade(
                 remove_pair(output, pair.stem)
                 stopped = "interrupted"
                 break
-            except (TypeError, ValueError, cv2.error) as error:  # a preset's parameters that do not work (--config)
+            # A preset's parameters that do not work (--config): a range given as one number, a string for a number.
+            except (TypeError, ValueError, IndexError, KeyError, cv2.error) as error:
                 remove_pair(output, pair.stem)
-                source = f"the preset file {config}" if config else f"the preset {preset}"
+                source = f"the preset file {config}" if config else f"the preset {preset or 'default'}"
                 stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
                 break
             progress.advance(task)

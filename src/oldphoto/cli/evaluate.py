@@ -42,6 +42,7 @@ from oldphoto.evaluation.runner import (
     summarize,
 )
 from oldphoto.imageio import save_rgb
+from oldphoto.inputs import MANIFEST_NAME, PENDING_SET
 from oldphoto.reports import check_file_target, check_writable, json_object_with
 from oldphoto.restore.jobs import fit_within
 from oldphoto.restore.scratches import check_detection_overrides
@@ -142,8 +143,10 @@ def evaluate(
                     f"{dataset} is not a set made by oldphoto degrade (no degraded/ and clean/ folders): give "
                     "--degraded DIR --clean DIR for your own pairs, or --real DIR for photos without targets"
                 )
+            _note_unfinished_set(dataset)
             pairs = find_pairs(dataset, clean, mask, recursive=recursive, exclude=own_results)
         elif degraded is not None and clean is not None:
+            _note_unfinished_set(degraded.parent)
             pairs = find_pairs(degraded, clean, mask, recursive=recursive, exclude=own_results)
         else:
             raise fail("give a SET_DIR folder (made by oldphoto degrade), --degraded DIR --clean DIR, or --real DIR")
@@ -266,6 +269,16 @@ def _write_json(
         "methods": [s.as_dict() for s in summaries],
     }
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _note_unfinished_set(folder: Path) -> None:
+    """A note when ``folder`` holds a set whose ``degrade`` run stopped before its manifest (killed): the pairs
+    there may be only part of the set planned, and were scored as if whole without a word."""
+    if (folder / PENDING_SET).exists() and not (folder / MANIFEST_NAME).exists():
+        note(
+            f"{folder} is a set whose oldphoto degrade run did not finish (no manifest.json): it may lack pairs; run "
+            "the degrade command again with --overwrite to complete it"
+        )
 
 
 SHEET_MAX_SIDE = 8192

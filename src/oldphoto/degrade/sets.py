@@ -61,23 +61,29 @@ class PairRecord:
         return {"stem": self.stem, "source": self.source, "size": list(self.size), "ops": list(self.ops)}
 
 
+MAX_CROP_SIDE = 8192
+"""Largest --size-range side: a 60,000 px crop asked for 58 GB and failed as if the preset were broken."""
+
+
 def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_range: tuple[int, int] | None = None) -> tuple[PlannedPair, ...]:
     """The pairs of a set: ``count`` of them (default one per source), cycling over ``sources`` in order; with
     ``size_range`` (MIN, MAX) each will be a random square crop with a side in it.
 
     Raises:
-        ConfigError: ``size_range`` is not 16 <= MIN <= MAX.
+        ConfigError: ``size_range`` is not 16 <= MIN <= MAX <= :data:`MAX_CROP_SIDE`.
 
     With one pair per source the stem is the source's path below its input folder with "/" as "_" (``kodim01``);
     otherwise a source may give several pairs, so the stem leads with the zero-padded index (``0003_kodim04``). So
     do all stems when two sources would share one (``p.jpg`` and ``p.png``, or ``a/x.jpg`` and ``b/x.jpg`` given as
-    files), which would otherwise write one pair over the other.
+    files), which would otherwise write one pair over the other. A source's leading dots are left out of an
+    unnumbered stem (``.hid.png`` gives ``hid``): a hidden pair would be left out by ``evaluate``.
     """
-    if size_range is not None and not 16 <= size_range[0] <= size_range[1]:
-        raise ConfigError("--size-range MIN MAX needs 16 <= MIN <= MAX")
+    if size_range is not None and not 16 <= size_range[0] <= size_range[1] <= MAX_CROP_SIDE:
+        raise ConfigError(f"--size-range MIN MAX needs 16 <= MIN <= MAX <= {MAX_CROP_SIDE}")
     total = count if count is not None else len(sources)
     width = max(4, len(str(total - 1)))
-    named = [source.relative.with_suffix("").as_posix().replace("/", "_") for source in sources]
+    # Without a leading dot: a pair named ".hid" is a hidden file, which evaluate (and restore) leave out unseen.
+    named = [_visible(source.relative.with_suffix("").as_posix().replace("/", "_")) for source in sources]
     shared = sorted(stem for stem, times in Counter(named).items() if times > 1)
     if total == len(sources) and shared:
         logger.warning("sources share the name %s (e.g. a .jpg and a .png): every pair's name leads with its number", shared[0])
@@ -88,6 +94,11 @@ def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_rang
         stem = f"{index:0{width}d}_{source.path.stem}" if numbered else named[index]
         pairs.append(PlannedPair(stem, source.path))
     return tuple(pairs)
+
+
+def _visible(stem: str) -> str:
+    """``stem`` without leading dots (``.hid`` -> ``hid``; only dots -> ``photo``)."""
+    return stem.lstrip(".") or "photo"
 
 
 def random_crop(image: np.ndarray, rng: np.random.Generator, size_range: tuple[int, int], name: str = "a photo") -> np.ndarray:
@@ -126,7 +137,7 @@ def make_pair(
 
     Args:
         stamps: real damage stamps for the preset's ``stamps`` op (:func:`~oldphoto.degrade.load_stamps`).
-        size_range: (MIN, MAX) side of a random square crop, 16 <= MIN <= MAX; None keeps the whole photo.
+        size_range: (MIN, MAX) side of a random square crop, 16 <= MIN <= MAX <= :data:`MAX_CROP_SIDE`; None keeps the whole photo.
 
     Raises:
         ImageReadError: the source cannot be read (nothing is written).

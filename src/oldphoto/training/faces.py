@@ -52,6 +52,7 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainSetup,
     TrainState,
+    check_loss_weights,
     in_batches,
     initial_network,
     optimise,
@@ -223,6 +224,7 @@ class FaceRecipe(SingleNetworkRecipe):
 
     def __init__(self, config: FaceTrainConfig) -> None:
         setup = config.setup
+        check_loss_weights(ssim_weight=config.ssim_weight)
         if config.crop % 8 or not 64 <= config.crop <= FACE_SIZE:
             raise DataError(f"--crop must be a multiple of 8 between 64 and {FACE_SIZE}")
         if not 0.0 <= config.small_faces <= 1.0 or not 8 <= config.small_sizes[0] <= config.small_sizes[1] <= FACE_SIZE:

@@ -208,6 +208,20 @@ class SingleNetworkRecipe:
         return self.network
 
 
+def check_loss_weights(**weights: float) -> None:
+    """Refuse a loss weight (``ssim_weight=0.2`` is ``--ssim-weight``) that is not a finite number of 0 or more, before
+    the run: a NaN or negative SSIM weight dropped its term without a word, a negative weight of another term turned
+    it around, NaN elsewhere stopped the run as "diverged ... lower --learning-rate", and NaN made the weights card
+    invalid JSON.
+
+    Raises:
+        ConfigError: the option and what it needs.
+    """
+    for name, value in weights.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--{name.replace('_', '-')} {value} must be a finite number, 0 or more")
+
+
 def warn_unused_options(needs: Sequence[tuple[bool, str, str]]) -> None:
     """A warning for each option set that does nothing in this run: ``needs`` holds (set away from its default,
     the option, what it needs) for each. Such a value would otherwise be accepted in silence and written into the
@@ -390,6 +404,21 @@ def weights_inputs(config: object, resume: bool = False) -> list[Path]:
     return found
 
 
+def _weights_folder_holding(path: Path) -> str | None:
+    """The folder restore loads installed weights from (:func:`oldphoto.weights.search_dirs`, or the package's own
+    ``oldphoto/weights`` even before it exists) that ``path`` would be written into, described for a message; None
+    when it is none of them (restore reads those folders' files only, not their sub-folders)."""
+    from oldphoto import weights
+
+    folders = [*weights.search_dirs(), Path(weights.__file__).resolve().parent / "weights"]
+    parent = path.resolve().parent
+    folder = next((folder for folder in folders if folder.resolve() == parent), None)
+    if folder is None:
+        return None
+    from_env = os.environ.get(weights.WEIGHTS_ENV) and Path(os.environ[weights.WEIGHTS_ENV]).expanduser().resolve() == parent
+    return f"{folder} (${weights.WEIGHTS_ENV})" if from_env else str(folder)
+
+
 def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
     """Refuse to start a run that would lose work: resuming without a checkpoint (it would quietly start over), a
     new run over an existing checkpoint or weights file (an earlier run's) unless ``overwrite``, and, whatever
@@ -408,6 +437,14 @@ def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool, 
             raise DataError(
                 f"{flag} {path} is the installed {installed[path.resolve()]} weights that restore checks by sha256 (replaced, "
                 "every restore would stop): train into another path, e.g. runs/, and restore with --weights MODEL=FILE"
+            )
+        folder = _weights_folder_holding(path)
+        if folder is not None:
+            # Only the first copy of each file found was protected: a run could write over the packaged weights
+            # behind an $OLDPHOTO_WEIGHTS_DIR copy, or create src/oldphoto/weights/, which then hid weights/.
+            raise DataError(
+                f"{flag} {path} is in {folder}, a folder restore loads its installed weights from: train into a "
+                "folder of its own (e.g. runs/) and restore with --weights MODEL=FILE"
             )
     if not out.suffix:
         # "--out newdir/" wrote a file named newdir (and newdir.json), no folder and nothing said.

@@ -58,6 +58,7 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainSetup,
     TrainState,
+    check_loss_weights,
     in_batches,
     initial_network,
     optimise,
@@ -123,6 +124,9 @@ class _Base:
 
     def __init__(self, config: GlobalTrainConfig) -> None:
         setup = config.setup
+        check_loss_weights(
+            kl_weight=config.kl_weight, ssim_weight=config.ssim_weight, adversarial_weight=config.adversarial_weight, latent_weight=config.latent_weight
+        )
         if not self.accelerated and not setup.runtime.default:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:

@@ -48,6 +48,7 @@ from oldphoto.training.loop import (
     SingleNetworkRecipe,
     TrainSetup,
     TrainState,
+    check_loss_weights,
     in_batches,
     initial_network,
     optimise,
@@ -231,6 +232,7 @@ class ScratchRecipe(SingleNetworkRecipe):
     name = SCRATCH_MODEL
 
     def __init__(self, config: ScratchTrainConfig) -> None:
+        check_loss_weights(positive_weight=config.positive_weight)
         defaults = ScratchTrainConfig
         warn_unused_options(
             [
