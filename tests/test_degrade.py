@@ -660,28 +660,24 @@ def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):
     assert not (tmp_path / "set" / "manifest.json").exists()
 
 
-def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_path):
-    """A preset file whose op parameters do not work (a quality that is not a range) crashed at its first pair with a
-    traceback; it stops with one line and a manifest of the pairs made."""
+@pytest.mark.parametrize(
+    "preset_text",
+    [
+        'base = "bopbtl"\n[[scan]]\nname = "jpeg"\nprobability = 1.0\nparams = { quality = 3 }\n',  # not a range
+        'min_structured = 1\n[[structured]]\nname = "scratches"\nparams = { count = [3] }\n',  # a range of one: IndexError
+    ],
+)
+def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_path, preset_text):
+    """A preset file whose op parameters do not work (a quality that is not a range, a range given as one number)
+    crashed at its first pair with a traceback; it stops with one line and a manifest of the pairs made."""
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
     preset = tmp_path / "mine.toml"
-    preset.write_text('base = "bopbtl"\n[[scan]]\nname = "jpeg"\nprobability = 1.0\nparams = { quality = 3 }\n')
+    preset.write_text(preset_text)
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
     assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
     assert json.loads((tmp_path / "set" / "manifest.json").read_text())["images"] == []
-
-
-def test_a_preset_file_with_a_wrongly_shaped_parameter_stops_with_one_line(tmp_path):
-    """A range given as one number (``count = [3]``) stopped with an IndexError traceback."""
-    src = tmp_path / "src"
-    src.mkdir()
-    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
-    preset = tmp_path / "mine.toml"
-    preset.write_text('min_structured = 1\n[[structured]]\nname = "scratches"\nparams = { count = [3] }\n')
-    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
-    assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
 
 
 def test_overwrite_keeps_the_earlier_set_when_the_options_are_refused_and_no_pair_is_hidden(tmp_path):
