@@ -352,6 +352,15 @@ def test_models_list_and_verify(random_scratch_model, monkeypatch):
     assert "scratch-unet" in listing.output and "present" in listing.output and "missing" in listing.output
     verified = invoke("models", "verify", "scratch-unet")
     assert verified.exit_code == 0, verified.output
+    assert "not a folder" not in verified.output
+
+
+def test_models_say_when_the_weights_folder_variable_names_no_folder(tmp_path, monkeypatch):
+    """With $OLDPHOTO_WEIGHTS_DIR mistyped, `models verify` printed "ok" for the packaged files without a word."""
+    monkeypatch.setenv("OLDPHOTO_WEIGHTS_DIR", str(tmp_path / "no-such-folder"))
+    for command in (["models", "verify", "face-gate"], ["models", "list"]):
+        result = invoke(*command)
+        assert "no-such-folder, which is not a folder" in " ".join(result.output.split()), result.output
 
 
 def test_models_list_shows_whole_names_in_a_log(monkeypatch):
@@ -1021,6 +1030,7 @@ def test_merging_reports_does_not_write_over_one_of_them(tmp_path):
         (["train", "scratch", "--data", "{out}", "--seed", "-1"], "--seed"),  # a numpy ValueError traceback
         (["train", "scratch", "--data", "{out}", "--real-fraction", "5"], "--real-fraction"),  # trained with, unseen
         (["degrade", "{photo}", "-o", "{out}", "--count", "0"], "--count"),
+        (["degrade", "{photo}", "-o", "{out}", "--grayscale-prob", "2"], "--grayscale-prob"),  # named the preset's field
         (["degrade", "{photo}", "-o", "{out}", "--count", "50000000"], "--count"),  # planned in memory, nothing written
         (["evaluate", "{out}", "--limit", "0"], "--limit"),
         (["evaluate", "{out}", "--degraded", "{out}"], "not both"),  # --degraded was ignored

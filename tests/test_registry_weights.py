@@ -132,3 +132,5 @@ def test_a_checkpoint_given_for_weights_is_named_as_one(random_scratch_model, tm
     with pytest.raises(WeightsIntegrityError) as caught:
         grow_network_from(random_scratch_model, other)
     assert "--resume" not in str(caught.value)
+    with pytest.raises(WeightsNotFoundError, match="is a folder: give the .safetensors file in it"):
+        grow_network_from(random_scratch_model, tmp_path)  # it said "not found"

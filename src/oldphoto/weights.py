@@ -153,6 +153,8 @@ def _load_into(spec: ModelSpec, path: Path, allow_missing: bool = False) -> nn.M
 
 def _existing(path: str | Path, spec: ModelSpec, what: str) -> Path:
     path = Path(path)
+    if path.is_dir():  # it was "not found", though it is there
+        raise WeightsNotFoundError(f"{what} {path} for model {spec.name!r} is a folder: give the .safetensors file in it")
     if not path.is_file():
         raise WeightsNotFoundError(f"{what} {path} for model {spec.name!r} not found")
     return path

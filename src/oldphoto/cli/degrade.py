@@ -78,7 +78,7 @@ def degrade(
     distractors: Annotated[
         bool, typer.Option("--distractors/--no-distractors", help="Scene content that looks like damage (badges, wires, white shirts ...).")
     ] = True,
-    grayscale_prob: Annotated[float | None, typer.Option(help="Override the preset's chance of a B&W print.")] = None,
+    grayscale_prob: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Override the preset's chance of a B&W print.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Write into a non-empty folder, first removing an earlier set there (its parts only).")

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors, print_table
+from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors, note, print_table
 from oldphoto.errors import OldPhotoError, WeightsIntegrityError
 from oldphoto.registry import all_specs, get_spec
-from oldphoto.weights import locate_weights, parameter_count, verify_weights
+from oldphoto.weights import WEIGHTS_ENV, locate_weights, parameter_count, verify_weights
 
 app = typer.Typer(help="List and verify the registered models.", no_args_is_help=True)
+
+
+def _note_missing_weights_folder() -> None:
+    """A note when $OLDPHOTO_WEIGHTS_DIR names no folder: the weights listed then come from the next folder searched,
+    which a user who set it would not expect to read (a typo in the variable went unseen)."""
+    folder = os.environ.get(WEIGHTS_ENV)
+    if folder and not Path(folder).expanduser().is_dir():
+        note(f"${WEIGHTS_ENV} is {folder}, which is not a folder: the weights below come from the other folders searched")
 
 
 def _status(spec) -> tuple[str, str]:
@@ -42,6 +52,7 @@ def _status_text(status: str, caveat: str | None) -> str:
 @app.command("list")
 def list_models() -> None:
     """Show every registered model: task, parameters, file size, sha256 and whether its weights are present."""
+    _note_missing_weights_folder()
     table = Table(title="oldphoto models")
     for column in ("name", "task", "parameters", "size", "sha256", "status"):
         table.add_column(column)
@@ -68,6 +79,8 @@ def verify(
 ) -> None:
     """Check the sha256 of shipped weights and that they load with strict=True."""
     from oldphoto.weights import load_network
+
+    _note_missing_weights_folder()
 
     with library_errors():
         specs = [get_spec(name) for name in names] if names else [s for s in all_specs() if s.shipped]
