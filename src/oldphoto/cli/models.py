@@ -10,10 +10,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from oldphoto.cli.common import EXIT_FAILURES, console, error_console, library_errors, note, print_table
+from oldphoto.cli.common import (
+    EXIT_FAILURES,
+    console,
+    error_console,
+    library_errors,
+    note,
+    print_table,
+)
 from oldphoto.errors import OldPhotoError, WeightsIntegrityError
 from oldphoto.registry import all_specs, get_spec
-from oldphoto.weights import WEIGHTS_ENV, locate_weights, parameter_count, verify_weights
+from oldphoto.weights import (
+    WEIGHTS_ENV,
+    locate_weights,
+    parameter_count,
+    verify_weights,
+)
 
 app = typer.Typer(help="List and verify the registered models.", no_args_is_help=True)
 
