@@ -133,7 +133,7 @@ def degrade(
             # A preset's parameters that do not work (--config): a range given as one number, a string for a number.
             except (TypeError, ValueError, IndexError, KeyError, cv2.error) as error:
                 remove_pair(output, pair.stem)
-                source = f"the preset file {config}" if config else f"the preset {preset or 'default'}"
+                source = f"the preset file {config}" if config else f"the preset {recipe.name}"
                 stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
                 break
             progress.advance(task)

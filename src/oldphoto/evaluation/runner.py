@@ -87,8 +87,17 @@ class _Listing:
         and folders are left out, as ``restore`` leaves them out."""
         if not folder.is_dir():
             raise DataError(f"{folder}: no such folder" if not folder.exists() else f"{folder} is a file, not a folder of images")
+        # One walk of the tree gives the pairs and what is said of the rest (the sub-folders' images, links to folders).
+        # "**" does not descend into linked folders (Python 3.10 to 3.13 alike), so no image below a link is listed.
+        entries = [path for path in folder.glob("**/*") if not _hidden(folder, path)]
+        images = sorted(path for path in entries if path.is_file() and is_image_path(path))
+        in_folder = [path for path in images if len(path.relative_to(folder).parts) == 1]
+        below = [path for path in images if len(path.relative_to(folder).parts) > 1]
+        candidates = images if self.recursive else in_folder
+        read = self._not_excluded(candidates)
+        self.excluded += len(candidates) - len(read)  # counted as an earlier run's results
         files: dict[str, Path] = {}
-        for path in self.images(folder, "**/*" if self.recursive else "*"):
+        for path in read:
             key = path.relative_to(folder).with_suffix("").as_posix()
             if key in files:  # a.jpg and a.png: one is scored, said, rather than one dropped unseen
                 log.warning("%s and %s share a name in %s: only %s is used; rename one to use both", files[key].name, path.name, path.parent, files[key].name)
@@ -96,19 +105,11 @@ class _Listing:
             files[key] = path
         if not self.recursive:
             # Pairs kept in sub-folders were left out without a word (and a folder of sub-folders alone "matched nothing").
-            below = self._not_excluded(_images_below(folder, "*/**/*"))
-            self.left_out += [path for path in below if not _below_a_link(folder, path)]
+            self.left_out += self._not_excluded(below)
         else:
             # As restore -r: a link to a folder is not followed (it may lead back up the tree), and that is said.
-            self.links += sorted(path for path in folder.glob("**/*") if path.is_symlink() and path.is_dir() and not _hidden(folder, path))
+            self.links += sorted(path for path in entries if path.is_symlink() and path.is_dir())
         return files
-
-    def images(self, folder: Path, pattern: str) -> list[Path]:
-        """The images read as pairs (:func:`_images_below`), counting those left out as an earlier run's results."""
-        found = _images_below(folder, pattern)
-        kept = self._not_excluded(found)
-        self.excluded += len(found) - len(kept)
-        return kept
 
     def _not_excluded(self, paths: list[Path]) -> list[Path]:
         return [path for path in paths if path.resolve() not in self.exclude] if self.exclude else paths
@@ -145,12 +146,6 @@ def _nesting_hint(degraded: Path, clean: Path, recursive: bool) -> str:
 def _hidden(folder: Path, path: Path) -> bool:
     """Whether ``path`` is hidden, or in a hidden folder, below ``folder``."""
     return any(part.startswith(".") for part in path.relative_to(folder).parts)
-
-
-def _below_a_link(folder: Path, path: Path) -> bool:
-    """Whether ``path`` lies in a linked folder below ``folder`` (where a recursive search does not go)."""
-    parts = path.relative_to(folder).parts
-    return any((folder.joinpath(*parts[:depth])).is_symlink() for depth in range(1, len(parts)))
 
 
 def find_pairs(

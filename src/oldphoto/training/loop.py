@@ -412,11 +412,11 @@ def _weights_folder_holding(path: Path) -> str | None:
 
     folders = [*weights.search_dirs(), Path(weights.__file__).resolve().parent / "weights"]
     parent = path.resolve().parent
-    folder = next((folder for folder in folders if folder.resolve() == parent), None)
-    if folder is None:
+    index = next((index for index, folder in enumerate(folders) if folder.resolve() == parent), None)
+    if index is None:
         return None
-    from_env = os.environ.get(weights.WEIGHTS_ENV) and Path(os.environ[weights.WEIGHTS_ENV]).expanduser().resolve() == parent
-    return f"{folder} (${weights.WEIGHTS_ENV})" if from_env else str(folder)
+    from_env = index == 0 and bool(os.environ.get(weights.WEIGHTS_ENV))  # search_dirs() puts that folder first
+    return f"{folders[index]} (${weights.WEIGHTS_ENV})" if from_env else str(folders[index])
 
 
 def check_run_files(checkpoint: Path, out: Path, resume: bool, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
