@@ -589,6 +589,20 @@ def test_only_accelerated_recipes_take_a_device_or_precision(tmp_path):
             train_global(global_config(tmp_path, "vae-clean", steps=1, runtime=TrainRuntime(**change)))
 
 
+@pytest.mark.parametrize("recipe", ["vae-clean", "mapping"])
+def test_global_recipes_help_says_the_runtime_options_are_for_detail_fusion(recipe):
+    """`train mapping --help` listed --device, --precision and --workers as for any recipe, and the run refused them."""
+    from typer.testing import CliRunner
+
+    from oldphoto.cli.app import app
+
+    result = CliRunner().invoke(app, ["train", recipe, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for option in ("--device", "--precision", "--workers"):
+        line = next(line for line in result.output.splitlines() if f" {option} " in line)
+        assert "detail-fusion only" in line, line
+
+
 def test_time_budget_ends_the_run_and_decays_the_learning_rate(tmp_path, monkeypatch):
     from pathlib import Path
 

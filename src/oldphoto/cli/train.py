@@ -81,6 +81,12 @@ Workers = Annotated[
         rich_help_panel=RUNTIME,
     ),
 ]
+FUSION_ONLY = "detail-fusion only (vae-clean, vae-old, mapping and restore-unet train on the CPU in fp32 and refuse it). "
+GlobalDevice = Annotated[str, typer.Option("--device", help=FUSION_ONLY + "Where to train: cpu, cuda, cuda:N or mps.", rich_help_panel=RUNTIME)]
+GlobalPrecision = Annotated[
+    str, typer.Option("--precision", help=FUSION_ONLY + "fp32 (the default), bf16, fp16 or auto, as the other recipes' --precision.", rich_help_panel=RUNTIME)
+]
+GlobalWorkers = Annotated[int, typer.Option("--workers", help=FUSION_ONLY + "Background processes drawing the damage.", rich_help_panel=RUNTIME)]
 TimeBudget = Annotated[
     float | None,
     typer.Option(
@@ -373,9 +379,9 @@ def _global_command(model: str, summary: str, default_steps: int) -> None:
                 min=0.0, max=1.0, help="detail-fusion: share of crops with structured damage only (a good print with scratches).", rich_help_panel=DATA
             ),
         ] = 0.0,
-        device: Device = "cpu",
-        precision: TrainPrecision = "fp32",
-        workers: Workers = 0,
+        device: GlobalDevice = "cpu",
+        precision: GlobalPrecision = "fp32",
+        workers: GlobalWorkers = 0,
         time_budget: TimeBudget = None,
     ) -> None:
         from oldphoto.training.restoration import GlobalTrainConfig, train_global
