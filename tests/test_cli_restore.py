@@ -1174,6 +1174,38 @@ def test_a_scan_named_like_an_output_of_another_is_never_written_over(tmp_path, 
     assert invoke("restore", str(album), "-o", str(album), "--suffix", "_2", "--overwrite", *STAGES).exit_code == 0
 
 
+def test_overwrite_never_replaces_a_file_named_as_an_input(tmp_path, random_scratch_model):
+    """`restore page.jpg page_r.jpg -o . --suffix _r --overwrite`, two scans of one size: page_r.jpg was left out as
+    page.jpg's earlier result and then replaced by it, though the user had named it and --help says inputs are never
+    replaced. Named on the command line, it is protected; given through its folder it is an earlier result still."""
+    album = tmp_path / "album"
+    make_photo(album / "page.jpg", size=(64, 48))
+    scan = make_photo(album / "page_r.jpg", size=(64, 48)).read_bytes()
+    result = invoke("restore", str(album / "page.jpg"), str(album / "page_r.jpg"), "-o", str(album), "--suffix", "_r", "--overwrite", *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 1 and "would overwrite an input file" in shown, result.output
+    assert "--overwrite does not replace a file named as an input" in shown
+    assert (album / "page_r.jpg").read_bytes() == scan and not (album / "page_r_r.jpg").exists()
+    # Without --overwrite nothing is replaced anyway: the earlier result counts as done, as before.
+    again = invoke("restore", str(album / "page.jpg"), str(album / "page_r.jpg"), "-o", str(album), "--suffix", "_r", *STAGES)
+    assert again.exit_code == 0 and "output exists" in " ".join(again.output.split()), again.output
+    assert invoke("restore", str(album), "-o", str(album), "--suffix", "_r", "--overwrite", *STAGES).exit_code == 0
+    assert (album / "page_r.jpg").read_bytes() != scan
+
+
+def test_file_names_are_shown_as_they_are_not_as_markup_or_emoji(tmp_path, random_scratch_model):
+    """The dry-run plan read "[draft] grandma.png" as rich markup (shown as " grandma.png"), and every message, table
+    and bar showed "album:ok:1.png" as "album\N{SQUARED OK}1.png": the user could not find the file named."""
+    album = tmp_path / "album"
+    make_photo(album / "[draft] trip :smile: 2.png")
+    (album / "album:ok:1.png").write_bytes(b"")
+    plan = invoke("restore", str(album), "-o", str(tmp_path / "out"), "--dry-run", *STAGES)
+    assert plan.exit_code == 1 and "[draft] trip :smile: 2.png" in plan.output, plan.output  # 1: the empty file would fail
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), *STAGES)
+    assert result.exit_code == 1 and "album:ok:1.png: file is empty" in result.output, result.output
+    assert "[draft] trip :smile: 2.png" in result.output and "\N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}" not in result.output
+
+
 def test_a_pipe_given_as_input_is_not_called_missing(tmp_path, random_scratch_model):
     fifo = tmp_path / "scan.jpg"
     os.mkfifo(fifo)

@@ -72,6 +72,16 @@ def test_unknown_precision_is_refused():
         make_runtime("cpu", "int8")
 
 
+@pytest.mark.parametrize("name", ["cuda:x", "cuda:", "cuda:-1", "cuda:0:0"])
+def test_a_malformed_cuda_device_is_refused_in_words_where_cuda_is_present(monkeypatch, name):
+    """torch.device("cuda:x") raises a bare RuntimeError: on a CUDA machine `restore --device cuda:x` ended in a
+    traceback (the CLI turns only the library's typed errors into one line)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match="not understood"):
+        runtime_module.select_device(name)
+
+
 def test_runtime_autocast_runs_networks_in_the_precision():
     conv = torch.nn.Conv2d(1, 2, 3)
     image = torch.rand(1, 1, 8, 8)

@@ -44,6 +44,10 @@ class InputFile:
     shard_key: str = ""
     """The path relative to its input root (the folder given, a glob's non-wildcard prefix, or a file's own folder),
     in POSIX form: what ``--shard`` hashes, so that adding files to an archive does not move the others."""
+    named: bool = False
+    """Given as a file argument of its own (not found in a folder or by oldphoto's own pattern matching): such a file
+    is never replaced by ``--overwrite``, even when it is named like another input's output (a shell's ``*`` names
+    every file too, so it is still left out as an earlier result rather than restored)."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,11 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
     seen: dict[Path, Path] = {}
     same_files: list[tuple[Path, Path]] = []
 
-    def add(path: Path, relative: Path, root: Path) -> None:
+    def add(path: Path, relative: Path, root: Path, named: bool = False) -> None:
         key = path.resolve()
         if key not in seen:
             seen[key] = path
-            found.append(InputFile(path, relative, path.relative_to(root).as_posix()))
+            found.append(InputFile(path, relative, path.relative_to(root).as_posix(), named))
         elif os.path.abspath(seen[key]) != os.path.abspath(path):  # another name of it, not the same path again
             same_files.append((path, seen[key]))
 
@@ -121,7 +125,7 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
             for image in images:
                 add(image, image.relative_to(path), path)
         elif path.is_file():
-            add(path, Path(path.name), path.parent)
+            add(path, Path(path.name), path.parent, named=True)
         elif GLOB_CHARACTERS & set(argument):
             found_files = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
             # The notes.txt and Thumbs.db a "*" also matches are left out with a note, not failed (a glob-driven batch

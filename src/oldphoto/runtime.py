@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
@@ -166,6 +167,9 @@ def select_device(name: str = "auto") -> torch.device:
             raise DeviceError("--device mps: Apple Metal (MPS) is not available on this machine; use --device cpu")
         return torch.device("mps")
     if name == "cuda" or name.startswith("cuda:"):
+        if not re.fullmatch(r"cuda(:\d+)?", name):
+            # torch.device("cuda:x") raises a bare RuntimeError (a traceback), and only where CUDA is present.
+            raise DeviceError(f"--device {name!r} is not understood; use cuda or cuda:N with N a GPU's number (0, 1, ...)")
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name}: no CUDA GPU is available to this PyTorch build; use --device cpu")
         device = torch.device(name)

@@ -20,19 +20,22 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from oldphoto.cli.launch import INTERRUPTED
 from oldphoto.errors import ConfigError, OldPhotoError
 from oldphoto.imageio import EXTENSION_FORMATS
 from oldphoto.inputs import Discovered, discover_inputs
 
-console = Console()
-error_console = Console(stderr=True)
+# No emoji codes: a file named "album:ok:1.png" was printed as "album🆗1.png" in every message, table and bar.
+console = Console(emoji=False)
+error_console = Console(stderr=True, emoji=False)
 
 EXIT_FAILURES = 1
 """Some inputs failed (the rest were processed)."""
@@ -144,9 +147,19 @@ def library_errors() -> Iterator[None]:
         raise fail(str(error)) from None
 
 
+class _TextColumn(TextColumn):
+    """rich's TextColumn without emoji codes (it reads ":smile:" in a file name as an emoji whatever the console)."""
+
+    def render(self, task: Task) -> Text:
+        text = Text.from_markup(self.text_format.format(task=task), style=self.style, justify=self.justify, emoji=False)
+        if self.highlighter:
+            self.highlighter.highlight(text)
+        return text
+
+
 def progress_bar(transient: bool = False) -> Progress:
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        _TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -160,9 +173,9 @@ def megapixel_progress() -> Progress:
     """A progress bar over megapixels, so that the time left follows the work left, not the photo count (one large
     scan takes as long as many small ones). Each task carries a ``text`` field, shown after its bar."""
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        _TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        TextColumn("{task.fields[text]}"),
+        _TextColumn("{task.fields[text]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=error_console,

@@ -193,12 +193,12 @@ def evaluate(
             for pair in pairs:
                 panels: list[np.ndarray] = []
                 for name, run in built.items():
-                    progress.update(task, description=f"{name}: {pair.stem}")
+                    progress.update(task, description=escape(f"{name}: {pair.stem}"))
                     try:
                         score, degraded_image, restored, predicted = score_image(name, run, pair, true_masks)
                     except OldPhotoError as error:
                         failures += 1
-                        error_console.print(f"[red]failed:[/] {name} on {pair.stem}: {escape(str(error))}", highlight=False)
+                        error_console.print(f"[red]failed:[/] {escape(f'{name} on {pair.stem}: {error}')}", highlight=False)
                         progress.advance(task)
                         continue
                     scores[name].append(score)

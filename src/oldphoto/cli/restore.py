@@ -186,6 +186,15 @@ def restore(
             f"left out {len(own_outputs)} file(s) that are oldphoto's own outputs for other inputs "
             f"(e.g. {own_outputs[0].path}); pass one on its own to restore it"
         )
+    # A file named on the command line is never replaced, even when named like an earlier result: `restore page.jpg
+    # page_r.jpg -o . --suffix _r --overwrite` replaced the scan page_r.jpg (of the same size) with page.jpg's result.
+    named_outputs = [item.path for item in own_outputs if item.named] if overwrite else []
+    if named_outputs:
+        note(
+            f"{len(named_outputs)} file(s) named as inputs are named like other inputs' outputs (e.g. {named_outputs[0]}): "
+            "--overwrite does not replace a file named as an input, so the photo whose output it would be is not restored "
+            "(to replace earlier results, give their folder or a quoted pattern: a shell's * names every file)"
+        )
     found, earlier_results = split_output_folder(found, output, *([save_faces_dir] if save_faces_dir is not None else []))
     # Also in the report: the notes above are hidden by --quiet, and a cluster job's only record is its report.
     left_out = [
@@ -217,7 +226,7 @@ def restore(
             # --save-faces names crops by the output's stem: a.jpg and a.png would share them as they would a mask.
             side_files=save_mask or compare or save_faces_dir is not None,
             written_side_files=(("mask_path",) if save_mask else ()) + (("compare_path",) if compare else ()),
-            protected=odd_sized,
+            protected=odd_sized + named_outputs,
         )
         if jpeg_quality != "auto" and not any(format_for_path(job.output) in ("JPEG", "WEBP") for job in jobs):
             note(f"--jpeg-quality {jpeg_quality} does nothing here: no output is a JPEG or WebP file")
@@ -460,7 +469,7 @@ def _print_plan(
     for job in jobs:
         mask = given_masks.get(job.source)
         action = job.skip_reason or doomed.get(job.source) or ("restore" if mask is None else f"restore with mask {mask}")
-        table.add_row(str(job.source), str(job.output), action)
+        table.add_row(escape(str(job.source)), escape(str(job.output)), escape(action))
     print_table(table, console)
 
 
