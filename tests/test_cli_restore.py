@@ -1206,6 +1206,20 @@ def test_file_names_are_shown_as_they_are_not_as_markup_or_emoji(tmp_path, rando
     assert "[draft] trip :smile: 2.png" in result.output and "\N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}" not in result.output
 
 
+def test_a_report_path_that_the_run_makes_a_folder_is_refused_before_the_work(album, tmp_path, random_scratch_model):
+    """`restore a.png -o out --report out` (out/ new) restored every photo and then failed to write the report, a
+    cluster job's only record, because out/ had become a folder."""
+    out = tmp_path / "out"
+    result = invoke("restore", str(album), "-o", str(out), "--report", str(out), *STAGES)
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a folder this run writes its outputs into" in shown, result.output
+    assert not out.exists()
+    # `--report new/`: the separator was dropped and a file named "new" written.
+    result = invoke("restore", str(album), "-o", str(out), "--report", f"{tmp_path / 'new'}/", *STAGES)
+    assert result.exit_code == 2 and "names a folder" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "new").exists() and not out.exists()
+
+
 def test_a_pipe_given_as_input_is_not_called_missing(tmp_path, random_scratch_model):
     fifo = tmp_path / "scan.jpg"
     os.mkfifo(fifo)

@@ -82,6 +82,19 @@ def test_identity_scores_what_the_metric_library_says(tiny_set, tmp_path):
     assert np.array_equal(load_rgb(tmp_path / "saved" / "classical" / "p0.png"), np.clip(np.rint(restored[0][0] * 255), 0, 255) / np.float32(255))
 
 
+
+def test_a_scores_file_where_save_makes_a_folder_is_refused_before_the_work(tiny_set, tmp_path):
+    """`evaluate SET --save sv --json sv/identity` scored every pair, then could not write the scores: sv/identity
+    had become the folder of the saved outputs."""
+    saved = tmp_path / "sv"
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(saved), "--json", str(saved / "identity")])
+    assert result.exit_code == 2 and "is a folder this run writes its outputs into" in " ".join(result.output.split()), result.output
+    assert not saved.exists()
+    for option in ("--json", "--csv"):
+        result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", option, f"{tmp_path / 'scores'}/"])
+        assert result.exit_code == 2 and "names a folder" in " ".join(result.output.split()), result.output
+        assert not (tmp_path / "scores").exists()
+
 def pipeline_on_pairs(root: Path, options) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(restored, mask) of ``restore`` with ``options`` on each degraded photo of a tiny set, in stem order."""
     from oldphoto.restore.pipeline import Restorer

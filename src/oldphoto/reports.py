@@ -95,9 +95,14 @@ def check_file_target(
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; give a file name such as {path / ('report' + suffix)}")
     target = path.resolve()
+    outputs = [Path(other).resolve() for other in outputs]
     for kind, paths in (("input", inputs), ("output", outputs)):
         if any(target == Path(other).resolve() for other in paths):
             raise ConfigError(f"{what} {path} is one of this run's {kind}s; give the {what} a {suffix} file name of its own")
+    # A folder the run will make: `restore a.png -o out --report out` restored every photo, then could not write the
+    # report (a cluster job's only record) because out/ had become a folder.
+    if any(target in other.parents for other in outputs):
+        raise ConfigError(f"{what} {path} is a folder this run writes its outputs into; give a file name such as {path / ('report' + suffix)}")
     if path.exists() and not overwrite and not ours(path):
         hint = " or pass --overwrite" if overwrite is not None else ""
         raise ConfigError(f"{what} {path} exists and is not one oldphoto wrote; give another name{hint}")

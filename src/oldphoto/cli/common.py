@@ -7,9 +7,11 @@ and exit codes.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -131,6 +133,14 @@ def discovered_inputs(arguments: list[str], recursive: bool) -> Discovered:
         # Each argument that matched nothing already said why, above; a summary line would only repeat it.
         raise typer.Exit(EXIT_USAGE) if discovered.problems else fail("no input images found")
     return discovered
+
+
+def file_path(value: str) -> Path:
+    """Parser of an option that names a file to write (``--report``, ``--json``, ``--csv``): a name ending in a folder
+    separator is refused, since ``Path`` drops the separator (``--report out/`` wrote a file named ``out``)."""
+    if value.endswith(("/", os.sep)):
+        raise typer.BadParameter(f"{value!r} names a folder; give a file name such as {value}report.json")
+    return Path(value)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

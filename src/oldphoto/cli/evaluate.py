@@ -22,6 +22,7 @@ from oldphoto.cli.common import (
     console,
     error_console,
     fail,
+    file_path,
     library_errors,
     note,
     precision_option,
@@ -108,8 +109,8 @@ def evaluate(
         ),
     ] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N pairs.")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Per-image scores as CSV.", parser=file_path, metavar="FILE")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Summary as JSON.", parser=file_path, metavar="FILE")] = None,
     save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     # fp32 by default, unlike restore: scores stay the same on every machine (give auto to measure bf16/fp16).

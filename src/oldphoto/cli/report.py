@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from oldphoto.cli.common import console, library_errors, note
+from oldphoto.cli.common import console, file_path, library_errors, note
 from oldphoto.gallery import check_gallery_target, write_gallery
 from oldphoto.errors import ConfigError
 from oldphoto.reports import (
@@ -30,7 +30,7 @@ def merge(
     reports: Annotated[
         list[Path], typer.Argument(metavar="REPORT.json", help="Reports written by restore --report (e.g. one per shard).", show_default=False)
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The merged report to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="The merged report to write.", parser=file_path)],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE even if it is not a JSON report.")] = False,
 ) -> None:
     """Combine the reports of several shards or runs into one: a photo recorded twice keeps its best outcome

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from oldphoto.cli.common import PrecisionChoice, fp16_option, precision_option, quiet_option
+from oldphoto.cli.common import PrecisionChoice, file_path, fp16_option, precision_option, quiet_option
 from oldphoto.inputs import AUTO_EXTENSION, OUTPUT_EXTENSIONS
 from oldphoto.restore.global_stage import GLOBAL_BACKENDS
 
@@ -72,7 +72,7 @@ CompareOption = Annotated[
     ]
 
 ReportOption = Annotated[
-        Path | None, typer.Option(help="Write a per-image JSON report to this file.", rich_help_panel=OUTPUT)
+        Path | None, typer.Option(help="Write a per-image JSON report to this file.", parser=file_path, metavar="FILE", rich_help_panel=OUTPUT)
     ]
 
 GalleryOption = Annotated[
