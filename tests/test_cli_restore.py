@@ -1220,6 +1220,30 @@ def test_a_report_path_that_the_run_makes_a_folder_is_refused_before_the_work(al
     assert not (tmp_path / "new").exists() and not out.exists()
 
 
+def test_the_masks_folder_of_an_earlier_run_inside_the_album_is_not_restored_again(album, random_scratch_model):
+    """README's loop: `restore album -r -o album/out --save-mask`, then `restore album -r -o album/final --masks
+    album/out`: the second run restored the first run's results too, into album/final/out/."""
+    first = invoke("restore", str(album), "-r", "-o", str(album / "out"), "--save-mask", *STAGES)
+    assert first.exit_code == 0, first.output
+    second = invoke("restore", str(album), "-r", "-o", str(album / "final"), "--masks", str(album / "out"), *STAGES)
+    assert second.exit_code == 0, second.output
+    assert "inside the output folder" in " ".join(second.output.split())
+    assert sorted(p.relative_to(album / "final").as_posix() for p in (album / "final").rglob("*") if p.is_file()) == ["a.jpg", "b.png", "sub/c.png"]
+
+
+def test_a_rerun_asking_for_masks_and_sheets_an_earlier_run_did_not_write_says_so(album, tmp_path, random_scratch_model):
+    """`restore a.jpg -o out`, then `restore a.jpg -o out --save-mask --compare`: the second run wrote no mask and no
+    sheet, said only "output exists" and exited 0."""
+    out = tmp_path / "out"
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), *STAGES).exit_code == 0
+    again = invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--compare", *STAGES)
+    shown = " ".join(again.output.split())
+    assert again.exit_code == 1 and "without the mask and comparison sheet asked for" in shown, again.output
+    # With them there, a re-run is done, as before.
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--compare", "--overwrite", *STAGES).exit_code == 0
+    assert invoke("restore", str(album / "a.jpg"), "-o", str(out), "--save-mask", "--compare", *STAGES).exit_code == 0
+
+
 def test_a_pipe_given_as_input_is_not_called_missing(tmp_path, random_scratch_model):
     fifo = tmp_path / "scan.jpg"
     os.mkfifo(fifo)

@@ -242,12 +242,22 @@ def plan_jobs(
             # The first photo to name a file owns it, written now or by an earlier run (or another shard): the
             # existing file is its result, never another photo's.
             claimed.update({t: item.path for t in resolved})
-            if output.exists() and not overwrite:
+            missing = [side for side in written_side_files if not getattr(job, side).exists()]
+            if output.exists() and not overwrite and missing:
+                # Not done: what this run asks for besides the photo (a re-run with --save-mask --compare) was never
+                # written, and was skipped as done without a word.
+                wanted = " and ".join(SIDE_FILE_NAMES[side] for side in missing)
+                reason = f"output exists, without the {wanted} asked for: use --overwrite to restore it again with them"
+            elif output.exists() and not overwrite:
                 reason, done = "output exists (use --overwrite to replace it)", True
             elif existing and not overwrite:
                 reason = f"{existing[0]} exists and would be replaced (a mask you edited?); use --overwrite or another -o folder"
         jobs.append(Job(item.path, output, reason, already_done=done))
     return jobs
+
+
+SIDE_FILE_NAMES = {"mask_path": "mask", "compare_path": "comparison sheet"}
+"""What :func:`plan_jobs`' ``written_side_files`` are called in its messages."""
 
 
 def _claimed_by(owner: Path, source: Path) -> str:
@@ -329,8 +339,8 @@ def _sides(path: Path) -> tuple[int, ...] | None:
 
 
 def split_output_folder(inputs: list[InputFile], output: Path, *others: Path) -> tuple[list[InputFile], list[InputFile]]:
-    """Separate the inputs that lie inside the output folder (or one of the ``others`` this run writes to, such as
-    the ``--save-faces`` folder) below the folder they were found in (``restore album -r -o album/restored``, run
+    """Separate the inputs that lie inside the output folder (or one of the ``others``: the ``--save-faces`` folder
+    this run writes to, the ``--masks`` folder an earlier run wrote with its results) below the folder they were found in (``restore album -r -o album/restored``, run
     again): earlier results, which would otherwise be restored once more into ``restored/restored/``. An output
     folder that is the input folder itself (restoring in place with a ``--suffix``) leaves its photos in.
 

@@ -195,20 +195,23 @@ def restore(
             "--overwrite does not replace a file named as an input, so the photo whose output it would be is not restored "
             "(to replace earlier results, give their folder or a quoted pattern: a shell's * names every file)"
         )
-    found, earlier_results = split_output_folder(found, output, *([save_faces_dir] if save_faces_dir is not None else []))
+    # The --masks folder too: `restore album -r -o album/out --save-mask`, then `restore album -r -o album/final --masks
+    # album/out` restored the first run's results once more, into album/final/out/.
+    written_or_masks = [folder for folder in (save_faces_dir, masks) if folder is not None]
+    found, earlier_results = split_output_folder(found, output, *written_or_masks)
     # Also in the report: the notes above are hidden by --quiet, and a cluster job's only record is its report.
     left_out = [
         {"input": str(path), "reason": reason}
         for paths, reason in (
             (odd_sized, "named like another photo's output, but not of its size"),
             ([item.path for item in own_outputs], "oldphoto's own output for another input"),
-            ([item.path for item in earlier_results], "inside the output (or --save-faces) folder: an earlier result"),
+            ([item.path for item in earlier_results], "inside the output (or --save-faces or --masks) folder: an earlier result"),
         )
         for path in paths
     ]
     if earlier_results:
         note(
-            f"left out {len(earlier_results)} file(s) inside the output folder {output} (or --save-faces folder), "
+            f"left out {len(earlier_results)} file(s) inside the output folder {output} (or the --save-faces or --masks folder), "
             f"below the folder given as input (e.g. {earlier_results[0].path}): results of an earlier run, not "
             "photos to restore"
         )
