@@ -218,6 +218,40 @@ def test_given_masks_replace_detection_and_are_reported(album, tmp_path, random_
     assert sources == {"a.jpg": str(masks / "a_mask.png"), "b.png": "detected", "c.png": str(masks / "sub" / "c_mask.png")}
     plan = invoke("restore", str(album), "-o", str(tmp_path / "plan"), "--masks", str(masks), "--dry-run", *STAGES)
     assert plan.exit_code == 0 and "restore with mask" in " ".join(plan.output.split())
+    # The report names the masks among the stages, and a photo with its own mask ran no scratch model (it listed the
+    # detector's and verifier's weights as used).
+    payload = json.loads(report.read_text())
+    assert any(f"damage masks from {masks}" in step for step in payload["stages"]), payload["stages"]
+    models = {Path(r["input"]).name: {m["name"] for m in r["models"]} for r in payload["images"]}
+    assert "scratch-unet" in models["b.png"] and "scratch-unet" not in models["a.jpg"] and "scratch-unet" not in models["c.png"]
+
+
+def test_given_masks_are_filled_with_every_stage_off(album, tmp_path, random_scratch_model):
+    """`--no-scratch --no-global --no-faces --masks DIR` was refused as "every stage is off", though the masks given
+    are filled (classical inpainting) as with --no-global alone."""
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    masks.mkdir()
+    drawn = np.zeros((48, 64), np.uint8)
+    drawn[20:24, 5:60] = 255
+    Image.fromarray(drawn).save(masks / "b_mask.png")
+    result = invoke("restore", str(album / "b.png"), "-o", str(out), "--masks", str(masks), "--no-scratch", "--no-global", "--no-faces")
+    assert result.exit_code == 0, result.output
+    with Image.open(album / "b.png") as before, Image.open(out / "b.png") as after:
+        change = np.abs(np.asarray(after, np.int16) - np.asarray(before, np.int16))
+    assert change[20:24, 5:60].mean() > 0 and change[:15].max() == 0
+    refused = invoke("restore", str(album / "b.png"), "-o", str(tmp_path / "none"), "--no-scratch", "--no-global", "--no-faces")
+    assert refused.exit_code == 2 and "every stage is off" in refused.output
+
+
+def test_options_of_a_stage_that_is_off_are_named(album, tmp_path, random_scratch_model):
+    result = invoke(
+        "restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--global-model", "restore-unet", "--min-face-size", "40", "--dry-run", *STAGES
+    )
+    shown = " ".join(result.output.split())
+    assert result.exit_code == 0 and "--global-model does nothing with --no-global" in shown, result.output
+    assert "--min-face-size and --only-center-face do nothing with --no-faces" in shown
+    folder = invoke("restore", str(album / "a.jpg"), "-o", str(tmp_path / "out"), "--weights", f"scratch-unet={tmp_path}", *STAGES)
+    assert folder.exit_code == 2 and "a folder: give the .safetensors file in it" in " ".join(folder.output.split()), folder.output
 
 
 def test_a_mask_painted_on_a_transparent_layer_marks_only_its_strokes(album, tmp_path, random_scratch_model):

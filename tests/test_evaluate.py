@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,12 @@ def test_a_scores_file_where_save_makes_a_folder_is_refused_before_the_work(tiny
     result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--save", str(saved), "--json", str(saved / "identity")])
     assert result.exit_code == 2 and "is a folder this run writes its outputs into" in " ".join(result.output.split()), result.output
     assert not saved.exists()
+    # --true-masks on pairs without masks: every pair failed in turn after the warm-up (exit 1); refused now.
+    unmasked = tmp_path / "unmasked"
+    for part in ("degraded", "clean"):
+        shutil.copytree(tiny_set / part, unmasked / part)
+    result = CliRunner().invoke(app, ["evaluate", "--degraded", str(unmasked / "degraded"), "--clean", str(unmasked / "clean"), "-m", "global", "--true-masks"])
+    assert result.exit_code == 2 and "--true-masks needs the true damage mask of every pair" in " ".join(result.output.split()), result.output
     for option in ("--json", "--csv"):
         result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", option, f"{tmp_path / 'scores'}/"])
         assert result.exit_code == 2 and "names a folder" in " ".join(result.output.split()), result.output

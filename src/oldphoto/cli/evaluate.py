@@ -161,6 +161,10 @@ def evaluate(
     if not pairs:
         raise fail("no image pairs found")
     unmasked = [pair.stem for pair in pairs if pair.mask is None]
+    if true_masks and unmasked and any(name in PIPELINE_METHODS for name in methods):
+        # Refused now: each pair failed on it in turn, after the warm-up, with exit code 1.
+        where = f"{mask}" if mask is not None else "a mask/ folder of the set, or --mask DIR"
+        raise fail(f"--true-masks needs the true damage mask of every pair: {len(unmasked)} of {len(pairs)} have none in {where} (e.g. {unmasked[0]})")
     if unmasked and (mask is not None or len(unmasked) < len(pairs)):  # a set's mask/ missing some pairs' masks too
         where = f" in {mask}" if mask is not None else ""
         note(f"{len(unmasked)} of {len(pairs)} pairs have no mask{where} (e.g. {unmasked[0]}): their masks are not scored")

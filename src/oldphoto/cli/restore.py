@@ -149,6 +149,7 @@ def restore(
             global_model=global_model.value,
             global_strength=global_strength,
             keep_tone=keep_tone,
+            given_masks=masks is not None,
             weights=parse_weights(weights or []),
         )
         save_mask = save_mask or gallery  # the gallery's mask toggle shows the saved masks
@@ -280,7 +281,7 @@ def restore(
         doomed = {
             job.source: why for job in jobs if job.skip_reason is None and (why := _header_problem(job.source, max_pixels, job.output, given_masks.get(job.source)))
         }
-        _print_plan(jobs, options, runtime.describe(), given_masks if masks else {}, doomed)
+        _print_plan(jobs, options, runtime.describe(), masks, given_masks if masks else {}, doomed)
         if save_faces_dir is not None:
             console.print(f"face crops: {escape(str(save_faces_dir))}/{{{','.join(FACE_FOLDERS)}}}/<stem>_<k>.png")
         raise typer.Exit(EXIT_FAILURES if problems or doomed or any(_refused(job) for job in jobs) else 0)
@@ -358,7 +359,7 @@ def restore(
             # "stopped": why the run ended early (null when it ran through), so that a report of an interrupted run,
             # missing the photos not reached, does not read as a complete one.
             extra = {"engine": engine.value, "stopped": stopped, "left_out": left_out} | ({"shard": chosen_shard.name} if chosen_shard else {})
-            payload = build_report(images, described, used_precision, plan_stages(options), **extra)
+            payload = build_report(images, described, used_precision, plan_stages(options, masks), **extra)
             try:
                 if report is not None:
                     write_report(report, continuing(report, payload))
@@ -417,6 +418,10 @@ def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool
         notes.append("--global-strength does nothing with --no-global (there is no global restoration to temper)")
     elif options.global_strength == 0.0 and not options.scratches and not masks_given:
         notes.append("--global-strength 0 with --no-scratch: the global stage changes nothing (no damage is marked to repair)")
+    if not options.global_restoration and options.global_model != DEFAULT_GLOBAL_BACKEND:
+        notes.append("--global-model does nothing with --no-global")
+    if not options.faces and (options.face_strength != 1.0 or options.min_face_size or options.only_center_face):
+        notes.append("--face-strength, --min-face-size and --only-center-face do nothing with --no-faces")
     if save_faces and not options.faces:
         notes.append("--save-faces writes nothing with --no-faces")
     elif save_faces and options.face_strength <= 0:
@@ -460,10 +465,15 @@ def _header_problem(path: Path, max_pixels: int, output: Path, mask: Path | None
 
 
 def _print_plan(
-    jobs: list[Job], options: RestoreOptions, runtime: str, given_masks: dict[Path, Path | None], doomed: dict[Path, str]
+    jobs: list[Job],
+    options: RestoreOptions,
+    runtime: str,
+    masks: Path | None,
+    given_masks: dict[Path, Path | None],
+    doomed: dict[Path, str],
 ) -> None:
     console.print(f"[bold]Plan[/] ({runtime}); nothing will be written")
-    for step in plan_stages(options):
+    for step in plan_stages(options, masks):
         console.print(f"- {step}")
     table = Table()
     table.add_column("input", overflow="fold")

@@ -404,7 +404,7 @@ def restore_job(
         faces=None if result.faces is None else [face_record(face) for face in result.faces],
         tiles=result.tiles,
         stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()},
-        models=restorer.model_records(),
+        models=restorer.model_records(mask_given=result.mask_from_user),
         device=str(restorer.runtime.device),
         precision=restorer.runtime.precision,
     )

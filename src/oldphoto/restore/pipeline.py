@@ -73,6 +73,9 @@ class RestoreOptions:
     keep_tone: bool = False
     """Give the result the input's own colour (sepia, cyanotype, toning) at low resolution, on the restored luminance
     (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
+    given_masks: bool = False
+    """Photos may come with the user's own damage masks (``restore --masks``): with every stage off those are still
+    filled (classical inpainting), so such a run is not refused as doing nothing."""
     weights: tuple[tuple[str, str], ...] = ()
     """(model name, weights file) pairs: weights to use instead of the installed ones (e.g. from ``oldphoto train``).
     They must fit the registered architecture exactly; they are not sha256-checked, since they are the caller's."""
@@ -154,13 +157,14 @@ def require_stages(options: RestoreOptions) -> None:
         for name in names:
             given = options.weights_file(name)
             if given is not None and not Path(given).is_file():  # found here, not after the first photo's stages
-                lost.append(f"--weights {name}={given}: no such file")
+                what = "a folder: give the .safetensors file in it" if Path(given).is_dir() else "no such file"
+                lost.append(f"--weights {name}={given}: {what}")
             if get_spec(name).shipped and given is None:
                 try:
                     locate_weights(get_spec(name))
                 except WeightsNotFoundError as error:
                     lost.append(f"the {stage} stage: {error}; skip the stage with {STAGE_FLAGS[stage]}")
-    if not (options.scratches or options.global_restoration or options.faces):
+    if not (options.scratches or options.global_restoration or options.faces or options.given_masks):
         raise StageUnavailableError("nothing to restore: every stage is off; enable at least one")
     if missing:
         raise StageUnavailableError(
@@ -256,10 +260,14 @@ def stage_caveats(options: RestoreOptions, brief: bool = False) -> list[str]:
     return [f"{spec.name}: {first_clause(spec.caveat) if brief else spec.caveat}" for spec in specs if spec.caveat]
 
 
-def plan_stages(options: RestoreOptions) -> list[str]:
+def plan_stages(options: RestoreOptions, masks: Path | None = None) -> list[str]:
     """The stages ``options`` runs, in order, one human-readable line each (the dry run and the report show them);
-    loads nothing."""
+    loads nothing. ``masks``: the folder of the user's own masks (``--masks``), used instead of detection where a
+    photo has one."""
     steps = []
+    if masks is not None:
+        others = "scratches detected in the others" if options.scratches else "no scratch detection for the others"
+        steps.append(f"damage masks from {masks} for the photos that have one; {others}")
     if options.scratches:
         threshold, dilation = options.detection_settings()
         verified = f"marks judged by {SCRATCH_VERIFIER_MODEL}" if options.verify_scratches else "every mark kept"
@@ -267,7 +275,7 @@ def plan_stages(options: RestoreOptions) -> list[str]:
     if options.global_restoration:
         strength = "" if options.global_strength == 1.0 else f"; strength {options.global_strength:g} away from the repaired damage"
         steps.append(f"global restoration ({', '.join(required_models(options)['global'])}{strength})")
-    elif options.scratches:
+    elif options.scratches or masks is not None:
         steps.append("fill scratches by classical inpainting (Telea); no global restoration")
     if options.faces:
         selection = "".join(
@@ -317,11 +325,13 @@ class Restorer:
         threshold, dilation = self.options.detection_settings()
         return ScratchDetection.of(self.models[SCRATCH_MODEL], self.models.get(SCRATCH_VERIFIER_MODEL), threshold, dilation)
 
-    def model_records(self) -> list[dict[str, str]]:
+    def model_records(self, mask_given: bool = False) -> list[dict[str, str]]:
         """Each model used: its name and the sha256 of its weights (the registry's, or the given file's own, with the
-        file's path)."""
+        file's path); with ``mask_given`` (the photo came with its own mask) without the scratch models, not run."""
         records = []
         for model in self.models.values():
+            if mask_given and model.spec.task == "scratch":
+                continue
             given = self.options.weights_file(model.name)
             if given is None:
                 records.append({"name": model.name, "sha256": model.spec.sha256 or ""})
