@@ -5,7 +5,12 @@
 #   python scripts/pack_device_data.py --out devdata --quality 85 --stamp-every 3      # here, ~40 MB
 #   python -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl platformdirs
 #   then run this script there with devdata and .whl carried; OUT is where results go.
-# Locally (a CPU smoke test of the same script): DEVICE=cpu MINUTES=0.3 WORKERS=1 bash scripts/train_on_gpu.sh
+# Locally (a CPU smoke test of the same script):
+#   DEVICE=cpu MINUTES=0.3 WORKERS=1 VERIFIER_CROPS=20 VERIFIER_STEPS=4 bash scripts/train_on_gpu.sh
+#
+# When the detector's run ends, the scratch verifier is trained on *its* marks (--detector-weights): a verifier drawn
+# from another detector's marks judges a new detector's poorly (session 18), so a detector is only usable with its
+# own verifier. The verifier trains on the host's CPU cores (bf16 where they have it); its pool is drawn there too.
 #
 # The detector trains with flaking emulsion added to its damage (session 16: without it every fine-tune of the shipped
 # detector stopped marking the labelled real emulsion loss within 250 steps) and, with HARD=<file>, hard negatives.
@@ -19,6 +24,8 @@ WORKERS=${WORKERS:-7}
 DATA=${DATA:-devdata}
 # Hard negatives for the detector (scripts/mine_hard_negatives.py; carry the file along), if any.
 HARD=${HARD:-}
+VERIFIER_CROPS=${VERIFIER_CROPS:-2000}
+VERIFIER_STEPS=${VERIFIER_STEPS:-2000}
 mkdir -p "$OUT"
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -49,7 +56,20 @@ python3 -m oldphoto train detail-fusion \
 detail=$!
 
 wait $scratch; scratch_rc=$?
+verifier_rc=skipped
+if [ "$scratch_rc" = 0 ]; then
+    python3 -m oldphoto train scratch-verifier \
+        --data "$DATA/clean" --damage-dir "$DATA/damage" \
+        --real "$DATA/real_old" --real-labels "$DATA/real_labels/real_old_mask_components.json" \
+        --detector-weights "$OUT/scratch-unet.safetensors" --precision auto \
+        --crops "$VERIFIER_CROPS" --crop 384 --steps "$VERIFIER_STEPS" --validate-every 250 \
+        --out "$OUT/scratch-verifier.safetensors" --checkpoint "$OUT/verifier-checkpoint.pt" --overwrite >"$OUT/verifier.log" 2>&1
+    verifier_rc=$?
+fi
 wait $detail; detail_rc=$?
-echo "scratch rc $scratch_rc, detail-fusion rc $detail_rc"
-for log in "$OUT"/scratch.log "$OUT"/detail.log; do echo "== $log"; grep -E "step [0-9]+:|best validation|Error|error" "$log" | tail -30; done
+echo "scratch rc $scratch_rc, scratch-verifier rc $verifier_rc, detail-fusion rc $detail_rc"
+for log in "$OUT"/scratch.log "$OUT"/verifier.log "$OUT"/detail.log; do
+    [ -f "$log" ] || continue
+    echo "== $log"; grep -E "step [0-9]+:|best validation|Error|error" "$log" | tail -30
+done
 ls -la "$OUT"

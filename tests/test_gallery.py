@@ -266,6 +266,9 @@ def test_report_gallery_shows_a_merged_report_of_two_shards(tmp_path, monkeypatc
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     index = tmp_path / "site" / "index.html"
+    # A mistyped --paths-from wrote a page of broken links and exited 0.
+    typo = invoke("report", "gallery", str(tmp_path / "all.json"), "-o", str(index), "--paths-from", str(tmp_path / "nosuch"))
+    assert typo.exit_code == 2 and not index.exists(), typo.output
     result = invoke("report", "gallery", str(tmp_path / "all.json"), "-o", str(index), "--paths-from", str(tmp_path))
     assert result.exit_code == 0, result.output
     page = Page(index.read_text())

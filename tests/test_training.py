@@ -1039,6 +1039,45 @@ def test_a_run_never_replaces_weights_or_a_json_that_are_not_its_own(tmp_path):
         train_scratch(changed(config, out=str(photo / "w.safetensors"), checkpoint=str(tmp_path / "ck2.pt")))
 
 
+def test_the_verifier_pool_is_drawn_with_the_detector_given(tmp_path, random_scratch_model):
+    """`train scratch-verifier --detector-weights FILE`: the pool holds the marks of that detector, not the installed
+    one's (a retrained detector needs a verifier trained on its own marks; before, only the installed one could be
+    used), and a file that is not a detector of the registry's architecture is refused before any pool is drawn."""
+    from oldphoto.registry import SCRATCH_MODEL
+    from oldphoto.training.scratch_verifier import (
+        ScratchVerifierRecipe,
+        ScratchVerifierTrainConfig,
+        draw_pool,
+    )
+
+    data = tmp_path / "clean"
+    for i in range(3):
+        save_rgb(data / f"p{i}.png", smooth_image(96, 96, seed=i))
+    photos = sorted(data.iterdir())
+
+    def detector(bias: float) -> str:
+        network = get_spec(SCRATCH_MODEL).build()
+        with torch.no_grad():
+            network.head.bias.fill_(bias)
+            network.head.weight.zero_()
+        path = tmp_path / f"detector{bias:+g}.safetensors"
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))
+        return str(path)
+
+    setup = tiny_setup(data, tmp_path / "run", steps=1, learning_rate=1e-3)
+    marks_all = ScratchVerifierTrainConfig(setup=setup, crops=4, crop=64, scales=(1.0,), detector_weights=detector(30.0))
+    assert len(draw_pool(marks_all, photos, [], 4, np.random.default_rng(0)).area) > 0
+    # Its marks, not the installed detector's: one that marks nothing leaves nothing to learn from, said in words (an
+    # empty pool was a ValueError traceback).
+    marks_none = dataclasses.replace(marks_all, detector_weights=detector(-30.0))
+    with pytest.raises(DataError, match="marked nothing"):
+        draw_pool(marks_none, photos, [], 4, np.random.default_rng(0))
+    from oldphoto.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="missing.safetensors"):
+        ScratchVerifierRecipe(ScratchVerifierTrainConfig(setup=setup, detector_weights=str(tmp_path / "missing.safetensors")))
+
+
 def test_the_verifier_recipe_names_options_that_need_real_photos(tmp_path, caplog):
     """`train scratch-verifier --real-fraction 0.9 --real-labels L` without `--real` drew its pool exactly as without
     them, said nothing and wrote them into the card."""

@@ -156,6 +156,6 @@ def degrade(
     if stopped is not None:
         error_console.print(f"[bold red]stopped:[/] {escape(stopped)}; {len(records)} pairs written before it", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
-    console.print(f"wrote {len(records)} pairs to {escape(str(output))}")
+    console.print(f"wrote {len(records)} pair{'' if len(records) == 1 else 's'} to {escape(str(output))}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)

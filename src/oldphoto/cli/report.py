@@ -69,6 +69,7 @@ def gallery(
             metavar="DIR",
             help="Folder the report's relative photo paths start from: where restore ran (default: the current folder).",
             file_okay=False,
+            exists=True,  # a mistyped folder wrote a page of broken links and exited 0
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE even if it is not an oldphoto gallery page.")] = False,

@@ -580,6 +580,14 @@ def scratch_verifier(
     average_decay: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Decay of the running average of the weights that is validated and exported (0: the trained weights).", rich_help_panel=SCHEDULE)
     ] = 0.995,
+    detector_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="The detector whose marks the verifier learns (a file `train scratch` wrote; default: the installed one): "
+            "a retrained detector needs a verifier trained on its own marks.",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     steps: Steps = 3000,
     batch_size: Annotated[int, typer.Option(help="Components per step.", rich_help_panel=SCHEDULE)] = 128,
     learning_rate: LearningRate = 1e-3,
@@ -608,6 +616,7 @@ def scratch_verifier(
         real_fraction=real_fraction,
         keep_damage=keep_damage,
         average_decay=average_decay,
+        detector_weights=_string(detector_weights),
     )
     _train_with_progress("scratch-verifier", steps, lambda on_step: train_scratch_verifier(config, resume=resume, on_step=on_step), checkpoint if resume else None)
 

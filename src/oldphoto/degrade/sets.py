@@ -86,7 +86,7 @@ def plan_pairs(sources: Sequence[InputFile], count: int | None = None, size_rang
     named = [_visible(source.relative.with_suffix("").as_posix().replace("/", "_")) for source in sources]
     shared = sorted(stem for stem, times in Counter(named).items() if times > 1)
     if total == len(sources) and shared:
-        logger.warning("sources share the name %s (e.g. a .jpg and a .png): every pair's name leads with its number", shared[0])
+        logger.warning("sources share the name %s (files of one name in different folders, or a .jpg and a .png): every pair's name leads with its number", shared[0])
     numbered = total != len(sources) or bool(shared)
     pairs = []
     for index in range(total):

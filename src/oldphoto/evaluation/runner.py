@@ -177,7 +177,9 @@ def find_pairs(
         ignore = root / "ignore" if (root / "ignore").is_dir() else None
         distractor = root / "distractor" if (root / "distractor").is_dir() else None
     if not degraded.is_dir():
-        raise DataError(f"{degraded}: not a folder of degraded images")
+        # Also the --real folder's check (it has no clean photos), where "degraded images" misled.
+        kind = "degraded images" if clean is not None else "photos"
+        raise DataError(f"{degraded}: {'no such folder' if not degraded.exists() else f'not a folder of {kind}'}")
     listing = _Listing(recursive, exclude)
     degraded_files = listing.by_stem(degraded)
     clean_files = listing.by_stem(clean) if clean else {}

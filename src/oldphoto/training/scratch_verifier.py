@@ -60,7 +60,7 @@ from oldphoto.training.loop import (
     run,
     warn_unused_options,
 )
-from oldphoto.weights import load_model
+from oldphoto.weights import file_sha256, load_model, load_network_from
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,10 @@ class ScratchVerifierTrainConfig:
     average_decay: float = 0.995
     """Decay per step of the running average of the weights that is validated and exported (0: the trained network
     itself, as the shipped weights were taken)."""
+    detector_weights: str | None = None
+    """The detector whose marks the verifier learns to judge (a file ``oldphoto train scratch`` wrote); None: the
+    installed one. A verifier goes with the detector it was trained on (session 18: one drawn from another detector's
+    marks judged the new detector's poorly), so a retrained detector needs its verifier trained on its marks."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class _PoolBuilder:
         return sum(len(part) for part in self.parts["area"])
 
     def build(self) -> ComponentPool:
+        if not self.count:  # np.concatenate of nothing: a ValueError traceback
+            raise DataError("the detector marked nothing on the pool's photos and crops: no components to learn from (check --detector-weights and the data)")
         return ComponentPool(**{key: torch.from_numpy(np.concatenate(value)) for key, value in self.parts.items()})
 
 
@@ -153,7 +159,7 @@ def draw_pool(
     are (real ones untouched, clean ones aged without structured damage)."""
     setup = config.setup
     runtime = make_runtime("cpu", setup.runtime.precision)
-    detector = load_model(get_spec(SCRATCH_MODEL), runtime)
+    detector = load_model(get_spec(SCRATCH_MODEL), runtime, config.detector_weights)
     stamps = load_stamps(setup.damage_dirs)
     presets = [get_preset(name) for name in config.presets]
     undamaged = [override(preset, structured=False) for preset in presets]
@@ -199,7 +205,7 @@ def pool_of(cache: Path, part: str, draw, config: ScratchVerifierTrainConfig, fi
         setup.seed,
         setup.damage_dirs,
         setup.runtime.precision,
-        get_spec(SCRATCH_MODEL).sha256,
+        get_spec(SCRATCH_MODEL).sha256 if config.detector_weights is None else file_sha256(Path(config.detector_weights)),
         asdict(get_spec(SCRATCH_VERIFIER_MODEL).config),
         {key: value for key, value in asdict(config).items() if key not in ("setup", "keep_damage", "average_decay")},
     )
@@ -269,6 +275,9 @@ class ScratchVerifierRecipe(SingleNetworkRecipe):
                 (not config.real and config.real_labels is not None, "--real-labels", "--real"),
             ]
         )
+        if config.detector_weights is not None:
+            # Refused now, not after the data is listed and the pool is half drawn.
+            load_network_from(get_spec(SCRATCH_MODEL), config.detector_weights)
         self.config = config
         setup = config.setup
         torch.manual_seed(setup.seed)
