@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from oldphoto.cli.app import app
+from oldphoto.registry import get_spec
 from oldphoto.restore.pipeline import Restorer
 
 from .conftest import smooth_image
@@ -914,6 +915,16 @@ def test_tampered_weights_stop_restore_and_fail_verify(album, tmp_path, random_s
     assert "FAILED" in verified.output and "sha256" in verified.output
     listed = " ".join(invoke("models", "list").output.split())  # it showed "present" for a damaged file
     assert "damaged: oldphoto models verify" in listed
+
+
+
+def test_every_damaged_weights_file_is_named_at_once(album, tmp_path, random_scratch_model, weights_dir):
+    """Two damaged files: restore named the first, and the second only on the next run, once the first was mended."""
+    _flip_a_byte(weights_dir / random_scratch_model.weights_file)  # and the verifier the fixture installs beside it
+    _flip_a_byte(weights_dir / get_spec("scratch-verifier").weights_file)
+    result = invoke("restore", str(album), "-o", str(tmp_path / "out"), *STAGES)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and text.count("sha256 does not match") == 2, result.output
 
 
 def test_tampered_weights_are_refused_even_with_their_size_and_mtime_kept(random_scratch_model, weights_dir):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oldphoto.errors import ConfigError, DataError, StageUnavailableError, WeightsNotFoundError
+from oldphoto.errors import ConfigError, DataError, StageUnavailableError, WeightsIntegrityError, WeightsNotFoundError
 from oldphoto.imageio import Photo, is_black_and_white, to_luminance, to_rgb
 from oldphoto.registry import (
     FACE_DETECTOR_MODEL,
@@ -32,7 +32,7 @@ from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKEND
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
-from oldphoto.weights import LoadedModel, file_sha256, load_model, load_network_from, locate_weights
+from oldphoto.weights import LoadedModel, file_sha256, load_model, load_network_from, verify_weights
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,10 @@ def require_stages(options: RestoreOptions) -> None:
                 lost.append(f"--weights {name}={given}: {what}")
             if get_spec(name).shipped and given is None:
                 try:
-                    locate_weights(get_spec(name))
-                except WeightsNotFoundError as error:
+                    # Verified here (hashed once a run: cached), so that every damaged file is named at once, not
+                    # one per run as each network was loaded.
+                    verify_weights(get_spec(name))
+                except (WeightsNotFoundError, WeightsIntegrityError) as error:
                     lost.append(f"the {stage} stage: {error}; skip the stage with {STAGE_FLAGS[stage]}")
     if not (options.scratches or options.global_restoration or options.faces or options.given_masks):
         raise StageUnavailableError("nothing to restore: every stage is off; enable at least one")
