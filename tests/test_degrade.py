@@ -571,7 +571,7 @@ def test_degrade_quiet_hides_notes(tmp_path):
     loud = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "a")])
     assert loud.exit_code == 0 and "note:" in loud.output
     quiet = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "b"), "--quiet"])
-    assert quiet.exit_code == 0 and "note:" not in quiet.output and "wrote 1 pairs" in quiet.output
+    assert quiet.exit_code == 0 and "note:" not in quiet.output and "wrote 1 pair to" in quiet.output
 
 
 def test_flaking_is_seeded_mottled_and_can_lie_along_the_border():
