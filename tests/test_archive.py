@@ -136,6 +136,19 @@ def test_merge_keeps_the_best_outcome_of_a_photo_recorded_twice():
     assert len(merged["images"]) == 2 and merged["totals"]["statuses"] == {"failed": 1, "restored": 1}
 
 
+
+def test_a_merge_with_a_report_that_does_not_say_where_it_ran_claims_no_folder(tmp_path, caplog):
+    """A report written before reports said where their run ran, merged with one of another folder: the merged
+    report said working_directory = where the merge ran, from which the old report's relative paths lead nowhere."""
+    old = {"images": [{"input": "photos/a.png", "output": "o/a.png", "status": "refused", "error": "x"}]}
+    new = {"working_directory": str(tmp_path / "w2"), "images": [{"input": "p2/a.png", "output": "o/a.png", "status": "refused", "error": "x"}]}
+    with caplog.at_level("WARNING", logger="oldphoto.reports"):
+        merged = merge_reports([old, new], ["old.json", "new.json"])
+    assert merged["working_directory"] is None and "do not say where their run ran" in caplog.text
+    assert {r["input"] for r in merged["images"]} == {"photos/a.png", str(tmp_path / "w2" / "p2" / "a.png")}
+    assert merge_reports([new, new], ["a.json", "b.json"])["working_directory"] == str(tmp_path / "w2")
+
+
 def test_merge_reads_relative_paths_from_where_each_run_ran(tmp_path, random_scratch_model, monkeypatch):
     """Two runs in two folders each record "scan.png": resolved from where the merge ran, they were one photo and
     box1's was dropped ("1 photos")."""

@@ -657,7 +657,11 @@ def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):
     (src / "a.jpg").write_bytes(b"not a jpeg")
     result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set")])
     assert result.exit_code == 1 and "no pair was made" in " ".join(result.output.split()), result.output
-    assert not (tmp_path / "set" / "manifest.json").exists()
+    assert not (tmp_path / "set").exists()  # nor the empty folders it made (they were left behind)
+    # A folder that was there before (empty) stays.
+    (tmp_path / "mine").mkdir()
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "mine")])
+    assert result.exit_code == 1 and (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -11,6 +12,8 @@ from typing import Any
 
 from oldphoto.atomic import atomic_write_bytes, nearest_existing
 from oldphoto.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 STATUS_RANK = {"restored": 3, "skipped": 2, "failed": 1, "refused": 0}
 """When two reports record the same photo (a shard re-run after a crash), the better outcome wins, then the later."""
@@ -312,6 +315,11 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
     # only runs from different folders have them made absolute.
     folders = {payload.get("working_directory") for payload in payloads}
     one_folder = len(folders) == 1
+    if None in folders and not one_folder:
+        log.warning(
+            "some reports do not say where their run ran (written before reports did): their relative photo paths are "
+            "kept as they are, and the merged report's working_directory is null"
+        )
 
     def placed(entry: dict[str, Any], payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(the key of the photo ``entry`` names, the entry as the merged report keeps it)."""
@@ -353,7 +361,8 @@ def merge_reports(payloads: list[dict[str, Any]], names: list[str]) -> dict[str,
         first.get("stages", []),
         stopped="; ".join(stops) or None,
         left_out=[entry for key, entry in left_out.items() if key not in chosen],
-        # Paths kept relative start where those runs ran (unknown for reports that do not say: null, not here).
-        **({"working_directory": next(iter(folders))} if one_folder else {}),
+        # Paths kept relative start where those runs ran; unknown for reports that do not say (null, not here: merged
+        # with a report of another folder, such a report's relative paths were read from where the merge ran).
+        working_directory=next(iter(folders)) if one_folder else None if None in folders else os.getcwd(),
         merged_from=parts,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,7 @@ from oldphoto.degrade.sets import (
 )
 from oldphoto.errors import ImageWriteError, OldPhotoError
 from oldphoto.inputs import (
+    SET_PARTS,
     clear_pending_set,
     prepare_set_folder,
     split_set_parts,
@@ -107,6 +109,7 @@ def degrade(
         # Planned (and its options checked) before an earlier set is removed: a refused --size-range after
         # --overwrite had already deleted the set it was to replace.
         pairs = plan_pairs(photos, count, size_range)
+        made_output = not output.exists()
         prepare_set_folder(output, [source.path for source in photos], overwrite)
         check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
         write_pending_set(output, [pair.stem for pair in pairs])
@@ -140,6 +143,10 @@ def degrade(
     if not records and stopped is None:
         # Every photo failed: a manifest of no pairs made a "set" that evaluate then refused.
         clear_pending_set(output)
+        if made_output:  # nothing left behind: the empty folders this run made would only be a stray set's shell
+            for folder in [*(output / part for part in SET_PARTS), output]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         error_console.print("[bold red]error:[/] no pair was made: every photo failed (see above)", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
     with library_errors():
