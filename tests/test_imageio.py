@@ -666,3 +666,67 @@ def test_layouts_it_cannot_read_are_named_with_what_to_do(tmp_path):
     for name, words in cases:
         with pytest.raises(ImageReadError, match=words):
             read_photo(tmp_path / name)
+
+
+def test_png_captions_are_kept_or_said_when_written_in_another_format(tmp_path, caplog):
+    """A PNG's Title and Description were dropped unseen when the output was JPEG, TIFF or WebP (``--ext``)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Title", "Grand-mère à Cork")
+    info.add_itxt("Description", "1931, on the quay")
+    photo = read_photo(save_pil(tmp_path / "in.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=info))
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as image:
+        assert image.info["comment"].decode() == "Title: Grand-mère à Cork\nDescription: 1931, on the quay"
+    for bits in (8, 16):
+        from dataclasses import replace
+
+        write_photo(tmp_path / f"out{bits}.tif", replace(photo, bit_depth=bits))
+        with Image.open(tmp_path / f"out{bits}.tif") as image:  # Pillow reads TIFF text as Latin-1; it is UTF-8
+            assert image.tag_v2[0x010E].encode("latin-1").decode() == "Title: Grand-mère à Cork\nDescription: 1931, on the quay"
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "out.webp", photo)
+    assert "out.webp: WEBP holds no captions: the photo's (Title, Description) are left out" in caplog.text
+
+
+def test_a_phone_jpeg_opened_as_mpo_keeps_its_comment(tmp_path):
+    image = Image.fromarray((smooth_image(16, 16) * 255).astype(np.uint8))
+    image.save(tmp_path / "phone.jpg", format="MPO", save_all=True, append_images=[image], comment=b"Grandma 1931")
+    photo = read_photo(tmp_path / "phone.jpg")
+    assert photo.format == "MPO" and photo.text == {"Comment": "Grandma 1931"}
+    write_photo(tmp_path / "out.jpg", photo)
+    with Image.open(tmp_path / "out.jpg") as written:
+        assert written.info["comment"] == b"Grandma 1931"
+
+
+def test_a_grey_photo_written_as_webp_does_not_carry_a_grey_profile_on_rgb_pixels(tmp_path, caplog):
+    """WebP has no grey mode: the grey pixels are stored as RGB, and a GRAY ICC profile on them is an invalid file
+    for colour-managed readers. (Only the profile's colour-space field decides here, so an sRGB profile relabelled
+    GRAY stands in for a scanner's grey profile.)"""
+    grey_profile = SRGB_ICC[:16] + b"GRAY" + SRGB_ICC[20:]
+    source = save_pil(tmp_path / "in.png", (smooth_image(8, 8)[:, :, 0] * 255).astype(np.uint8), icc_profile=grey_profile)
+    photo = read_photo(source)
+    assert photo.is_grayscale and photo.icc_profile == grey_profile
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "out.webp", photo)
+    with Image.open(tmp_path / "out.webp") as image:
+        assert image.mode == "RGB" and not image.info.get("icc_profile")
+    assert "grey colour profile cannot describe" in caplog.text
+    write_photo(tmp_path / "out.png", photo)  # PNG stays grey, and keeps it
+    with Image.open(tmp_path / "out.png") as image:
+        assert image.mode == "L" and image.info["icc_profile"] == grey_profile
+
+
+def test_pillow_warnings_are_logged_with_the_file_name_not_printed(tmp_path, caplog):
+    """Pillow's own warnings (here: a palette with per-entry transparency) went through Python's warnings to the
+    terminal, even with --quiet, without saying which photo of a batch they were about."""
+    palette = Image.fromarray((smooth_image(16, 16)[:, :, 0] * 255).astype(np.uint8)).convert("P")
+    palette.save(tmp_path / "palette.png", transparency=bytes(range(256)))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        warnings.simplefilter("always")
+        read_photo(tmp_path / "palette.png")
+    assert not caught
+    assert "palette.png: Palette images with Transparency" in caplog.text

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import struct
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,8 @@ PNG_XMP_KEY = "XML:com.adobe.xmp"
 """The iTXt keyword under which PNG files carry their XMP packet."""
 JPEG_COMMENT_KEY = "Comment"
 """A JPEG's comment (COM segment) in :attr:`Photo.text`: the PNG keyword for the same thing."""
+TIFF_DESCRIPTION_TAG = 0x010E
+"""A TIFF's ImageDescription: where a TIFF output keeps a PNG's or JPEG's captions."""
 MAX_DPI = 100_000.0
 
 JpegQuality = int | Literal["auto"]
@@ -501,6 +504,10 @@ def read_photo(
 ) -> Photo:
     """Read an image file into a :class:`Photo`.
 
+    Pillow's warnings about the file (corrupt EXIF data, a palette's transparency) are logged as this module's
+    warnings, naming the file: printed by Python's warning machinery, they reached the terminal even with
+    ``--quiet`` and did not say which photo of a batch they were about.
+
     Args:
         path: JPEG, PNG, TIFF, WebP or BMP file.
         max_pixels: decompression-bomb guard; ``None`` or 0 disables it.
@@ -511,6 +518,16 @@ def read_photo(
         ImageTooLargeError: more pixels than ``max_pixels``.
     """
     path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        photo = _read_photo(path, max_pixels, too_large_hint)
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        log.warning("%s: %s", path, message)
+    return photo
+
+
+def _read_photo(path: Path, max_pixels: int | None, too_large_hint: str) -> Photo:
+    """:func:`read_photo`, Pillow's warnings left to the caller."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -630,7 +647,8 @@ def _text_of(pil: Image.Image) -> dict[str, str]:
     """The captions :attr:`Photo.text` keeps: a PNG's text chunks (its XMP packet apart), a JPEG's comment."""
     if pil.format == "PNG":
         return {key: value for key, value in getattr(pil, "text", {}).items() if key != PNG_XMP_KEY}
-    comment = pil.info.get("comment") if pil.format == "JPEG" else None
+    # A phone's or camera's JPEG with a preview or depth image opens as MPO: its comment is a JPEG's comment all the same.
+    comment = pil.info.get("comment") if pil.format in ("JPEG", "MPO") else None
     if comment:
         text = comment.decode("utf-8", errors="replace") if isinstance(comment, bytes) else str(comment)
         return {JPEG_COMMENT_KEY: text.rstrip("\x00")}
@@ -834,16 +852,17 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     if too_large is not None:
         raise ImageWriteError(f"{name or 'the image'}: {too_large}")
     jpeg = jpeg_options(photo, jpeg_quality)
+    named = f"{name}: " if name else ""
+    tiff_caption = _tiff_caption(photo, fmt, named)
     bit_depth = 16 if (photo.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS) else 8
     values = _quantize(photo.pixels, bit_depth)
     alpha = photo.alpha if fmt in ALPHA_FORMATS else None
-    named = f"{name}: " if name else ""
     if photo.alpha is not None and alpha is None:
         log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
     if photo.bit_depth == 16 and bit_depth == 8:
         log.warning("%s%s holds 8 bits per channel; the 16-bit input's finer levels are rounded (PNG or TIFF keep them)", named, fmt)
     if bit_depth == 16 and fmt == "TIFF":
-        return _tiff_16bit(values, alpha, photo, named)
+        return _tiff_16bit(values, alpha, photo, named, tiff_caption)
     if bit_depth == 16:
         channels = [values[:, :, 0]] if photo.is_grayscale else [values[:, :, 2], values[:, :, 1], values[:, :, 0]]
         if alpha is not None:
@@ -869,12 +888,19 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         if alpha is not None:
             pil = Image.merge("RGBA", (*pil.split(), Image.fromarray(_alpha_as(alpha, 8), mode="L")))
     options: dict[str, object] = {}
-    icc_profile = _profile_for(photo.icc_profile, photo.is_grayscale)
+    # WebP has no grey mode (Pillow writes grey pixels as RGB), so a grey photo's GRAY profile cannot describe them.
+    icc_profile = _profile_for(photo.icc_profile, photo.is_grayscale and fmt != "WEBP")
+    if photo.icc_profile and icc_profile is None and photo.is_grayscale and fmt == "WEBP":
+        log.warning("%sWebP stores grey as RGB, which the photo's grey colour profile cannot describe: the profile is left out (PNG, JPEG or TIFF keep it)", named)
     if icc_profile and fmt != "BMP":
         options["icc_profile"] = icc_profile
     exif = photo.exif
     if fmt == "TIFF" and photo.xmp:
         exif = _with_tag(exif, TIFF_XMP_TAG, photo.xmp)
+    if tiff_caption:
+        # As bytes in tiffinfo: Pillow writes a str tag (and any tag of the exif option) as ASCII, every accent a "?";
+        # UTF-8, as most software reads TIFF text.
+        options["tiffinfo"] = {TIFF_DESCRIPTION_TAG: tiff_caption.encode("utf-8")}
     if exif and fmt == "JPEG" and len(exif) > MAX_JPEG_SEGMENT:
         log.warning("%sthe EXIF block (%d bytes) is too large for a JPEG and is left out (PNG or TIFF keep it)", named, len(exif))
         exif = None
@@ -890,7 +916,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options["pnginfo"] = _png_text(photo)
     if fmt == "JPEG":
         options.update(quality=jpeg.quality, subsampling=jpeg.subsampling)
-        comment = photo.text.get(JPEG_COMMENT_KEY, "").encode("utf-8")
+        comment = _one_caption(photo.text).encode("utf-8")
         if len(comment) > MAX_JPEG_SEGMENT:
             log.warning("%sthe comment (%d bytes) is too large for a JPEG and is left out (PNG keeps it)", named, len(comment))
         elif comment:
@@ -913,9 +939,9 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
     return buffer.getvalue()
 
 
-def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, named: str) -> bytes:
+def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, named: str, caption: str | None = None) -> bytes:
     """A 16-bit TIFF (deflate) of (H, W, 3) uint16 ``values`` (channel 0 alone for a grayscale photo) and the alpha,
-    with the photo's ICC profile, dpi, XMP packet and descriptive tags. Written by tifffile: Pillow holds no 16-bit
+    with the photo's ICC profile, dpi, XMP packet and descriptive tags (``caption``: its description, if it has none). Written by tifffile: Pillow holds no 16-bit
     RGB, and OpenCV's TIFFs carry no metadata, so an archival 16-bit scan lost its colour profile and resolution."""
     import tifffile  # here, not at the top: 0.1 s of every command's start
 
@@ -930,6 +956,8 @@ def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, name
     if any(tags.get_ifd(tag) for tag in EXIF_SUB_IFDS):
         log.warning("%sa 16-bit TIFF keeps the ICC profile, dpi, XMP and descriptive tags but not the camera's EXIF/GPS data (PNG or an 8-bit TIFF keep it)", named)
     text = {tag: tags[tag] for tag in TIFF_DESCRIPTIVE_TAGS if isinstance(tags.get(tag), str)}
+    if caption:
+        text[TIFF_DESCRIPTION_TAG] = caption
     software = text.pop(TIFF_SOFTWARE_TAG, None)
     # TIFF strings are ASCII by the letter; written as UTF-8, as most software reads them, so that no accent is lost.
     extratags = [(tag, "s", 0, value.encode(), True) for tag, value in text.items()]
@@ -952,7 +980,35 @@ def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, name
     return buffer.getvalue()
 
 
-def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
+def _one_caption(text: Mapping[str, str]) -> str:
+    """A photo's captions (:attr:`Photo.text`) as one text, for formats that hold one (a JPEG's comment, a TIFF's
+    description): a JPEG comment alone as it is, else one ``keyword: text`` line each, so that no caption is lost
+    when a PNG's Title and Description are written as JPEG or TIFF."""
+    if set(text) <= {JPEG_COMMENT_KEY}:
+        return text.get(JPEG_COMMENT_KEY, "")
+    return "\n".join(value if key == JPEG_COMMENT_KEY else f"{key}: {value}" for key, value in text.items())
+
+
+def _tiff_caption(photo: Photo, fmt: str, named: str) -> str | None:
+    """The captions to write as a ``fmt`` output's TIFF ImageDescription (None: none, or not a TIFF). PNG keeps each
+    text chunk and JPEG writes them as its comment (:func:`encode_photo`); a TIFF gets them as its description unless
+    its EXIF data already has one; WebP and BMP hold no captions. What cannot be kept is said, not lost unseen."""
+    if not photo.text or fmt in ("PNG", "JPEG"):
+        return None
+    keys = ", ".join(photo.text)
+    if fmt == "TIFF":
+        tags = Image.Exif()
+        if photo.exif:
+            tags.load(photo.exif)
+        if TIFF_DESCRIPTION_TAG not in tags:
+            return _one_caption(photo.text)
+        log.warning("%sthe captions (%s) are left out: the TIFF's description tag holds the photo's own EXIF description (PNG keeps both)", named, keys)
+        return None
+    log.warning("%s%s holds no captions: the photo's (%s) are left out (PNG, JPEG or TIFF keep them)", named, fmt, keys)
+    return None
+
+
+def _with_tag(exif: bytes | None, tag: int, value: bytes | str) -> bytes:
     """The EXIF block with one more tag of its first directory."""
     tags = Image.Exif()
     if exif:
