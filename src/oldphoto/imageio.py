@@ -1008,7 +1008,7 @@ def _tiff_caption(photo: Photo, fmt: str, named: str) -> str | None:
     return None
 
 
-def _with_tag(exif: bytes | None, tag: int, value: bytes | str) -> bytes:
+def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
     """The EXIF block with one more tag of its first directory."""
     tags = Image.Exif()
     if exif:
