@@ -950,9 +950,7 @@ def _tiff_16bit(values: np.ndarray, alpha: np.ndarray | None, photo: Photo, name
         if photo.is_grayscale:  # OpenCV and Pillow read no 16-bit grey + alpha TIFF: the grey as RGB, the alpha kept
             planes = np.repeat(planes, 3, axis=2)
         planes = np.dstack([planes, _alpha_as(alpha, 16)])
-    tags = Image.Exif()
-    if photo.exif:
-        tags.load(photo.exif)
+    tags = _exif_tags(photo.exif)
     if any(tags.get_ifd(tag) for tag in EXIF_SUB_IFDS):
         log.warning("%sa 16-bit TIFF keeps the ICC profile, dpi, XMP and descriptive tags but not the camera's EXIF/GPS data (PNG or an 8-bit TIFF keep it)", named)
     text = {tag: tags[tag] for tag in TIFF_DESCRIPTIVE_TAGS if isinstance(tags.get(tag), str)}
@@ -997,10 +995,7 @@ def _tiff_caption(photo: Photo, fmt: str, named: str) -> str | None:
         return None
     keys = ", ".join(photo.text)
     if fmt == "TIFF":
-        tags = Image.Exif()
-        if photo.exif:
-            tags.load(photo.exif)
-        if TIFF_DESCRIPTION_TAG not in tags:
+        if TIFF_DESCRIPTION_TAG not in _exif_tags(photo.exif):
             return _one_caption(photo.text)
         log.warning("%sthe captions (%s) are left out: the TIFF's description tag holds the photo's own EXIF description (PNG keeps both)", named, keys)
         return None
@@ -1008,11 +1003,17 @@ def _tiff_caption(photo: Photo, fmt: str, named: str) -> str | None:
     return None
 
 
-def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
-    """The EXIF block with one more tag of its first directory."""
+def _exif_tags(exif: bytes | None) -> Image.Exif:
+    """The tags of an EXIF block (none for None)."""
     tags = Image.Exif()
     if exif:
         tags.load(exif)
+    return tags
+
+
+def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
+    """The EXIF block with one more tag of its first directory."""
+    tags = _exif_tags(exif)
     tags[tag] = value
     return tags.tobytes()
 
@@ -1020,8 +1021,7 @@ def _with_tag(exif: bytes | None, tag: int, value: bytes) -> bytes:
 def _has_sub_ifds(exif: bytes | None) -> bool:
     if not exif:
         return False
-    tags = Image.Exif()
-    tags.load(exif)
+    tags = _exif_tags(exif)
     return any(tag in tags for tag in EXIF_SUB_IFDS)
 
 
