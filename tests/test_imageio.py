@@ -730,3 +730,37 @@ def test_pillow_warnings_are_logged_with_the_file_name_not_printed(tmp_path, cap
         read_photo(tmp_path / "palette.png")
     assert not caught
     assert "palette.png: Palette images with Transparency" in caplog.text
+
+
+def test_png_gamma_and_chromaticity_are_kept_or_said(tmp_path, caplog):
+    """A PNG saying "gamma 1/1.8, these primaries" (an old Mac scan) lost its gAMA and cHRM chunks: viewers then showed
+    the restored file darker than the input although its levels were unchanged."""
+    import struct
+
+    from dataclasses import replace
+
+    from PIL import PngImagePlugin
+
+    chrm = struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 55556))
+    info.add(b"cHRM", chrm)
+    photo = read_photo(save_pil(tmp_path / "in.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=info))
+    for bits in (8, 16):
+        write_photo(tmp_path / f"out{bits}.png", replace(photo, bit_depth=bits))
+        written = opened(tmp_path / f"out{bits}.png")
+        assert written.info["gamma"] == pytest.approx(0.55556)
+        assert written.info["chromaticity"] == pytest.approx((0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06))
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "out.jpg", photo)
+    assert "out.jpg: the PNG's gamma / chromaticity chunks" in caplog.text
+    caplog.clear()
+    # gamma 1/2.2 alone is how encoders label ordinary files: kept in a PNG, nothing to say for a JPEG.
+    plain = PngImagePlugin.PngInfo()
+    plain.add(b"gAMA", struct.pack(">I", 45455))
+    photo = read_photo(save_pil(tmp_path / "plain.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=plain))
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "plain.jpg", photo)
+        write_photo(tmp_path / "plain-out.png", photo)
+    assert "gamma" not in caplog.text
+    assert opened(tmp_path / "plain-out.png").info["gamma"] == pytest.approx(0.45455)

@@ -234,6 +234,9 @@ class Photo:
             where scanners and editors put captions) as ``"Comment"``, which PNG readers know by that keyword and
             which a JPEG output gets back as its comment; empty for other formats.
         webp_lossless: the source is a lossless WebP (written back lossless, as a PNG is).
+        png_colour: a PNG's colour-space chunks (``gAMA``, ``cHRM``, ``sRGB``) as (type, body) pairs, in file order:
+            how the file's levels are to be shown when it has no ICC profile (a gamma-1.8 scan looks lighter or darker
+            without them); written back into a PNG output, said when another format cannot hold them.
     """
 
     pixels: np.ndarray
@@ -247,6 +250,7 @@ class Photo:
     xmp: bytes | None = None
     text: Mapping[str, str] = field(default_factory=dict)
     webp_lossless: bool = False
+    png_colour: tuple[tuple[bytes, bytes], ...] = ()
 
     @property
     def height(self) -> int:
@@ -640,6 +644,7 @@ def _read_photo(path: Path, max_pixels: int | None, too_large_hint: str) -> Phot
         xmp=_xmp_of(pil, orientation),
         text=_text_of(pil),
         webp_lossless=pil.format == "WEBP" and _webp_is_lossless(data),
+        png_colour=_png_colour_chunks(data) if pil.format == "PNG" else (),
     )
 
 
@@ -653,6 +658,37 @@ def _text_of(pil: Image.Image) -> dict[str, str]:
         text = comment.decode("utf-8", errors="replace") if isinstance(comment, bytes) else str(comment)
         return {JPEG_COMMENT_KEY: text.rstrip("\x00")}
     return {}
+
+
+PNG_COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB")
+# gAMA of 1/2.2 (45455 in units of 1e-5) is how many encoders label ordinary sRGB-like files: nothing to warn about.
+PNG_PLAIN_GAMMA = range(45000, 46000)
+
+
+def _png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The ``gAMA``, ``cHRM`` and ``sRGB`` chunks of PNG ``data`` (they come before the image data), CRC-checked."""
+    found, offset = [], 8
+    while offset + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        body = data[offset + 8 : offset + 8 + length]
+        if kind in (b"IDAT", b"IEND") or len(body) < length:
+            break
+        crc = data[offset + 8 + length : offset + 12 + length]
+        if kind in PNG_COLOUR_CHUNKS and crc == struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF):
+            found.append((kind, body))
+        offset += 12 + length
+    return tuple(found)
+
+
+def _colour_chunks_matter(photo: Photo) -> bool:
+    """Whether the photo's PNG colour chunks say something a format without them loses: a gamma other than about
+    1/2.2 or stated primaries, where no ICC profile (which viewers prefer) or ``sRGB`` chunk says it all."""
+    if photo.icc_profile or not photo.png_colour or any(kind == b"sRGB" for kind, _ in photo.png_colour):
+        return False
+    for kind, body in photo.png_colour:
+        if kind == b"cHRM" or (kind == b"gAMA" and len(body) == 4 and struct.unpack(">I", body)[0] not in PNG_PLAIN_GAMMA):
+            return True
+    return False
 
 
 def _webp_is_lossless(data: bytes) -> bool:
@@ -786,9 +822,11 @@ def _add_png_metadata(
     exif: bytes | None,
     dpi: tuple[float, float] | None = None,
     text: Mapping[str, str] | None = None,
+    colour: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
-    """Insert iCCP, eXIf, pHYs and iTXt chunks right after IHDR (OpenCV's PNG encoder writes none of them)."""
-    extra = b""
+    """Insert gAMA/cHRM/sRGB, iTXt, pHYs, iCCP and eXIf chunks right after IHDR (OpenCV's PNG encoder writes none of
+    them, Pillow's no gAMA, cHRM or sRGB)."""
+    extra = b"".join(_png_chunk(kind, body) for kind, body in colour)
     for key, value in (text or {}).items():
         # iTXt: keyword, no compression, no language tag or translated keyword, then UTF-8 text.
         extra += _png_chunk(b"iTXt", key.encode("latin-1", errors="replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
@@ -861,6 +899,13 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
     if photo.bit_depth == 16 and bit_depth == 8:
         log.warning("%s%s holds 8 bits per channel; the 16-bit input's finer levels are rounded (PNG or TIFF keep them)", named, fmt)
+    if fmt != "PNG" and _colour_chunks_matter(photo):
+        log.warning(
+            "%sthe PNG's gamma / chromaticity chunks (how its levels are to be shown) cannot be written to %s: viewers "
+            "that honoured them may show the output lighter or darker than the input (a PNG output keeps them)",
+            named,
+            fmt,
+        )
     if bit_depth == 16 and fmt == "TIFF":
         return _tiff_16bit(values, alpha, photo, named, tiff_caption)
     if bit_depth == 16:
@@ -877,7 +922,7 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
                 raise ImageWriteError("OpenCV could not encode a 16-bit PNG image")
             encoded = buffer.tobytes()
         profile = _profile_for(photo.icc_profile, photo.is_grayscale)
-        return _add_png_metadata(encoded, profile, photo.exif, photo.dpi, _png_text_items(photo))
+        return _add_png_metadata(encoded, profile, photo.exif, photo.dpi, _png_text_items(photo), photo.png_colour)
 
     if photo.is_grayscale:
         pil = Image.fromarray(values[:, :, 0], mode="L")
@@ -936,6 +981,8 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         options.update(exact=True)
     buffer = io.BytesIO()
     pil.save(buffer, format=fmt, **options)
+    if fmt == "PNG" and photo.png_colour:
+        return _add_png_metadata(buffer.getvalue(), None, None, colour=photo.png_colour)
     return buffer.getvalue()
 
 
