@@ -665,23 +665,81 @@ def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "preset_text",
+    ("preset_text", "named"),
     [
-        'base = "bopbtl"\n[[scan]]\nname = "jpeg"\nprobability = 1.0\nparams = { quality = 3 }\n',  # not a range
-        'min_structured = 1\n[[structured]]\nname = "scratches"\nparams = { count = [3] }\n',  # a range of one: IndexError
+        ('base = "bopbtl"\n[[scan]]\nname = "jpeg"\nprobability = 1.0\nparams = { quality = 3 }\n', "scan op 'jpeg'"),  # not a range
+        ('min_structured = 1\n[[structured]]\nname = "scratches"\nparams = { count = [3] }\n', "structured op 'scratches'"),  # IndexError
+        ('[[scan]]\nname = "halftone"\nparams = { cell = [0, 0] }\n', "scan op 'halftone'"),  # ZeroDivisionError: was a traceback
+        ('[[aging]]\nname = "uneven_exposure"\nprobability = 0.3\nparams = { amplitude = [nan, nan] }\n', "aging op 'uneven_exposure'"),  # OverflowError
+        ('[[structured]]\nname = "flaking"\nparams = { flake = [0.0, 0.0] }\n', "structured op 'flaking'"),
+        ('[[scan]]\nname = "gaussian_blur"\nparams = { kernel_sizes = [] }\n', "scan op 'gaussian_blur'"),
+        # Misspelt values fell back to others, and the manifest recorded the misspelling.
+        ('[[structured]]\nname = "stamps"\nparams = { categories = ["scratch"] }\n', "the stamps have: "),
+        ('[[scan]]\nname = "downscale"\nparams = { up = ["bicubic"] }\n', "downscale's up must be some of nearest, bilinear"),
+        ('[[scan]]\nname = "noise"\nparams = { kinds = ["bogus"] }\n', "noise kinds must be some of"),
     ],
 )
-def test_a_preset_file_with_parameters_that_do_not_work_stops_with_one_line(tmp_path, preset_text):
-    """A preset file whose op parameters do not work (a quality that is not a range, a range given as one number)
-    crashed at its first pair with a traceback; it stops with one line and a manifest of the pairs made."""
+def test_a_preset_file_with_parameters_that_do_not_work_is_refused_before_anything_is_written(tmp_path, preset_text, named):
+    """A preset file whose op parameters do not work crashed at its first pair with a traceback (a division by zero,
+    an overflow), or stopped after --overwrite had removed the earlier set, leaving a manifest of no pairs. Each op is
+    now tried on a test image first: the op is named and the earlier set stays as it was."""
     src = tmp_path / "src"
     src.mkdir()
     Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    out = tmp_path / "set"
+    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(out), "--preset", "bopbtl-v1"]).exit_code == 0
+    before = sorted(path.relative_to(out) for path in out.rglob("*"))
     preset = tmp_path / "mine.toml"
     preset.write_text(preset_text)
-    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--config", str(preset)], catch_exceptions=False)
-    assert result.exit_code == 1 and "does not work on" in " ".join(result.output.split()), result.output
-    assert json.loads((tmp_path / "set" / "manifest.json").read_text())["images"] == []
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(out), "--config", str(preset), "--overwrite"], catch_exceptions=False)
+    words = " ".join(result.output.split())
+    assert result.exit_code == 2 and named in words and "check them" in words, result.output
+    assert sorted(path.relative_to(out) for path in out.rglob("*")) == before
+
+
+def test_a_run_stopped_at_its_first_pair_writes_no_empty_set(tmp_path, monkeypatch):
+    """A preset that failed only at run time (on the first pair) wrote a manifest of no pairs: a "set" evaluate refused."""
+    import oldphoto.cli.degrade as cli_degrade
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+
+    def make_pair(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(cli_degrade, "make_pair", make_pair)
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set")], catch_exceptions=False)
+    words = " ".join(result.output.split())
+    assert result.exit_code == 1 and "no pair was made: stopped:" in words and "ZeroDivisionError" in words, result.output
+    assert not (tmp_path / "set").exists()
+
+
+def test_degrade_refuses_flags_that_leave_a_v1_preset_no_ops(tmp_path):
+    """The -v1 presets have no distractors: --no-structured --no-unstructured made "3 pairs" whose degraded photo was
+    the clean one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    result = CliRunner().invoke(app, ["degrade", str(src), "-o", str(tmp_path / "set"), "--preset", "default-v1", "--no-structured", "--no-unstructured"])
+    assert result.exit_code == 2 and "nothing to degrade" in result.output and not (tmp_path / "set").exists()
+
+
+def test_degrade_of_unreadable_photos_over_an_earlier_set_keeps_it(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray((smooth_image(32, 40) * 255).astype(np.uint8)).save(src / "p.png")
+    out = tmp_path / "set"
+    assert CliRunner().invoke(app, ["degrade", str(src), "-o", str(out)]).exit_code == 0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"not a jpeg")
+    result = CliRunner().invoke(app, ["degrade", str(bad), "-o", str(out), "--overwrite"])
+    assert result.exit_code == 2 and "none of the photos to degrade can be read" in " ".join(result.output.split()), result.output
+    assert (out / "manifest.json").is_file() and (out / "degraded" / "p.png").is_file()
+    # And a set given as a source says to give one of its folders (--recursive then only led to a second refusal).
+    result = CliRunner().invoke(app, ["degrade", str(out), "-o", str(tmp_path / "other")])
+    assert "give one of its folders, such as its clean/" in " ".join(result.output.split()), result.output
 
 
 def test_overwrite_keeps_the_earlier_set_when_the_options_are_refused_and_no_pair_is_hidden(tmp_path):
@@ -718,3 +776,9 @@ def test_min_structured_is_met_when_some_ops_were_drawn_already():
         for seed in range(40)
     }
     assert counts == {2}
+
+
+def test_degrade_help_shows_the_preset_default():
+    """Rich read "[default: default]" in --preset's help as a markup tag and dropped it."""
+    result = CliRunner().invoke(app, ["degrade", "--help"], terminal_width=250)
+    assert "(as before distractors). [default: default]" in result.output, result.output

@@ -283,7 +283,22 @@ def test_real_folder_writes_contact_sheets(tiny_set, tmp_path):
 
 
 def test_summary_of_nothing():
-    assert summarize("identity", []).images == 0
+    summary = summarize("identity", [])
+    # A speed of 0 s/MP and 0 MB read as a method infinitely fast: nothing was measured, as PSNR says.
+    assert summary.images == 0 and summary.as_dict()["seconds_per_mp"] is None and summary.as_dict()["peak_mb"] is None
+
+
+def test_evaluate_says_what_is_wrong_with_its_folder_and_its_options(tiny_set, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nonexist")])
+    assert result.exit_code == 2 and "nonexist: no such folder" in " ".join(result.output.split()), result.output
+    # --true-masks with methods that detect nothing did nothing without a word, and the JSON recorded it as used.
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "classical", "--true-masks"])
+    assert result.exit_code == 0 and "--true-masks does nothing here" in " ".join(result.output.split()), result.output
+    # --help names --fp16 as an alias of --precision fp16: it was "No such option".
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--fp16", "--precision", "bf16"])
+    assert result.exit_code == 2 and "--fp16 means --precision fp16 and conflicts with --precision bf16" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_set), "-m", "identity", "--fp16", "--device", "cpu"])
+    assert "No such option" not in result.output and "--fp16 is deprecated" in " ".join(result.output.split()), result.output
 
 
 def test_global_and_ablation_methods(tiny_set, random_scratch_model, random_global_models, monkeypatch, weights_dir, tmp_path):

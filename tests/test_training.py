@@ -319,9 +319,17 @@ def test_vae_old_resumes_exactly(tmp_path):
         assert all(torch.allclose(a[module][k], b[module][k], atol=1e-6) for k in a[module]), module
 
 
-def test_vae_old_needs_real_photos(tmp_path):
-    with pytest.raises(DataError, match="--real"):
+def test_vae_old_needs_real_photos(tmp_path, monkeypatch):
+    """Said before any data is loaded, without the developers' ../shared/data/real_old as the folder to pass."""
+    import oldphoto.training.restoration as restoration
+
+    def no_stamps(*args, **kwargs):
+        raise AssertionError("data loaded before the missing --real was said")
+
+    monkeypatch.setattr(restoration, "load_stamps", no_stamps)
+    with pytest.raises(DataError, match=r"pass --real DIR \(a folder of real old photos") as raised:
         train_global(dataclasses.replace(global_config(tmp_path, "vae-old", steps=1), real=()))
+    assert "shared/data" not in str(raised.value)
 
 
 def test_train_command_runs_and_reports(tmp_path):
@@ -854,6 +862,57 @@ def test_training_photos_skip_hidden_files_and_folders(tmp_path):
     save_rgb(tmp_path / "album" / ".thumbnails" / "a.png", smooth_image(16, 16, seed=1))
     (tmp_path / "album" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     assert list_images([tmp_path / "album"]) == [tmp_path / "album" / "a.png"]
+
+
+def test_training_photos_under_two_of_the_folders_given_are_used_once(tmp_path):
+    """`--data faces --data faces/` (or a folder and its sub-folder) listed each photo twice: the held-out split then
+    trained on one copy of a validation photo."""
+    from oldphoto.training.data import list_images, split_held_out
+
+    for i in range(12):
+        save_rgb(tmp_path / "album" / "sub" / f"{i:02d}.png", smooth_image(16, 16, seed=i))
+    once = list_images([tmp_path / "album"])
+    assert list_images([tmp_path / "album", tmp_path / "album" / "sub", tmp_path / "album/"]) == once and len(once) == 12
+    train, held_out = split_held_out(list_images([tmp_path / "album", tmp_path / "album" / "sub"]))
+    assert held_out and not set(train) & set(held_out)
+
+
+def test_a_damaged_pool_cache_is_drawn_again_and_a_save_is_atomic(tmp_path, monkeypatch):
+    """A pool cache cut short (a kill or a full disk while saving) failed every later run with a traceback that blamed
+    the checkpoint, even with --overwrite."""
+    import dataclasses
+
+    import torch
+
+    from oldphoto.training.data import cached_pool
+
+    @dataclasses.dataclass
+    class Pool:
+        values: torch.Tensor
+
+    drawn = []
+
+    def draw():
+        drawn.append(1)
+        return Pool(torch.arange(100_000, dtype=torch.float32))
+
+    cache = tmp_path / "run" / "checkpoint.pt"
+    first = cached_pool(cache, "train", ("x",), [], Pool, draw)
+    (saved,) = (tmp_path / "run").glob("pool-train-*.pt")
+    saved.write_bytes(saved.read_bytes()[:3000])
+    again = cached_pool(cache, "train", ("x",), [], Pool, draw)
+    assert len(drawn) == 2 and torch.equal(again.values, first.values)
+    assert torch.equal(cached_pool(cache, "train", ("x",), [], Pool, draw).values, first.values) and len(drawn) == 2
+
+    def interrupted_save(obj, handle):
+        handle.write(b"PK partial")
+        raise KeyboardInterrupt
+
+    saved.unlink()
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        cached_pool(cache, "train", ("x",), [], Pool, draw)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []  # no half-written cache, no temporary file
 
 
 def test_training_that_diverges_or_trains_nothing_stops_with_an_error(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _file_mode() -> int:
@@ -50,21 +51,29 @@ def temporary_name_prefix(entry: str) -> str | None:
     return entry[:-tail] if entry.startswith(".") and entry.endswith(TEMPORARY_SUFFIX) and len(entry) > tail + 2 else None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces ``path`` when the block ends without an error; until then, and
+    if it fails, ``path`` keeps its old content (or stays absent). For data too large to hold twice in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:  # includes KeyboardInterrupt: never leave a partial file behind
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either absent/old or complete, never partial."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 LOCK_NAME = ".oldphoto.lock"

@@ -121,6 +121,9 @@ def discover_inputs(arguments: list[str], recursive: bool = False) -> Discovered
                 linked_folders += sorted(p for p in entries if p.is_symlink() and p.is_dir())
             if not images:
                 hint = "" if recursive else " (use --recursive for sub-folders)"
+                if (path / "manifest.json").is_file() and (path / "clean").is_dir():
+                    # --recursive then only led to a second refusal: a set's parts are not photos to take as a whole.
+                    hint = " (it is a set made by oldphoto degrade: give one of its folders, such as its clean/ or degraded/)"
                 problems.append(f"{argument}: folder contains no images{hint}")
             for image in images:
                 add(image, image.relative_to(path), path)

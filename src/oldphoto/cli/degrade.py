@@ -24,7 +24,8 @@ from oldphoto.cli.common import (
     quiet_option,
     set_quiet,
 )
-from oldphoto.degrade import get_preset, load_preset_file, load_stamps, override
+from oldphoto.degrade import check_preset_runs, get_preset, load_preset_file, load_stamps, override
+from oldphoto.degrade.pipeline import PRESET_GROUPS
 from oldphoto.degrade.sets import (
     PairRecord,
     make_pair,
@@ -33,6 +34,7 @@ from oldphoto.degrade.sets import (
     write_manifest,
 )
 from oldphoto.errors import ImageWriteError, OldPhotoError
+from oldphoto.imageio import image_size
 from oldphoto.inputs import (
     SET_PARTS,
     clear_pending_set,
@@ -60,7 +62,7 @@ def degrade(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors). [default: default]",
+            help="Preset: default or bopbtl (with distractors), default-v1 or bopbtl-v1 (as before distractors). \\[default: default]",
             show_default=False,
         ),
     ] = None,
@@ -94,6 +96,10 @@ def degrade(
     with library_errors():
         recipe = load_preset_file(config, preset) if config else get_preset(preset or "default")
         recipe = override(recipe, structured=structured, unstructured=unstructured, grayscale_probability=grayscale_prob, distractors=distractors)
+    if not any(getattr(recipe, group) for group in PRESET_GROUPS):
+        # The -v1 presets have no distractors: --no-structured --no-unstructured left them nothing, and "wrote 3
+        # pairs" made pairs whose degraded photo was the clean one.
+        raise fail(f"nothing to degrade: with these flags the preset {recipe.name} has no ops left, so every pair would be its clean photo")
     discovered = discovered_inputs(sources, recursive)
     photos, in_sets = split_set_parts(discovered.files, [Path(source) for source in sources])
     if in_sets:
@@ -106,10 +112,17 @@ def degrade(
             raise fail("no photos to degrade: every file found is part of a set made by oldphoto degrade")
     with library_errors():
         stamps = load_stamps(damage_dir)  # the bundled stamps unless --damage-dir
+        if config:
+            # A preset file's op that cannot run (a halftone cell of 0, a NaN range) stopped the run after the
+            # earlier set was removed, with a traceback: tried on a test image first, the op named.
+            check_preset_runs(recipe, stamps)
         # Planned (and its options checked) before an earlier set is removed: a refused --size-range after
         # --overwrite had already deleted the set it was to replace.
         pairs = plan_pairs(photos, count, size_range)
         made_output = not output.exists()
+        if overwrite and not made_output and not any(image_size(source) for source in dict.fromkeys(pair.source for pair in pairs)):
+            # An earlier set was removed, and the folder left empty, for photos none of which could be read.
+            raise OldPhotoError(f"none of the photos to degrade can be read (e.g. {pairs[0].source}); the set in {output} is left as it was")
         prepare_set_folder(output, [source.path for source in photos], overwrite)
         check_output_folder(output)  # a folder that cannot be written is one error now, not one per pair
         write_pending_set(output, [pair.stem for pair in pairs])
@@ -134,20 +147,22 @@ def degrade(
                 stopped = "interrupted"
                 break
             # A preset's parameters that do not work (--config): a range given as one number, a string for a number.
-            except (TypeError, ValueError, IndexError, KeyError, cv2.error) as error:
+            except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, cv2.error) as error:
                 remove_pair(output, pair.stem)
                 source = f"the preset file {config}" if config else f"the preset {recipe.name}"
                 stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
                 break
             progress.advance(task)
-    if not records and stopped is None:
-        # Every photo failed: a manifest of no pairs made a "set" that evaluate then refused.
+    if not records and stopped != "interrupted":
+        # Every photo failed, or the first pair stopped the run: a manifest of no pairs made a "set" that evaluate
+        # then refused.
         clear_pending_set(output)
         if made_output:  # nothing left behind: the empty folders this run made would only be a stray set's shell
             for folder in [*(output / part for part in SET_PARTS), output]:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-        error_console.print("[bold red]error:[/] no pair was made: every photo failed (see above)", highlight=False)
+        why = f"stopped: {escape(stopped)}" if stopped else "every photo failed (see above)"
+        error_console.print(f"[bold red]error:[/] no pair was made: {why}", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
     with library_errors():
         # Also after a stop: the manifest lists the pairs made, so the set that is there is a consistent one.

@@ -18,14 +18,16 @@ from oldphoto.atomic import atomic_write_bytes
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
+    PRECISION_HELP,
     PrecisionChoice,
+    chosen_precision,
     console,
     error_console,
     fail,
     file_path,
+    fp16_option,
     library_errors,
     note,
-    precision_option,
     print_table,
     progress_bar,
     quiet_option,
@@ -114,7 +116,11 @@ def evaluate(
     save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     # fp32 by default, unlike restore: scores stay the same on every machine (give auto to measure bf16/fp16).
-    precision: Annotated[PrecisionChoice, precision_option()] = PrecisionChoice.fp32,
+    precision: Annotated[
+        PrecisionChoice | None,
+        typer.Option(help=PRECISION_HELP + " Default here: fp32, so that scores are the same on every machine.", case_sensitive=False, show_default=False),
+    ] = None,
+    fp16: Annotated[bool, fp16_option()] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     quiet: Annotated[bool, quiet_option()] = False,
 ) -> None:
@@ -130,7 +136,9 @@ def evaluate(
     listed = _saved_list(save / SAVED_LIST) if save is not None and (save / SAVED_LIST).is_file() else None
     own_results = frozenset((save / name).resolve() for name in listed or ()) if save is not None else frozenset()
     with library_errors():
-        runtime = make_runtime(device, precision.value, threads=threads)
+        # --fp16 alone means fp16 (as restore's); with an explicit other --precision it is refused.
+        chosen = chosen_precision(precision if precision is not None else (PrecisionChoice.auto if fp16 else PrecisionChoice.fp32), fp16)
+        runtime = make_runtime(device, chosen, threads=threads)
         if real is not None:
             pairs = find_pairs(real, recursive=recursive, exclude=own_results)
             if save is None:
@@ -138,6 +146,8 @@ def evaluate(
             if true_masks:
                 raise fail("--true-masks needs paired data with true damage masks, not --real photos")
         elif dataset is not None:
+            if not dataset.is_dir():  # "not a set made by oldphoto degrade" sent the user looking at a folder not there
+                raise fail(f"{dataset}: no such folder" if not dataset.exists() else f"{dataset}: not a folder; give a SET_DIR folder made by oldphoto degrade")
             if clean is None and not (dataset / "degraded").is_dir():
                 # Scored against nothing, every figure would be "-": say what the folder lacks instead.
                 raise fail(
@@ -154,6 +164,8 @@ def evaluate(
         check_detection_overrides(scratch_threshold, None)  # also when no method detects: the JSON records the value
         if scratch_threshold is not None and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].scratches for name in methods):
             note(f"--scratch-threshold {scratch_threshold} does nothing here: no method of this run detects scratches")
+        if true_masks and not any(name in PIPELINE_METHODS for name in methods):
+            note("--true-masks does nothing here: no method of this run detects damage to replace (only pipeline methods do)")
         if global_strength != 1.0 and not any(name in PIPELINE_METHODS and PIPELINE_METHODS[name].global_restoration for name in methods):
             note(f"--global-strength {global_strength:g} does nothing here: no method of this run restores globally")
         built = {name: build_method(name, runtime, scratch_threshold, scratch_verify, global_strength) for name in methods}

@@ -1,7 +1,7 @@
 """The only source of synthetic damage: ops, presets and :func:`degrade_image`."""
 
 from oldphoto.degrade.distractors import DISTRACTOR_OPS
-from oldphoto.degrade.pipeline import MASK_DEFINITION, SCORED_CHANGE, DegradedSample, degrade_image
+from oldphoto.degrade.pipeline import MASK_DEFINITION, SCORED_CHANGE, DegradedSample, check_preset_runs, degrade_image
 from oldphoto.degrade.presets import (
     PRESETS,
     Preset,
@@ -21,6 +21,7 @@ __all__ = [
     "DegradedSample",
     "Preset",
     "bundled_stamps_dir",
+    "check_preset_runs",
     "degrade_image",
     "get_preset",
     "load_preset_file",

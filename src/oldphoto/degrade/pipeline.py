@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from oldphoto.degrade.distractors import DISTRACTOR_OPS
 from oldphoto.degrade.presets import OpSpec, Preset
 from oldphoto.degrade.structured import STRUCTURED_OPS, Canvas, DamageStamps
 from oldphoto.degrade.unstructured import UNSTRUCTURED_OPS, grayscale
+from oldphoto.errors import ConfigError
 
 SCORED_CHANGE = 0.16
 """Damage that moved a pixel of the scanned photo by at least this much (0-1 intensity, 41 of 255 levels) is
@@ -179,3 +181,33 @@ def degrade_image(
 def visible_change(damaged: np.ndarray, undamaged: np.ndarray) -> np.ndarray:
     """(H, W) float32: how far two (H, W, 3) renderings in [0, 1] differ at each pixel (largest over channels)."""
     return np.abs(np.clip(damaged, 0.0, 1.0) - np.clip(undamaged, 0.0, 1.0)).max(axis=2).astype(np.float32)
+
+
+PRESET_GROUPS = ("distractors", "aging", "structured", "scan")
+"""A preset's op groups, in the order :func:`degrade_image` applies them (scan and structured may swap)."""
+
+
+def check_preset_runs(preset: Preset, stamps: DamageStamps | None = None, tries: int = 3) -> None:
+    """Run each op of ``preset`` alone, at probability 1, on a small test image, ``tries`` times from fixed seeds.
+
+    A preset file's parameters can be well-formed and still not work (a halftone cell of 0, a range of NaN, an empty
+    list of blur kernels): this finds that before a set is written (or an earlier one removed), and names the op.
+    Draws only from its own generators.
+
+    Raises:
+        ConfigError: an op failed (its group, name and the error).
+    """
+    ramp = np.linspace(0.1, 0.9, 96, dtype=np.float32)
+    test = np.ascontiguousarray(np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (96, 1)), np.tile(ramp[:, None], (1, 96))], axis=2))
+    empty = {group: () for group in PRESET_GROUPS}
+    for group in PRESET_GROUPS:
+        for spec in getattr(preset, group):
+            alone = replace(preset, **{**empty, group: (replace(spec, probability=1.0),)}, min_structured=0, grayscale_probability=0.0)
+            for seed in range(tries):
+                try:
+                    degrade_image(test, alone, np.random.default_rng(seed), stamps)
+                except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, cv2.error) as error:
+                    raise ConfigError(
+                        f"preset {preset.name!r}: the {group} op {spec.name!r} does not work with its parameters "
+                        f"{dict(spec.params) or '(defaults)'} ({type(error).__name__}: {error}); check them"
+                    ) from None

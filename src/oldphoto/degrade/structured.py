@@ -112,7 +112,10 @@ class DamageStamps:
 
     def sample(self, rng: np.random.Generator, categories: Sequence[str] | None = None) -> tuple[np.ndarray, str]:
         """A random stamp's alpha (h, w) float32 in [0, 1] and its file name."""
-        pool = [c for c in (categories or self.categories) if c in self.files] or self.categories
+        pool = [c for c in (categories or self.categories) if c in self.files]
+        if not pool:
+            # A misspelt category ("scratch") fell back to every stamp, and the manifest recorded the misspelling.
+            raise ValueError(f"no damage stamps of the categories {list(categories or ())}; the stamps have: {', '.join(self.categories)}")
         category = pool[int(rng.integers(len(pool)))]
         path = self.files[category][int(rng.integers(len(self.files[category])))]
         return _load_alpha(path), f"{category}/{path.name}"

@@ -101,6 +101,9 @@ def salt_and_pepper(image, rng, amount=(0.001, 0.02)):
 
 def noise(image, rng, kinds=("gaussian", "speckle", "salt_and_pepper"), sigma=(5 / 255, 50 / 255), amount=(0.001, 0.02)):
     """The paper's noise step: one of Gaussian, speckle or salt-and-pepper noise."""
+    unknown = sorted(set(map(str, kinds)) - {"gaussian", "speckle", "salt_and_pepper"})
+    if unknown or not len(kinds):
+        raise ValueError(f"noise kinds must be some of gaussian, speckle, salt_and_pepper; got {list(kinds)}")
     kind = str(rng.choice(kinds))
     if kind == "gaussian":
         out, params = gaussian_noise(image, rng, sigma=sigma, mono_probability=0.0)
@@ -125,6 +128,8 @@ def film_grain(image, rng, strength=(0.02, 0.07), size=(0.5, 1.5)):
 
 def downscale(image, rng, scale=(0.5, 1.0), up=("nearest", "bilinear")):
     """Bicubic down to ``scale`` and back up: the low-resolution look of small prints and scans."""
+    if not len(up) or not set(map(str, up)) <= {"nearest", "bilinear"}:
+        raise ValueError(f"downscale's up must be some of nearest, bilinear; got {list(up)}")
     f = _uniform(rng, scale)
     mode = str(rng.choice(up))
     height, width = image.shape[:2]

@@ -344,8 +344,9 @@ class MethodSummary:
     images: int = 0
     psnr: float | None = None
     ssim: float | None = None
-    seconds_per_mp: float = 0.0
-    peak_mb: float = 0.0
+    seconds_per_mp: float | None = None
+    """None when no image was scored (a speed of 0 read as infinitely fast), as PSNR and SSIM."""
+    peak_mb: float | None = None
     mask: MaskCounts | None = None
     scores: list[ImageScore] = field(default_factory=list)
     faint: RegionCounts | None = None

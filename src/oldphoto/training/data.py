@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from oldphoto.atomic import atomic_writer
 from oldphoto.degrade import DamageStamps, DegradedSample, Preset, degrade_image
 from oldphoto.errors import DataError, OldPhotoError
 from oldphoto.imageio import is_image_path, load_rgb, to_uint8
@@ -80,7 +81,15 @@ def list_images(folders: Sequence[str | Path]) -> list[Path]:
     )
     if not files:
         raise DataError(f"no images found under {', '.join(map(str, folders))}")
-    return files
+    # A folder given twice, or with a sub-folder of it, listed its photos twice: the held-out split then trained on
+    # one copy of a validation photo. Each file is used once, in sorted order.
+    first: dict[Path, Path] = {}
+    for path in files:
+        first.setdefault(path.resolve(), path)
+    unique = list(first.values())
+    if len(unique) < len(files):
+        log.warning("%d photos are under more than one of the folders %s; each is used once", len(files) - len(unique), ", ".join(map(str, folders)))
+    return unique
 
 
 def readable_images(files: Sequence[Path]) -> Iterator[tuple[Path, np.ndarray]]:
@@ -331,10 +340,15 @@ def cached_pool(cache: Path, part: str, depends_on: tuple, files: Sequence[Path]
     key = hashlib.sha256(repr((depends_on, files_key(files))).encode()).hexdigest()[:16]
     path = cache.with_name(f"pool-{part}-{key}.pt")
     if path.exists():
-        return pool_type(**torch.load(path, weights_only=False))
+        try:
+            return pool_type(**torch.load(path, weights_only=False))
+        except Exception as error:  # noqa: BLE001 - a cut-short zip or pickle raises many types
+            # One damaged cache (a kill or a full disk while saving, before saves were atomic) failed every later
+            # run, and torch's message blamed the checkpoint: drawn again instead.
+            log.warning("%s cannot be loaded (%s: %s); drawing the pool again", path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
     pool = draw()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({field.name: getattr(pool, field.name) for field in dataclasses.fields(pool)}, path)  # no deep copy
+    with atomic_writer(path) as handle:  # a run stopped while saving leaves no half-written cache behind
+        torch.save({field.name: getattr(pool, field.name) for field in dataclasses.fields(pool)}, handle)  # no deep copy
     return pool
 
 
