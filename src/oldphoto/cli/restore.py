@@ -112,6 +112,7 @@ def restore(
     global_model: opt.GlobalModelOption = GlobalModel(DEFAULT_GLOBAL_BACKEND),
     global_strength: opt.GlobalStrengthOption = 1.0,
     keep_tone: opt.KeepToneOption = False,
+    grain: opt.GrainOption = True,
     weights: opt.WeightsOption = None,
     faces: opt.FacesOption = True,
     face_strength: opt.FaceStrengthOption = 1.0,
@@ -149,6 +150,7 @@ def restore(
             global_model=global_model.value,
             global_strength=global_strength,
             keep_tone=keep_tone,
+            match_grain=grain,
             given_masks=masks is not None,
             weights=parse_weights(weights or []),
         )
@@ -422,6 +424,8 @@ def _ignored_options(options: RestoreOptions, masks_given: bool, save_mask: bool
         notes.append("--global-model does nothing with --no-global")
     if not options.faces and (options.face_strength != 1.0 or options.min_face_size or options.only_center_face):
         notes.append("--face-strength, --min-face-size and --only-center-face do nothing with --no-faces")
+    if not options.match_grain and not options.scratches and not masks_given:
+        notes.append("--no-grain does nothing with --no-scratch (no damage is repaired)")
     if save_faces and not options.faces:
         notes.append("--save-faces writes nothing with --no-faces")
     elif save_faces and options.face_strength <= 0:

@@ -168,6 +168,16 @@ GlobalStrengthOption = Annotated[
         ),
     ]
 
+GrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--grain/--no-grain",
+        help="Give repaired damage the grain of the restored photo around it (a smooth fill shows as a clean streak or a "
+        "waxy patch on a grainy scan); only repaired pixels change.",
+        rich_help_panel=STAGES,
+    ),
+]
+
 KeepToneOption = Annotated[
         bool,
         typer.Option(

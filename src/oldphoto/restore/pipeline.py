@@ -30,6 +30,7 @@ from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, refine_faces
 from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, temper_restoration
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
+from oldphoto.restore.grain import FILL_REACH, match_grain
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel, file_sha256, load_model, load_network_from, verify_weights
@@ -73,6 +74,9 @@ class RestoreOptions:
     keep_tone: bool = False
     """Give the result the input's own colour (sepia, cyanotype, toning) at low resolution, on the restored luminance
     (:func:`oldphoto.restore.tone.keep_tone`); off, the networks neutralise the tone. Black-and-white stays so."""
+    match_grain: bool = True
+    """Give the repaired damage the grain of the restored photo around it (:func:`oldphoto.restore.grain.match_grain`):
+    without it a fill is smooth, a clean streak or a waxy patch on a grainy scan."""
     given_masks: bool = False
     """Photos may come with the user's own damage masks (``restore --masks``): with every stage off those are still
     filled (classical inpainting), so such a run is not refused as doing nothing."""
@@ -292,6 +296,8 @@ def plan_stages(options: RestoreOptions, masks: Path | None = None) -> list[str]
         else:
             blend, models = "; no gate: every face's correction at", f"{FACE_DETECTOR_MODEL}, {FACE_MODEL}"
         steps.append(f"refine faces ({models}{blend} strength {options.face_strength:g}{selection})")
+    if options.match_grain and (options.scratches or masks is not None):
+        steps.append("give the repaired damage the grain of the photo around it")
     if options.keep_tone:
         steps.append("keep the photo's own tone (its colour at low resolution on the restored luminance)")
     return steps
@@ -386,6 +392,11 @@ class Restorer:
             started = time.perf_counter()
             rgb = inpaint_telea(rgb, result.mask)
             result.stage_seconds["inpaint"] = time.perf_counter() - started
+        if self.options.match_grain and not nothing_marked and (self.options.global_restoration or result.mask is not None):
+            started = time.perf_counter()
+            # The global stage repaints 2 px around each mark (FILL_REACH); the classical inpainting the marks alone.
+            rgb = match_grain(rgb, result.mask, reach=FILL_REACH if self.options.global_restoration else 0)
+            result.stage_seconds["grain"] = time.perf_counter() - started
         if self.options.faces:
             started = time.perf_counter()
             faces = refine_faces(
