@@ -677,6 +677,9 @@ def test_degrade_of_only_unreadable_photos_writes_no_manifest(tmp_path):
         ('[[structured]]\nname = "stamps"\nparams = { categories = ["scratch"] }\n', "the stamps have: "),
         ('[[scan]]\nname = "downscale"\nparams = { up = ["bicubic"] }\n', "downscale's up must be some of nearest, bilinear"),
         ('[[scan]]\nname = "noise"\nparams = { kinds = ["bogus"] }\n', "noise kinds must be some of"),
+        # One bad choice of two fails on half the draws only: three tries let it through, and --overwrite then removed
+        # the earlier set before the run stopped.
+        ('[[scan]]\nname = "gaussian_blur"\nparams = { kernel_sizes = [3, 4] }\n', "scan op 'gaussian_blur'"),
     ],
 )
 def test_a_preset_file_with_parameters_that_do_not_work_is_refused_before_anything_is_written(tmp_path, preset_text, named):
@@ -734,6 +737,9 @@ def test_degrade_of_unreadable_photos_over_an_earlier_set_keeps_it(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"not a jpeg")
+    # A header that reads but data cut short: the header alone let it through, and the set was removed.
+    whole = (src / "p.png").read_bytes()
+    (bad / "cut.png").write_bytes(whole[: len(whole) // 2])
     result = CliRunner().invoke(app, ["degrade", str(bad), "-o", str(out), "--overwrite"])
     assert result.exit_code == 2 and "none of the photos to degrade can be read" in " ".join(result.output.split()), result.output
     assert (out / "manifest.json").is_file() and (out / "degraded" / "p.png").is_file()

@@ -95,3 +95,23 @@ def test_a_colour_photograph_gets_no_grain():
     # The same scene toned sepia (one hue, lighter or darker) is a print whose grain is matched.
     sepia = np.repeat(filled.mean(axis=2, keepdims=True), 3, axis=2) * np.asarray([1.0, 0.85, 0.65], np.float32)
     assert not np.array_equal(match_grain(sepia, scratch_mask(240, 400)), sepia)
+
+
+def test_below_full_global_strength_the_whole_tempered_repair_takes_grain():
+    """At --global-strength below 1 the repair reaches 5 px and fades over 5 more: the grain covered only 4 px and was
+    measured half inside that smooth band, so the fill took half the grain and a smooth band stayed beside it."""
+    from oldphoto.restore.global_stage import temper_restoration
+    from oldphoto.restore.pipeline import RestoreOptions, grain_reach
+
+    photo = grainy(240, 400, sigma=0.03)
+    mask = scratch_mask(240, 400)
+    network = np.repeat(cv2.GaussianBlur(photo[:, :, 0], (0, 0), 4.0)[:, :, None], 3, axis=2)  # grain removed
+    for strength in (0.0, 0.5):
+        tempered = temper_restoration(photo, network.copy(), mask, strength)
+        around = grain_level(tempered, slice(30, 70), slice(60, 340))  # the grain the tempered photo keeps
+        out = match_grain(tempered, mask, *grain_reach(RestoreOptions(global_strength=strength)))
+        assert grain_level(out, slice(101, 105), slice(60, 340)) > 0.6 * around, strength  # the fill
+        for rows in (slice(92, 97), slice(109, 114)):  # the tempered repair's bands 3-8 px from the marks
+            assert grain_level(tempered, rows, slice(60, 340)) < 0.5 * around
+            assert grain_level(out, rows, slice(60, 340)) > 0.55 * around, (strength, rows)
+    assert grain_reach(RestoreOptions()) == (FILL_REACH, FADE) and grain_reach(RestoreOptions(global_restoration=False))[0] == 0

@@ -764,3 +764,17 @@ def test_png_gamma_and_chromaticity_are_kept_or_said(tmp_path, caplog):
         write_photo(tmp_path / "plain-out.png", photo)
     assert "gamma" not in caplog.text
     assert opened(tmp_path / "plain-out.png").info["gamma"] == pytest.approx(0.45455)
+    # Nor for sRGB's own primaries beside it (many encoders write both); but said for a BMP, which keeps no profile.
+    plain.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    photo = read_photo(save_pil(tmp_path / "plain2.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=plain))
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "plain2.jpg", photo)
+    assert "gamma" not in caplog.text
+    mac = PngImagePlugin.PngInfo()
+    mac.add(b"gAMA", struct.pack(">I", 55556))
+    photo = read_photo(save_pil(tmp_path / "mac.png", (smooth_image(8, 8) * 255).astype(np.uint8), pnginfo=mac, icc_profile=srgb_icc()))
+    with caplog.at_level("WARNING", logger="oldphoto.imageio"):
+        write_photo(tmp_path / "mac.jpg", photo)  # the profile goes with it: nothing to say
+        assert "gamma" not in caplog.text
+        write_photo(tmp_path / "mac.bmp", photo)
+    assert "mac.bmp: the PNG's gamma / chromaticity chunks" in caplog.text

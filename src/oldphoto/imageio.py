@@ -680,13 +680,21 @@ def _png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(found)
 
 
-def _colour_chunks_matter(photo: Photo) -> bool:
-    """Whether the photo's PNG colour chunks say something a format without them loses: a gamma other than about
-    1/2.2 or stated primaries, where no ICC profile (which viewers prefer) or ``sRGB`` chunk says it all."""
-    if photo.icc_profile or not photo.png_colour or any(kind == b"sRGB" for kind, _ in photo.png_colour):
+SRGB_CHROMATICITIES = (31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+"""sRGB's white point and primaries as a cHRM chunk states them (units of 1e-5), which many encoders write beside a
+gamma of 1/2.2: they say nothing a viewer would not assume."""
+
+
+def _colour_chunks_matter(photo: Photo, profile_kept: bool) -> bool:
+    """Whether the photo's PNG colour chunks say something an output without them loses: a gamma other than about
+    1/2.2 or primaries other than sRGB's, where the output keeps no ICC profile (which viewers prefer) and no ``sRGB``
+    chunk says it all."""
+    if profile_kept or not photo.png_colour or any(kind == b"sRGB" for kind, _ in photo.png_colour):
         return False
     for kind, body in photo.png_colour:
-        if kind == b"cHRM" or (kind == b"gAMA" and len(body) == 4 and struct.unpack(">I", body)[0] not in PNG_PLAIN_GAMMA):
+        if kind == b"gAMA" and len(body) == 4 and struct.unpack(">I", body)[0] not in PNG_PLAIN_GAMMA:
+            return True
+        if kind == b"cHRM" and len(body) == 32 and any(abs(a - b) > 100 for a, b in zip(struct.unpack(">8I", body), SRGB_CHROMATICITIES)):
             return True
     return False
 
@@ -899,7 +907,10 @@ def encode_photo(photo: Photo, fmt: str, jpeg_quality: JpegQuality = "auto", nam
         log.warning("%s%s cannot store transparency; the alpha channel is dropped", named, fmt)
     if photo.bit_depth == 16 and bit_depth == 8:
         log.warning("%s%s holds 8 bits per channel; the 16-bit input's finer levels are rounded (PNG or TIFF keep them)", named, fmt)
-    if fmt != "PNG" and _colour_chunks_matter(photo):
+    # The profile a JPEG, TIFF or WebP keeps says how to show the levels; BMP keeps none, and a grey photo's RGB
+    # profile is dropped.
+    profile_kept = fmt != "BMP" and _profile_for(photo.icc_profile, photo.is_grayscale and fmt != "WEBP") is not None
+    if fmt != "PNG" and _colour_chunks_matter(photo, profile_kept):
         log.warning(
             "%sthe PNG's gamma / chromaticity chunks (how its levels are to be shown) cannot be written to %s: viewers "
             "that honoured them may show the output lighter or darker than the input (a PNG output keeps them)",

@@ -207,9 +207,12 @@ PRECISION_HELP = (
 )
 
 
-def precision_option(panel: str | None = None) -> typer.models.OptionInfo:
-    """The ``--precision`` option, for ``Annotated[PrecisionChoice, precision_option(...)] = PrecisionChoice.auto``."""
-    return typer.Option(help=PRECISION_HELP, rich_help_panel=panel, case_sensitive=False)
+def precision_option(panel: str | None = None, default_here: str | None = None) -> typer.models.OptionInfo:
+    """The ``--precision`` option, for ``Annotated[PrecisionChoice, precision_option(...)] = PrecisionChoice.auto``.
+    ``default_here``: a command whose default is None (so that ``--fp16`` alone can be told from it) says its real
+    default in words."""
+    help_text = PRECISION_HELP + (f" Default here: {default_here}." if default_here else "")
+    return typer.Option(help=help_text, rich_help_panel=panel, case_sensitive=False, show_default=default_here is None)
 
 
 def fp16_option(panel: str | None = None) -> typer.models.OptionInfo:

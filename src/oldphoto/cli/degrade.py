@@ -6,7 +6,6 @@ import contextlib
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 import typer
 from rich.markup import escape
@@ -25,7 +24,8 @@ from oldphoto.cli.common import (
     set_quiet,
 )
 from oldphoto.degrade import check_preset_runs, get_preset, load_preset_file, load_stamps, override
-from oldphoto.degrade.pipeline import PRESET_GROUPS
+from oldphoto.degrade.pipeline import PRESET_ERRORS
+from oldphoto.degrade.presets import PRESET_GROUPS
 from oldphoto.degrade.sets import (
     PairRecord,
     make_pair,
@@ -34,7 +34,7 @@ from oldphoto.degrade.sets import (
     write_manifest,
 )
 from oldphoto.errors import ImageWriteError, OldPhotoError
-from oldphoto.imageio import image_size
+from oldphoto.imageio import load_rgb
 from oldphoto.inputs import (
     SET_PARTS,
     clear_pending_set,
@@ -120,7 +120,7 @@ def degrade(
         # --overwrite had already deleted the set it was to replace.
         pairs = plan_pairs(photos, count, size_range)
         made_output = not output.exists()
-        if overwrite and not made_output and not any(image_size(source) for source in dict.fromkeys(pair.source for pair in pairs)):
+        if overwrite and not made_output and not _one_readable(pair.source for pair in pairs):
             # An earlier set was removed, and the folder left empty, for photos none of which could be read.
             raise OldPhotoError(f"none of the photos to degrade can be read (e.g. {pairs[0].source}); the set in {output} is left as it was")
         prepare_set_folder(output, [source.path for source in photos], overwrite)
@@ -147,7 +147,7 @@ def degrade(
                 stopped = "interrupted"
                 break
             # A preset's parameters that do not work (--config): a range given as one number, a string for a number.
-            except (TypeError, ValueError, IndexError, KeyError, ArithmeticError, cv2.error) as error:
+            except PRESET_ERRORS as error:
                 remove_pair(output, pair.stem)
                 source = f"the preset file {config}" if config else f"the preset {recipe.name}"
                 stopped = f"{source} does not work on {pair.source} ({type(error).__name__}: {error}); check its op parameters"
@@ -181,3 +181,15 @@ def degrade(
     console.print(f"wrote {len(records)} pair{'' if len(records) == 1 else 's'} to {escape(str(output))}")
     if failures:
         raise typer.Exit(EXIT_FAILURES)
+
+
+def _one_readable(sources) -> bool:
+    """Whether one of ``sources`` decodes (stopping at the first that does): a header alone let a truncated file
+    through, and the earlier set was removed for photos none of which could be made into a pair."""
+    for source in dict.fromkeys(sources):
+        try:
+            load_rgb(source)
+            return True
+        except OldPhotoError:
+            continue
+    return False

@@ -18,7 +18,6 @@ from oldphoto.atomic import atomic_write_bytes
 from oldphoto.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
-    PRECISION_HELP,
     PrecisionChoice,
     chosen_precision,
     console,
@@ -28,6 +27,7 @@ from oldphoto.cli.common import (
     fp16_option,
     library_errors,
     note,
+    precision_option,
     print_table,
     progress_bar,
     quiet_option,
@@ -116,10 +116,7 @@ def evaluate(
     save: Annotated[Path | None, typer.Option(help="Save restored images and comparison sheets here.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     # fp32 by default, unlike restore: scores stay the same on every machine (give auto to measure bf16/fp16).
-    precision: Annotated[
-        PrecisionChoice | None,
-        typer.Option(help=PRECISION_HELP + " Default here: fp32, so that scores are the same on every machine.", case_sensitive=False, show_default=False),
-    ] = None,
+    precision: Annotated[PrecisionChoice | None, precision_option(default_here="fp32, so that scores are the same on every machine")] = None,
     fp16: Annotated[bool, fp16_option()] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads.")] = None,
     quiet: Annotated[bool, quiet_option()] = False,

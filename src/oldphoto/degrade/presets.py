@@ -55,6 +55,11 @@ def op(name: str, probability: float = 1.0, **params: Any) -> OpSpec:
     return OpSpec(name, probability, tuple(sorted(params.items())))
 
 
+PRESET_GROUPS = ("distractors", "aging", "structured", "scan")
+"""A preset's op groups, in the order :func:`~oldphoto.degrade.pipeline.degrade_image` applies them (scan and
+structured may swap)."""
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -75,8 +80,8 @@ class Preset:
     stream of its own (so the other groups draw exactly what they would without it); never in the mask."""
 
     def validate(self) -> Preset:
-        groups = (("distractors", DISTRACTOR_OPS), ("aging", UNSTRUCTURED_OPS), ("structured", STRUCTURED_OPS), ("scan", UNSTRUCTURED_OPS))
-        for group, registry in groups:
+        registries = {"distractors": DISTRACTOR_OPS, "aging": UNSTRUCTURED_OPS, "structured": STRUCTURED_OPS, "scan": UNSTRUCTURED_OPS}
+        for group, registry in ((group, registries[group]) for group in PRESET_GROUPS):
             for spec in getattr(self, group):
                 if spec.name not in registry:
                     valid = ", ".join(sorted(registry))
@@ -90,7 +95,7 @@ class Preset:
             raise ConfigError(f"preset {self.name!r}: mask_threshold must be between 0 and 1 (it is a change in 0-1 intensity)")
         if not 0 <= self.min_structured <= len(self.structured):
             raise ConfigError(f"preset {self.name!r}: min_structured must be between 0 and its {len(self.structured)} structured ops")
-        for group in ("distractors", "aging", "structured", "scan"):
+        for group in PRESET_GROUPS:
             for spec in getattr(self, group):
                 for name, value in spec.params:
                     bounds = PARAMETER_BOUNDS.get((spec.name, name))

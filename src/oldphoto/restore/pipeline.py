@@ -28,9 +28,9 @@ from oldphoto.registry import (
 )
 from oldphoto.restore.classical import inpaint_telea
 from oldphoto.restore.faces import RefinedFace, refine_faces
-from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, temper_restoration
+from oldphoto.restore.global_stage import DEFAULT_GLOBAL_BACKEND, GLOBAL_BACKENDS, REPAIR_REACH, temper_restoration
+from oldphoto.restore.grain import FADE, FILL_REACH, match_grain
 from oldphoto.restore.scratches import ScratchDetection, check_detection_overrides, detection_settings
-from oldphoto.restore.grain import FILL_REACH, match_grain
 from oldphoto.restore.tone import keep_tone
 from oldphoto.runtime import Runtime
 from oldphoto.weights import LoadedModel, file_sha256, load_model, load_network_from, verify_weights
@@ -303,6 +303,19 @@ def plan_stages(options: RestoreOptions, masks: Path | None = None) -> list[str]
     return steps
 
 
+def grain_reach(options: RestoreOptions) -> tuple[int, int]:
+    """(reach, fade) of the repair that grain matching follows: how far beyond the marks the repair replaced the photo,
+    and over how many pixels it fades out. The global stage repaints 2 px around each mark (the detail fusion keeps the
+    photo out of them); below strength 1 the tempering repairs 5 px in full and fades over 5 more
+    (:func:`~oldphoto.restore.global_stage.temper_restoration`), a smooth band the grain must cover too; the classical
+    inpainting fills the marks alone."""
+    if not options.global_restoration:
+        return 0, FADE
+    if options.global_strength < 1.0:
+        return REPAIR_REACH, REPAIR_REACH
+    return FILL_REACH, FADE
+
+
 def _gray_crops(record: RefinedFace) -> RefinedFace:
     if record.cropped is None or record.restored is None:
         return record
@@ -394,8 +407,7 @@ class Restorer:
             result.stage_seconds["inpaint"] = time.perf_counter() - started
         if self.options.match_grain and not nothing_marked and (self.options.global_restoration or result.mask is not None):
             started = time.perf_counter()
-            # The global stage repaints 2 px around each mark (FILL_REACH); the classical inpainting the marks alone.
-            rgb = match_grain(rgb, result.mask, reach=FILL_REACH if self.options.global_restoration else 0)
+            rgb = match_grain(rgb, result.mask, *grain_reach(self.options))
             result.stage_seconds["grain"] = time.perf_counter() - started
         if self.options.faces:
             started = time.perf_counter()
