@@ -673,8 +673,8 @@ def _png_colour_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
         body = data[offset + 8 : offset + 8 + length]
         if kind in (b"IDAT", b"IEND") or len(body) < length:
             break
-        crc = data[offset + 8 + length : offset + 12 + length]
-        if kind in PNG_COLOUR_CHUNKS and crc == struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF):
+        # The chunk as stored equals the chunk made again from its type and body only when its CRC is right.
+        if kind in PNG_COLOUR_CHUNKS and data[offset : offset + 12 + length] == _png_chunk(kind, body):
             found.append((kind, body))
         offset += 12 + length
     return tuple(found)

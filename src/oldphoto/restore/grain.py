@@ -18,7 +18,7 @@ import logging
 import cv2
 import numpy as np
 
-from oldphoto.imageio import LUMA_WEIGHTS
+from oldphoto.imageio import luma_plane
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def _band_residual(restored: np.ndarray, top: int, bottom: int) -> tuple[np.ndar
     """The high-pass luma of rows top..bottom and where it is flat (:data:`FLAT_GRADIENT`), filtered with MARGIN rows
     of context on each side."""
     first, last = max(0, top - MARGIN), min(restored.shape[0], bottom + MARGIN)
-    luma = (restored[first:last] @ LUMA_WEIGHTS).astype(np.float32)
+    luma = luma_plane(restored[first:last])
     rows = slice(top - first, top - first + bottom - top)
     smooth = cv2.GaussianBlur(luma, (0, 0), 2.0)
     gradient = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)) / 8.0

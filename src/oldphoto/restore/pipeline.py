@@ -405,7 +405,7 @@ class Restorer:
             started = time.perf_counter()
             rgb = inpaint_telea(rgb, result.mask)
             result.stage_seconds["inpaint"] = time.perf_counter() - started
-        if self.options.match_grain and not nothing_marked and (self.options.global_restoration or result.mask is not None):
+        if self.options.match_grain and not nothing_marked:  # a mark was repaired, by the global stage or the inpainting
             started = time.perf_counter()
             rgb = match_grain(rgb, result.mask, *grain_reach(self.options))
             result.stage_seconds["grain"] = time.perf_counter() - started

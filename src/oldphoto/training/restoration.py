@@ -131,11 +131,12 @@ class _Base:
             raise DataError(f"{self.name} trains on the CPU in fp32 only; --device, --precision and --workers are for detail-fusion")
         if config.crop % 4 or config.val_crop % 4:
             raise DataError("--crop and the validation crop must be multiples of 4 (the latent grid)")
-        if self.name == VAE_OLD_MODEL and not config.real:
-            # Checked before any data is loaded; the path it suggested (../shared/data/real_old) was the developers'.
-            raise DataError("vae-old needs real old photos: pass --real DIR (a folder of real old photos; repeatable)")
-        if self.name == "vae-old" and config.real and setup.batch_size < 2:
-            raise DataError("vae-old with --real needs --batch-size 2 or more: half of each step's crops are real photos")
+        if self.name == VAE_OLD_MODEL:
+            if not config.real:
+                # Checked before any data is loaded; the path it suggested (../shared/data/real_old) was the developers'.
+                raise DataError("vae-old needs real old photos: pass --real DIR (a folder of real old photos; repeatable)")
+            if setup.batch_size < 2:
+                raise DataError("vae-old with --real needs --batch-size 2 or more: half of each step's crops are real photos")
         frozen = (MAPPING_MODEL, DETAIL_MODEL)
         masked = (MAPPING_MODEL, RESTORE_UNET_MODEL, DETAIL_MODEL)  # the recipes whose networks take a damage mask
         defaults = GlobalTrainConfig
